@@ -1,0 +1,6 @@
+"""Task families as pure tensor functions, and batched rollouts."""
+
+from .navigation import Navigation2D, NavState, NavTask
+from .rollout import Episodes, rollout, sample_noise
+
+__all__ = ["Navigation2D", "NavState", "NavTask", "Episodes", "rollout", "sample_noise"]

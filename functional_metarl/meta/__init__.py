@@ -1,0 +1,31 @@
+"""Meta-learning algorithms as pure functions: the MAML family."""
+
+from .maml import adapt, maml_loss, meta_gradient
+from .maml_rl import (
+    RLBatch,
+    TRPOConfig,
+    TRPOStats,
+    adapted_distribution,
+    maml_surrogate,
+    maml_trpo_step,
+    maml_gradient_step,
+    make_rl_batch,
+    make_rl_batches,
+    reinforce_loss,
+)
+
+__all__ = [
+    "adapt",
+    "maml_loss",
+    "meta_gradient",
+    "RLBatch",
+    "TRPOConfig",
+    "TRPOStats",
+    "adapted_distribution",
+    "maml_surrogate",
+    "maml_trpo_step",
+    "maml_gradient_step",
+    "make_rl_batch",
+    "make_rl_batches",
+    "reinforce_loss",
+]

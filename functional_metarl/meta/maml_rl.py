@@ -1,0 +1,288 @@
+"""MAML for reinforcement learning: the inner REINFORCE step, the outer surrogate, and the
+TRPO meta-step of Finn et al. (2017), built from the pure pieces in ``rl`` and ``meta.maml``.
+
+Per-task data is an :class:`RLBatch` with time-major leaves ``[T, E, ...]``; a meta-batch stacks
+tasks on a leading axis ``[N, T, E, ...]`` and everything per task is vmapped over it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, NamedTuple
+
+import torch
+from torch.func import grad_and_value, vmap
+
+from ..envs.rollout import Episodes
+from ..nn import Functional
+from ..optim import GradientTransformation
+from ..rl import (
+    backtracking_line_search,
+    discounted_returns,
+    gae,
+    gauss_newton_operator,
+    gaussian_kl,
+    gaussian_log_prob,
+    linear_baseline_values,
+    masked_episode_mean,
+    normalize_advantages,
+    policy_gradient_loss,
+    surrogate_loss,
+    trpo_step_direction,
+)
+from ..tree import Params, ravel, tree_detach, tree_map
+from .maml import adapt
+
+__all__ = [
+    "RLBatch",
+    "make_rl_batch",
+    "make_rl_batches",
+    "reinforce_loss",
+    "adapted_distribution",
+    "maml_surrogate",
+    "TRPOConfig",
+    "TRPOStats",
+    "maml_trpo_step",
+    "maml_gradient_step",
+]
+
+
+class RLBatch(NamedTuple):
+    """Episodes of one task with their advantages. obs ``[T, E, d]``, actions ``[T, E, a]``,
+    advantages ``[T, E]``, mask ``[T, E]`` (a leading task axis when batched)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    advantages: torch.Tensor
+    mask: torch.Tensor
+
+
+def make_rl_batch(
+    obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor,
+    gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True,
+) -> RLBatch:
+    """One task's episodes -> advantages by GAE over a freshly fitted linear baseline."""
+    returns = discounted_returns(rewards, mask, gamma)
+    values = linear_baseline_values(obs, returns, mask)
+    advantages = gae(rewards, values, mask, gamma, gae_lambda)
+    if normalize:
+        advantages = normalize_advantages(advantages, mask)
+    return RLBatch(obs, actions, advantages, mask)
+
+
+def make_rl_batches(episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True) -> RLBatch:
+    """Vmapped over the task axis of ``episodes`` (``[N, T, E, ...]``)."""
+    if not torch.isfinite(episodes.rewards).all():
+        raise ValueError("episodes.rewards contain non-finite values (NaN or inf); refusing to learn from them")
+    fn = partial(make_rl_batch, gamma=gamma, gae_lambda=gae_lambda, normalize=normalize)
+    return vmap(fn)(episodes.obs, episodes.actions, episodes.rewards, episodes.mask)
+
+
+def reinforce_loss(policy: Functional, params: Params, batch: RLBatch) -> torch.Tensor:
+    """The inner-loop loss: REINFORCE with baseline advantages on one task's episodes."""
+    mean, log_std = policy.apply(params, batch.obs)
+    return policy_gradient_loss(gaussian_log_prob(mean, log_std, batch.actions), batch.advantages, batch.mask)
+
+
+def adapted_distribution(
+    policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
+    params: Params, train: RLBatch, obs: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, log_std)`` of the policy adapted on ``train``, at ``obs [T, E, d]`` (one task)."""
+    adapted = adapt(params, partial(reinforce_loss, policy), train, inner_opt, steps, first_order)
+    return policy.apply(adapted, obs)
+
+
+def maml_surrogate(
+    params: Params, train: RLBatch, valid: RLBatch, old_log_prob: torch.Tensor | None,
+    policy: Functional, inner_opt: GradientTransformation, steps: int = 1, first_order: bool = False,
+) -> tuple[torch.Tensor, Params]:
+    """Mean over tasks of the TRPO surrogate of the adapted policies, and the adapted params.
+
+    train / valid leaves ``[N, T, E, ...]``; old_log_prob ``[N, T, E]``, or ``None`` to take the
+    adapted policy itself (detached) as the old one: value and gradient are then those at the
+    current params, which saves a separate pass to compute the old log-probabilities.
+    Returns ``(loss, adapted)`` with adapted leaves ``[N, *param_shape]``.
+    """
+    inner_loss = partial(reinforce_loss, policy)
+
+    def per_task(train_i: RLBatch, valid_i: RLBatch, old_i: torch.Tensor | None):
+        adapted = adapt(params, inner_loss, train_i, inner_opt, steps, first_order)
+        mean, log_std = policy.apply(adapted, valid_i.obs)
+        log_prob = gaussian_log_prob(mean, log_std, valid_i.actions)
+        old = log_prob.detach() if old_i is None else old_i
+        return surrogate_loss(log_prob, old, valid_i.advantages, valid_i.mask), adapted
+
+    in_dims = (0, 0, None if old_log_prob is None else 0)
+    losses, adapted = vmap(per_task, in_dims=in_dims)(train, valid, old_log_prob)
+    return losses.mean(), adapted
+
+
+def _mean_kl(old: tuple[torch.Tensor, torch.Tensor], new: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """Mean over tasks of the per-episode-mean KL(old || new). dists ``[N, T, E, a]``, mask ``[N, T, E]``."""
+    kl = gaussian_kl(old[0], old[1], new[0], new[1])
+    return vmap(masked_episode_mean)(kl, mask).mean()
+
+
+@dataclass(frozen=True)
+class TRPOConfig:
+    """TRPO meta-step settings; defaults follow pytorch-maml-rl (max-KL 0.01, 10 CG iterations,
+    damping 1e-5, 15 line-search steps x 0.8).
+
+    curvature: ``"exact"`` = Fisher of the adapted policies *through* the adaptation (the
+    Hessian of the mean KL in the meta-params, exactly, as a Gauss-Newton product);
+    ``"adapted"`` = Fisher of the adapted policies in their own params, ignoring the inner step's
+    Jacobian (cheaper; the gradient and the line search stay exact).
+    fisher_subsample: use every k-th episode of each task for the curvature products only.
+    """
+
+    max_kl: float = 1e-2
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    ls_max_steps: int = 15
+    ls_backtrack_ratio: float = 0.8
+    curvature: str = "exact"
+    fisher_subsample: int = 1
+
+    def __post_init__(self):
+        if not self.max_kl > 0:
+            raise ValueError(f"max_kl must be positive, got {self.max_kl}")
+        if self.cg_iters < 1:
+            raise ValueError(f"cg_iters must be >= 1, got {self.cg_iters}")
+        if self.cg_damping < 0:
+            raise ValueError(f"cg_damping must be >= 0, got {self.cg_damping}")
+        if self.ls_max_steps < 1:
+            raise ValueError(f"ls_max_steps must be >= 1, got {self.ls_max_steps}")
+        if not 0 < self.ls_backtrack_ratio < 1:
+            raise ValueError(f"ls_backtrack_ratio must lie in (0, 1), got {self.ls_backtrack_ratio}")
+        if self.curvature not in ("exact", "adapted"):
+            raise ValueError(f"curvature must be 'exact' or 'adapted', got {self.curvature!r}")
+        if self.fisher_subsample < 1:
+            raise ValueError(f"fisher_subsample must be >= 1, got {self.fisher_subsample}")
+
+
+class TRPOStats(NamedTuple):
+    meta_loss: float  # surrogate before the step
+    loss_after: float
+    kl: float  # mean KL(old || new) of the adapted policies after the step
+    step_fraction: float  # accepted line-search fraction, 0 if rejected
+    grad_norm: float
+
+
+def _mean_kl_curvature(
+    old: tuple[torch.Tensor, torch.Tensor], tangent: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hessian of ``_mean_kl(old, new)`` in ``new = (mean, log_std)`` at ``new = old``, times
+    ``tangent``, in closed form: ``d2/dmean2 = 1/sigma^2`` and ``d2/dlog_std2 = 2`` per entry,
+    scaled by the weights of the masked means. (The generic jvp-of-grad path gives the same.)
+    """
+    mask = mask.to(old[0].dtype)
+    num_tasks, num_episodes = mask.shape[0], mask.shape[-1]
+    weight = mask / mask.sum(dim=1, keepdim=True).clamp_min(1.0) / (num_tasks * num_episodes)  # [N, T, E]
+    weight = weight.unsqueeze(-1)
+    return tangent[0] * torch.exp(-2 * old[1]) * weight, 2.0 * tangent[1] * weight
+
+
+def _subsample(batch: RLBatch, every: int) -> RLBatch:
+    return RLBatch(*(x[:, :, ::every] for x in batch))
+
+
+def maml_trpo_step(
+    policy: Functional,
+    params: Params,
+    train: RLBatch,
+    valid: RLBatch,
+    inner_opt: GradientTransformation,
+    inner_steps: int = 1,
+    first_order: bool = False,
+    config: TRPOConfig = TRPOConfig(),
+    grad_fn: Callable | None = None,
+) -> tuple[Params, TRPOStats]:
+    """One TRPO meta-update of ``params`` on a meta-batch (leaves ``[N, T, E, ...]``).
+
+    ``grad_fn`` optionally replaces ``grad_and_value(maml_surrogate, has_aux=True)`` (e.g. by a
+    compiled version of it) with the same signature.
+    """
+    surrogate = partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=inner_steps, first_order=first_order)
+    grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
+    # One pass gives the meta-gradient, the loss and the adapted params at the current point.
+    grads, (old_loss, adapted0) = grad_fn(params, train, valid, None)
+    if not torch.isfinite(old_loss):
+        raise FloatingPointError(f"meta-loss is not finite ({float(old_loss)}); stopping before the update")
+    adapted0 = tree_detach(adapted0)
+    with torch.no_grad():
+        old_dist = vmap(policy.apply)(adapted0, valid.obs)
+    old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
+    flat_params, unravel = ravel(params)
+    flat_grad, _ = ravel(grads)
+
+    sub_valid = _subsample(valid, config.fisher_subsample)
+    if config.curvature == "exact":
+        def outputs_fn(flat: torch.Tensor):
+            return vmap(
+                partial(adapted_distribution, policy, inner_opt, inner_steps, first_order), in_dims=(None, 0, 0)
+            )(unravel(flat), train, sub_valid.obs)
+    else:
+        def outputs_fn(flat: torch.Tensor):
+            shift = unravel(flat - flat_params)  # adapted(theta) ~ adapted(theta0) + (theta - theta0)
+            moved = tree_map(lambda a, s: a + s, adapted0, shift)
+            return vmap(policy.apply)(moved, sub_valid.obs)
+
+    curvature = gauss_newton_operator(
+        outputs_fn, lambda old, new: _mean_kl(old, new, sub_valid.mask), flat_params,
+        output_curvature=partial(_mean_kl_curvature, mask=sub_valid.mask),
+    )
+    full_step = trpo_step_direction(curvature, flat_grad.detach(), config.max_kl, config.cg_iters, config.cg_damping)
+
+    def loss_and_kl(flat: torch.Tensor):
+        loss, adapted = surrogate(unravel(flat), train, valid, old_log_prob)
+        return loss, _mean_kl(old_dist, vmap(policy.apply)(adapted, valid.obs), valid.mask)
+
+    result = backtracking_line_search(
+        loss_and_kl, flat_params.detach(), full_step, float(old_loss), config.max_kl,
+        config.ls_max_steps, config.ls_backtrack_ratio,
+    )
+    new_params = tree_map(lambda p: p.detach().clone(), unravel(result.params))
+    stats = TRPOStats(
+        meta_loss=float(old_loss), loss_after=result.loss, kl=result.kl,
+        step_fraction=result.step_fraction, grad_norm=float(flat_grad.norm()),
+    )
+    if not all(math.isfinite(v) for v in stats):
+        raise FloatingPointError(f"TRPO meta-step produced non-finite statistics {stats}")
+    return new_params, stats
+
+
+def maml_gradient_step(
+    policy: Functional,
+    params: Params,
+    train: RLBatch,
+    valid: RLBatch,
+    inner_opt: GradientTransformation,
+    meta_opt: GradientTransformation,
+    meta_opt_state,
+    inner_steps: int = 1,
+    first_order: bool = False,
+    grad_fn: Callable | None = None,
+):
+    """A plain first-order-optimizer meta-step (e.g. Adam) on the exact meta-gradient.
+
+    Returns ``(new_params, new_meta_opt_state, stats)``; ``stats.kl`` is the mean KL of the
+    adapted policies before and after the step, for monitoring.
+    """
+    surrogate = partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=inner_steps, first_order=first_order)
+    grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
+    grads, (loss, adapted0) = grad_fn(params, train, valid, None)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"meta-loss is not finite ({float(loss)}); stopping before the update")
+    updates, meta_opt_state = meta_opt.update(grads, meta_opt_state, params)
+    new_params = tree_map(lambda p, u: (p + u).detach(), params, updates)
+    with torch.no_grad():
+        old_dist = vmap(policy.apply)(tree_detach(adapted0), valid.obs)
+        old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
+        loss_after, adapted1 = surrogate(new_params, train, valid, old_log_prob)
+        kl = _mean_kl(old_dist, vmap(policy.apply)(adapted1, valid.obs), valid.mask)
+    flat_grad, _ = ravel(grads)
+    stats = TRPOStats(float(loss), float(loss_after), float(kl), 1.0, float(flat_grad.norm()))
+    return new_params, meta_opt_state, stats

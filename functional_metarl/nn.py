@@ -1,0 +1,147 @@
+"""Stateless network templates.
+
+A :class:`Functional` wraps an ``nn.Module`` *template* that is never trained itself:
+``init(seed)`` returns a fresh params dict and ``apply(params, x)`` runs the template through
+``torch.func.functional_call`` with those params. Params are plain ``dict[str, Tensor]`` keyed
+as ``named_parameters()`` names them, so they go straight into ``grad`` / ``vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .tree import Params, check_params
+
+__all__ = ["Functional", "mlp", "gaussian_policy", "categorical_policy", "ACTIVATIONS"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def _check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+class Functional:
+    """A pure network: ``init(seed) -> Params`` and ``apply(params, x)``.
+
+    Args:
+        make_module: builds the template module (called once, and again per ``init``).
+        in_dim: size of the last input axis; ``apply`` checks it.
+    """
+
+    def __init__(self, make_module: Callable[[], nn.Module], in_dim: int):
+        self._make_module = make_module
+        self.in_dim = in_dim
+        self.module = make_module()
+        self.param_shapes = {k: v.shape for k, v in self.module.named_parameters()}
+
+    def init(self, seed: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Params:
+        """Fresh parameters from ``seed``; the global RNG is left untouched."""
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = self._make_module()
+        return {
+            k: v.detach().to(device=device, dtype=dtype or v.dtype).clone()
+            for k, v in module.named_parameters()
+        }
+
+    def check(self, params: Params) -> None:
+        """Raise if ``params`` does not have this network's keys and shapes."""
+        check_params(params, self.param_shapes, type(self.module).__name__)
+
+    def apply(self, params: Params, x: torch.Tensor):
+        """Run the network. ``x: [..., in_dim]``; leading axes are batch axes."""
+        self.check(params)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a Tensor, got {type(x).__name__}")
+        if x.ndim == 0 or x.shape[-1] != self.in_dim:
+            raise ValueError(f"input expected shape [..., {self.in_dim}], got {tuple(x.shape)}")
+        return functional_call(self.module, params, (x,))
+
+    def num_params(self) -> int:
+        return sum(math.prod(s) for s in self.param_shapes.values())
+
+
+def _init_linear(layer: nn.Linear) -> nn.Linear:
+    # Xavier-uniform weights and zero biases, as the MAML-RL reference policies use.
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _mlp_module(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden]
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [_init_linear(nn.Linear(a, b)), ACTIVATIONS[activation]()]
+    layers.append(_init_linear(nn.Linear(sizes[-1], out_dim)))
+    return nn.Sequential(*layers)
+
+
+def _check_mlp_args(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> None:
+    _check_positive_int(in_dim, "in_dim")
+    _check_positive_int(out_dim, "out_dim")
+    for i, h in enumerate(hidden):
+        _check_positive_int(h, f"hidden[{i}]")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+
+
+def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (100, 100), activation: str = "relu") -> Functional:
+    """Multi-layer perceptron ``[..., in_dim] -> [..., out_dim]``."""
+    hidden = tuple(hidden)
+    _check_mlp_args(in_dim, out_dim, hidden, activation)
+    return Functional(lambda: _mlp_module(in_dim, out_dim, hidden, activation), in_dim)
+
+
+class _GaussianPolicy(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str, init_std: float):
+        super().__init__()
+        self.mean = _mlp_module(obs_dim, act_dim, hidden, activation)
+        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.mean(obs)
+        return mean, self.log_std.expand_as(mean)
+
+
+def gaussian_policy(
+    obs_dim: int,
+    act_dim: int,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    init_std: float = 1.0,
+) -> Functional:
+    """Diagonal Gaussian policy with a state-independent log-std.
+
+    ``apply(params, obs: [..., obs_dim]) -> (mean: [..., act_dim], log_std: [..., act_dim])``.
+    """
+    hidden = tuple(hidden)
+    _check_mlp_args(obs_dim, act_dim, hidden, activation)
+    if not (isinstance(init_std, (int, float)) and init_std > 0 and math.isfinite(init_std)):
+        raise ValueError(f"init_std must be a positive finite float, got {init_std!r}")
+    return Functional(lambda: _GaussianPolicy(obs_dim, act_dim, hidden, activation, float(init_std)), obs_dim)
+
+
+def categorical_policy(
+    obs_dim: int, num_actions: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh"
+) -> Functional:
+    """Categorical policy: ``apply(params, obs: [..., obs_dim]) -> logits: [..., num_actions]``."""
+    return mlp(obs_dim, num_actions, hidden, activation)

@@ -1,0 +1,123 @@
+"""Out-of-place, differentiable optimizers as ``(init, update)`` pairs (optax's shape).
+
+``updates, state = opt.update(grads, state, params)`` returns the *step to add*;
+``apply_updates(params, updates)`` adds it. Nothing is written in place, so a whole inner loop
+stays differentiable: this is what lets MAML take exact second-order meta-gradients through it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from .tree import Params, Tree, tree_add, tree_map
+
+__all__ = [
+    "GradientTransformation",
+    "SgdState",
+    "MetaSgdState",
+    "AdamState",
+    "sgd",
+    "meta_sgd",
+    "adam",
+    "apply_updates",
+]
+
+
+class GradientTransformation(NamedTuple):
+    """``init(params) -> state`` and ``update(grads, state, params) -> (updates, state)``."""
+
+    init: Callable[[Params], Any]
+    update: Callable[[Tree, Any, Params | None], tuple[Tree, Any]]
+
+
+class SgdState(NamedTuple):
+    """SGD keeps no state; an empty NamedTuple keeps vmap / checkpoints uniform."""
+
+
+class MetaSgdState(NamedTuple):
+    """Per-parameter step sizes, same structure as params. Meta-learn them by differentiating
+    the meta-loss with respect to this state (Li et al. 2017, Meta-SGD)."""
+
+    lr: Params
+
+
+class AdamState(NamedTuple):
+    count: torch.Tensor  # 0-d, number of updates taken
+    mu: Params  # first moment
+    nu: Params  # second moment
+
+
+def _check_lr(lr: float, name: str = "lr") -> float:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(lr).__name__}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"{name} must be a positive finite number, got {lr}")
+    return float(lr)
+
+
+def sgd(lr: float) -> GradientTransformation:
+    """Plain gradient descent: ``update = -lr * grad``."""
+    lr = _check_lr(lr)
+
+    def init(params: Params) -> SgdState:
+        return SgdState()
+
+    def update(grads: Tree, state: SgdState, params: Params | None = None) -> tuple[Tree, SgdState]:
+        return tree_map(lambda g: -lr * g, grads), state
+
+    return GradientTransformation(init, update)
+
+
+def meta_sgd(init_lr: float) -> GradientTransformation:
+    """Meta-SGD: ``update = -alpha * grad`` with a learnable ``alpha`` per parameter entry.
+
+    ``init`` fills every ``alpha`` with ``init_lr``; the state is differentiable data.
+    """
+    init_lr = _check_lr(init_lr, "init_lr")
+
+    def init(params: Params) -> MetaSgdState:
+        return MetaSgdState(lr=tree_map(lambda p: torch.full_like(p, init_lr), params))
+
+    def update(grads: Tree, state: MetaSgdState, params: Params | None = None) -> tuple[Tree, MetaSgdState]:
+        return tree_map(lambda a, g: -a * g, state.lr, grads), state
+
+    return GradientTransformation(init, update)
+
+
+def adam(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
+    """Adam (Kingma & Ba 2015) with bias correction, out of place."""
+    lr = _check_lr(lr)
+    for name, beta in (("b1", b1), ("b2", b2)):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {beta}")
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+
+    def init(params: Params) -> AdamState:
+        some = next(iter(params.values()))
+        return AdamState(
+            count=torch.zeros((), device=some.device, dtype=some.dtype),
+            mu=tree_map(torch.zeros_like, params),
+            nu=tree_map(torch.zeros_like, params),
+        )
+
+    def update(grads: Tree, state: AdamState, params: Params | None = None) -> tuple[Tree, AdamState]:
+        count = state.count + 1
+        mu = tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
+        nu = tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, grads)
+        mu_hat_scale = 1.0 / (1 - b1**count)
+        nu_hat_scale = 1.0 / (1 - b2**count)
+        updates = tree_map(
+            lambda m, v: -lr * (m * mu_hat_scale) / (torch.sqrt(v * nu_hat_scale) + eps), mu, nu
+        )
+        return updates, AdamState(count, mu, nu)
+
+    return GradientTransformation(init, update)
+
+
+def apply_updates(params: Params, updates: Tree) -> Params:
+    """``params + updates``, out of place."""
+    return tree_add(params, updates)

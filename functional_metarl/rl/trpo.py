@@ -1,0 +1,148 @@
+"""TRPO pieces (Schulman et al. 2015): curvature-vector products, conjugate gradient, and the
+backtracking line search under a KL bound. They work on flat parameter vectors (see
+``tree.ravel``) so they apply equally to a plain policy and to a MAML meta-policy.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+from torch.func import grad, jvp, vjp
+
+__all__ = [
+    "hessian_vector_product",
+    "gauss_newton_operator",
+    "conjugate_gradient",
+    "trpo_step_direction",
+    "LineSearchResult",
+    "backtracking_line_search",
+]
+
+Vector = torch.Tensor  # 1-D
+
+
+def hessian_vector_product(fn: Callable[[Vector], torch.Tensor], x: Vector, v: Vector) -> Vector:
+    """Exact ``H(x) v`` for scalar ``fn``: forward-mode jvp of the reverse-mode gradient."""
+    return jvp(grad(fn), (x,), (v,))[1]
+
+
+def gauss_newton_operator(
+    outputs_fn: Callable[[Vector], tuple[torch.Tensor, ...]],
+    divergence: Callable[[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]], torch.Tensor],
+    x: Vector,
+    output_curvature: Callable[[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
+) -> Callable[[Vector], Vector]:
+    """The curvature ``J^T M J`` of ``x -> divergence(stop_grad(out(x0)), out(x))`` at ``x0 = x``.
+
+    ``outputs_fn`` maps the flat params to the distribution parameters (e.g. mean and log-std
+    of every visited state); ``divergence(old, new)`` is a scalar such as the mean KL. At the
+    point where old = new, the divergence has zero gradient in the outputs, so its Hessian in
+    ``x`` is exactly ``J^T M J`` with ``M`` the divergence's Hessian in the outputs: the Fisher
+    matrix. That costs one jvp and one vjp per product instead of a double backward.
+
+    The forward pass and the vjp closure are built once here and reused for every product,
+    which is what makes it cheap inside conjugate gradient. ``output_curvature(old, u)`` may give
+    ``M u`` in closed form; by default it is computed by a jvp of the divergence's gradient.
+    """
+    outputs, pullback = vjp(outputs_fn, x)
+    old = tuple(o.detach() for o in outputs)
+
+    def generic_curvature(tangent: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        # M u: Hessian of the divergence in the outputs, at new = old, applied to u.
+        return jvp(grad(lambda new: divergence(old, new)), (old,), (tangent,))[1]
+
+    def product(v: Vector) -> Vector:
+        _, jv = jvp(outputs_fn, (x,), (v,))
+        mu = generic_curvature(jv) if output_curvature is None else output_curvature(old, jv)
+        return pullback(tuple(mu))[0]
+
+    return product
+
+
+def conjugate_gradient(
+    matvec: Callable[[Vector], Vector], b: Vector, iters: int = 10, residual_tol: float = 1e-10
+) -> Vector:
+    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given as ``matvec``.
+
+    Runs exactly ``iters`` iterations; once the squared residual drops below ``residual_tol`` the
+    remaining iterations leave ``x`` unchanged (``torch.where``, no data-dependent ``break``),
+    so the function stays traceable.
+    """
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = torch.dot(r, r)
+    for _ in range(iters):
+        active = rr > residual_tol
+        ap = matvec(p)
+        pap = torch.dot(p, ap)
+        alpha = torch.where(active, rr / torch.where(active, pap, torch.ones_like(pap)), torch.zeros_like(rr))
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = torch.dot(r, r)
+        beta = torch.where(active, rr_new / torch.where(active, rr, torch.ones_like(rr)), torch.zeros_like(rr))
+        p = r + beta * p
+        rr = torch.where(active, rr_new, rr)
+    return x
+
+
+def trpo_step_direction(
+    curvature: Callable[[Vector], Vector],
+    loss_grad: Vector,
+    max_kl: float,
+    cg_iters: int = 10,
+    damping: float = 1e-5,
+) -> Vector:
+    """The full TRPO step ``s / sqrt(s^T A s / (2 max_kl))`` with ``A s = g`` solved by CG,
+    ``A = curvature + damping * I``. Subtract it (times the line-search fraction) from params.
+    """
+    if not max_kl > 0:
+        raise ValueError(f"max_kl must be positive, got {max_kl}")
+    if damping < 0:
+        raise ValueError(f"damping must be >= 0, got {damping}")
+
+    def damped(v: Vector) -> Vector:
+        return curvature(v) + damping * v
+
+    direction = conjugate_gradient(damped, loss_grad, iters=cg_iters)
+    shs = 0.5 * torch.dot(direction, damped(direction))
+    return direction / torch.sqrt(shs.clamp_min(1e-30) / max_kl)
+
+
+class LineSearchResult(NamedTuple):
+    params: Vector
+    loss: float
+    kl: float
+    step_fraction: float  # 0.0 when no step was accepted
+    accepted: bool
+
+
+def backtracking_line_search(
+    loss_and_kl: Callable[[Vector], tuple[torch.Tensor, torch.Tensor]],
+    x: Vector,
+    full_step: Vector,
+    old_loss: float,
+    max_kl: float,
+    max_steps: int = 15,
+    backtrack_ratio: float = 0.8,
+) -> LineSearchResult:
+    """Try ``x - ratio^k * full_step`` for ``k = 0..max_steps-1``; accept the first with lower loss
+    and mean KL below ``max_kl``. If none qualifies, keep ``x``. (Runner-level: it reads scalars.)
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if not 0 < backtrack_ratio < 1:
+        raise ValueError(f"backtrack_ratio must lie in (0, 1), got {backtrack_ratio}")
+    fraction = 1.0
+    for _ in range(max_steps):
+        candidate = x - fraction * full_step
+        with torch.no_grad():
+            loss, kl = loss_and_kl(candidate)
+        loss_v, kl_v = float(loss), float(kl)
+        if loss_v < old_loss and kl_v < max_kl:
+            return LineSearchResult(candidate, loss_v, kl_v, fraction, True)
+        fraction *= backtrack_ratio
+    return LineSearchResult(x, old_loss, 0.0, 0.0, False)

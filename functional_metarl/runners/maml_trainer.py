@@ -1,0 +1,315 @@
+"""The MAML-RL trainer: the only stateful piece of the MAML path.
+
+It owns the device, the random generator, the parameters, the logs and the checkpoints, and
+calls pure functions for everything else: sample tasks -> roll out the meta-params -> adapt ->
+roll out the adapted params -> meta-step (TRPO or Adam).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.func import grad_and_value, vmap
+from tqdm.auto import tqdm
+
+from ..envs import Navigation2D, rollout, sample_noise
+from ..meta import (
+    TRPOConfig,
+    adapt,
+    maml_gradient_step,
+    maml_surrogate,
+    maml_trpo_step,
+    make_rl_batches,
+    reinforce_loss,
+)
+from ..nn import gaussian_policy
+from ..optim import AdamState, adam, sgd
+from ..tree import Params, tree_map
+
+__all__ = ["MAMLConfig", "MAMLTrainer", "resolve_device", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} was asked for but CUDA is not available")
+    return device
+
+
+@dataclass
+class MAMLConfig:
+    """MAML-TRPO settings; defaults are the MAML paper's 2D-navigation settings."""
+
+    meta_iterations: int = 500
+    meta_batch_size: int = 20  # tasks per meta-iteration
+    episodes_per_task: int = 20  # trajectories per task, before and after adaptation
+    horizon: int = 100
+    inner_lr: float = 0.1
+    inner_steps: int = 1
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    first_order: bool = False
+    meta_optimizer: str = "trpo"  # or "adam"
+    meta_lr: float = 1e-3  # Adam meta-step only
+    trpo: TRPOConfig = field(default_factory=lambda: TRPOConfig(curvature="adapted", fisher_subsample=4))
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 10
+    compile: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.trpo, dict):
+            self.trpo = TRPOConfig(**self.trpo)
+        self.hidden = tuple(self.hidden)
+        for name in ("meta_iterations", "meta_batch_size", "episodes_per_task", "horizon", "inner_steps", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("inner_lr", "meta_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if self.meta_optimizer not in ("trpo", "adam"):
+            raise ValueError(f"meta_optimizer must be 'trpo' or 'adam', got {self.meta_optimizer!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+
+def _episode_return(rewards: torch.Tensor) -> float:
+    """Mean over tasks and episodes of the summed reward. rewards ``[N, T, E]``."""
+    return float(rewards.sum(dim=1).mean())
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # atomic on POSIX: a crash leaves the old checkpoint or the new one
+
+
+class MAMLTrainer:
+    """Trains a Gaussian MLP policy with MAML on a pure task family (default Navigation2D).
+
+    Args:
+        config: the settings.
+        output_dir: where ``checkpoint.pt``, ``metrics.json`` and TensorBoard events go
+            (``None``: nothing is written).
+        env: a pure task family with ``sample_tasks`` / ``reset`` / ``step``.
+    """
+
+    def __init__(self, config: MAMLConfig, output_dir: str | Path | None = None, env: Any = None):
+        self.config = config
+        self.env = env if env is not None else Navigation2D(horizon=config.horizon)
+        if self.env.horizon != config.horizon:
+            raise ValueError(f"env.horizon ({self.env.horizon}) differs from config.horizon ({config.horizon})")
+        self.device = resolve_device(config.device)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.policy = gaussian_policy(self.env.obs_dim, self.env.act_dim, config.hidden, config.activation)
+        self.inner_opt = sgd(config.inner_lr)
+        self.meta_opt = adam(config.meta_lr)
+        self.params: Params = self.policy.init(config.seed, device=self.device)
+        self.meta_opt_state = self.meta_opt.init(self.params) if config.meta_optimizer == "adam" else None
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []
+        self._writer = None
+        self._grad_fn = self._make_grad_fn()
+
+    # ----------------------------------------------------------------- pure pieces, bound
+    def _make_grad_fn(self):
+        cfg = self.config
+        surrogate = partial(
+            maml_surrogate, policy=self.policy, inner_opt=self.inner_opt, steps=cfg.inner_steps, first_order=cfg.first_order
+        )
+        fn = grad_and_value(surrogate, has_aux=True)
+        return torch.compile(fn, dynamic=False) if cfg.compile else fn
+
+    def adapt_batch(self, params: Params, episodes, per_task: bool = False) -> Params:
+        """One adaptation (``inner_steps`` SGD steps) per task on ``episodes``; leaves ``[N, ...]``."""
+        batch = make_rl_batches(episodes, self.config.gamma, self.config.gae_lambda)
+        inner = partial(reinforce_loss, self.policy)
+        fn = lambda p, b: adapt(p, inner, b, self.inner_opt, self.config.inner_steps, first_order=True)  # noqa: E731
+        with torch.no_grad():
+            return vmap(fn, in_dims=(0 if per_task else None, 0))(params, batch)
+
+    def sample(self, params: Params, tasks, per_task: bool = False):
+        cfg = self.config
+        noise = sample_noise(cfg.horizon, tasks.goal.shape[0], cfg.episodes_per_task, self.env.act_dim, self.generator)
+        episodes = rollout(self.env, self.policy, params, tasks, noise, params_per_task=per_task)
+        if not torch.isfinite(episodes.rewards).all():
+            raise FloatingPointError("the environment returned non-finite rewards")
+        return episodes
+
+    # ----------------------------------------------------------------- training
+    def train_iteration(self) -> dict[str, float]:
+        """One meta-iteration; returns its metrics (also appended to ``history``)."""
+        cfg = self.config
+        start = time.perf_counter()
+        tasks = self.env.sample_tasks(cfg.meta_batch_size, self.generator)
+        train_episodes = self.sample(self.params, tasks)
+        adapted = self.adapt_batch(self.params, train_episodes)
+        valid_episodes = self.sample(adapted, tasks, per_task=True)
+        train = make_rl_batches(train_episodes, cfg.gamma, cfg.gae_lambda)
+        valid = make_rl_batches(valid_episodes, cfg.gamma, cfg.gae_lambda)
+        if cfg.meta_optimizer == "trpo":
+            new_params, stats = maml_trpo_step(
+                self.policy, self.params, train, valid, self.inner_opt, cfg.inner_steps, cfg.first_order,
+                cfg.trpo, grad_fn=self._grad_fn,
+            )
+        else:
+            new_params, self.meta_opt_state, stats = maml_gradient_step(
+                self.policy, self.params, train, valid, self.inner_opt, self.meta_opt, self.meta_opt_state,
+                cfg.inner_steps, cfg.first_order, grad_fn=self._grad_fn,
+            )
+        self.params = new_params
+        self.iteration += 1
+        metrics = {
+            "iteration": self.iteration,
+            "pre_return": _episode_return(train_episodes.rewards),
+            "post_return": _episode_return(valid_episodes.rewards),
+            "meta_loss": stats.meta_loss,
+            "kl": stats.kl,
+            "step_fraction": stats.step_fraction,
+            "grad_norm": stats.grad_norm,
+            "seconds": time.perf_counter() - start,
+        }
+        self.history.append(metrics)
+        return metrics
+
+    def train(self, progress: bool = True) -> list[dict[str, float]]:
+        """Run until ``config.meta_iterations``, checkpointing every ``checkpoint_every``."""
+        cfg = self.config
+        bar = tqdm(total=cfg.meta_iterations, initial=self.iteration, disable=not progress, desc="meta-iterations")
+        try:
+            while self.iteration < cfg.meta_iterations:
+                metrics = self.train_iteration()
+                self._log(metrics)
+                bar.update(1)
+                bar.set_postfix(pre=f"{metrics['pre_return']:.1f}", post=f"{metrics['post_return']:.1f}")
+                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.meta_iterations:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if self._writer is not None:
+                self._writer.flush()
+        return self.history
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        if self.output_dir is None:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+        for key, value in metrics.items():
+            if key != "iteration":
+                self._writer.add_scalar(f"train/{key}", value, metrics["iteration"])
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None) -> dict[str, float]:
+        """Mean episode return on ``num_tasks`` held-out tasks after 0..max_steps inner steps.
+
+        Each step adapts on fresh episodes of the current adapted policy (as in the MAML paper's
+        2D-navigation evaluation). The tasks come from their own generator (``seed`` defaults to
+        ``config.seed + 10_000``), so they do not overlap the training stream.
+        """
+        returns, _ = self.evaluate_with_episodes(num_tasks, max_steps, seed)
+        return returns
+
+    def evaluate_with_episodes(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None):
+        if num_tasks <= 0 or max_steps < 0:
+            raise ValueError(f"need num_tasks > 0 and max_steps >= 0, got {num_tasks} and {max_steps}")
+        cfg = self.config
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 10_000 if seed is None else seed)
+        tasks = self.env.sample_tasks(num_tasks, gen)
+        params = tree_map(lambda p: p.expand(num_tasks, *p.shape).clone(), self.params)
+        returns: dict[str, float] = {}
+        episodes_per_step = []
+        for step in range(max_steps + 1):
+            noise = sample_noise(cfg.horizon, num_tasks, cfg.episodes_per_task, self.env.act_dim, gen)
+            episodes = rollout(self.env, self.policy, params, tasks, noise, params_per_task=True)
+            returns[str(step)] = _episode_return(episodes.rewards)
+            episodes_per_step.append(episodes)
+            if step < max_steps:
+                params = self.adapt_batch(params, episodes, per_task=True)
+        return returns, (tasks, episodes_per_step)
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        opt = self.meta_opt_state
+        return {
+            "config": self.config.to_dict(),
+            "iteration": self.iteration,
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "meta_opt_state": None if opt is None else {"count": opt.count, "mu": opt.mu, "nu": opt.nu},
+            "generator_state": self.generator.get_state(),
+            "history": self.history,
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        if self.output_dir is None:
+            return None
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / CHECKPOINT_NAME
+        _atomic_save(self.state_dict(), path)
+        self.write_metrics()
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore params, optimizer state, RNG state, iteration and history from ``path``."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = dict(state["config"])
+        ours = self.config.to_dict()
+        # The run length may be extended on resume; everything else must match.
+        mismatched = [k for k in ours if k not in ("meta_iterations", "device", "checkpoint_every") and saved.get(k) != ours[k]]
+        if mismatched:
+            raise ValueError(f"checkpoint {path} was written with different settings for {mismatched}")
+        self.policy.check(state["params"])
+        self.params = {k: v.to(self.device) for k, v in state["params"].items()}
+        opt = state["meta_opt_state"]
+        if opt is not None:
+            self.meta_opt_state = AdamState(
+                opt["count"].to(self.device),
+                {k: v.to(self.device) for k, v in opt["mu"].items()},
+                {k: v.to(self.device) for k, v in opt["nu"].items()},
+            )
+        self.generator.set_state(state["generator_state"])
+        self.iteration = int(state["iteration"])
+        self.history = list(state["history"])
+
+    def write_metrics(self, evaluation: dict[str, float] | None = None) -> None:
+        if self.output_dir is None:
+            return
+        path = self.output_dir / "metrics.json"
+        payload: dict[str, Any] = {"config": self.config.to_dict(), "iterations": self.history}
+        if evaluation is None and path.is_file():
+            payload["eval"] = json.loads(path.read_text()).get("eval")
+        elif evaluation is not None:
+            payload["eval"] = evaluation
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, path)
