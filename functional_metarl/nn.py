@@ -47,7 +47,8 @@ class Functional:
     def __init__(self, make_module: Callable[[], nn.Module], in_dim: int):
         self._make_module = make_module
         self.in_dim = in_dim
-        self.module = make_module()
+        with torch.random.fork_rng(devices=[]):  # building the template must not move the global RNG
+            self.module = make_module()
         self.param_shapes = {k: v.shape for k, v in self.module.named_parameters()}
 
     def init(self, seed: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Params:

@@ -110,8 +110,8 @@ def ravel(tree: Tree) -> tuple[torch.Tensor, Callable[[torch.Tensor], Tree]]:
 def check_params(params: Any, expected: dict[str, torch.Size], where: str) -> None:
     """Raise if ``params`` is not a dict with exactly the expected keys and shapes.
 
-    ``expected`` maps name -> shape *without* any leading batch dims; leaves may carry extra
-    leading dims (a stack of per-task params), which are allowed.
+    Shapes must match exactly; a stack of per-task params goes through ``vmap``, under which
+    each leaf shows its per-task shape.
     """
     if not isinstance(params, dict):
         raise TypeError(f"{where}: expected params as dict[str, Tensor], got {type(params).__name__}")
@@ -125,7 +125,5 @@ def check_params(params: Any, expected: dict[str, torch.Size], where: str) -> No
         value = params[name]
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{where}: params[{name!r}] must be a Tensor, got {type(value).__name__}")
-        if tuple(value.shape[value.ndim - len(shape):]) != tuple(shape) or value.ndim < len(shape):
-            raise ValueError(
-                f"{where}: params[{name!r}] expected trailing shape {tuple(shape)}, got {tuple(value.shape)}"
-            )
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"{where}: params[{name!r}] expected shape {tuple(shape)}, got {tuple(value.shape)}")

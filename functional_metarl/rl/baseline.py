@@ -46,6 +46,8 @@ def fit_linear_baseline(
         raise ValueError(f"returns expected shape {tuple(mask.shape)}, got {tuple(returns.shape)}")
     if not reg_coeff > 0:
         raise ValueError(f"reg_coeff must be positive, got {reg_coeff}")
+    if isinstance(reg_ladder, bool) or not isinstance(reg_ladder, int) or reg_ladder < 1:
+        raise ValueError(f"reg_ladder must be an int >= 1, got {reg_ladder!r}")
     feats = baseline_features(obs, mask).reshape(-1, 2 * obs.shape[-1] + 4)
     target = (returns * mask.to(returns.dtype)).reshape(-1)
     xtx = feats.T @ feats
@@ -55,8 +57,11 @@ def fit_linear_baseline(
     eye = torch.eye(xtx.shape[0], device=xtx.device, dtype=xtx.dtype)
     regs = reg_coeff * 10.0 ** torch.arange(reg_ladder, device=xtx.device, dtype=xtx.dtype)
     systems = xtx.unsqueeze(0) + regs.view(-1, 1, 1) * eye  # [L, F, F]
-    solutions = torch.linalg.solve(systems, xty.expand(reg_ladder, -1))  # [L, F]
-    ok = (torch.linalg.cond(systems) < max_condition) & torch.isfinite(solutions).all(dim=-1)
+    # solve_ex reports a singular rung through ``info`` instead of raising, so a higher rung
+    # can still be chosen (and it stays vmappable).
+    solutions, info = torch.linalg.solve_ex(systems, xty.expand(reg_ladder, -1))  # [L, F]
+    ok = (info == 0) & (torch.linalg.cond(systems) < max_condition) & torch.isfinite(solutions).all(dim=-1)
+    solutions = torch.nan_to_num(solutions, nan=0.0, posinf=0.0, neginf=0.0)
     # Index of the first acceptable rung, or the last rung when none is acceptable.
     rung = torch.where(ok.any(), torch.argmax(ok.to(torch.int64)), torch.tensor(reg_ladder - 1, device=ok.device))
     return solutions[rung]

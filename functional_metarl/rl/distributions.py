@@ -51,11 +51,14 @@ def categorical_log_prob(logits: torch.Tensor, action: torch.Tensor) -> torch.Te
 
 def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     log_p = torch.log_softmax(logits, dim=-1)
-    return -torch.sum(torch.exp(log_p) * log_p, dim=-1)
+    # xlogy gives 0 for a zero-probability (masked, -inf logit) action instead of 0 * -inf = nan.
+    return -torch.sum(torch.special.xlogy(torch.exp(log_p), torch.exp(log_p)), dim=-1)
 
 
 def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) between categoricals given by logits. ``[..., n] -> [...]``."""
     log_p = torch.log_softmax(logits_p, dim=-1)
     log_q = torch.log_softmax(logits_q, dim=-1)
-    return torch.sum(torch.exp(log_p) * (log_p - log_q), dim=-1)
+    p = torch.exp(log_p)
+    # Terms with p = 0 contribute 0 (their log_p is -inf, which would give nan).
+    return torch.sum(torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)), dim=-1)

@@ -1,0 +1,592 @@
+"""MAML meta-gradient microbenchmark on 2D navigation: first vs second order, vmap vs a task loop,
+eager vs torch.compile; plus the cost of every other piece of one MAML-TRPO meta-iteration.
+
+    python benchmarks/maml_order.py                 # meta-batch 20 and 40, eager + compiled (~6 min on 2 cores)
+    python benchmarks/maml_order.py --quick         # meta-batch 20 only, fewer repeats, no compile
+    python benchmarks/maml_order.py --no-compile --threads 1 --json /tmp/maml_order.json
+
+What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task, horizon 100,
+64x64 tanh Gaussian policy, one inner SGD step of lr 0.1):
+
+* The meta-gradient on one fixed batch (real rollouts: Navigation2D tasks, ``envs.rollout`` of
+  the meta-params for the train episodes, one adaptation step, a rollout of the adapted params
+  for the valid episodes, ``meta.make_rl_batches`` of both, as ``MAMLTrainer.train_iteration``
+  does), for every combination of
+
+  - order: first-order (inner gradient treated as a constant) / second-order (exact);
+  - batching: ``vmap`` = the library's ``torch.func.grad_and_value(meta.maml_surrogate)`` with
+    ``old_log_prob=None`` (vmapped over tasks), or ``loop`` = a Python loop over tasks with plain
+    ``torch.autograd`` (shared leaf params; per task the inner REINFORCE loss,
+    ``autograd.grad(create_graph=not first_order)``, the adapted params and the surrogate; the
+    sum over tasks / N is differentiated with one ``autograd.grad``);
+  - mode: eager, or ``torch.compile(dynamic=False)`` of the vmap variant only (the loop uses
+    ``autograd.grad(create_graph=True)``, which torch.compile does not trace: shown as n/a).
+    Compilation time (the first call) is printed and excluded from the medians.
+
+  Before any timing it checks that vmap and loop give the same meta-gradient (relative error
+  < 1e-4 in float32), that compiled equals eager, and that second order differs from first.
+
+* The pieces of one meta-iteration at the first meta-batch size: the two rollouts, one
+  ``make_rl_batches`` (a train_iteration makes three: train twice, since ``adapt_batch`` makes
+  its own, and valid once), the adaptation that produces the post-rollout params, one full
+  ``maml_trpo_step`` with ``TRPOConfig(curvature="adapted", fisher_subsample=4)`` (the trainer's
+  default), with ``curvature="exact"`` and ``fisher_subsample`` 1 and 4, and one Fisher-vector
+  product through the adaptation by each route: (a) ``rl.gauss_newton_operator`` (jvp + reused
+  vjp, closed-form KL curvature, as ``maml_trpo_step`` builds it) and (b) the exact
+  double-backward Hessian-vector product of the mean KL (``rl.hessian_vector_product`` on the
+  flat params). At the old params the KL Hessian *is* the Gauss-Newton/Fisher form, so (a) and
+  (b) must agree; their relative difference is printed.
+
+Timing uses ``torch.utils.benchmark.Timer.blocked_autorange`` after a warm-up call; the tables
+report medians (the machine may be shared: means are not robust), the IQR and the number of
+timed runs. ``/ loop eager`` compares with the loop in eager mode at the same meta-batch and
+order (the loop has no compiled mode); ``2nd/1st`` compares second with first order at the same
+batching and mode; ``compiled/eager`` compares the compiled vmap with the eager vmap.
+
+OpenMP: on a shared machine, OpenMP's default *active* (spinning) wait makes multi-threaded
+torch ops 10-50x slower whenever another process holds a core. This script therefore sets
+``OMP_WAIT_POLICY=PASSIVE`` before importing torch, unless the environment already sets it or
+``--omp-wait-policy`` says otherwise (``default`` leaves it alone). The choice is printed and
+written to the JSON.
+
+Results also go to ``--json`` (default benchmarks/results/maml_order.json) with the torch
+version, the thread count, the load average and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="meta-batch 20 only, fewer repeats, no compile")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    parser.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "maml_order.json"),
+                        help="where to write the results (default benchmarks/results/maml_order.json)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--meta-batches", type=int, nargs="+", default=None,
+                        help="meta-batch sizes (default 20 40; --quick: 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--omp-wait-policy", choices=("passive", "active", "default"), default=None,
+                        help="OMP_WAIT_POLICY to set before torch loads (default: passive unless the "
+                             "environment already sets it)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    if args.meta_batches is None:
+        args.meta_batches = [20] if args.quick else [20, 40]
+    if any(n < 1 for n in args.meta_batches):
+        parser.error("--meta-batches must be positive")
+    if args.quick:
+        args.no_compile = True
+    return args
+
+
+def _configure_openmp(choice: str | None) -> str:
+    """Set OMP_WAIT_POLICY before torch (and its OpenMP runtime) is loaded."""
+    if "torch" in sys.modules:
+        return os.environ.get("OMP_WAIT_POLICY", "unset") + " (torch already imported: not changed)"
+    if choice is None:
+        if "OMP_WAIT_POLICY" in os.environ:
+            return os.environ["OMP_WAIT_POLICY"] + " (from the environment)"
+        choice = "passive"
+    if choice == "default":
+        os.environ.pop("OMP_WAIT_POLICY", None)
+        return "unset (OpenMP default)"
+    os.environ["OMP_WAIT_POLICY"] = choice.upper()
+    return choice.upper()
+
+
+if __name__ == "__main__":
+    _ARGS = parse_args()
+    _OMP_POLICY = _configure_openmp(_ARGS.omp_wait_policy)
+
+import torch  # noqa: E402
+from torch.func import grad_and_value, vmap  # noqa: E402
+from torch.utils.benchmark import Timer  # noqa: E402
+
+from functional_metarl.envs import Navigation2D, rollout, sample_noise  # noqa: E402
+from functional_metarl.meta import (  # noqa: E402
+    RLBatch,
+    TRPOConfig,
+    adapt,
+    adapted_distribution,
+    maml_surrogate,
+    maml_trpo_step,
+    make_rl_batches,
+    reinforce_loss,
+)
+from functional_metarl.meta.maml_rl import _mean_kl_curvature  # noqa: E402  (the closed form maml_trpo_step uses)
+from functional_metarl.nn import gaussian_policy  # noqa: E402
+from functional_metarl.optim import sgd  # noqa: E402
+from functional_metarl.rl import (  # noqa: E402
+    gauss_newton_operator,
+    gaussian_kl,
+    gaussian_log_prob,
+    hessian_vector_product,
+    masked_episode_mean,
+    policy_gradient_loss,
+    surrogate_loss,
+)
+from functional_metarl.tree import ravel, tree_detach  # noqa: E402
+
+# The MAML paper's 2D-navigation settings.
+EPISODES_PER_TASK = 20
+HORIZON = 100
+HIDDEN = (64, 64)
+ACTIVATION = "tanh"
+INNER_LR = 0.1
+INNER_STEPS = 1
+GAMMA = 0.99
+GAE_LAMBDA = 1.0
+REL_TOL = 1e-4
+
+
+# --------------------------------------------------------------------------------------- setup
+class Problem:
+    """One fixed meta-batch: params, tasks, train/valid episodes and their RL batches."""
+
+    def __init__(self, meta_batch: int, seed: int):
+        self.meta_batch = meta_batch
+        self.env = Navigation2D(horizon=HORIZON)
+        self.policy = gaussian_policy(self.env.obs_dim, self.env.act_dim, HIDDEN, ACTIVATION)
+        self.inner_opt = sgd(INNER_LR)
+        self.params = self.policy.init(seed)
+        gen = torch.Generator().manual_seed(seed)
+        self.tasks = self.env.sample_tasks(meta_batch, gen)
+        self.train_noise = sample_noise(HORIZON, meta_batch, EPISODES_PER_TASK, self.env.act_dim, gen)
+        self.valid_noise = sample_noise(HORIZON, meta_batch, EPISODES_PER_TASK, self.env.act_dim, gen)
+        # As MAMLTrainer.train_iteration: roll out -> adapt -> roll out adapted -> batches.
+        self.train_episodes = self.rollout_train()
+        self.train = self.make_batches(self.train_episodes)
+        self.adapted = self.adapt_for_rollout()
+        self.valid_episodes = self.rollout_valid()
+        self.valid = self.make_batches(self.valid_episodes)
+
+    # the pieces of a meta-iteration, each a zero-argument-able method for the timer
+    def rollout_train(self):
+        return rollout(self.env, self.policy, self.params, self.tasks, self.train_noise)
+
+    def rollout_valid(self):
+        return rollout(self.env, self.policy, self.adapted, self.tasks, self.valid_noise, params_per_task=True)
+
+    def make_batches(self, episodes):
+        return make_rl_batches(episodes, GAMMA, GAE_LAMBDA)
+
+    def adapt_for_rollout(self):
+        """MAMLTrainer.adapt_batch without its make_rl_batches (timed separately)."""
+        inner = partial(reinforce_loss, self.policy)
+        fn = lambda p, b: adapt(p, inner, b, self.inner_opt, INNER_STEPS, first_order=True)  # noqa: E731
+        with torch.no_grad():
+            return vmap(fn, in_dims=(None, 0))(self.params, self.train)
+
+    # the meta-gradient variants: each returns (grads dict, loss)
+    def vmap_grad_fn(self, first_order: bool):
+        surrogate = partial(maml_surrogate, policy=self.policy, inner_opt=self.inner_opt, steps=INNER_STEPS,
+                            first_order=first_order)
+        return grad_and_value(surrogate, has_aux=True)
+
+    def vmap_call(self, fn):
+        grads, (loss, _adapted) = fn(self.params, self.train, self.valid, None)
+        return grads, loss
+
+    def loop_grad(self, first_order: bool):
+        """Python loop over tasks, plain torch.autograd (no torch.func)."""
+        names = list(self.params)
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in self.params.items()}
+        leaf_list = [leaves[k] for k in names]
+        num_tasks = self.train.obs.shape[0]
+        total = 0.0
+        for i in range(num_tasks):
+            tr = RLBatch(*(x[i] for x in self.train))
+            va = RLBatch(*(x[i] for x in self.valid))
+            mean, log_std = self.policy.apply(leaves, tr.obs)
+            inner = policy_gradient_loss(gaussian_log_prob(mean, log_std, tr.actions), tr.advantages, tr.mask)
+            inner_grads = torch.autograd.grad(inner, leaf_list, create_graph=not first_order)
+            adapted = {k: leaves[k] - INNER_LR * g for k, g in zip(names, inner_grads)}
+            mean, log_std = self.policy.apply(adapted, va.obs)
+            log_prob = gaussian_log_prob(mean, log_std, va.actions)
+            total = total + surrogate_loss(log_prob, log_prob.detach(), va.advantages, va.mask)
+        loss = total / num_tasks
+        grads = torch.autograd.grad(loss, leaf_list)
+        return dict(zip(names, grads)), loss.detach()
+
+    # TRPO pieces
+    def trpo_step(self, config: TRPOConfig):
+        return maml_trpo_step(self.policy, self.params, self.train, self.valid, self.inner_opt, INNER_STEPS,
+                              False, config)
+
+
+def flat(tree) -> torch.Tensor:
+    return ravel(tree)[0].detach()
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+# --------------------------------------------------------------------------------------- timing
+class Bench:
+    def __init__(self, threads: int, min_run_time: float, min_reps: int):
+        self.threads = threads
+        self.min_run_time = min_run_time
+        self.min_reps = min_reps
+
+    def __call__(self, fn, label: str, min_reps: int | None = None, warm_s: float | None = None) -> dict:
+        """Warm up once (timed), then blocked_autorange long enough for ``min_reps`` runs.
+
+        ``warm_s``: the caller has just run ``fn`` (or the same computation) and it took this
+        long; then that run is the warm-up and none is repeated here (for the slow pieces).
+        """
+        reps = self.min_reps if min_reps is None else min_reps
+        if warm_s is None:
+            start = time.perf_counter()
+            fn()
+            warm_s = time.perf_counter() - start
+        t_warm = warm_s
+        run_time = max(self.min_run_time, (reps - 0.5) * t_warm)
+        timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=self.threads, label="maml_order",
+                      description=label)
+        m = timer.blocked_autorange(min_run_time=run_time)
+        times = [t / m.number_per_run for t in m.raw_times]
+        return {
+            "median_ms": m.median * 1e3,
+            "iqr_ms": m.iqr * 1e3,
+            "min_ms": min(times) * 1e3,
+            "runs": len(times) * m.number_per_run,
+            "warmup_ms": t_warm * 1e3,
+        }
+
+
+# --------------------------------------------------------------------------------------- checks
+def correctness_checks(problem: Problem, compiled: dict, log) -> list[dict]:
+    """vmap vs loop (both orders), compiled vs eager, second vs first order."""
+    n = problem.meta_batch
+    checks = []
+    grads = {}
+    for first_order in (True, False):
+        order = "first" if first_order else "second"
+        g_vmap, loss_vmap = problem.vmap_call(problem.vmap_grad_fn(first_order))
+        g_loop, loss_loop = problem.loop_grad(first_order)
+        grads[order] = flat(g_vmap)
+        err = rel_err(flat(g_vmap), flat(g_loop))
+        checks.append({
+            "meta_batch": n, "check": f"{order}-order vmap vs loop", "rel_err": err,
+            "loss_diff": abs(float(loss_vmap) - float(loss_loop)), "ok": err < REL_TOL,
+        })
+        fn = compiled.get(order)
+        if fn is not None and not isinstance(fn, Exception):
+            g_comp, loss_comp = problem.vmap_call(fn)
+            err = rel_err(flat(g_comp), flat(g_vmap))
+            checks.append({
+                "meta_batch": n, "check": f"{order}-order compiled vs eager (vmap)", "rel_err": err,
+                "loss_diff": abs(float(loss_comp) - float(loss_vmap)), "ok": err < REL_TOL,
+            })
+    diff = rel_err(grads["first"], grads["second"])
+    # Second order must actually differ from first order (else the Hessian term was dropped).
+    checks.append({"meta_batch": n, "check": "second-order differs from first-order", "rel_err": diff,
+                   "loss_diff": 0.0, "ok": diff > 10 * REL_TOL})
+    for c in checks:
+        log(f"  [{'PASS' if c['ok'] else 'FAIL'}] N={n:<3d} {c['check']:<40s} rel err {c['rel_err']:.2e}"
+            f"   |loss diff| {c['loss_diff']:.1e}")
+    return checks
+
+
+# --------------------------------------------------------------------------------------- meta-gradient
+def compile_variants(problem: Problem, log) -> tuple[dict, dict]:
+    """torch.compile(dynamic=False) of the vmap meta-gradient per order; first call timed."""
+    out, seconds = {}, {}
+    for first_order in (True, False):
+        order = "first" if first_order else "second"
+        fn = torch.compile(problem.vmap_grad_fn(first_order), dynamic=False)
+        start = time.perf_counter()
+        try:
+            problem.vmap_call(fn)
+            seconds[order] = time.perf_counter() - start
+            out[order] = fn
+            log(f"  compiled N={problem.meta_batch} {order}-order vmap meta-gradient: first call (compile + run) "
+                f"{seconds[order]:.1f} s")
+        except Exception as exc:  # report and go on
+            seconds[order] = time.perf_counter() - start
+            out[order] = exc
+            log(f"  compile FAILED N={problem.meta_batch} {order}-order after {seconds[order]:.1f} s: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    return out, seconds
+
+
+def meta_gradient_rows(problem: Problem, compiled: dict, compile_s: dict, bench: Bench, do_compile: bool,
+                       log) -> list[dict]:
+    n = problem.meta_batch
+    rows = []
+    for first_order in (True, False):
+        order = "first" if first_order else "second"
+        eager_fn = problem.vmap_grad_fn(first_order)
+        variants = [
+            ("vmap", "eager", lambda f=eager_fn: problem.vmap_call(f)),
+            ("loop", "eager", lambda fo=first_order: problem.loop_grad(fo)),
+        ]
+        if do_compile:
+            comp = compiled.get(order)
+            if isinstance(comp, Exception):
+                variants.append(("vmap", "compiled", comp))
+            else:
+                variants.append(("vmap", "compiled", lambda f=comp: problem.vmap_call(f)))
+            variants.append(("loop", "compiled", None))
+        for batching, mode, fn in variants:
+            row = {"meta_batch": n, "order": order, "batching": batching, "mode": mode,
+                   "median_ms": None, "status": "ok"}
+            if fn is None:
+                row["status"] = "n/a"
+            elif isinstance(fn, Exception):
+                row["status"] = f"failed: {type(fn).__name__}: {str(fn).splitlines()[0][:80] if str(fn) else ''}"
+            else:
+                try:
+                    row.update(bench(fn, f"N={n} {order} {batching} {mode}"))
+                except Exception as exc:
+                    row["status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
+            if mode == "compiled" and batching == "vmap":
+                row["compile_s"] = compile_s.get(order)
+            rows.append(row)
+            if row["median_ms"] is not None:
+                log(f"  timed N={n} {order:6s} {batching} {mode:8s} median {row['median_ms']:9.1f} ms "
+                    f"({row['runs']} runs)")
+    # ratios
+    def find(order, batching, mode):
+        for r in rows:
+            if (r["order"], r["batching"], r["mode"]) == (order, batching, mode) and r["median_ms"] is not None:
+                return r["median_ms"]
+        return None
+
+    for r in rows:
+        if r["median_ms"] is None:
+            continue
+        loop = find(r["order"], "loop", "eager")
+        r["ratio_vs_loop_eager"] = r["median_ms"] / loop if loop else None
+        if r["order"] == "second":
+            first = find("first", r["batching"], r["mode"])
+            r["ratio_second_first"] = r["median_ms"] / first if first else None
+        if r["mode"] == "compiled":
+            eager = find(r["order"], r["batching"], "eager")
+            r["ratio_compiled_eager"] = r["median_ms"] / eager if eager else None
+    return rows
+
+
+# --------------------------------------------------------------------------------------- pieces
+def mean_kl(old, new, mask) -> torch.Tensor:
+    """Mean over tasks of the per-episode-mean KL(old || new), from the public pieces."""
+    kl = gaussian_kl(old[0], old[1], new[0], new[1])
+    return vmap(masked_episode_mean)(kl, mask).mean()
+
+
+def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tuple[list[dict], dict]:
+    n = problem.meta_batch
+    rows, extra = [], {}
+
+    def add(name, fn, note="", reps=None, warm_s=None):
+        row = {"meta_batch": n, "piece": name, "note": note, "status": "ok", "median_ms": None}
+        try:
+            row.update(bench(fn, name, min_reps=reps, warm_s=warm_s))
+        except Exception as exc:
+            row["status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
+        rows.append(row)
+        if row["median_ms"] is not None:
+            log(f"  timed N={n} {name:<44s} median {row['median_ms']:9.1f} ms ({row['runs']} runs)")
+        return row
+
+    add("rollout, meta-params (train episodes)", problem.rollout_train, f"{HORIZON} steps x {EPISODES_PER_TASK} ep")
+    add("adapt for the post-rollout", problem.adapt_for_rollout, "vmap, first-order, no_grad")
+    add("rollout, adapted params (valid episodes)", problem.rollout_valid, "params per task")
+    add("make_rl_batches (one call)", lambda: problem.make_batches(problem.train_episodes),
+        "train_iteration makes 3")
+    add("meta-gradient (vmap eager, 2nd order)", lambda f=problem.vmap_grad_fn(False): problem.vmap_call(f),
+        "inside every trpo step")
+
+    configs = [
+        ("trpo step adapted, subsample 4 (trainer default)", TRPOConfig(curvature="adapted", fisher_subsample=4)),
+        ("trpo step exact, subsample 1", TRPOConfig(curvature="exact", fisher_subsample=1)),
+        ("trpo step exact, subsample 4", TRPOConfig(curvature="exact", fisher_subsample=4)),
+    ]
+    for name, cfg in configs:
+        start = time.perf_counter()
+        _, stats = problem.trpo_step(cfg)  # the warm-up; its stats show the step is sane
+        warm_s = time.perf_counter() - start
+        note = f"frac {stats.step_fraction:.2f}, kl {stats.kl:.1e}"
+        add(name, lambda c=cfg: problem.trpo_step(c), note, reps=expensive_reps, warm_s=warm_s)
+
+    # Fisher-vector products through the adaptation, at the current params, full valid batch.
+    policy, inner_opt, train, valid = problem.policy, problem.inner_opt, problem.train, problem.valid
+    flat_params, unravel = ravel(problem.params)
+    flat_params = flat_params.detach()
+
+    def outputs_fn(x):
+        return vmap(partial(adapted_distribution, policy, inner_opt, INNER_STEPS, False), in_dims=(None, 0, 0))(
+            unravel(x), train, valid.obs)
+
+    with torch.no_grad():
+        old = tuple(o.detach() for o in outputs_fn(flat_params))
+    divergence = lambda o, new: mean_kl(o, new, valid.mask)  # noqa: E731
+
+    def build():
+        return gauss_newton_operator(outputs_fn, divergence, flat_params,
+                                     output_curvature=partial(_mean_kl_curvature, mask=valid.mask))
+
+    operator = build()
+    v = torch.randn(flat_params.numel(), generator=torch.Generator().manual_seed(1234))
+    v = v / v.norm()
+    hvp_fn = lambda: hessian_vector_product(lambda x: mean_kl(old, outputs_fn(x), valid.mask), flat_params, v)  # noqa: E731
+    fvp_a = operator(v).detach()
+    start = time.perf_counter()
+    fvp_b = hvp_fn().detach()
+    hvp_s = time.perf_counter() - start
+    diff = rel_err(fvp_a, fvp_b)
+    cos = float(torch.dot(fvp_a, fvp_b) / (fvp_a.norm() * fvp_b.norm()))
+    extra["fvp_rel_diff"] = diff
+    extra["fvp_cosine"] = cos
+    extra["fvp_norm"] = float(fvp_b.norm())
+    log(f"  Fisher-vector product through the adaptation: |GN - HVP| / |HVP| = {diff:.2e} (cosine {cos:.8f})")
+    add("FVP (a) gauss_newton_operator: build", build, "forward + vjp, once per step")
+    add("FVP (a) gauss_newton_operator: product", lambda: operator(v), f"jvp + vjp; rel diff to (b) {diff:.1e}")
+    add("FVP (b) exact HVP of mean KL (double bwd)", hvp_fn, "jvp of grad, per product", warm_s=hvp_s)
+    return rows, extra
+
+
+# --------------------------------------------------------------------------------------- output
+def _fmt(x, spec="{:.2f}"):
+    return "" if x is None else spec.format(x)
+
+
+def format_meta_table(rows: list[dict]) -> str:
+    head = (f"{'meta_batch':>10} | {'order':<6} | {'batching':<8} | {'mode':<8} | {'median ms':>10} | "
+            f"{'IQR ms':>8} | {'runs':>4} | {'/ loop eager':>12} | {'2nd/1st':>7} | {'compiled/eager':>14} | "
+            f"{'compile s':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r["median_ms"] is None:
+            timing = f"{r['status']:>10}"
+            lines.append(f"{r['meta_batch']:>10} | {r['order']:<6} | {r['batching']:<8} | {r['mode']:<8} | {timing}")
+            continue
+        lines.append(
+            f"{r['meta_batch']:>10} | {r['order']:<6} | {r['batching']:<8} | {r['mode']:<8} | "
+            f"{r['median_ms']:>10.1f} | {r['iqr_ms']:>8.1f} | {r['runs']:>4} | "
+            f"{_fmt(r.get('ratio_vs_loop_eager')):>12} | {_fmt(r.get('ratio_second_first')):>7} | "
+            f"{_fmt(r.get('ratio_compiled_eager')):>14} | {_fmt(r.get('compile_s'), '{:.1f}'):>9}")
+    return "\n".join(lines)
+
+
+def format_piece_table(rows: list[dict]) -> str:
+    head = f"{'piece':<48} | {'meta_batch':>10} | {'median ms':>10} | {'IQR ms':>8} | {'runs':>4} | note"
+    lines = [head, "-" * (len(head) + 30)]
+    for r in rows:
+        if r["median_ms"] is None:
+            lines.append(f"{r['piece']:<48} | {r['meta_batch']:>10} | {r['status']}")
+            continue
+        lines.append(f"{r['piece']:<48} | {r['meta_batch']:>10} | {r['median_ms']:>10.1f} | {r['iqr_ms']:>8.1f} | "
+                     f"{r['runs']:>4} | {r['note']}")
+    by = {r["piece"]: r["median_ms"] for r in rows}
+    parts = ["rollout, meta-params (train episodes)", "adapt for the post-rollout",
+             "rollout, adapted params (valid episodes)", "trpo step adapted, subsample 4 (trainer default)"]
+    if all(by.get(p) is not None for p in parts) and by.get("make_rl_batches (one call)") is not None:
+        total = sum(by[p] for p in parts) + 3 * by["make_rl_batches (one call)"]
+        lines.append("-" * (len(head) + 30))
+        lines.append(f"{'= one trainer meta-iteration (sum of the above)':<48} | {rows[0]['meta_batch']:>10} | "
+                     f"{total:>10.1f} |          |      | 2 rollouts + adapt + 3 batches + default trpo step")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------- main
+def main(args: argparse.Namespace, omp_policy: str) -> int:
+    t_start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    load = os.getloadavg()
+    log(f"maml_order: torch {torch.__version__}, {args.threads} thread(s), OMP_WAIT_POLICY={omp_policy}, "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if load[0] > max(1.0, (os.cpu_count() or 1) - args.threads + 0.5):
+        log("  note: the machine is busy (load average above the free cores); timings are noisy, read the medians")
+    do_compile = not args.no_compile
+    if args.quick:
+        bench = Bench(args.threads, min_run_time=0.3, min_reps=3)
+        expensive_reps = 1
+    else:
+        bench = Bench(args.threads, min_run_time=1.0, min_reps=5)
+        expensive_reps = 3
+    log(f"settings: meta-batch {args.meta_batches}, {EPISODES_PER_TASK} episodes/task, horizon {HORIZON}, "
+        f"{'x'.join(map(str, HIDDEN))} {ACTIVATION} gaussian policy, inner SGD lr {INNER_LR} x {INNER_STEPS} step, "
+        f"compile {'on' if do_compile else 'off'}{' (quick)' if args.quick else ''}")
+
+    all_checks, meta_rows, pieces, extra, compile_times = [], [], [], {}, {}
+    for idx, n in enumerate(args.meta_batches):
+        log(f"\n== meta-batch {n}: building the batch from rollouts")
+        t0 = time.perf_counter()
+        problem = Problem(n, args.seed + idx)
+        pre = float(problem.train_episodes.rewards.sum(1).mean())
+        post = float(problem.valid_episodes.rewards.sum(1).mean())
+        log(f"  built in {time.perf_counter() - t0:.1f} s; mean return before / after adaptation {pre:.1f} / {post:.1f}")
+        compiled, compile_s = ({}, {})
+        if do_compile:
+            compiled, compile_s = compile_variants(problem, log)
+            compile_times[str(n)] = compile_s
+        log("  correctness:")
+        all_checks += correctness_checks(problem, compiled, log)
+        meta_rows += meta_gradient_rows(problem, compiled, compile_s, bench, do_compile, log)
+        if idx == 0:
+            log(f"  pieces of one meta-iteration at meta-batch {n}:")
+            pieces, extra = piece_rows(problem, bench, expensive_reps, log)
+
+    total_s = time.perf_counter() - t_start
+    failed = [c for c in all_checks if not c["ok"]]
+    log("\nCorrectness: " + ("all checks passed" if not failed else f"{len(failed)} check(s) FAILED: "
+                                                                      + "; ".join(c["check"] for c in failed)))
+    log(f"\nMeta-gradient (median of blocked_autorange runs; torch {torch.__version__}, {args.threads} threads)")
+    log(format_meta_table(meta_rows))
+    log("  / loop eager: vs the autograd task loop at the same meta-batch and order (the loop is eager only)")
+    log(f"\nPieces of one MAML-TRPO meta-iteration (second order, eager)")
+    log(format_piece_table(pieces))
+    log(f"  FVP check: gauss_newton_operator vs exact HVP, relative difference {extra.get('fvp_rel_diff', math.nan):.2e}")
+    end_load = os.getloadavg()
+    log(f"\ntotal run time {total_s:.1f} s; load average at the end {end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f}")
+
+    payload = {
+        "benchmark": "maml_order",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "omp_wait_policy": omp_policy,
+        "load_average_start": list(load),
+        "load_average_end": list(end_load),
+        "quick": args.quick,
+        "compile": do_compile,
+        "settings": {
+            "meta_batches": args.meta_batches, "episodes_per_task": EPISODES_PER_TASK, "horizon": HORIZON,
+            "hidden": list(HIDDEN), "activation": ACTIVATION, "inner_lr": INNER_LR, "inner_steps": INNER_STEPS,
+            "gamma": GAMMA, "gae_lambda": GAE_LAMBDA, "seed": args.seed,
+        },
+        "checks": all_checks,
+        "compile_seconds": compile_times,
+        "meta_gradient": meta_rows,
+        "pieces": pieces,
+        "fvp": extra,
+        "total_seconds": total_s,
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1))
+    log(f"wrote {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(_ARGS, _OMP_POLICY))
