@@ -64,7 +64,9 @@ def plot_returns(history: list[dict], path: Path) -> None:
 
 def plot_trajectories(tasks, episodes_per_step, path: Path, num_goals: int = 4) -> None:
     """Paths of the first episode for a few goals, before (0 steps) and after 1 and 3 steps."""
-    fig, axes = plt.subplots(1, num_goals, figsize=(3.2 * num_goals, 3.4))
+    num_goals = min(num_goals, tasks.goal.shape[0])
+    fig, axes = plt.subplots(1, num_goals, figsize=(3.2 * num_goals, 3.4), squeeze=False)
+    axes = axes[0]
     styles = {0: ("tab:gray", "before"), 1: ("tab:blue", "1 step"), len(episodes_per_step) - 1: ("tab:red", f"{len(episodes_per_step) - 1} steps")}
     for i, ax in enumerate(axes):
         goal = tasks.goal[i].cpu()

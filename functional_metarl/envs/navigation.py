@@ -94,6 +94,10 @@ class Navigation2D:
             raise ValueError(
                 f"action expected shape {tuple(state.position.shape)} (tasks x episodes x 2), got {tuple(action.shape)}"
             )
+        if tasks.goal.shape != (*state.position.shape[:-2], 2):
+            raise ValueError(
+                f"tasks.goal expected shape {(*state.position.shape[:-2], 2)} to match the state, got {tuple(tasks.goal.shape)}"
+            )
         active = ~state.done
         move = torch.clamp(action, -self.max_action, self.max_action)
         position = torch.where(active.unsqueeze(-1), state.position + move, state.position)

@@ -83,7 +83,7 @@ class MAMLConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         for name in ("inner_lr", "meta_lr"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -104,8 +104,11 @@ def _episode_return(rewards: torch.Tensor) -> float:
 
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # atomic on POSIX: a crash leaves the old checkpoint or the new one
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)  # atomic on POSIX: a crash leaves the old checkpoint or the new one
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class MAMLTrainer:
@@ -285,7 +288,7 @@ class MAMLTrainer:
         saved = dict(state["config"])
         ours = self.config.to_dict()
         # The run length may be extended on resume; everything else must match.
-        mismatched = [k for k in ours if k not in ("meta_iterations", "device", "checkpoint_every") and saved.get(k) != ours[k]]
+        mismatched = [k for k in ours if k not in ("meta_iterations", "device", "checkpoint_every", "compile") and saved.get(k) != ours[k]]
         if mismatched:
             raise ValueError(f"checkpoint {path} was written with different settings for {mismatched}")
         self.policy.check(state["params"])

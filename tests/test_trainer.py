@@ -1,0 +1,354 @@
+"""The MAML-RL trainer (runners/maml_trainer.py) and the examples/maml_nav.py script."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from functional_metarl.envs import Navigation2D
+from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides) -> MAMLConfig:
+    base = dict(
+        meta_iterations=2, meta_batch_size=3, episodes_per_task=3, horizon=10, hidden=(8,),
+        seed=0, device="cpu", checkpoint_every=1,
+    )
+    base.update(overrides)
+    return MAMLConfig(**base)
+
+
+def _without_seconds(history):
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in history]
+
+
+def _load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --------------------------------------------------------------------------- learning
+@pytest.mark.slow
+def test_short_training_run_learns_to_adapt():
+    """After a short MAML-TRPO run the one-step-adapted policy beats the meta-policy, both on the
+    training stream (post vs pre return) and on held-out tasks (eval after 1 step vs 0)."""
+    cfg = MAMLConfig(
+        meta_iterations=25, meta_batch_size=10, episodes_per_task=10, horizon=100, hidden=(16, 16),
+        seed=1, device="cpu", checkpoint_every=100,
+    )
+    trainer = MAMLTrainer(cfg)
+    history = trainer.train(progress=False)
+    assert len(history) == 25 and [m["iteration"] for m in history] == list(range(1, 26))
+    for m in history:
+        assert all(math.isfinite(m[k]) for k in ("pre_return", "post_return", "meta_loss", "kl"))
+        assert 0 <= m["kl"] <= cfg.trpo.max_kl
+    late = history[-12:]
+    gap = sum(m["post_return"] - m["pre_return"] for m in late) / len(late)
+    assert gap > 3.0, gap
+    # Meta-training improved the pre-adaptation policy too (returns are negative distances).
+    early_pre = sum(m["pre_return"] for m in history[:3]) / 3
+    late_pre = sum(m["pre_return"] for m in history[-3:]) / 3
+    assert late_pre > early_pre
+    evals = [trainer.evaluate(num_tasks=40, max_steps=1, seed=s) for s in (100, 101)]
+    assert all(set(e) == {"0", "1"} for e in evals)
+    assert sum(e["1"] - e["0"] for e in evals) / 2 > 0, evals
+
+
+def test_evaluate_is_reproducible_and_leaves_training_state_alone():
+    trainer = MAMLTrainer(tiny_config())
+    params = {k: v.clone() for k, v in trainer.params.items()}
+    gen_state = trainer.generator.get_state()
+    a = trainer.evaluate(num_tasks=3, max_steps=2)
+    b = trainer.evaluate(num_tasks=3, max_steps=2)
+    c = trainer.evaluate(num_tasks=3, max_steps=2, seed=123)
+    assert a == b and a != c and set(a) == {"0", "1", "2"}
+    assert torch.equal(trainer.generator.get_state(), gen_state)
+    assert all(torch.equal(trainer.params[k], params[k]) for k in params)
+    with pytest.raises(ValueError):
+        trainer.evaluate(num_tasks=0)
+
+
+# --------------------------------------------------------------------------- resume
+@pytest.mark.parametrize("meta_optimizer", ["trpo", "adam"])
+def test_resume_is_bit_identical(tmp_path, meta_optimizer):
+    k = 2
+    straight = MAMLTrainer(tiny_config(meta_iterations=2 * k, meta_optimizer=meta_optimizer, meta_lr=1e-2))
+    straight.train(progress=False)
+
+    # checkpoint_every larger than k: the last iteration of a run is always checkpointed.
+    first = MAMLTrainer(
+        tiny_config(meta_iterations=k, meta_optimizer=meta_optimizer, meta_lr=1e-2, checkpoint_every=50), tmp_path
+    )
+    first.train(progress=False)
+    assert first.iteration == k
+    second = MAMLTrainer(tiny_config(meta_iterations=2 * k, meta_optimizer=meta_optimizer, meta_lr=1e-2), tmp_path)
+    second.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert second.iteration == k
+    second.train(progress=False)
+
+    assert second.iteration == straight.iteration == 2 * k
+    assert set(second.params) == set(straight.params)
+    for name in straight.params:
+        assert torch.equal(second.params[name], straight.params[name]), name
+    assert _without_seconds(second.history) == _without_seconds(straight.history)
+    assert torch.equal(second.generator.get_state(), straight.generator.get_state())
+    if meta_optimizer == "adam":
+        assert torch.equal(second.meta_opt_state.count, straight.meta_opt_state.count)
+        for name in straight.params:
+            assert torch.equal(second.meta_opt_state.mu[name], straight.meta_opt_state.mu[name])
+            assert torch.equal(second.meta_opt_state.nu[name], straight.meta_opt_state.nu[name])
+    else:
+        assert second.meta_opt_state is None
+    # the params really moved during training (the comparison is not between two inits)
+    init = MAMLTrainer(tiny_config()).params
+    assert any(not torch.equal(init[n], straight.params[n]) for n in init)
+
+
+# --------------------------------------------------------------------------- files
+def test_checkpoint_and_metrics_files(tmp_path, monkeypatch):
+    trainer = MAMLTrainer(tiny_config(meta_iterations=3, checkpoint_every=2), tmp_path)
+    saved_at = []
+    original = trainer.save_checkpoint
+
+    def recording_save():
+        saved_at.append(trainer.iteration)
+        return original()
+
+    monkeypatch.setattr(trainer, "save_checkpoint", recording_save)
+    trainer.train(progress=False)
+    assert saved_at == [2, 3]
+
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert CHECKPOINT_NAME in files and "metrics.json" in files and "tensorboard" in files
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
+
+    state = _load(tmp_path / CHECKPOINT_NAME)
+    assert state["iteration"] == 3
+    for name, value in trainer.params.items():
+        assert torch.equal(state["params"][name], value)
+    assert state["config"]["hidden"] == [8]
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["iterations"]) == 3
+    for i, m in enumerate(metrics["iterations"], start=1):
+        assert m["iteration"] == i
+        for key in ("pre_return", "post_return", "meta_loss", "kl", "seconds"):
+            assert isinstance(m[key], float) and math.isfinite(m[key]), key
+        assert m["seconds"] > 0
+    assert metrics["config"]["meta_batch_size"] == 3
+    # write_metrics keeps an earlier evaluation when called without one
+    trainer.write_metrics(evaluation={"0": -1.0})
+    trainer.write_metrics()
+    assert json.loads((tmp_path / "metrics.json").read_text())["eval"] == {"0": -1.0}
+
+
+def test_checkpoint_survives_a_crash_while_saving(tmp_path, monkeypatch):
+    trainer = MAMLTrainer(tiny_config(meta_iterations=1), tmp_path)
+    trainer.train(progress=False)
+    good = _load(tmp_path / CHECKPOINT_NAME)
+    trainer.config.meta_iterations = 2
+    trainer.train_iteration()
+
+    real_save = torch.save
+
+    def crashing_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_checkpoint()
+    monkeypatch.setattr(torch, "save", real_save)
+    state = _load(tmp_path / CHECKPOINT_NAME)
+    assert state["iteration"] == good["iteration"] == 1
+    for name in good["params"]:
+        assert torch.equal(state["params"][name], good["params"][name])
+
+
+# --------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("meta_iterations", 0),
+        ("meta_batch_size", 0),
+        ("meta_batch_size", -2),
+        ("episodes_per_task", 0),
+        ("horizon", -1),
+        ("inner_steps", 0),
+        ("checkpoint_every", 0),
+        ("meta_batch_size", True),
+        ("inner_lr", 0.0),
+        ("inner_lr", -0.1),
+        ("inner_lr", float("nan")),
+        ("meta_lr", 0.0),
+        ("meta_lr", -1e-3),
+        ("gamma", 1.01),
+        ("gamma", -0.1),
+        ("gae_lambda", 1.5),
+        ("meta_optimizer", "sgd"),
+    ],
+)
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        MAMLConfig(**{field: value})
+
+
+def test_bad_trainer_settings():
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="(?i)cuda"):
+            MAMLTrainer(tiny_config(device="cuda"))
+    with pytest.raises(ValueError, match=r"hidden\[0\]"):
+        MAMLTrainer(tiny_config(hidden=(0,)))
+    with pytest.raises(ValueError, match="max_kl"):
+        tiny_config(trpo={"max_kl": 0.0})
+    with pytest.raises(ValueError, match="horizon"):
+        MAMLTrainer(tiny_config(horizon=10), env=Navigation2D(horizon=20))
+
+
+def test_load_checkpoint_errors(tmp_path):
+    trainer = MAMLTrainer(tiny_config(meta_iterations=1), tmp_path)
+    trainer.train(progress=False)
+    path = tmp_path / CHECKPOINT_NAME
+
+    with pytest.raises(FileNotFoundError):
+        MAMLTrainer(tiny_config()).load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(ValueError, match="inner_lr"):
+        MAMLTrainer(tiny_config(inner_lr=0.05)).load_checkpoint(path)
+    with pytest.raises(ValueError, match="hidden"):
+        MAMLTrainer(tiny_config(hidden=(4,))).load_checkpoint(path)
+    with pytest.raises(ValueError, match="meta_optimizer"):
+        MAMLTrainer(tiny_config(meta_optimizer="adam")).load_checkpoint(path)
+    # the run length, device and checkpoint period may change on resume
+    other = MAMLTrainer(tiny_config(meta_iterations=7, checkpoint_every=3))
+    other.load_checkpoint(path)
+    assert other.iteration == 1
+    assert all(torch.equal(other.params[k], trainer.params[k]) for k in trainer.params)
+
+
+# --------------------------------------------------------------------------- non-finite
+def _two_good_iterations(tmp_path, meta_optimizer="trpo"):
+    trainer = MAMLTrainer(tiny_config(meta_iterations=2, checkpoint_every=1, meta_optimizer=meta_optimizer), tmp_path)
+    trainer.train(progress=False)
+    trainer.config.meta_iterations = 4
+    good = {k: v.clone() for k, v in trainer.params.items()}
+    return trainer, good
+
+
+def _assert_last_good_checkpoint(tmp_path, trainer, good):
+    assert trainer.iteration == 2 and len(trainer.history) == 2
+    state = _load(tmp_path / CHECKPOINT_NAME)
+    assert state["iteration"] == 2 and len(state["history"]) == 2
+    for name in good:
+        assert torch.equal(state["params"][name], good[name])
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["iterations"]) == 2
+    # and a fresh trainer resumes from it
+    fresh = MAMLTrainer(dataclasses.replace(trainer.config, meta_iterations=4), tmp_path)
+    fresh.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert fresh.iteration == 2
+
+
+@pytest.mark.parametrize("meta_optimizer", ["trpo", "adam"])
+def test_non_finite_meta_loss_stops_training(tmp_path, meta_optimizer):
+    trainer, good = _two_good_iterations(tmp_path, meta_optimizer)
+    real = trainer._grad_fn
+
+    def nan_loss(*args):
+        grads, (loss, adapted) = real(*args)
+        return grads, (loss * float("nan"), adapted)
+
+    trainer._grad_fn = nan_loss
+    with pytest.raises(FloatingPointError, match="meta-loss is not finite"):
+        trainer.train(progress=False)
+    for name in good:
+        assert torch.equal(trainer.params[name], good[name])
+    _assert_last_good_checkpoint(tmp_path, trainer, good)
+
+
+def test_non_finite_rewards_stop_training(tmp_path, monkeypatch):
+    trainer, good = _two_good_iterations(tmp_path)
+    real_step = trainer.env.step
+
+    def nan_step(state, action, tasks):
+        state, obs, reward, done = real_step(state, action, tasks)
+        return state, obs, reward * float("nan"), done
+
+    monkeypatch.setattr(trainer.env, "step", nan_step)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        trainer.train(progress=False)
+    _assert_last_good_checkpoint(tmp_path, trainer, good)
+
+
+def test_nan_params_stop_training(tmp_path):
+    trainer, good = _two_good_iterations(tmp_path)
+    trainer.params = {k: torch.full_like(v, float("nan")) for k, v in trainer.params.items()}
+    with pytest.raises(FloatingPointError):
+        trainer.train(progress=False)
+    _assert_last_good_checkpoint(tmp_path, trainer, good)
+
+
+# --------------------------------------------------------------------------- example script
+def _run_example(args, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "maml_nav.py"), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_example_script_runs_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    common = ["--meta-batch-size", "4", "--episodes-per-task", "4", "--eval-tasks", "4",
+              "--output", str(out), "--no-progress", "--device", "cpu"]
+    _run_example(["--meta-iterations", "2", *common], tmp_path)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["iteration"] for m in metrics["iterations"]] == [1, 2]
+    assert set(metrics["eval"]) == {"0", "1", "2", "3"}
+    assert all(math.isfinite(v) for v in metrics["eval"].values())
+    for name in ("returns.png", "trajectories.png", CHECKPOINT_NAME):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "tensorboard").is_dir() and any((out / "tensorboard").iterdir())
+    first_two = metrics["iterations"]
+
+    proc = _run_example(["--resume", "--meta-iterations", "3", *common], tmp_path)
+    assert "resumed" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["iteration"] for m in metrics["iterations"]] == [1, 2, 3]
+    assert metrics["iterations"][:2] == first_two
+    assert _load(out / CHECKPOINT_NAME)["iteration"] == 3
+
+
+def _load_example_module():
+    spec = importlib.util.spec_from_file_location("maml_nav_example", ROOT / "examples" / "maml_nav.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_plot_trajectories_with_four_goals(tmp_path):
+    example = _load_example_module()
+    trainer = MAMLTrainer(tiny_config())
+    returns, (tasks, episodes) = trainer.evaluate_with_episodes(num_tasks=4, max_steps=3)
+    example.plot_trajectories(tasks, episodes, tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def test_example_plot_trajectories_with_fewer_than_four_eval_tasks(tmp_path):
+    example = _load_example_module()
+    trainer = MAMLTrainer(tiny_config())
+    returns, (tasks, episodes) = trainer.evaluate_with_episodes(num_tasks=2, max_steps=3)
+    example.plot_trajectories(tasks, episodes, tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 0
