@@ -1,9 +1,10 @@
 """MAML meta-gradient microbenchmark on 2D navigation: first vs second order, vmap vs a task loop,
 eager vs torch.compile; plus the cost of every other piece of one MAML-TRPO meta-iteration.
 
-    python benchmarks/maml_order.py                 # meta-batch 20 and 40, eager + compiled (~6 min on 2 cores)
-    python benchmarks/maml_order.py --quick         # meta-batch 20 only, fewer repeats, no compile
+    python benchmarks/maml_order.py                 # meta-batch 20 and 40, eager + compiled
+    python benchmarks/maml_order.py --quick         # meta-batch 20 only, fewer repeats, no compile (~1 min)
     python benchmarks/maml_order.py --no-compile --threads 1 --json /tmp/maml_order.json
+    python benchmarks/maml_order.py --cold-compile  # compile without torch.compile's on-disk caches
 
 What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task, horizon 100,
 64x64 tanh Gaussian policy, one inner SGD step of lr 0.1):
@@ -27,8 +28,7 @@ What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task,
   < 1e-4 in float32), that compiled equals eager, and that second order differs from first.
 
 * The pieces of one meta-iteration at the first meta-batch size: the two rollouts, one
-  ``make_rl_batches`` (a train_iteration makes three: train twice, since ``adapt_batch`` makes
-  its own, and valid once), the adaptation that produces the post-rollout params, one full
+  ``make_rl_batches`` (a train_iteration makes two: train and valid), the adaptation that produces the post-rollout params, one full
   ``maml_trpo_step`` with ``TRPOConfig(curvature="adapted", fisher_subsample=4)`` (the trainer's
   default), with ``curvature="exact"`` and ``fisher_subsample`` 1 and 4, and one Fisher-vector
   product through the adaptation by each route: (a) ``rl.gauss_newton_operator`` (jvp + reused
@@ -37,11 +37,18 @@ What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task,
   flat params). At the old params the KL Hessian *is* the Gauss-Newton/Fisher form, so (a) and
   (b) must agree; their relative difference is printed.
 
-Timing uses ``torch.utils.benchmark.Timer.blocked_autorange`` after a warm-up call; the tables
-report medians (the machine may be shared: means are not robust), the IQR and the number of
-timed runs. ``/ loop eager`` compares with the loop in eager mode at the same meta-batch and
-order (the loop has no compiled mode); ``2nd/1st`` compares second with first order at the same
-batching and mode; ``compiled/eager`` compares the compiled vmap with the eager vmap.
+Timing uses ``torch.utils.benchmark.Timer.blocked_autorange`` after a warm-up call. The
+meta-gradient variants (all meta-batch sizes) are timed interleaved: a few rounds, each giving
+every variant a short ``blocked_autorange``, with the runs pooled, so that a change in the load
+of a shared machine hits every variant alike. The tables report medians (means are not robust
+on a shared machine), the IQR, the fastest run and the number of timed runs. ``/ loop eager``
+compares with the loop in eager mode at the same meta-batch and order (the loop has no compiled
+mode); ``2nd/1st`` compares second with first order at the same batching and mode;
+``compiled/eager`` compares the compiled vmap with the eager vmap.
+
+Run time on 2 busy cores: about 2.5 minutes for the default run when torch.compile's on-disk
+caches are warm (a repeated run), about 2 more minutes when they are cold (each of the four
+compilations takes 30-40 s; ``--cold-compile`` forces that); ``--quick`` about 1 minute.
 
 OpenMP: on a shared machine, OpenMP's default *active* (spinning) wait makes multi-threaded
 torch ops 10-50x slower whenever another process holds a core. This script therefore sets
@@ -61,6 +68,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from functools import partial
@@ -74,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "maml_order.json"),
                         help="where to write the results (default benchmarks/results/maml_order.json)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--cold-compile", action="store_true",
+                        help="disable torch.compile's on-disk caches, so the compile time printed is a cold one "
+                             "(by default a repeated run reuses them and compiles in seconds)")
     parser.add_argument("--meta-batches", type=int, nargs="+", default=None,
                         help="meta-batch sizes (default 20 40; --quick: 20)")
     parser.add_argument("--seed", type=int, default=0)
@@ -138,7 +149,7 @@ from functional_metarl.rl import (  # noqa: E402
     policy_gradient_loss,
     surrogate_loss,
 )
-from functional_metarl.tree import ravel, tree_detach  # noqa: E402
+from functional_metarl.tree import ravel  # noqa: E402
 
 # The MAML paper's 2D-navigation settings.
 EPISODES_PER_TASK = 20
@@ -184,7 +195,7 @@ class Problem:
         return make_rl_batches(episodes, GAMMA, GAE_LAMBDA)
 
     def adapt_for_rollout(self):
-        """MAMLTrainer.adapt_batch without its make_rl_batches (timed separately)."""
+        """MAMLTrainer.adapt_batch (its batch is timed separately)."""
         inner = partial(reinforce_loss, self.policy)
         fn = lambda p, b: adapt(p, inner, b, self.inner_opt, INNER_STEPS, first_order=True)  # noqa: E731
         with torch.no_grad():
@@ -236,11 +247,36 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # --------------------------------------------------------------------------------------- timing
+def _stats(times_s: list[float]) -> dict:
+    times = sorted(times_s)
+    if len(times) >= 2:
+        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    else:
+        q1 = q3 = times[0]
+    return {"median_ms": statistics.median(times) * 1e3, "iqr_ms": (q3 - q1) * 1e3, "min_ms": times[0] * 1e3,
+            "runs": len(times)}
+
+
+def _error_text(exc: BaseException, limit: int = 80) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"failed: {type(exc).__name__}: {text[:limit]}"
+
+
 class Bench:
+    """``torch.utils.benchmark.Timer.blocked_autorange`` with a warm-up and a minimum number of runs."""
+
     def __init__(self, threads: int, min_run_time: float, min_reps: int):
         self.threads = threads
         self.min_run_time = min_run_time
         self.min_reps = min_reps
+
+    def _timer(self, fn, label: str) -> Timer:
+        return Timer(stmt="fn()", globals={"fn": fn}, num_threads=self.threads, label="maml_order",
+                     description=label)
+
+    @staticmethod
+    def _per_run(m) -> list[float]:
+        return [t / m.number_per_run for t in m.raw_times for _ in range(m.number_per_run)]
 
     def __call__(self, fn, label: str, min_reps: int | None = None, warm_s: float | None = None) -> dict:
         """Warm up once (timed), then blocked_autorange long enough for ``min_reps`` runs.
@@ -253,19 +289,25 @@ class Bench:
             start = time.perf_counter()
             fn()
             warm_s = time.perf_counter() - start
-        t_warm = warm_s
-        run_time = max(self.min_run_time, (reps - 0.5) * t_warm)
-        timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=self.threads, label="maml_order",
-                      description=label)
-        m = timer.blocked_autorange(min_run_time=run_time)
-        times = [t / m.number_per_run for t in m.raw_times]
-        return {
-            "median_ms": m.median * 1e3,
-            "iqr_ms": m.iqr * 1e3,
-            "min_ms": min(times) * 1e3,
-            "runs": len(times) * m.number_per_run,
-            "warmup_ms": t_warm * 1e3,
-        }
+        m = self._timer(fn, label).blocked_autorange(min_run_time=max(self.min_run_time, reps * warm_s))
+        return {**_stats(self._per_run(m)), "warmup_ms": warm_s * 1e3}
+
+    def interleaved(self, entries: list[tuple[str, object]], rounds: int, log) -> dict[str, dict]:
+        """Time every ``(label, fn)`` in ``rounds`` round-robin rounds (a few runs each per round)
+        and pool the runs, so that a change in the machine's load hits all of them alike."""
+        warm = {}
+        for label, fn in entries:
+            start = time.perf_counter()
+            fn()
+            warm[label] = time.perf_counter() - start
+        pooled: dict[str, list[float]] = {label: [] for label, _ in entries}
+        start = time.perf_counter()
+        for r in range(rounds):
+            for label, fn in entries:
+                m = self._timer(fn, label).blocked_autorange(min_run_time=max(self.min_run_time, 1.5 * warm[label]))
+                pooled[label] += self._per_run(m)
+            log(f"  round {r + 1}/{rounds} done ({time.perf_counter() - start:.0f} s)")
+        return {label: {**_stats(pooled[label]), "warmup_ms": warm[label] * 1e3} for label, _ in entries}
 
 
 # --------------------------------------------------------------------------------------- checks
@@ -303,80 +345,114 @@ def correctness_checks(problem: Problem, compiled: dict, log) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------- meta-gradient
+def _cache_counters() -> dict[str, int]:
+    from torch._dynamo.utils import counters
+
+    return {"fx_hit": counters["inductor"]["fxgraph_cache_hit"], "fx_miss": counters["inductor"]["fxgraph_cache_miss"],
+            "aot_hit": counters["aot_autograd"]["autograd_cache_hit"],
+            "aot_miss": counters["aot_autograd"]["autograd_cache_miss"]}
+
+
 def compile_variants(problem: Problem, log) -> tuple[dict, dict]:
-    """torch.compile(dynamic=False) of the vmap meta-gradient per order; first call timed."""
-    out, seconds = {}, {}
+    """torch.compile(dynamic=False) of the vmap meta-gradient per order; the first call is timed.
+
+    Returns ``({order: compiled fn or the exception}, {order: {"seconds", cache counters}})``.
+    """
+    out, info = {}, {}
     for first_order in (True, False):
         order = "first" if first_order else "second"
         fn = torch.compile(problem.vmap_grad_fn(first_order), dynamic=False)
+        before = _cache_counters()
         start = time.perf_counter()
         try:
             problem.vmap_call(fn)
-            seconds[order] = time.perf_counter() - start
+            seconds = time.perf_counter() - start
             out[order] = fn
-            log(f"  compiled N={problem.meta_batch} {order}-order vmap meta-gradient: first call (compile + run) "
-                f"{seconds[order]:.1f} s")
+            status = "ok"
         except Exception as exc:  # report and go on
-            seconds[order] = time.perf_counter() - start
+            seconds = time.perf_counter() - start
             out[order] = exc
-            log(f"  compile FAILED N={problem.meta_batch} {order}-order after {seconds[order]:.1f} s: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
-    return out, seconds
+            status = _error_text(exc, 200)
+        after = _cache_counters()
+        delta = {k: after[k] - before[k] for k in after}
+        info[order] = {"seconds": seconds, "status": status, **delta}
+        cache = (f"inductor FX-graph cache {delta['fx_hit']} hit / {delta['fx_miss']} miss, "
+                 f"AOT-autograd cache {delta['aot_hit']} hit / {delta['aot_miss']} miss")
+        if status == "ok":
+            log(f"  compiled N={problem.meta_batch} {order}-order vmap meta-gradient: first call (compile + one run) "
+                f"{seconds:.1f} s ({cache})")
+        else:
+            log(f"  compile FAILED N={problem.meta_batch} {order}-order after {seconds:.1f} s: "
+                f"{status.removeprefix('failed: ')}")
+    return out, info
 
 
-def meta_gradient_rows(problem: Problem, compiled: dict, compile_s: dict, bench: Bench, do_compile: bool,
-                       log) -> list[dict]:
-    n = problem.meta_batch
-    rows = []
-    for first_order in (True, False):
-        order = "first" if first_order else "second"
-        eager_fn = problem.vmap_grad_fn(first_order)
-        variants = [
-            ("vmap", "eager", lambda f=eager_fn: problem.vmap_call(f)),
-            ("loop", "eager", lambda fo=first_order: problem.loop_grad(fo)),
-        ]
-        if do_compile:
-            comp = compiled.get(order)
-            if isinstance(comp, Exception):
-                variants.append(("vmap", "compiled", comp))
-            else:
-                variants.append(("vmap", "compiled", lambda f=comp: problem.vmap_call(f)))
-            variants.append(("loop", "compiled", None))
-        for batching, mode, fn in variants:
-            row = {"meta_batch": n, "order": order, "batching": batching, "mode": mode,
-                   "median_ms": None, "status": "ok"}
-            if fn is None:
-                row["status"] = "n/a"
-            elif isinstance(fn, Exception):
-                row["status"] = f"failed: {type(fn).__name__}: {str(fn).splitlines()[0][:80] if str(fn) else ''}"
-            else:
-                try:
-                    row.update(bench(fn, f"N={n} {order} {batching} {mode}"))
-                except Exception as exc:
-                    row["status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
-            if mode == "compiled" and batching == "vmap":
-                row["compile_s"] = compile_s.get(order)
-            rows.append(row)
-            if row["median_ms"] is not None:
-                log(f"  timed N={n} {order:6s} {batching} {mode:8s} median {row['median_ms']:9.1f} ms "
-                    f"({row['runs']} runs)")
-    # ratios
-    def find(order, batching, mode):
+def meta_gradient_rows(problems: list[Problem], compiled: dict, compile_info: dict, bench: Bench, rounds: int,
+                       do_compile: bool, log) -> list[dict]:
+    """Every (meta-batch, order, batching, mode), timed interleaved; then the ratios."""
+    rows, entries = [], []
+    for problem in problems:
+        n = problem.meta_batch
+        for first_order in (True, False):
+            order = "first" if first_order else "second"
+            eager_fn = problem.vmap_grad_fn(first_order)
+            variants = [
+                ("vmap", "eager", lambda p=problem, f=eager_fn: p.vmap_call(f)),
+                ("loop", "eager", lambda p=problem, fo=first_order: p.loop_grad(fo)),
+            ]
+            if do_compile:
+                comp = compiled[n].get(order)
+                variants.append(("vmap", "compiled", comp if isinstance(comp, Exception)
+                                 else (lambda p=problem, f=comp: p.vmap_call(f))))
+                variants.append(("loop", "compiled", None))
+            for batching, mode, fn in variants:
+                row = {"meta_batch": n, "order": order, "batching": batching, "mode": mode,
+                       "median_ms": None, "status": "ok"}
+                if fn is None:
+                    row["status"] = "n/a"
+                elif isinstance(fn, Exception):
+                    row["status"] = _error_text(fn)
+                else:
+                    row["label"] = f"N={n} {order} {batching} {mode}"
+                    entries.append((row["label"], fn))
+                if mode == "compiled" and batching == "vmap":
+                    info = compile_info[n][order]
+                    row["compile_s"] = info["seconds"]
+                    hits, misses = info["fx_hit"] + info["aot_hit"], info["fx_miss"] + info["aot_miss"]
+                    cold = info.get("caches_disabled") or (misses and not hits)
+                    row["compile_cache"] = " (cold)" if cold else (" (cached)" if hits and not misses else "")
+                rows.append(row)
+    try:
+        results = bench.interleaved(entries, rounds, log)
+    except Exception as exc:  # a variant that breaks at run time: time the others one by one
+        log(f"  interleaved timing failed ({_error_text(exc)}); timing one by one")
+        results = {}
+        for label, fn in entries:
+            try:
+                results[label] = bench(fn, label)
+            except Exception as exc2:
+                results[label] = {"status": _error_text(exc2)}
+    for row in rows:
+        if "label" in row:
+            row.update(results[row.pop("label")])
+
+    def find(n, order, batching, mode):
         for r in rows:
-            if (r["order"], r["batching"], r["mode"]) == (order, batching, mode) and r["median_ms"] is not None:
-                return r["median_ms"]
+            if (r["meta_batch"], r["order"], r["batching"], r["mode"]) == (n, order, batching, mode):
+                return r.get("median_ms")
         return None
 
     for r in rows:
-        if r["median_ms"] is None:
+        if r.get("median_ms") is None:
             continue
-        loop = find(r["order"], "loop", "eager")
+        n = r["meta_batch"]
+        loop = find(n, r["order"], "loop", "eager")
         r["ratio_vs_loop_eager"] = r["median_ms"] / loop if loop else None
         if r["order"] == "second":
-            first = find("first", r["batching"], r["mode"])
+            first = find(n, "first", r["batching"], r["mode"])
             r["ratio_second_first"] = r["median_ms"] / first if first else None
         if r["mode"] == "compiled":
-            eager = find(r["order"], r["batching"], "eager")
+            eager = find(n, r["order"], r["batching"], "eager")
             r["ratio_compiled_eager"] = r["median_ms"] / eager if eager else None
     return rows
 
@@ -397,7 +473,7 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
         try:
             row.update(bench(fn, name, min_reps=reps, warm_s=warm_s))
         except Exception as exc:
-            row["status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
+            row["status"] = _error_text(exc)
         rows.append(row)
         if row["median_ms"] is not None:
             log(f"  timed N={n} {name:<44s} median {row['median_ms']:9.1f} ms ({row['runs']} runs)")
@@ -407,7 +483,7 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
     add("adapt for the post-rollout", problem.adapt_for_rollout, "vmap, first-order, no_grad")
     add("rollout, adapted params (valid episodes)", problem.rollout_valid, "params per task")
     add("make_rl_batches (one call)", lambda: problem.make_batches(problem.train_episodes),
-        "train_iteration makes 3")
+        "train_iteration makes 2")
     add("meta-gradient (vmap eager, 2nd order)", lambda f=problem.vmap_grad_fn(False): problem.vmap_call(f),
         "inside every trpo step")
 
@@ -467,8 +543,8 @@ def _fmt(x, spec="{:.2f}"):
 
 def format_meta_table(rows: list[dict]) -> str:
     head = (f"{'meta_batch':>10} | {'order':<6} | {'batching':<8} | {'mode':<8} | {'median ms':>10} | "
-            f"{'IQR ms':>8} | {'runs':>4} | {'/ loop eager':>12} | {'2nd/1st':>7} | {'compiled/eager':>14} | "
-            f"{'compile s':>9}")
+            f"{'IQR ms':>8} | {'min ms':>8} | {'runs':>4} | {'/ loop eager':>12} | {'2nd/1st':>7} | "
+            f"{'compiled/eager':>14} | {'compile s':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r["median_ms"] is None:
@@ -477,29 +553,30 @@ def format_meta_table(rows: list[dict]) -> str:
             continue
         lines.append(
             f"{r['meta_batch']:>10} | {r['order']:<6} | {r['batching']:<8} | {r['mode']:<8} | "
-            f"{r['median_ms']:>10.1f} | {r['iqr_ms']:>8.1f} | {r['runs']:>4} | "
+            f"{r['median_ms']:>10.1f} | {r['iqr_ms']:>8.1f} | {r['min_ms']:>8.1f} | {r['runs']:>4} | "
             f"{_fmt(r.get('ratio_vs_loop_eager')):>12} | {_fmt(r.get('ratio_second_first')):>7} | "
-            f"{_fmt(r.get('ratio_compiled_eager')):>14} | {_fmt(r.get('compile_s'), '{:.1f}'):>9}")
+            f"{_fmt(r.get('ratio_compiled_eager')):>14} | {_fmt(r.get('compile_s'), '{:.1f}'):>9}"
+            f"{r.get('compile_cache', '')}")
     return "\n".join(lines)
 
 
 def format_piece_table(rows: list[dict]) -> str:
-    head = f"{'piece':<48} | {'meta_batch':>10} | {'median ms':>10} | {'IQR ms':>8} | {'runs':>4} | note"
+    head = f"{'piece':<48} | {'meta_batch':>10} | {'median ms':>10} | {'IQR ms':>8} | {'min ms':>8} | {'runs':>4} | note"
     lines = [head, "-" * (len(head) + 30)]
     for r in rows:
         if r["median_ms"] is None:
             lines.append(f"{r['piece']:<48} | {r['meta_batch']:>10} | {r['status']}")
             continue
         lines.append(f"{r['piece']:<48} | {r['meta_batch']:>10} | {r['median_ms']:>10.1f} | {r['iqr_ms']:>8.1f} | "
-                     f"{r['runs']:>4} | {r['note']}")
+                     f"{r['min_ms']:>8.1f} | {r['runs']:>4} | {r['note']}")
     by = {r["piece"]: r["median_ms"] for r in rows}
     parts = ["rollout, meta-params (train episodes)", "adapt for the post-rollout",
              "rollout, adapted params (valid episodes)", "trpo step adapted, subsample 4 (trainer default)"]
     if all(by.get(p) is not None for p in parts) and by.get("make_rl_batches (one call)") is not None:
-        total = sum(by[p] for p in parts) + 3 * by["make_rl_batches (one call)"]
+        total = sum(by[p] for p in parts) + 2 * by["make_rl_batches (one call)"]
         lines.append("-" * (len(head) + 30))
         lines.append(f"{'= one trainer meta-iteration (sum of the above)':<48} | {rows[0]['meta_batch']:>10} | "
-                     f"{total:>10.1f} |          |      | 2 rollouts + adapt + 3 batches + default trpo step")
+                     f"{total:>10.1f} |          |          |      | 2 rollouts + adapt + 2 batches + default trpo step")
     return "\n".join(lines)
 
 
@@ -514,47 +591,60 @@ def main(args: argparse.Namespace, omp_policy: str) -> int:
     if load[0] > max(1.0, (os.cpu_count() or 1) - args.threads + 0.5):
         log("  note: the machine is busy (load average above the free cores); timings are noisy, read the medians")
     do_compile = not args.no_compile
+    if do_compile and args.cold_compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.force_disable_caches = True
+        log("  --cold-compile: torch.compile's caches are disabled; compile times are cold")
     if args.quick:
-        bench = Bench(args.threads, min_run_time=0.3, min_reps=3)
-        expensive_reps = 1
+        bench, rounds, expensive_reps = Bench(args.threads, min_run_time=0.25, min_reps=3), 2, 1
     else:
-        bench = Bench(args.threads, min_run_time=1.0, min_reps=5)
-        expensive_reps = 3
+        bench, rounds, expensive_reps = Bench(args.threads, min_run_time=0.5, min_reps=5), 4, 3
     log(f"settings: meta-batch {args.meta_batches}, {EPISODES_PER_TASK} episodes/task, horizon {HORIZON}, "
         f"{'x'.join(map(str, HIDDEN))} {ACTIVATION} gaussian policy, inner SGD lr {INNER_LR} x {INNER_STEPS} step, "
         f"compile {'on' if do_compile else 'off'}{' (quick)' if args.quick else ''}")
 
-    all_checks, meta_rows, pieces, extra, compile_times = [], [], [], {}, {}
-    for idx, n in enumerate(args.meta_batches):
+    problems, compiled, compile_info, checks = [], {}, {}, []
+    for n in args.meta_batches:
         log(f"\n== meta-batch {n}: building the batch from rollouts")
         t0 = time.perf_counter()
-        problem = Problem(n, args.seed + idx)
+        problem = Problem(n, args.seed)
         pre = float(problem.train_episodes.rewards.sum(1).mean())
         post = float(problem.valid_episodes.rewards.sum(1).mean())
         log(f"  built in {time.perf_counter() - t0:.1f} s; mean return before / after adaptation {pre:.1f} / {post:.1f}")
-        compiled, compile_s = ({}, {})
-        if do_compile:
-            compiled, compile_s = compile_variants(problem, log)
-            compile_times[str(n)] = compile_s
+        compiled[n], compile_info[n] = compile_variants(problem, log) if do_compile else ({}, {})
+        for info in compile_info[n].values():
+            info["caches_disabled"] = bool(args.cold_compile)
         log("  correctness:")
-        all_checks += correctness_checks(problem, compiled, log)
-        meta_rows += meta_gradient_rows(problem, compiled, compile_s, bench, do_compile, log)
-        if idx == 0:
-            log(f"  pieces of one meta-iteration at meta-batch {n}:")
-            pieces, extra = piece_rows(problem, bench, expensive_reps, log)
+        checks += correctness_checks(problem, compiled[n], log)
+        problems.append(problem)
+
+    log(f"\n== meta-gradient timings, all variants interleaved over {rounds} rounds")
+    meta_rows = meta_gradient_rows(problems, compiled, compile_info, bench, rounds, do_compile, log)
+
+    log(f"\n== pieces of one meta-iteration at meta-batch {problems[0].meta_batch} "
+        f"(elapsed so far {time.perf_counter() - t_start:.0f} s)")
+    pieces, extra = piece_rows(problems[0], bench, expensive_reps, log)
 
     total_s = time.perf_counter() - t_start
-    failed = [c for c in all_checks if not c["ok"]]
-    log("\nCorrectness: " + ("all checks passed" if not failed else f"{len(failed)} check(s) FAILED: "
-                                                                      + "; ".join(c["check"] for c in failed)))
-    log(f"\nMeta-gradient (median of blocked_autorange runs; torch {torch.__version__}, {args.threads} threads)")
+    failed = [c for c in checks if not c["ok"]]
+    if extra.get("fvp_rel_diff", 0.0) > 1e-3:
+        failed.append({"check": "FVP gauss_newton_operator vs HVP"})
+    log("\nCorrectness: " + ("all checks passed" if not failed
+                             else f"{len(failed)} check(s) FAILED: " + "; ".join(c["check"] for c in failed)))
+    log(f"\nMeta-gradient: median ms over the pooled runs (torch {torch.__version__}, {args.threads} threads, "
+        f"OMP_WAIT_POLICY={omp_policy})")
     log(format_meta_table(meta_rows))
-    log("  / loop eager: vs the autograd task loop at the same meta-batch and order (the loop is eager only)")
-    log(f"\nPieces of one MAML-TRPO meta-iteration (second order, eager)")
+    log("  / loop eager: vs the autograd task loop at the same meta-batch and order (the loop runs eager only);\n"
+        "  2nd/1st: same batching and mode; compiled/eager: the vmap variant; compile s: first call (compile +\n"
+        "  one run), excluded from the medians; (cached): torch.compile's on-disk caches served it (--cold-compile)")
+    log("\nPieces of one MAML-TRPO meta-iteration (second order, eager)")
     log(format_piece_table(pieces))
-    log(f"  FVP check: gauss_newton_operator vs exact HVP, relative difference {extra.get('fvp_rel_diff', math.nan):.2e}")
+    log(f"  Fisher-vector product through the adaptation, gauss_newton_operator vs exact HVP: relative difference "
+        f"{extra.get('fvp_rel_diff', math.nan):.2e}")
     end_load = os.getloadavg()
-    log(f"\ntotal run time {total_s:.1f} s; load average at the end {end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f}")
+    log(f"\ntotal run time {total_s:.1f} s; load average at the end {end_load[0]:.2f} {end_load[1]:.2f} "
+        f"{end_load[2]:.2f}")
 
     payload = {
         "benchmark": "maml_order",
@@ -569,13 +659,16 @@ def main(args: argparse.Namespace, omp_policy: str) -> int:
         "load_average_end": list(end_load),
         "quick": args.quick,
         "compile": do_compile,
+        "timing": {"method": "torch.utils.benchmark.Timer.blocked_autorange", "meta_gradient_rounds": rounds,
+                   "min_run_time_s": bench.min_run_time, "min_reps": bench.min_reps,
+                   "trpo_step_reps": expensive_reps},
         "settings": {
             "meta_batches": args.meta_batches, "episodes_per_task": EPISODES_PER_TASK, "horizon": HORIZON,
             "hidden": list(HIDDEN), "activation": ACTIVATION, "inner_lr": INNER_LR, "inner_steps": INNER_STEPS,
             "gamma": GAMMA, "gae_lambda": GAE_LAMBDA, "seed": args.seed,
         },
-        "checks": all_checks,
-        "compile_seconds": compile_times,
+        "checks": checks,
+        "compile_first_call": {str(n): info for n, info in compile_info.items()},
         "meta_gradient": meta_rows,
         "pieces": pieces,
         "fvp": extra,

@@ -392,7 +392,7 @@ def test_exact_curvature_quadratic_model_predicts_kl():
     ~ fraction^2 * max_kl. A wrong curvature (e.g. ignoring the inner step) breaks this."""
     params, train, valid, inner, _ = make_problem(seed=6)
     max_kl = 1e-6
-    config = TRPOConfig(max_kl=max_kl, curvature="exact", cg_damping=1e-10, cg_iters=10)
+    config = TRPOConfig(max_kl=max_kl, curvature="exact", fisher_subsample=1, cg_damping=1e-10, cg_iters=10)
     new_params, stats = maml_trpo_step(POLICY, params, train, valid, inner, 1, False, config)
     assert stats.step_fraction > 0
     ratio = stats.kl / (stats.step_fraction**2 * max_kl)

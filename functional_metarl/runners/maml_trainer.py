@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..envs import Navigation2D, rollout, sample_noise
 from ..meta import (
+    RLBatch,
     TRPOConfig,
     adapt,
     maml_gradient_step,
@@ -67,7 +68,7 @@ class MAMLConfig:
     first_order: bool = False
     meta_optimizer: str = "trpo"  # or "adam"
     meta_lr: float = 1e-3  # Adam meta-step only
-    trpo: TRPOConfig = field(default_factory=lambda: TRPOConfig(curvature="adapted", fisher_subsample=4))
+    trpo: TRPOConfig = field(default_factory=TRPOConfig)
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 10
@@ -148,9 +149,8 @@ class MAMLTrainer:
         fn = grad_and_value(surrogate, has_aux=True)
         return torch.compile(fn, dynamic=False) if cfg.compile else fn
 
-    def adapt_batch(self, params: Params, episodes, per_task: bool = False) -> Params:
-        """One adaptation (``inner_steps`` SGD steps) per task on ``episodes``; leaves ``[N, ...]``."""
-        batch = make_rl_batches(episodes, self.config.gamma, self.config.gae_lambda)
+    def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False) -> Params:
+        """One adaptation (``inner_steps`` SGD steps) per task on ``batch``; leaves ``[N, ...]``."""
         inner = partial(reinforce_loss, self.policy)
         fn = lambda p, b: adapt(p, inner, b, self.inner_opt, self.config.inner_steps, first_order=True)  # noqa: E731
         with torch.no_grad():
@@ -171,9 +171,9 @@ class MAMLTrainer:
         start = time.perf_counter()
         tasks = self.env.sample_tasks(cfg.meta_batch_size, self.generator)
         train_episodes = self.sample(self.params, tasks)
-        adapted = self.adapt_batch(self.params, train_episodes)
-        valid_episodes = self.sample(adapted, tasks, per_task=True)
         train = make_rl_batches(train_episodes, cfg.gamma, cfg.gae_lambda)
+        adapted = self.adapt_batch(self.params, train)
+        valid_episodes = self.sample(adapted, tasks, per_task=True)
         valid = make_rl_batches(valid_episodes, cfg.gamma, cfg.gae_lambda)
         if cfg.meta_optimizer == "trpo":
             new_params, stats = maml_trpo_step(
@@ -255,7 +255,8 @@ class MAMLTrainer:
             returns[str(step)] = _episode_return(episodes.rewards)
             episodes_per_step.append(episodes)
             if step < max_steps:
-                params = self.adapt_batch(params, episodes, per_task=True)
+                batch = make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda)
+                params = self.adapt_batch(params, batch, per_task=True)
         return returns, (tasks, episodes_per_step)
 
     # ----------------------------------------------------------------- checkpoints
