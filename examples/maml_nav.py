@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--inner-lr", type=float, default=0.1)
     parser.add_argument("--first-order", action="store_true", help="first-order MAML (no grad through the inner step)")
     parser.add_argument("--meta-optimizer", choices=("trpo", "adam"), default="trpo")
-    parser.add_argument("--curvature", choices=("adapted", "exact"), default="adapted",
+    parser.add_argument("--curvature", choices=("exact", "adapted"), default="exact",
                         help="TRPO curvature: Fisher of the adapted policies, or exactly through the adaptation")
     parser.add_argument("--eval-tasks", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)

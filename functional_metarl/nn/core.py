@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .tree import Params, check_params
+from ..tree import Params, check_params
 
 __all__ = ["Functional", "mlp", "gaussian_policy", "categorical_policy", "ACTIVATIONS"]
 
