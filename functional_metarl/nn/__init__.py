@@ -3,3 +3,13 @@
 from .core import ACTIVATIONS, Functional, categorical_policy, gaussian_policy, mlp
 
 __all__ = ["ACTIVATIONS", "Functional", "categorical_policy", "gaussian_policy", "mlp"]
+
+# Rainbow Q-networks
+from .q_networks import NoisyLinear, QNetwork, factorised_noise, noise_transform, rainbow_cnn, rainbow_mlp  # noqa: E402
+
+__all__ += ["NoisyLinear", "QNetwork", "factorised_noise", "noise_transform", "rainbow_cnn", "rainbow_mlp"]
+
+# DDPG / TD3 actor and critic templates
+from .actor_critic_nets import deterministic_actor, q_critic  # noqa: E402
+
+__all__ += ["deterministic_actor", "q_critic"]

@@ -45,3 +45,51 @@ __all__ = [
     "hessian_vector_product",
     "trpo_step_direction",
 ]
+
+# Rainbow / value learning
+from .distributional import categorical_double_q_loss, categorical_projection, categorical_q_values  # noqa: E402
+from .value_learning import double_q_target, n_step_returns, q_learning_loss  # noqa: E402
+
+__all__ += [
+    "categorical_double_q_loss",
+    "categorical_projection",
+    "categorical_q_values",
+    "double_q_target",
+    "n_step_returns",
+    "q_learning_loss",
+]
+
+# DDPG / TD3 (deterministic policy gradient)
+from .actor_critic import (  # noqa: E402
+    TransitionBatch,
+    check_transition,
+    clipped_double_q_target,
+    critic_loss,
+    ddpg_targets,
+    dpg_actor_loss,
+    is_policy_update_step,
+    ou_noise_step,
+    polyak_update,
+    smoothed_target_action,
+    squared_td_error,
+    td3_targets,
+    td_target,
+    twin_critic_loss,
+)
+
+__all__ += [
+    "TransitionBatch",
+    "check_transition",
+    "clipped_double_q_target",
+    "critic_loss",
+    "ddpg_targets",
+    "dpg_actor_loss",
+    "is_policy_update_step",
+    "ou_noise_step",
+    "polyak_update",
+    "smoothed_target_action",
+    "squared_td_error",
+    "td3_targets",
+    "td_target",
+    "twin_critic_loss",
+]

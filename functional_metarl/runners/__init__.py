@@ -3,3 +3,18 @@
 from .maml_trainer import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer, resolve_device
 
 __all__ = ["CHECKPOINT_NAME", "MAMLConfig", "MAMLTrainer", "resolve_device"]
+
+# Replay buffers (uniform, prioritised, n-step)
+from .replay import NStepAggregator, PrioritizedReplay, SumTree, Transition, UniformReplay, importance_weights  # noqa: E402
+
+__all__ += ["NStepAggregator", "PrioritizedReplay", "SumTree", "Transition", "UniformReplay", "importance_weights"]
+
+# Rainbow
+from .rainbow import RAINBOW_CHECKPOINT, RainbowConfig, RainbowTrainer, q_values, rainbow_loss  # noqa: E402
+
+__all__ += ["RAINBOW_CHECKPOINT", "RainbowConfig", "RainbowTrainer", "q_values", "rainbow_loss"]
+
+# DDPG / TD3
+from .ddpg import DDPG_CHECKPOINT_NAME, DDPGConfig, DDPGTrainer, TensorReplay  # noqa: E402
+
+__all__ += ["DDPG_CHECKPOINT_NAME", "DDPGConfig", "DDPGTrainer", "TensorReplay"]

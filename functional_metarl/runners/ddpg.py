@@ -1,0 +1,523 @@
+"""DDPG / TD3 runner: the stateful shell around the pure math in ``rl.actor_critic``.
+
+It owns the gymnasium env, a replay buffer, the device, the ``torch.Generator`` that draws
+every random number (warm-up actions, exploration noise, replay indices, TD3 smoothing noise),
+the TensorBoard / ``metrics.json`` logs and atomic checkpoints with resume. Each update is:
+targets (pure) -> critic gradient (``torch.func.grad``) -> Adam (out of place) -> every
+``policy_delay``-th time: actor gradient, Adam, Polyak-averaged targets (pure).
+
+``algo="ddpg"``: one critic, ``policy_delay = 1``, no target smoothing (Lillicrap et al. 2015).
+``algo="td3"``: twin critics stacked on a leading axis, clipped double-Q target, smoothing
+noise ``clip(N(0, policy_noise), -noise_clip, noise_clip)``, delayed actor/target updates
+(Fujimoto et al. 2018).
+
+Deviations and choices, stated:
+
+- Defaults are the TD3 paper's settings (Fujimoto et al. 2018, sec. 6.1 / Table 3): 400-300
+  ReLU nets, Adam 1e-3 for both nets, batch 100, tau 0.005, Gaussian exploration N(0, 0.1),
+  10,000 warm-up steps of uniform random actions, action concatenated at the critic input. That
+  table also defines the "our DDPG" baseline. ``DDPGConfig.lillicrap()`` gives the original DDPG
+  settings (Adam 1e-4 / 1e-3, critic L2 1e-2, tau 1e-3, batch 64, OU noise theta 0.15 sigma 0.2,
+  action into the critic's second layer, last-layer init U[-3e-3, 3e-3]); its batch
+  normalisation is not implemented (it needs running statistics, i.e. state, in the nets).
+- Noise scales (exploration sigma, TD3 policy_noise and noise_clip, OU sigma) are given for
+  actions in [-1, 1], as in both papers, and multiplied by the action half-range ``(high-low)/2``
+  for other ranges (the TD3 authors' code does the same with ``max_action``).
+- The target bootstraps through time-limit truncations (only gymnasium's ``terminated`` stops
+  it); see ``rl.actor_critic``.
+- ``critic_l2`` is applied as ``0.5 * l2 * ||theta||^2`` over all critic params (biases
+  included); the paper says only "L2 weight decay of 1e-2" for Q.
+- Lillicrap et al.'s OU noise has no stated time step; ``ou_noise_step`` uses ``dt = 1``
+  (OpenAI Baselines uses ``dt = 1e-2``, which gives much smaller noise).
+- Every episode resets the env with ``seed + episode_index``, so runs and resumes are repeatable.
+- The replay is this module's :class:`TensorReplay` rather than ``runners.replay.UniformReplay``:
+  that one checks discrete actions and carries n-step fields DDPG/TD3 do not use, while this one
+  checks that continuous actions are floats inside the action box.
+- On resume the current episode is not restored (an env's internal state cannot be saved);
+  training continues from a fresh episode, with every other state restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.func import grad_and_value
+from tqdm.auto import tqdm
+
+from ..nn.actor_critic_nets import deterministic_actor, q_critic
+from ..optim import AdamState, adam, apply_updates
+from ..rl.actor_critic import (
+    TransitionBatch,
+    critic_loss,
+    ddpg_targets,
+    dpg_actor_loss,
+    is_policy_update_step,
+    ou_noise_step,
+    polyak_update,
+    td3_targets,
+    twin_critic_loss,
+)
+from ..tree import Params, tree_dot, tree_map
+from .maml_trainer import _atomic_save, resolve_device
+
+__all__ = ["DDPGConfig", "DDPGTrainer", "TensorReplay", "DDPG_CHECKPOINT_NAME"]
+
+DDPG_CHECKPOINT_NAME = "checkpoint.pt"
+
+
+# ============================================================================ replay
+class TensorReplay:
+    """Minimal uniform replay: a tensor ring buffer on one device (scoped to this runner).
+
+    ``add(obs, action, reward, next_obs, terminated)`` takes a batch (``[B, obs_dim]``,
+    ``[B, act_dim]``, ``[B]``, ``[B, obs_dim]``, ``[B]``) and validates all of it before writing
+    anything: float dtypes, shapes, finite values, actions inside ``[action_low, action_high]``.
+    ``sample(batch_size, generator)`` draws indices uniformly with replacement.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+        self.capacity, self.obs_dim, self.act_dim = capacity, obs_dim, act_dim
+        self.device, self.dtype = torch.device(device), dtype
+        self.action_low = torch.as_tensor(action_low, dtype=dtype, device=self.device)
+        self.action_high = torch.as_tensor(action_high, dtype=dtype, device=self.device)
+        z = lambda *s: torch.zeros(capacity, *s, dtype=dtype, device=self.device)  # noqa: E731
+        self.storage = TransitionBatch(z(obs_dim), z(act_dim), z(), z(obs_dim), z())
+        self.position = 0  # next slot to write
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _check(self, name: str, value: Any, shape: tuple[int, ...]) -> torch.Tensor:
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"replay.add: {name} must be a Tensor, got {type(value).__name__}")
+        if not value.is_floating_point() and not (name == "terminated" and value.dtype == torch.bool):
+            raise TypeError(f"replay.add: {name} must be a floating-point tensor, got {value.dtype}")
+        if tuple(value.shape) != shape:
+            raise ValueError(f"replay.add: {name} expected shape {list(shape)}, got {list(value.shape)}")
+        if not torch.isfinite(value.float()).all():
+            raise ValueError(f"replay.add: {name} contains non-finite values (nan or inf)")
+        return value.to(device=self.device, dtype=self.dtype)
+
+    def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
+            terminated: torch.Tensor) -> None:
+        if not isinstance(reward, torch.Tensor) or reward.ndim != 1:
+            raise ValueError(f"replay.add: reward expected a tensor of shape [B], got "
+                             f"{tuple(reward.shape) if isinstance(reward, torch.Tensor) else type(reward).__name__}")
+        b = reward.shape[0]
+        if b == 0 or b > self.capacity:
+            raise ValueError(f"replay.add: batch size must be in [1, {self.capacity}], got {b}")
+        new = TransitionBatch(
+            self._check("obs", obs, (b, self.obs_dim)),
+            self._check("action", action, (b, self.act_dim)),
+            self._check("reward", reward, (b,)),
+            self._check("next_obs", next_obs, (b, self.obs_dim)),
+            self._check("terminated", terminated, (b,)),
+        )
+        if ((new.action < self.action_low) | (new.action > self.action_high)).any():
+            raise ValueError(
+                f"replay.add: action outside the action space [{self.action_low.tolist()}, {self.action_high.tolist()}]; "
+                f"got min {new.action.min(0).values.tolist()}, max {new.action.max(0).values.tolist()}"
+            )
+        if ((new.terminated != 0) & (new.terminated != 1)).any():
+            raise ValueError("replay.add: terminated must hold only 0 or 1")
+        # Validation is done; only now write (the buffer's storage is runner-owned state).
+        idx = (self.position + torch.arange(b, device=self.device)) % self.capacity
+        for store, value in zip(self.storage, new):
+            store[idx] = value
+        self.position = (self.position + b) % self.capacity
+        self.size = min(self.size + b, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> TransitionBatch:
+        """``batch_size`` transitions drawn uniformly with replacement; leaves ``[batch_size, ...]``."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if self.size < batch_size:
+            raise ValueError(f"replay.sample: asked for a batch of {batch_size} but the buffer holds only {self.size} transitions")
+        idx = torch.randint(0, self.size, (batch_size,), generator=generator, device=self.device)
+        return TransitionBatch(*(store[idx] for store in self.storage))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"storage": [s[: self.size].cpu() for s in self.storage], "position": self.position, "size": self.size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        size = int(state["size"])
+        if size > self.capacity:
+            raise ValueError(f"saved replay holds {size} transitions, more than capacity {self.capacity}")
+        for store, saved in zip(self.storage, state["storage"]):
+            if saved.shape[1:] != store.shape[1:]:
+                raise ValueError(f"saved replay has item shape {tuple(saved.shape[1:])}, expected {tuple(store.shape[1:])}")
+            store[:size] = saved.to(self.device, self.dtype)
+        self.position, self.size = int(state["position"]), size
+
+
+# ============================================================================ config
+@dataclass
+class DDPGConfig:
+    """DDPG / TD3 settings. Defaults: Fujimoto et al. 2018 (see the module docstring)."""
+
+    algo: str = "td3"  # "ddpg" or "td3"
+    env_id: str = "Pendulum-v1"
+    total_steps: int = 1_000_000
+    start_steps: int = 10_000  # uniform random actions before this many env steps
+    learning_starts: int | None = None  # first update after this many steps (None: start_steps)
+    batch_size: int = 100
+    buffer_size: int = 1_000_000
+    gamma: float = 0.99
+    tau: float = 0.005
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    critic_l2: float = 0.0  # L2 weight decay on the critic (Lillicrap: 1e-2)
+    hidden: tuple[int, ...] = (400, 300)
+    critic_action_layer: int = 0  # 0: action at the critic input; 1: at its second layer (Lillicrap)
+    final_init: float | None = 3e-3
+    exploration: str = "gaussian"  # or "ou"
+    exploration_sigma: float = 0.1  # x action half-range
+    ou_theta: float = 0.15
+    policy_noise: float = 0.2  # TD3 smoothing std, x action half-range
+    noise_clip: float = 0.5  # x action half-range
+    policy_delay: int = 2  # TD3; DDPG always uses 1
+    updates_per_step: int = 1
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 10_000  # env steps
+    save_replay: bool = True  # include the replay buffer in checkpoints (exact resume)
+
+    def __post_init__(self):
+        self.hidden = tuple(self.hidden)
+        if self.algo not in ("ddpg", "td3"):
+            raise ValueError(f"algo must be 'ddpg' or 'td3', got {self.algo!r}")
+        if self.exploration not in ("gaussian", "ou"):
+            raise ValueError(f"exploration must be 'gaussian' or 'ou', got {self.exploration!r}")
+        if self.learning_starts is None:
+            self.learning_starts = self.start_steps
+        for name in ("total_steps", "batch_size", "buffer_size", "policy_delay", "updates_per_step", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        for name in ("start_steps", "learning_starts"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        for name in ("actor_lr", "critic_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        for name in ("gamma", "tau"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        for name in ("critic_l2", "exploration_sigma", "policy_noise", "noise_clip", "ou_theta"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a non-negative finite number, got {v!r}")
+
+    @classmethod
+    def lillicrap(cls, **overrides: Any) -> "DDPGConfig":
+        """The original DDPG settings (Lillicrap et al. 2015, sec. 7), batch norm excepted."""
+        base = dict(algo="ddpg", actor_lr=1e-4, critic_lr=1e-3, critic_l2=1e-2, tau=1e-3, batch_size=64,
+                    exploration="ou", exploration_sigma=0.2, ou_theta=0.15, critic_action_layer=1,
+                    start_steps=0, learning_starts=64, policy_delay=1)
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+
+# ============================================================================ trainer
+def _stack(trees: list[Params]) -> Params:
+    return {k: torch.stack([t[k] for t in trees]) for k in trees[0]}
+
+
+class DDPGTrainer:
+    """Trains DDPG or TD3 on a gymnasium env with a ``Box`` action space.
+
+    Args:
+        config: the settings.
+        output_dir: where ``checkpoint.pt``, ``metrics.json`` and TensorBoard events go
+            (``None``: nothing is written).
+        env: a gymnasium env (default ``gymnasium.make(config.env_id)``); the trainer owns it.
+    """
+
+    def __init__(self, config: DDPGConfig, output_dir: str | Path | None = None, env: Any = None):
+        import gymnasium as gym
+
+        self.config = cfg = config
+        self.env = env if env is not None else gym.make(cfg.env_id)
+        space = self.env.action_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise TypeError(f"DDPG/TD3 need a 1-D Box action space, got {space}")
+        if len(self.env.observation_space.shape) != 1:
+            raise TypeError(f"expected a flat observation space, got shape {self.env.observation_space.shape}")
+        self.obs_dim = int(self.env.observation_space.shape[0])
+        self.act_dim = int(space.shape[0])
+        self.device = resolve_device(cfg.device)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.action_low = torch.as_tensor(space.low, dtype=torch.float32, device=self.device)
+        self.action_high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)
+        self.half_range = (self.action_high - self.action_low) / 2
+
+        self.actor = deterministic_actor(self.obs_dim, self.act_dim, space.low.tolist(), space.high.tolist(),
+                                         cfg.hidden, "relu", cfg.final_init)
+        self.critic = q_critic(self.obs_dim, self.act_dim, cfg.hidden, "relu", cfg.critic_action_layer, cfg.final_init)
+        self.twin = cfg.algo == "td3"
+        self.policy_delay = cfg.policy_delay if self.twin else 1
+        self.actor_params: Params = self.actor.init(cfg.seed, device=self.device)
+        if self.twin:
+            self.critic_params = _stack([self.critic.init(cfg.seed + 1, self.device), self.critic.init(cfg.seed + 2, self.device)])
+        else:
+            self.critic_params = self.critic.init(cfg.seed + 1, device=self.device)
+        self.target_actor_params = tree_map(torch.clone, self.actor_params)
+        self.target_critic_params = tree_map(torch.clone, self.critic_params)
+        self.actor_opt, self.critic_opt = adam(cfg.actor_lr), adam(cfg.critic_lr)
+        self.actor_opt_state = self.actor_opt.init(self.actor_params)
+        self.critic_opt_state = self.critic_opt.init(self.critic_params)
+        self.replay = TensorReplay(min(cfg.buffer_size, cfg.total_steps), self.obs_dim, self.act_dim,
+                                   self.action_low, self.action_high, self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+
+        self.steps = 0
+        self.critic_updates = 0
+        self.episodes: list[dict[str, float]] = []  # one entry per finished episode
+        self.last_losses: dict[str, float] = {}
+        self._obs: torch.Tensor | None = None  # current observation; None -> reset first
+        self._ou = torch.zeros(self.act_dim, device=self.device)
+        self._ep_return, self._ep_length = 0.0, 0
+        self._writer = None
+        self._critic_grad = grad_and_value(self._critic_objective)
+        self._actor_grad = grad_and_value(self._actor_objective)
+
+    # ----------------------------------------------------------------- pure pieces, bound
+    def _critic_objective(self, params: Params, batch: TransitionBatch, targets: torch.Tensor) -> torch.Tensor:
+        loss = (twin_critic_loss if self.twin else critic_loss)(self.critic, params, batch, targets)
+        if self.config.critic_l2 > 0:
+            loss = loss + 0.5 * self.config.critic_l2 * tree_dot(params, params)
+        return loss
+
+    def _actor_objective(self, params: Params, critic_params: Params, obs: torch.Tensor) -> torch.Tensor:
+        q1 = {k: v[0] for k, v in critic_params.items()} if self.twin else critic_params
+        return dpg_actor_loss(self.actor, params, self.critic, q1, obs)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic policy's action for ``obs: [obs_dim]`` (no exploration noise)."""
+        with torch.no_grad():
+            return self.actor.apply(self.actor_params, obs)
+
+    def update(self) -> dict[str, float]:
+        """One critic update (and, on schedule, one actor update plus Polyak-averaged targets)."""
+        cfg = self.config
+        batch = self.replay.sample(cfg.batch_size, self.generator)
+        if self.twin:
+            eps = torch.randn(batch.action.shape, generator=self.generator, device=self.device)
+            targets = td3_targets(self.actor, self.target_actor_params, self.critic, self.target_critic_params, batch,
+                                  cfg.gamma, eps * cfg.policy_noise * self.half_range, cfg.noise_clip * self.half_range,
+                                  self.action_low, self.action_high)
+        else:
+            targets = ddpg_targets(self.actor, self.target_actor_params, self.critic, self.target_critic_params, batch, cfg.gamma)
+        grads, closs = self._critic_grad(self.critic_params, batch, targets)
+        updates, self.critic_opt_state = self.critic_opt.update(grads, self.critic_opt_state, self.critic_params)
+        self.critic_params = apply_updates(self.critic_params, updates)
+        self.critic_updates += 1
+        out = {"critic_loss": closs.detach()}
+        if is_policy_update_step(self.critic_updates, self.policy_delay):
+            grads, aloss = self._actor_grad(self.actor_params, self.critic_params, batch.obs)
+            updates, self.actor_opt_state = self.actor_opt.update(grads, self.actor_opt_state, self.actor_params)
+            self.actor_params = apply_updates(self.actor_params, updates)
+            self.target_actor_params = polyak_update(self.target_actor_params, self.actor_params, cfg.tau)
+            self.target_critic_params = polyak_update(self.target_critic_params, self.critic_params, cfg.tau)
+            out["actor_loss"] = aloss.detach()
+        return out
+
+    # ----------------------------------------------------------------- acting
+    def _to_obs(self, obs) -> torch.Tensor:
+        return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+
+    def _reset(self) -> None:
+        obs, _ = self.env.reset(seed=self.config.seed + len(self.episodes))
+        self._obs = self._to_obs(obs)
+        self._ou = torch.zeros(self.act_dim, device=self.device)
+        self._ep_return, self._ep_length = 0.0, 0
+
+    def _explore(self, obs: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if self.steps < cfg.start_steps:
+            u = torch.rand(self.act_dim, generator=self.generator, device=self.device)
+            return self.action_low + u * (self.action_high - self.action_low)
+        eps = torch.randn(self.act_dim, generator=self.generator, device=self.device)
+        if cfg.exploration == "ou":
+            self._ou = ou_noise_step(self._ou, eps, cfg.ou_theta, cfg.exploration_sigma)
+            noise = self._ou
+        else:
+            noise = cfg.exploration_sigma * eps
+        # Clipping to the action space is part of acting in a bounded space, not of the learner.
+        return torch.clamp(self.act(obs) + noise * self.half_range, self.action_low, self.action_high)
+
+    def env_step(self) -> dict[str, float] | None:
+        """One env step (+ updates when due). Returns the episode's record when it ends."""
+        cfg = self.config
+        if self._obs is None:
+            self._reset()
+        action = self._explore(self._obs)
+        next_obs, reward, terminated, truncated, _ = self.env.step(action.cpu().numpy())
+        reward_t = torch.tensor([float(reward)], dtype=torch.float32)
+        if not torch.isfinite(reward_t).all():
+            raise FloatingPointError(f"the environment returned a non-finite reward {reward!r} at step {self.steps}")
+        next_obs_t = self._to_obs(next_obs)
+        self.replay.add(self._obs[None], action[None], reward_t, next_obs_t[None],
+                        torch.tensor([float(terminated)]))
+        self.steps += 1
+        self._ep_return += float(reward)
+        self._ep_length += 1
+        self._obs = next_obs_t
+        if self.steps > cfg.learning_starts and len(self.replay) >= cfg.batch_size:
+            for _ in range(cfg.updates_per_step):
+                self.last_losses = self.update()
+        if terminated or truncated:
+            record = {"episode": len(self.episodes) + 1, "step": self.steps, "return": self._ep_return, "length": self._ep_length}
+            record.update({k: float(v) for k, v in self.last_losses.items()})
+            self.episodes.append(record)
+            self._obs = None
+            return record
+        return None
+
+    # ----------------------------------------------------------------- training
+    def train(self, progress: bool = True) -> list[dict[str, float]]:
+        """Run until ``config.total_steps`` env steps, checkpointing every ``checkpoint_every``."""
+        cfg = self.config
+        bar = tqdm(total=cfg.total_steps, initial=self.steps, disable=not progress, desc=f"{cfg.algo} steps")
+        start, start_steps, start_updates = time.perf_counter(), self.steps, self.critic_updates
+        try:
+            while self.steps < cfg.total_steps:
+                record = self.env_step()
+                bar.update(1)
+                if record is not None:
+                    elapsed = max(time.perf_counter() - start, 1e-9)
+                    record["env_steps_per_s"] = (self.steps - start_steps) / elapsed
+                    record["updates_per_s"] = (self.critic_updates - start_updates) / elapsed
+                    self._log(record)
+                    bar.set_postfix(ret=f"{record['return']:.1f}", last10=f"{self.mean_return(10):.1f}")
+                if self.steps % cfg.checkpoint_every == 0 or self.steps == cfg.total_steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if self._writer is not None:
+                self._writer.flush()
+        return self.episodes
+
+    def mean_return(self, last: int = 10) -> float:
+        """Mean return of the last ``last`` finished training episodes (nan if none)."""
+        if not self.episodes:
+            return float("nan")
+        tail = self.episodes[-last:]
+        return sum(e["return"] for e in tail) / len(tail)
+
+    def evaluate(self, episodes: int = 10, seed: int = 10_000) -> float:
+        """Mean return of the deterministic policy over ``episodes`` episodes of a fresh env copy."""
+        import gymnasium as gym
+
+        env = gym.make(self.env.spec.id) if self.env.spec is not None else self.env
+        total = 0.0
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            done = False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(self.act(self._to_obs(obs)).cpu().numpy())
+                total += float(reward)
+                done = terminated or truncated
+        if env is not self.env:
+            env.close()
+        else:
+            self._obs = None
+        return total / episodes
+
+    def _log(self, record: dict[str, float]) -> None:
+        if self.output_dir is None:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+        for key, value in record.items():
+            if key not in ("episode", "step"):
+                self._writer.add_scalar(f"train/{key}", value, record["step"])
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        cpu = lambda t: tree_map(lambda x: x.detach().cpu(), t)  # noqa: E731
+        opt = lambda s: {"count": s.count.cpu(), "mu": cpu(s.mu), "nu": cpu(s.nu)}  # noqa: E731
+        return {
+            "config": self.config.to_dict(),
+            "steps": self.steps,
+            "critic_updates": self.critic_updates,
+            "actor_params": cpu(self.actor_params),
+            "critic_params": cpu(self.critic_params),
+            "target_actor_params": cpu(self.target_actor_params),
+            "target_critic_params": cpu(self.target_critic_params),
+            "actor_opt_state": opt(self.actor_opt_state),
+            "critic_opt_state": opt(self.critic_opt_state),
+            "generator_state": self.generator.get_state(),
+            "replay": self.replay.state_dict() if self.config.save_replay else None,
+            "episodes": self.episodes,
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        if self.output_dir is None:
+            return None
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / DDPG_CHECKPOINT_NAME
+        _atomic_save(self.state_dict(), path)
+        self.write_metrics()
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore params, targets, optimizer states, generator, replay, counters and history."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved, ours = dict(state["config"]), self.config.to_dict()
+        mismatched = [k for k in ours if k not in ("total_steps", "device", "checkpoint_every", "save_replay") and saved.get(k) != ours[k]]
+        if mismatched:
+            raise ValueError(f"checkpoint {path} was written with different settings for {mismatched}")
+        dev = lambda t: tree_map(lambda x: x.to(self.device), t)  # noqa: E731
+        adam_state = lambda s: AdamState(s["count"].to(self.device), dev(s["mu"]), dev(s["nu"]))  # noqa: E731
+        self.actor_params = dev(state["actor_params"])
+        self.critic_params = dev(state["critic_params"])
+        self.target_actor_params = dev(state["target_actor_params"])
+        self.target_critic_params = dev(state["target_critic_params"])
+        self.actor_opt_state = adam_state(state["actor_opt_state"])
+        self.critic_opt_state = adam_state(state["critic_opt_state"])
+        self.generator.set_state(state["generator_state"])
+        if state["replay"] is not None:
+            self.replay.load_state_dict(state["replay"])
+        self.steps = int(state["steps"])
+        self.critic_updates = int(state["critic_updates"])
+        self.episodes = list(state["episodes"])
+        self._obs = None
+
+    def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
+        if self.output_dir is None:
+            return
+        path = self.output_dir / "metrics.json"
+        payload: dict[str, Any] = {"config": self.config.to_dict(), "steps": self.steps,
+                                   "last10_mean_return": self.mean_return(10), "episodes": self.episodes}
+        if extra is None and path.is_file():
+            payload["extra"] = json.loads(path.read_text()).get("extra")
+        elif extra is not None:
+            payload["extra"] = extra
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, path)

@@ -1,0 +1,449 @@
+"""Replay buffers: uniform, proportional prioritised (sum tree), and n-step aggregation.
+
+These are runner-layer objects: they own storage and mutate it. Everything they hand out is a
+:class:`Transition` of tensors; randomness comes only from the ``torch.Generator`` passed to
+``sample``. Every ``add`` validates the whole batch first and only then writes, so a bad batch
+raises and leaves the buffer exactly as it was.
+
+A stored transition is ``(obs, action, reward, next_obs, done, n_steps)``: ``reward`` is the
+(possibly n-step) discounted return ``sum_{k<n_steps} gamma^k r_{t+k}``, ``next_obs`` the
+observation to bootstrap from and ``done`` whether the episode *terminated* within those steps
+(no bootstrap). The bootstrap discount is therefore ``gamma ** n_steps * (1 - done)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+
+__all__ = [
+    "Transition",
+    "UniformReplay",
+    "PrioritizedReplay",
+    "SumTree",
+    "NStepAggregator",
+    "importance_weights",
+]
+
+
+class Transition(NamedTuple):
+    """A batch of transitions; leading axis ``[B]`` on every field.
+
+    obs ``[B, *obs_shape]``, action ``[B, *action_shape]``, reward ``[B]`` (float),
+    next_obs ``[B, *obs_shape]``, done ``[B]`` (float 0/1: terminated, do not bootstrap),
+    n_steps ``[B]`` (int64, rewards summed into ``reward``; 1 for one-step transitions).
+    """
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    done: torch.Tensor
+    n_steps: torch.Tensor
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def _as_tensor(x: object, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from exc
+
+
+class UniformReplay:
+    """A circular buffer sampled uniformly with replacement.
+
+    Args:
+        capacity: the most transitions kept; the oldest are overwritten.
+        device: where storage lives (default CPU).
+        num_actions: if given, actions must be integer tensors ``[B]`` with values in
+            ``[0, num_actions)`` (discrete control); otherwise any floating or integer action.
+
+    ``add(obs, action, reward, next_obs, done, n_steps=None)`` stores a batch ``[B, ...]``;
+    storage shapes and dtypes are fixed by the first batch. ``sample(batch_size, generator)``
+    returns a :class:`Transition`.
+    """
+
+    def __init__(self, capacity: int, device: torch.device | str | None = None, num_actions: int | None = None):
+        self.capacity = _positive_int(capacity, "capacity")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.num_actions = None if num_actions is None else _positive_int(num_actions, "num_actions")
+        self._storage: dict[str, torch.Tensor] | None = None
+        self.size = 0
+        self.cursor = 0  # next slot to write
+
+    def __len__(self) -> int:
+        return self.size
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, obs, action, reward, next_obs, done, n_steps) -> dict[str, torch.Tensor]:
+        obs = _as_tensor(obs, "obs")
+        next_obs = _as_tensor(next_obs, "next_obs")
+        action = _as_tensor(action, "action")
+        reward = _as_tensor(reward, "reward")
+        done = _as_tensor(done, "done")
+        if obs.ndim == 0:
+            raise ValueError(f"obs must have a leading batch axis [B, ...], got shape {tuple(obs.shape)}")
+        batch = obs.shape[0]
+        if next_obs.shape != obs.shape:
+            raise ValueError(f"next_obs expected shape {tuple(obs.shape)} (as obs), got {tuple(next_obs.shape)}")
+        if reward.shape != (batch,):
+            raise ValueError(f"reward expected shape ({batch},), got {tuple(reward.shape)}")
+        if done.shape != (batch,):
+            raise ValueError(f"done expected shape ({batch},), got {tuple(done.shape)}")
+        if action.ndim == 0 or action.shape[0] != batch:
+            raise ValueError(f"action expected a leading batch axis of size {batch}, got shape {tuple(action.shape)}")
+        if not (reward.is_floating_point()):
+            raise TypeError(f"reward must be a floating tensor, got {reward.dtype}")
+        if not torch.isfinite(reward).all():
+            raise ValueError("reward contains non-finite values (nan or inf); nothing was stored")
+        if obs.is_floating_point() and not (torch.isfinite(obs).all() and torch.isfinite(next_obs).all()):
+            raise ValueError("obs / next_obs contain non-finite values; nothing was stored")
+        if done.dtype != torch.bool:
+            if done.is_floating_point() or done.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
+                if not ((done == 0) | (done == 1)).all():
+                    raise ValueError("done must hold only 0/1 (or bool) values")
+            else:
+                raise TypeError(f"done must be bool or 0/1 numbers, got {done.dtype}")
+        if self.num_actions is not None:
+            if action.is_floating_point() or action.is_complex() or action.dtype == torch.bool:
+                raise TypeError(f"action must be an integer tensor for {self.num_actions} discrete actions, got {action.dtype}")
+            if action.shape != (batch,):
+                raise ValueError(f"action expected shape ({batch},), got {tuple(action.shape)}")
+            if ((action < 0) | (action >= self.num_actions)).any():
+                raise ValueError(
+                    f"action values must lie in [0, {self.num_actions}), got min {int(action.min())} max {int(action.max())}"
+                )
+        elif action.is_floating_point() and not torch.isfinite(action).all():
+            raise ValueError("action contains non-finite values; nothing was stored")
+        if n_steps is None:
+            n_steps = torch.ones(batch, dtype=torch.int64)
+        else:
+            n_steps = _as_tensor(n_steps, "n_steps")
+            if n_steps.shape != (batch,) or n_steps.is_floating_point() or n_steps.dtype == torch.bool:
+                raise ValueError(f"n_steps expected an integer tensor of shape ({batch},), got {n_steps.dtype} {tuple(n_steps.shape)}")
+            if (n_steps < 1).any():
+                raise ValueError("n_steps must be >= 1")
+        fields = {
+            "obs": obs,
+            "action": action.long() if self.num_actions is not None else action,
+            "reward": reward,
+            "next_obs": next_obs,
+            "done": done.to(reward.dtype),
+            "n_steps": n_steps.long(),
+        }
+        if self._storage is not None:
+            for key, value in fields.items():
+                stored = self._storage[key]
+                if value.shape[1:] != stored.shape[1:]:
+                    raise ValueError(f"{key} expected per-item shape {tuple(stored.shape[1:])}, got {tuple(value.shape[1:])}")
+                if key in ("obs", "next_obs", "action") and value.dtype != stored.dtype:
+                    # Silent casts would e.g. truncate float actions to ints; refuse instead.
+                    if not (value.is_floating_point() and stored.is_floating_point()):
+                        raise TypeError(f"{key} expected dtype {stored.dtype} (as first stored), got {value.dtype}")
+        return fields
+
+    def _allocate(self, fields: dict[str, torch.Tensor]) -> None:
+        self._storage = {
+            k: torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype, device=self.device) for k, v in fields.items()
+        }
+
+    # ------------------------------------------------------------------ public API
+    def add(self, obs, action, reward, next_obs, done, n_steps=None) -> torch.Tensor:
+        """Store a batch of ``B`` transitions; returns the slots written ``[B]`` (int64).
+
+        Raises ``ValueError`` / ``TypeError`` before writing anything if any field is bad.
+        """
+        fields = self._validate(obs, action, reward, next_obs, done, n_steps)
+        batch = fields["obs"].shape[0]
+        if batch > self.capacity:
+            raise ValueError(f"cannot add {batch} transitions at once to a buffer of capacity {self.capacity}")
+        if self._storage is None:
+            self._allocate(fields)
+        assert self._storage is not None
+        slots = (self.cursor + torch.arange(batch)) % self.capacity
+        slots_dev = slots.to(self.device)
+        for key, value in fields.items():
+            store = self._storage[key]
+            store[slots_dev] = value.to(device=self.device, dtype=store.dtype)
+        self.cursor = (self.cursor + batch) % self.capacity
+        self.size = min(self.size + batch, self.capacity)
+        return slots
+
+    def _check_sample(self, batch_size: int, generator: torch.Generator) -> None:
+        _positive_int(batch_size, "batch_size")
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if self.size < batch_size:
+            raise ValueError(f"cannot sample a batch of {batch_size}: the buffer holds only {self.size} transitions")
+
+    def gather(self, slots: torch.Tensor) -> Transition:
+        """The transitions at ``slots [B]`` (int64)."""
+        assert self._storage is not None
+        slots = slots.to(self.device)
+        return Transition(**{k: v[slots] for k, v in self._storage.items()})
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Transition:
+        """``batch_size`` transitions drawn uniformly with replacement."""
+        self._check_sample(batch_size, generator)
+        slots = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
+        return self.gather(slots)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "capacity": self.capacity,
+            "size": self.size,
+            "cursor": self.cursor,
+            "storage": None if self._storage is None else {k: v[: self.size].cpu() for k, v in self._storage.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"buffer capacity {self.capacity} differs from the saved {state['capacity']}")
+        self.size, self.cursor = int(state["size"]), int(state["cursor"])
+        if state["storage"] is None:
+            self._storage = None
+            return
+        self._allocate({k: v for k, v in state["storage"].items()})
+        assert self._storage is not None
+        for k, v in state["storage"].items():
+            self._storage[k][: self.size] = v.to(self.device)
+
+
+class SumTree:
+    """A binary sum tree over ``capacity`` non-negative priorities, stored in one tensor.
+
+    Leaves sit at ``[capacity_pow2, 2 * capacity_pow2)`` of a float64 array; node ``i`` holds
+    the sum of its children ``2i`` and ``2i + 1``; the root (index 1) is the total. ``update``
+    and ``find`` work on a whole batch of indices / prefix sums at once (one tensor operation
+    per tree level), so sampling a batch costs ``O(log capacity)`` tensor ops, not a Python
+    loop per item.
+    """
+
+    def __init__(self, capacity: int, device: torch.device | str | None = None):
+        self.capacity = _positive_int(capacity, "capacity")
+        self.depth = max(1, math.ceil(math.log2(capacity)))
+        self.leaf_base = 1 << self.depth
+        self.tree = torch.zeros(2 * self.leaf_base, dtype=torch.float64, device=device)
+
+    @property
+    def total(self) -> torch.Tensor:
+        """Sum of all priorities (0-d float64)."""
+        return self.tree[1]
+
+    def get(self, index: torch.Tensor) -> torch.Tensor:
+        return self.tree[self.leaf_base + index.to(self.tree.device)]
+
+    def update(self, index: torch.Tensor, value: torch.Tensor) -> None:
+        """Set leaf ``index[b]`` to ``value[b]``; with duplicate indices the last one wins."""
+        index = index.to(self.tree.device).long()
+        value = value.to(self.tree.device, torch.float64)
+        if index.shape != value.shape or index.ndim != 1:
+            raise ValueError(f"index and value must be 1-D of equal length, got {tuple(index.shape)} and {tuple(value.shape)}")
+        if ((index < 0) | (index >= self.capacity)).any():
+            raise ValueError(f"index values must lie in [0, {self.capacity})")
+        if not (torch.isfinite(value).all() and (value >= 0).all()):
+            raise ValueError("priorities must be finite and non-negative")
+        # Resolve duplicates deterministically: keep the last occurrence of each index.
+        unique, inverse = torch.unique(index, return_inverse=True)
+        position = torch.arange(index.shape[0], device=index.device)
+        last = torch.full_like(unique, -1).scatter_reduce(0, inverse, position, reduce="amax")
+        node = unique + self.leaf_base
+        self.tree[node] = value[last]
+        for _ in range(self.depth):
+            # Siblings share a parent; duplicate parents all write the same sum, so no unique().
+            node = node // 2
+            self.tree[node] = self.tree[2 * node] + self.tree[2 * node + 1]
+
+    def find(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Leaf indices ``[B]`` whose cumulative-priority interval holds ``prefix [B]``.
+
+        A leaf ``i`` covers ``[sum_{j<i} p_j, sum_{j<=i} p_j)``, so zero-priority leaves are
+        never returned for a prefix in ``[0, total)``.
+        """
+        u = prefix.to(self.tree.device, torch.float64)
+        node = torch.ones_like(u, dtype=torch.int64)
+        for _ in range(self.depth):
+            left = self.tree[2 * node]
+            go_right = u >= left
+            u = torch.where(go_right, u - left, u)
+            node = 2 * node + go_right.long()
+        return (node - self.leaf_base).clamp(max=self.capacity - 1)
+
+    def sample(self, batch_size: int, generator: torch.Generator, size: int) -> torch.Tensor:
+        """Stratified proportional sampling: one draw in each of ``batch_size`` equal slices of
+        the total priority (Schaul et al. 2016, Appendix B.2.1). Returns leaf indices ``[B]``."""
+        total = self.total
+        u = torch.rand(batch_size, generator=generator, dtype=torch.float64, device=generator.device).to(total.device)
+        segment = total / batch_size
+        prefix = (torch.arange(batch_size, device=total.device, dtype=torch.float64) + u) * segment
+        # Guard the right end against rounding (prefix must stay below the total).
+        prefix = torch.minimum(prefix, total * (1 - 1e-12))
+        return self.find(prefix).clamp(max=size - 1)
+
+
+def importance_weights(probs: torch.Tensor, size: int, beta: float | torch.Tensor) -> torch.Tensor:
+    """Importance-sampling weights ``w_i = (N P(i))^-beta / max_j w_j`` over the batch.
+
+    probs ``[B]`` sampling probabilities, ``size`` = N, the number of stored transitions.
+    Normalising by the batch maximum (rather than the maximum over the whole buffer) keeps
+    ``w <= 1`` and only rescales the step (Schaul et al. 2016 normalise "by 1 / max_i w_i").
+    """
+    w = (size * probs) ** (-beta)
+    return w / w.max()
+
+
+class PrioritizedReplay(UniformReplay):
+    """Proportional prioritised replay (Schaul et al. 2016), as Rainbow uses it.
+
+    ``P(i) = p_i^alpha / sum_k p_k^alpha``. New transitions enter with the largest priority
+    seen so far (initially 1), so each is replayed at least about once. ``sample`` returns the
+    batch, the slots (hand them back to ``update_priorities``) and importance weights
+    normalised by the batch max (``<= 1``). Rainbow prioritises by the KL loss with
+    ``alpha = 0.5``, ``beta`` annealed linearly from 0.4 to 1 (the runner anneals it).
+
+    Args:
+        capacity, device, num_actions: as :class:`UniformReplay`.
+        alpha: priority exponent (0 = uniform).
+        eps: added to every priority so none is exactly 0.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        alpha: float = 0.5,
+        eps: float = 1e-6,
+        device: torch.device | str | None = None,
+        num_actions: int | None = None,
+    ):
+        super().__init__(capacity, device=device, num_actions=num_actions)
+        if not (isinstance(alpha, (int, float)) and 0.0 <= alpha and math.isfinite(alpha)):
+            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        if not (isinstance(eps, (int, float)) and eps >= 0):
+            raise ValueError(f"eps must be >= 0, got {eps!r}")
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.tree = SumTree(self.capacity, device=self.device)
+        self.max_priority = 1.0  # raw priority (before ** alpha)
+
+    def add(self, obs, action, reward, next_obs, done, n_steps=None) -> torch.Tensor:
+        slots = super().add(obs, action, reward, next_obs, done, n_steps)
+        self.tree.update(slots, torch.full(slots.shape, self.max_priority**self.alpha, dtype=torch.float64))
+        return slots
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator, beta: float = 1.0
+    ) -> tuple[Transition, torch.Tensor, torch.Tensor]:
+        """Returns ``(batch, slots [B] int64, weights [B] float32)``."""
+        self._check_sample(batch_size, generator)
+        if not (isinstance(beta, (int, float)) and 0.0 <= beta <= 1.0):
+            raise ValueError(f"beta must lie in [0, 1], got {beta!r}")
+        slots = self.tree.sample(batch_size, generator, self.size)
+        probs = self.tree.get(slots) / self.tree.total
+        weights = importance_weights(probs, self.size, beta).to(torch.float32)
+        return self.gather(slots), slots, weights.to(self.device)
+
+    def update_priorities(self, slots: torch.Tensor, priorities: torch.Tensor) -> None:
+        """Set raw priorities ``[B]`` (e.g. the KL loss) for ``slots [B]``; stores ``(p + eps)^alpha``."""
+        priorities = priorities.detach().to(torch.float64)
+        if priorities.shape != slots.shape:
+            raise ValueError(f"priorities expected shape {tuple(slots.shape)}, got {tuple(priorities.shape)}")
+        if not (torch.isfinite(priorities).all() and (priorities >= 0).all()):
+            raise ValueError("priorities must be finite and non-negative")
+        if ((slots < 0) | (slots >= self.size)).any():
+            raise ValueError(f"slots must lie in [0, {self.size})")
+        p = priorities + self.eps
+        self.tree.update(slots, p**self.alpha)
+        self.max_priority = max(self.max_priority, float(p.max()))
+
+    def state_dict(self) -> dict:
+        out = super().state_dict()
+        out.update(tree=self.tree.tree.cpu(), max_priority=self.max_priority)
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.tree.tree = state["tree"].to(self.tree.tree.device, torch.float64).clone()
+        self.max_priority = float(state["max_priority"])
+
+
+class NStepAggregator:
+    """Turns per-step transitions of ``num_envs`` parallel envs into n-step transitions.
+
+    Each env keeps its last (up to) ``n`` steps. A step's n-step transition is emitted once
+    ``n`` steps follow it, or earlier when its episode ends (terminated *or* truncated): then
+    every pending step of that env is emitted with a shortened window, so no return ever
+    crosses an episode boundary. The result matches :func:`functional_metarl.rl.n_step_returns`
+    on the whole trajectory.
+
+    ``push`` returns a dict ready for ``buffer.add(**out)`` (or ``None`` when nothing is ready).
+    """
+
+    def __init__(self, n: int, gamma: float, num_envs: int):
+        self.n = _positive_int(n, "n")
+        self.num_envs = _positive_int(num_envs, "num_envs")
+        if not (isinstance(gamma, (int, float)) and 0.0 <= gamma <= 1.0):
+            raise ValueError(f"gamma must lie in [0, 1], got {gamma!r}")
+        self.gamma = float(gamma)
+        self._pending: list[list[tuple]] = [[] for _ in range(num_envs)]
+
+    def reset(self) -> None:
+        """Drop every pending step (e.g. after the envs were reset from outside)."""
+        self._pending = [[] for _ in range(self.num_envs)]
+
+    def _emit(self, steps: Sequence[tuple]) -> tuple:
+        obs, action = steps[0][0], steps[0][1]
+        ret = 0.0
+        for k, step in enumerate(steps):
+            ret += (self.gamma**k) * float(step[2])
+        last = steps[-1]
+        return obs, action, ret, last[3], bool(last[4]), len(steps)
+
+    def push(self, obs, action, reward, next_obs, terminated, truncated) -> dict | None:
+        """One vector-env step: every argument has leading axis ``[num_envs]``.
+
+        ``next_obs`` must be the true next observation (the final one at an episode end, not
+        the auto-reset one).
+        """
+        obs, next_obs, action, reward = (_as_tensor(x, n) for x, n in ((obs, "obs"), (next_obs, "next_obs"), (action, "action"), (reward, "reward")))
+        terminated = _as_tensor(terminated, "terminated").bool()
+        truncated = _as_tensor(truncated, "truncated").bool()
+        for name, x in (("obs", obs), ("next_obs", next_obs), ("action", action), ("reward", reward), ("terminated", terminated), ("truncated", truncated)):
+            if x.ndim == 0 or x.shape[0] != self.num_envs:
+                raise ValueError(f"{name} expected a leading axis of {self.num_envs} envs, got shape {tuple(x.shape)}")
+        if not torch.isfinite(reward.double()).all():
+            raise ValueError("reward contains non-finite values; nothing was stored")
+        out: list[tuple] = []
+        for e in range(self.num_envs):
+            self._pending[e].append((obs[e], action[e], reward[e], next_obs[e], terminated[e]))
+        for e in range(self.num_envs):
+            pending = self._pending[e]
+            if bool(terminated[e]) or bool(truncated[e]):
+                while pending:
+                    out.append(self._emit(pending))
+                    pending.pop(0)
+            elif len(pending) == self.n:
+                out.append(self._emit(pending))
+                pending.pop(0)
+        if not out:
+            return None
+        return {
+            "obs": torch.stack([o[0] for o in out]),
+            "action": torch.stack([o[1] for o in out]),
+            "reward": torch.tensor([o[2] for o in out], dtype=torch.float32),
+            "next_obs": torch.stack([o[3] for o in out]),
+            "done": torch.tensor([o[4] for o in out], dtype=torch.float32),
+            "n_steps": torch.tensor([o[5] for o in out], dtype=torch.int64),
+        }
