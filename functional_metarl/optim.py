@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
+import optree
 import torch
 
 from .tree import Params, Tree, tree_add, tree_map
@@ -97,7 +98,7 @@ def adam(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
         raise ValueError(f"eps must be positive, got {eps}")
 
     def init(params: Params) -> AdamState:
-        some = next(iter(params.values()))
+        some = optree.tree_leaves(params)[0]  # any tree of tensors (e.g. meta.MetaParams), not only a dict
         return AdamState(
             count=torch.zeros((), device=some.device, dtype=some.dtype),
             mu=tree_map(torch.zeros_like, params),

@@ -29,3 +29,33 @@ __all__ = [
     "make_rl_batches",
     "reinforce_loss",
 ]
+
+from .supervised import (  # noqa: E402
+    MetaLearner,
+    MetaParams,
+    adaptation_losses,
+    anil,
+    check_task_batches,
+    fomaml,
+    last_layer,
+    maml,
+    meta_sgd,
+    meta_update,
+    mse_loss,
+    reptile,
+)
+
+__all__ += [
+    "MetaLearner",
+    "MetaParams",
+    "adaptation_losses",
+    "anil",
+    "check_task_batches",
+    "fomaml",
+    "last_layer",
+    "maml",
+    "meta_sgd",
+    "meta_update",
+    "mse_loss",
+    "reptile",
+]
