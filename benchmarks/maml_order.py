@@ -29,8 +29,8 @@ What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task,
 
 * The pieces of one meta-iteration at the first meta-batch size: the two rollouts, one
   ``make_rl_batches`` (a train_iteration makes two: train and valid), the adaptation that produces the post-rollout params, one full
-  ``maml_trpo_step`` with ``TRPOConfig(curvature="adapted", fisher_subsample=4)`` (the trainer's
-  default), with ``curvature="exact"`` and ``fisher_subsample`` 1 and 4, and one Fisher-vector
+  ``maml_trpo_step`` with the default ``TRPOConfig()`` (exact curvature on every 4th episode of
+  10 tasks), with ``curvature="adapted"``, and with the whole batch (pytorch-maml-rl's step), and one Fisher-vector
   product through the adaptation by each route: (a) ``rl.gauss_newton_operator`` (jvp + reused
   vjp, closed-form KL curvature, as ``maml_trpo_step`` builds it) and (b) the exact
   double-backward Hessian-vector product of the mean KL (``rl.hessian_vector_product`` on the
@@ -488,9 +488,9 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
         "inside every trpo step")
 
     configs = [
-        ("trpo step adapted, subsample 4 (trainer default)", TRPOConfig(curvature="adapted", fisher_subsample=4)),
-        ("trpo step exact, subsample 1", TRPOConfig(curvature="exact", fisher_subsample=1)),
-        ("trpo step exact, subsample 4", TRPOConfig(curvature="exact", fisher_subsample=4)),
+        ("trpo step exact, 4th ep. of 10 tasks (default)", TRPOConfig()),
+        ("trpo step adapted, 4th ep. of 10 tasks", TRPOConfig(curvature="adapted")),
+        ("trpo step exact, all (pytorch-maml-rl)", TRPOConfig(fisher_subsample=1, fisher_tasks=None)),
     ]
     for name, cfg in configs:
         start = time.perf_counter()
@@ -571,7 +571,7 @@ def format_piece_table(rows: list[dict]) -> str:
                      f"{r['min_ms']:>8.1f} | {r['runs']:>4} | {r['note']}")
     by = {r["piece"]: r["median_ms"] for r in rows}
     parts = ["rollout, meta-params (train episodes)", "adapt for the post-rollout",
-             "rollout, adapted params (valid episodes)", "trpo step adapted, subsample 4 (trainer default)"]
+             "rollout, adapted params (valid episodes)", "trpo step exact, 4th ep. of 10 tasks (default)"]
     if all(by.get(p) is not None for p in parts) and by.get("make_rl_batches (one call)") is not None:
         total = sum(by[p] for p in parts) + 2 * by["make_rl_batches (one call)"]
         lines.append("-" * (len(head) + 30))

@@ -8,3 +8,7 @@ __all__ = ["Navigation2D", "NavState", "NavTask", "Episodes", "rollout", "sample
 from .sine import RegressionBatch, SineRegression, SineTasks  # noqa: E402
 
 __all__ += ["RegressionBatch", "SineRegression", "SineTasks"]
+
+from .four_rooms import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsState, FourRoomsTask  # noqa: E402
+
+__all__ += ["FOUR_ROOMS_LAYOUT", "FourRooms", "FourRoomsState", "FourRoomsTask"]

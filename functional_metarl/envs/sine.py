@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import torch
 
+from ..nn.core import _check_positive_int
+
 __all__ = ["SineTasks", "RegressionBatch", "SineRegression"]
 
 
@@ -36,12 +38,6 @@ class RegressionBatch(NamedTuple):
     y: torch.Tensor
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
 
 
 def _check_range(bounds: tuple[float, float], name: str) -> tuple[float, float]:

@@ -93,3 +93,28 @@ __all__ += [
     "td_target",
     "twin_critic_loss",
 ]
+
+# Option-Critic
+from .option_critic import (  # noqa: E402
+    OptionCriticLosses,
+    init_linear_option_params,
+    intra_option_critic_loss,
+    intra_option_policy_loss,
+    intra_option_q_target,
+    linear_option_heads,
+    option_critic_losses,
+    option_value_upon_arrival,
+    termination_loss,
+)
+
+__all__ += [
+    "OptionCriticLosses",
+    "init_linear_option_params",
+    "intra_option_critic_loss",
+    "intra_option_policy_loss",
+    "intra_option_q_target",
+    "linear_option_heads",
+    "option_critic_losses",
+    "option_value_upon_arrival",
+    "termination_loss",
+]

@@ -1,8 +1,17 @@
 """Stateful runners: the only layer that owns devices, generators, logs and checkpoints."""
 
-from .maml_trainer import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer, resolve_device
+from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .maml_trainer import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
 
-__all__ = ["CHECKPOINT_NAME", "MAMLConfig", "MAMLTrainer", "resolve_device"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "MAMLConfig",
+    "MAMLTrainer",
+    "atomic_save",
+    "atomic_write_json",
+    "read_checkpoint",
+    "resolve_device",
+]
 
 # Replay buffers (uniform, prioritised, n-step)
 from .replay import NStepAggregator, PrioritizedReplay, SumTree, Transition, UniformReplay, importance_weights  # noqa: E402
@@ -18,3 +27,8 @@ __all__ += ["RAINBOW_CHECKPOINT", "RainbowConfig", "RainbowTrainer", "q_values",
 from .ddpg import DDPG_CHECKPOINT_NAME, DDPGConfig, DDPGTrainer, TensorReplay  # noqa: E402
 
 __all__ += ["DDPG_CHECKPOINT_NAME", "DDPGConfig", "DDPGTrainer", "TensorReplay"]
+
+# Option-Critic (tabular, Four Rooms)
+from .option_critic import OPTION_CRITIC_CHECKPOINT, OptionCriticConfig, OptionCriticTrainer  # noqa: E402
+
+__all__ += ["OPTION_CRITIC_CHECKPOINT", "OptionCriticConfig", "OptionCriticTrainer"]

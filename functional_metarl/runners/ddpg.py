@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +65,7 @@ from ..rl.actor_critic import (
     twin_critic_loss,
 )
 from ..tree import Params, tree_dot, tree_map
-from .maml_trainer import _atomic_save, resolve_device
+from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
 
 __all__ = ["DDPGConfig", "DDPGTrainer", "TensorReplay", "DDPG_CHECKPOINT_NAME"]
 
@@ -478,20 +477,14 @@ class DDPGTrainer:
             return None
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / DDPG_CHECKPOINT_NAME
-        _atomic_save(self.state_dict(), path)
+        atomic_save(self.state_dict(), path)
         self.write_metrics()
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore params, targets, optimizer states, generator, replay, counters and history."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved, ours = dict(state["config"]), self.config.to_dict()
-        mismatched = [k for k in ours if k not in ("total_steps", "device", "checkpoint_every", "save_replay") and saved.get(k) != ours[k]]
-        if mismatched:
-            raise ValueError(f"checkpoint {path} was written with different settings for {mismatched}")
+        free = ("total_steps", "device", "checkpoint_every", "save_replay")
+        state = read_checkpoint(path, self.config.to_dict(), free)
         dev = lambda t: tree_map(lambda x: x.to(self.device), t)  # noqa: E731
         adam_state = lambda s: AdamState(s["count"].to(self.device), dev(s["mu"]), dev(s["nu"]))  # noqa: E731
         self.actor_params = dev(state["actor_params"])
@@ -518,6 +511,4 @@ class DDPGTrainer:
             payload["extra"] = json.loads(path.read_text()).get("extra")
         elif extra is not None:
             payload["extra"] = extra
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
+        atomic_write_json(payload, path)

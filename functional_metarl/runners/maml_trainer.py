@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,20 +34,11 @@ from ..meta import (
 from ..nn import gaussian_policy
 from ..optim import AdamState, adam, sgd
 from ..tree import Params, tree_map
+from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
 
 __all__ = ["MAMLConfig", "MAMLTrainer", "resolve_device", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} was asked for but CUDA is not available")
-    return device
 
 
 @dataclass
@@ -101,15 +91,6 @@ class MAMLConfig:
 def _episode_return(rewards: torch.Tensor) -> float:
     """Mean over tasks and episodes of the summed reward. rewards ``[N, T, E]``."""
     return float(rewards.sum(dim=1).mean())
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)  # atomic on POSIX: a crash leaves the old checkpoint or the new one
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class MAMLTrainer:
@@ -276,22 +257,14 @@ class MAMLTrainer:
             return None
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / CHECKPOINT_NAME
-        _atomic_save(self.state_dict(), path)
+        atomic_save(self.state_dict(), path)
         self.write_metrics()
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore params, optimizer state, RNG state, iteration and history from ``path``."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved = dict(state["config"])
-        ours = self.config.to_dict()
         # The run length may be extended on resume; everything else must match.
-        mismatched = [k for k in ours if k not in ("meta_iterations", "device", "checkpoint_every", "compile") and saved.get(k) != ours[k]]
-        if mismatched:
-            raise ValueError(f"checkpoint {path} was written with different settings for {mismatched}")
+        state = read_checkpoint(path, self.config.to_dict(), ("meta_iterations", "device", "checkpoint_every", "compile"))
         self.policy.check(state["params"])
         self.params = {k: v.to(self.device) for k, v in state["params"].items()}
         opt = state["meta_opt_state"]
@@ -314,6 +287,4 @@ class MAMLTrainer:
             payload["eval"] = json.loads(path.read_text()).get("eval")
         elif evaluation is not None:
             payload["eval"] = evaluation
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
+        atomic_write_json(payload, path)

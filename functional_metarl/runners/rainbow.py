@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import time
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
@@ -39,7 +37,7 @@ from ..nn import QNetwork, rainbow_cnn, rainbow_mlp
 from ..optim import AdamState, adam, apply_updates
 from ..rl import categorical_double_q_loss, categorical_q_values, q_learning_loss
 from ..tree import Params, tree_map, tree_norm, tree_scale
-from .maml_trainer import _atomic_save, resolve_device
+from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
 from .replay import NStepAggregator, PrioritizedReplay, Transition, UniformReplay
 
 __all__ = ["RainbowConfig", "RainbowTrainer", "rainbow_loss", "q_values", "RAINBOW_CHECKPOINT"]
@@ -474,20 +472,13 @@ class RainbowTrainer:
             return None
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / RAINBOW_CHECKPOINT
-        _atomic_save(self.state_dict(), path)
+        atomic_save(self.state_dict(), path)
         self.write_metrics()
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved, ours = dict(state["config"]), self.config.to_dict()
         free = ("total_steps", "device", "checkpoint_every", "log_every", "eval_every", "eval_episodes")
-        mismatched = [k for k in ours if k not in free and saved.get(k) != ours[k]]
-        if mismatched:
-            raise ValueError(f"checkpoint {path} was written with different settings for {mismatched}")
+        state = read_checkpoint(path, self.config.to_dict(), free)
         self.net.check(state["params"])
         to_dev = lambda t: {k: v.to(self.device) for k, v in t.items()}  # noqa: E731
         self.params, self.target_params = to_dev(state["params"]), to_dev(state["target_params"])
@@ -511,9 +502,7 @@ class RainbowTrainer:
             payload["eval"] = json.loads(path.read_text()).get("eval")
         elif evaluation is not None:
             payload["eval"] = evaluation
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
+        atomic_write_json(payload, path)
 
     def close(self) -> None:
         self.envs.close()

@@ -1,0 +1,287 @@
+"""Tabular Option-Critic on Four Rooms (Bacon, Harb & Precup 2017, section 5.1).
+
+A thin stateful shell around ``rl.option_critic`` and ``envs.FourRooms``: it owns the
+``torch.Generator``, ``num_runs`` independent learners stepped side by side (params carry a
+leading run axis; losses are ``vmap``-ed over runs, so the runs never share a gradient), the
+per-run episode bookkeeping (goal move, resets), TensorBoard / ``metrics.json`` logs and atomic
+checkpoints with exact resume.
+
+Each step, for every run: sample ``a ~ pi_w(s)``; step the env; one SGD step on the critic,
+intra-option policy and termination losses at ``(s, w, a, r, s')`` (step sizes 0.5 / 0.25 / 0.25);
+then, with the updated params, the option terminates at ``s'`` with probability ``beta_w(s')``
+and, if it does, a new one is chosen epsilon-greedily over ``Q(s', .)`` (call-and-return).
+
+Settings, stated:
+
+- From the paper: 4 options, gamma 0.99, learning rates critic 0.5, intra-option 0.25,
+  termination 0.25, epsilon-greedy policy over options, tabular (one-hot) features, Boltzmann
+  intra-option policies, sigmoid terminations; goal in the east doorway, start uniform over the
+  other cells; after 1000 episodes the goal moves to a random cell of the lower-right room.
+- From the authors' released tabular code (not in the paper text): epsilon 0.01, Boltzmann
+  temperature 0.01, zero init, at most 1000 steps per episode, ``V = max_w Q`` in the termination
+  advantage, no margin (``xi = 0``) and no entropy bonus (``entropy_coef = 0``) - both exist as
+  options. Their code updates ``theta`` by ``lr * delta * (e_a - pi)`` with logits ``theta / T``;
+  we parameterise the logits directly, which is the same update with step size ``lr / T``
+  (``intra_lr / temperature`` = 25 on the logits).
+- ``Q_U(s, w, a)`` is the one-step target (see ``rl.option_critic``), not a separate table.
+- Ties in ``argmax_w Q`` are broken uniformly at random (all-zero Q at the start).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.func import grad, vmap
+from tqdm.auto import tqdm
+
+from ..envs.four_rooms import FourRooms, FourRoomsState, FourRoomsTask
+from ..optim import apply_updates, sgd
+from ..rl.option_critic import init_linear_option_params, linear_option_heads, option_critic_losses
+from ..tree import Params
+from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+
+__all__ = ["OPTION_CRITIC_CHECKPOINT", "OptionCriticConfig", "OptionCriticTrainer"]
+
+OPTION_CRITIC_CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class OptionCriticConfig:
+    num_options: int = 4
+    num_runs: int = 10  # independent learners stepped side by side
+    num_episodes: int = 2000  # per run
+    switch_goal_at: int | None = 1000  # episode after which the goal moves (None: never)
+    max_steps: int = 1000  # per episode
+    gamma: float = 0.99
+    critic_lr: float = 0.5
+    intra_lr: float = 0.25
+    termination_lr: float = 0.25
+    temperature: float = 1e-2
+    epsilon: float = 1e-2
+    xi: float = 0.0
+    entropy_coef: float = 0.0
+    initial_goal: int = 62  # the east doorway
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int = 20_000  # env steps
+
+    def __post_init__(self):
+        for name in ("num_options", "num_runs", "num_episodes", "max_steps", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.switch_goal_at is not None and not 0 < self.switch_goal_at < self.num_episodes:
+            raise ValueError(f"switch_goal_at must be None or in (0, num_episodes), got {self.switch_goal_at}")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"gamma and epsilon must lie in [0, 1], got {self.gamma}, {self.epsilon}")
+        for name in ("critic_lr", "intra_lr", "termination_lr", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.initial_goal < 104:
+            raise ValueError(f"initial_goal must be a cell index in [0, 104), got {self.initial_goal}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class OptionCriticTrainer:
+    def __init__(self, config: OptionCriticConfig, output_dir: str | Path | None = None):
+        self.config = cfg = config
+        self.device = resolve_device(cfg.device)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.env = FourRooms(device=self.device)
+        S, O, A, R = self.env.num_states, cfg.num_options, self.env.num_actions, cfg.num_runs
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        one = init_linear_option_params(S, O, A, device=self.device)
+        self.params: Params = {k: v.expand(R, *v.shape).clone() for k, v in one.items()}
+        lrs = {"q_weight": cfg.critic_lr, "policy_weight": cfg.intra_lr / cfg.temperature,
+               "termination_weight": cfg.termination_lr}
+        self._opts = {k: sgd(lr) for k, lr in lrs.items()}
+        self.lower_right = self.env.room_cells("lower_right")
+        self.task = FourRoomsTask(torch.full((R,), cfg.initial_goal, dtype=torch.int64, device=self.device))
+        self.steps = 0
+        self.episode_count = torch.zeros(R, dtype=torch.int64)  # finished episodes per run
+        self.episode_steps = torch.zeros(R, cfg.num_episodes, dtype=torch.int64)  # steps-to-goal record
+        self.goals = torch.full((R, 2), cfg.initial_goal, dtype=torch.int64)  # goal before / after the move
+        self._logged_upto = 0
+        self._writer = None
+        self._state: FourRoomsState | None = None
+        self._option = torch.zeros(R, dtype=torch.int64, device=self.device)
+        self._ep_len = torch.zeros(R, dtype=torch.int64, device=self.device)
+        self._grad = grad(self._objective)
+        self._heads = vmap(linear_option_heads)
+
+    # ----------------------------------------------------------------- pure pieces, bound
+    def _phi(self, cell: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(cell, self.env.num_states).to(torch.float32)
+
+    def _objective(self, params: Params, s_tm1, option, action, reward, s_t, terminal, active) -> torch.Tensor:
+        cfg = self.config
+        q_tm1, logits_tm1, _ = self._heads(params, self._phi(s_tm1))
+        q_t, _, beta_t = self._heads(params, self._phi(s_t))
+        discount = cfg.gamma * (1.0 - terminal.to(torch.float32))
+        losses = vmap(option_critic_losses, in_dims=(0, 0, 0, 0, 0, 0, 0, 0, None, None))(
+            q_tm1, logits_tm1, q_t, beta_t, option, action, reward, discount, cfg.xi, cfg.entropy_coef)
+        per_run = losses.critic + losses.policy + losses.termination  # disjoint params: one sum is fine
+        return (per_run * active.to(torch.float32)).sum()
+
+    def _choose_options(self, q: torch.Tensor) -> torch.Tensor:
+        """Epsilon-greedy over options with random tie-breaking. q: [R, O] -> [R]."""
+        R, O = q.shape
+        u = torch.rand(R, 2, generator=self.generator, device=self.device)
+        ties = torch.rand(R, O, generator=self.generator, device=self.device)
+        greedy = torch.where(q == q.max(dim=1, keepdim=True).values, ties, -1.0).argmax(dim=1)
+        rand = torch.clamp((u[:, 1] * O).long(), max=O - 1)
+        return torch.where(u[:, 0] < self.config.epsilon, rand, greedy)
+
+    def _reset_runs(self, mask: torch.Tensor) -> None:
+        u = torch.rand(self.config.num_runs, generator=self.generator, device=self.device)
+        state, _ = self.env.reset(self.task, u)
+        if self._state is None:
+            self._state = state
+        else:
+            self._state = FourRoomsState(torch.where(mask, state.cell, self._state.cell),
+                                         torch.where(mask, state.done, self._state.done))
+        with torch.no_grad():
+            q, _, _ = self._heads(self.params, self._phi(self._state.cell))
+        self._option = torch.where(mask, self._choose_options(q), self._option)
+        self._ep_len = torch.where(mask, torch.zeros_like(self._ep_len), self._ep_len)
+
+    # ----------------------------------------------------------------- one step of every run
+    def step(self) -> None:
+        cfg, R = self.config, self.config.num_runs
+        if self._state is None:
+            self._reset_runs(torch.ones(R, dtype=torch.bool, device=self.device))
+        active = (self.episode_count < cfg.num_episodes).to(self.device)
+        s, option = self._state.cell, self._option
+        with torch.no_grad():
+            _, logits, _ = self._heads(self.params, self._phi(s))
+            probs = torch.softmax(logits[torch.arange(R), option], dim=-1)  # [R, A]
+        u_a = torch.rand(R, 1, generator=self.generator, device=self.device)
+        action = torch.clamp((probs.cumsum(-1) < u_a).sum(-1), max=self.env.num_actions - 1)
+        noise = torch.rand(R, 2, generator=self.generator, device=self.device)
+        state, s_next, reward, done = self.env.step(self._state, action, self.task, noise)
+        grads = self._grad(self.params, s, option, action, reward, s_next, done, active)
+        new = {}
+        for k, opt in self._opts.items():
+            upd, _ = opt.update({k: grads[k]}, opt.init({k: self.params[k]}))
+            new.update(apply_updates({k: self.params[k]}, upd))
+        self.params = new
+        # call-and-return: the option may terminate on arrival in s'
+        with torch.no_grad():
+            q_next, _, beta_next = self._heads(self.params, self._phi(s_next))
+        terminate = torch.rand(R, generator=self.generator, device=self.device) < beta_next[torch.arange(R), option]
+        self._option = torch.where(terminate, self._choose_options(q_next), option)
+        self._state = state
+        self._ep_len = self._ep_len + active.long()
+        self.steps += 1
+        finished = (done | (self._ep_len >= cfg.max_steps)) & active
+        if bool(finished.any()):
+            self._finish(finished)
+
+    def _finish(self, finished: torch.Tensor) -> None:
+        cfg = self.config
+        fin = finished.cpu()
+        idx = fin.nonzero().squeeze(1)
+        self.episode_steps[idx, self.episode_count[idx]] = self._ep_len.cpu()[idx]
+        self.episode_count = self.episode_count + fin.long()
+        if cfg.switch_goal_at is not None:
+            move = fin & (self.episode_count == cfg.switch_goal_at)
+            if bool(move.any()):
+                pick = torch.randint(0, len(self.lower_right), (cfg.num_runs,), generator=self.generator, device=self.device)
+                new_goal = self.lower_right[pick]
+                self.task = FourRoomsTask(torch.where(move.to(self.device), new_goal, self.task.goal))
+                self.goals[move, 1] = self.task.goal.cpu()[move]
+        self._reset_runs(finished)
+
+    # ----------------------------------------------------------------- training
+    def done(self) -> bool:
+        return bool((self.episode_count >= self.config.num_episodes).all())
+
+    def train(self, progress: bool = True) -> torch.Tensor:
+        """Run every learner for ``num_episodes`` episodes. Returns steps-to-goal ``[R, num_episodes]``."""
+        cfg = self.config
+        bar = tqdm(total=cfg.num_episodes, initial=int(self.episode_count.min()), disable=not progress, desc="episodes (slowest run)")
+        try:
+            while not self.done():
+                before = int(self.episode_count.min())
+                self.step()
+                after = int(self.episode_count.min())
+                if after > before:
+                    bar.update(after - before)
+                    self._log_completed()
+                    bar.set_postfix(steps=f"{self.episode_steps[:, max(after - 10, 0):after].float().mean():.1f}")
+                if self.steps % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self.save_checkpoint()
+        finally:
+            bar.close()
+            if self._writer is not None:
+                self._writer.flush()
+        return self.episode_steps
+
+    def _log_completed(self) -> None:
+        upto = int(self.episode_count.min())
+        if self.output_dir is None:
+            self._logged_upto = upto
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+        for e in range(self._logged_upto, upto):
+            self._writer.add_scalar("train/steps_to_goal", self.episode_steps[:, e].float().mean().item(), e + 1)
+        self._logged_upto = upto
+
+    def termination_map(self) -> torch.Tensor:
+        """Mean over runs of ``beta_w(s)`` per option on the grid: ``[O, 13, 13]`` (walls NaN)."""
+        beta = torch.sigmoid(self.params["termination_weight"]).mean(0).T  # [O, S]
+        return self.env.to_grid(beta.cpu())
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        cpu = lambda t: t.detach().cpu()  # noqa: E731
+        return {
+            "config": self.config.to_dict(), "steps": self.steps,
+            "params": {k: cpu(v) for k, v in self.params.items()},
+            "generator_state": self.generator.get_state(),
+            "goal": cpu(self.task.goal), "goals": self.goals,
+            "episode_count": self.episode_count, "episode_steps": self.episode_steps,
+            "cell": None if self._state is None else cpu(self._state.cell),
+            "env_done": None if self._state is None else cpu(self._state.done),
+            "option": cpu(self._option), "ep_len": cpu(self._ep_len), "logged_upto": self._logged_upto,
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        if self.output_dir is None:
+            return None
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / OPTION_CRITIC_CHECKPOINT
+        atomic_save(self.state_dict(), path)
+        self.write_metrics()
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Exact resume: params, generator, env states, options, counters and records."""
+        st = read_checkpoint(path, self.config.to_dict(), may_differ=("device", "checkpoint_every"))
+        dev = lambda t: t.to(self.device)  # noqa: E731
+        self.params = {k: dev(v) for k, v in st["params"].items()}
+        self.generator.set_state(st["generator_state"])
+        self.task = FourRoomsTask(dev(st["goal"]))
+        self.goals, self.episode_count, self.episode_steps = st["goals"], st["episode_count"], st["episode_steps"]
+        self._state = None if st["cell"] is None else FourRoomsState(dev(st["cell"]), dev(st["env_done"]))
+        self._option, self._ep_len = dev(st["option"]), dev(st["ep_len"])
+        self.steps, self._logged_upto = int(st["steps"]), int(st["logged_upto"])
+
+    def write_metrics(self) -> None:
+        if self.output_dir is None:
+            return
+        done = int(self.episode_count.min())
+        mean = self.episode_steps[:, :done].float().mean(0).tolist()
+        payload = {"config": self.config.to_dict(), "steps": self.steps, "episodes_done_all_runs": done,
+                   "mean_steps_to_goal": mean, "goals": self.goals.tolist()}
+        atomic_write_json(payload, self.output_dir / "metrics.json")
