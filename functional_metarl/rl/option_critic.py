@@ -30,13 +30,13 @@ import torch
 __all__ = [
     "OptionCriticLosses",
     "init_linear_option_params",
-    "linear_option_heads",
-    "option_value_upon_arrival",
-    "intra_option_q_target",
     "intra_option_critic_loss",
     "intra_option_policy_loss",
-    "termination_loss",
+    "intra_option_q_target",
+    "linear_option_heads",
     "option_critic_losses",
+    "option_value_upon_arrival",
+    "termination_loss",
 ]
 
 
@@ -61,7 +61,7 @@ def init_linear_option_params(
     for name, v in (("num_features", num_features), ("num_options", num_options), ("num_actions", num_actions)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
-    z = lambda *s: torch.zeros(*s, device=device, dtype=dtype)  # noqa: E731
+    z = lambda *s: torch.zeros(*s, device=device, dtype=dtype)
     return {"q_weight": z(num_features, num_options), "policy_weight": z(num_features, num_options, num_actions),
             "termination_weight": z(num_features, num_options)}
 

@@ -40,7 +40,11 @@ from tqdm.auto import tqdm
 
 from ..envs.four_rooms import FourRooms, FourRoomsState, FourRoomsTask
 from ..optim import apply_updates, sgd
-from ..rl.option_critic import init_linear_option_params, linear_option_heads, option_critic_losses
+from ..rl.option_critic import (
+    init_linear_option_params,
+    linear_option_heads,
+    option_critic_losses,
+)
 from ..tree import Params
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
 
@@ -244,7 +248,7 @@ class OptionCriticTrainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        cpu = lambda t: t.detach().cpu()  # noqa: E731
+        cpu = lambda t: t.detach().cpu()
         return {
             "config": self.config.to_dict(), "steps": self.steps,
             "params": {k: cpu(v) for k, v in self.params.items()},
@@ -268,7 +272,7 @@ class OptionCriticTrainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Exact resume: params, generator, env states, options, counters and records."""
         st = read_checkpoint(path, self.config.to_dict(), may_differ=("device", "checkpoint_every"))
-        dev = lambda t: t.to(self.device)  # noqa: E731
+        dev = lambda t: t.to(self.device)
         self.params = {k: dev(v) for k, v in st["params"].items()}
         self.generator.set_state(st["generator_state"])
         self.task = FourRoomsTask(dev(st["goal"]))
