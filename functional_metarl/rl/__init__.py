@@ -49,6 +49,7 @@ __all__ = [
 # Rainbow / value learning
 from .distributional import categorical_double_q_loss, categorical_projection, categorical_q_values  # noqa: E402
 from .value_learning import double_q_target, n_step_returns, q_learning_loss  # noqa: E402
+from .rainbow import q_values, rainbow_loss  # noqa: E402
 
 __all__ += [
     "categorical_double_q_loss",
@@ -57,6 +58,8 @@ __all__ += [
     "double_q_target",
     "n_step_returns",
     "q_learning_loss",
+    "q_values",
+    "rainbow_loss",
 ]
 
 # DDPG / TD3 (deterministic policy gradient)

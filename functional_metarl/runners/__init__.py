@@ -19,9 +19,9 @@ from .replay import NStepAggregator, PrioritizedReplay, SumTree, Transition, Uni
 __all__ += ["NStepAggregator", "PrioritizedReplay", "SumTree", "Transition", "UniformReplay", "importance_weights"]
 
 # Rainbow
-from .rainbow import RAINBOW_CHECKPOINT, RainbowConfig, RainbowTrainer, q_values, rainbow_loss  # noqa: E402
+from .rainbow import RAINBOW_CHECKPOINT, RainbowConfig, RainbowTrainer  # noqa: E402
 
-__all__ += ["RAINBOW_CHECKPOINT", "RainbowConfig", "RainbowTrainer", "q_values", "rainbow_loss"]
+__all__ += ["RAINBOW_CHECKPOINT", "RainbowConfig", "RainbowTrainer"]
 
 # DDPG / TD3
 from .ddpg import DDPG_CHECKPOINT_NAME, DDPGConfig, DDPGTrainer, TensorReplay  # noqa: E402

@@ -14,7 +14,8 @@ The six parts, each switchable in :class:`RainbowConfig` for ablations:
 
 Noise is sampled from the runner's ``torch.Generator`` and passed to the pure functions: fresh
 noise for every acting step, and per update independent noise for the online net and the
-target net. The loss itself is :func:`rainbow_loss`, a pure function of params and data.
+target net. The loss itself is :func:`functional_metarl.rl.rainbow_loss`, a pure function of
+params and data.
 """
 
 from __future__ import annotations
@@ -30,17 +31,17 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.func import grad_and_value, vmap
+from torch.func import grad_and_value
 from tqdm.auto import tqdm
 
-from ..nn import QNetwork, rainbow_cnn, rainbow_mlp
+from ..nn import rainbow_cnn, rainbow_mlp
 from ..optim import AdamState, adam, apply_updates
-from ..rl import categorical_double_q_loss, categorical_q_values, q_learning_loss
+from ..rl import q_values, rainbow_loss
 from ..tree import Params, tree_map, tree_norm, tree_scale
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
-from .replay import NStepAggregator, PrioritizedReplay, Transition, UniformReplay
+from .replay import NStepAggregator, PrioritizedReplay, UniformReplay
 
-__all__ = ["RainbowConfig", "RainbowTrainer", "rainbow_loss", "q_values", "RAINBOW_CHECKPOINT"]
+__all__ = ["RainbowConfig", "RainbowTrainer", "RAINBOW_CHECKPOINT"]
 
 RAINBOW_CHECKPOINT = "rainbow_checkpoint.pt"
 
@@ -134,63 +135,6 @@ class RainbowConfig:
         out = dataclasses.asdict(self)
         out["hidden"] = list(self.hidden)
         return out
-
-
-# ---------------------------------------------------------------------- pure pieces
-def q_values(net: QNetwork, params: Params, obs: torch.Tensor, atoms: torch.Tensor | None, noise=None) -> torch.Tensor:
-    """Mean action values ``[..., A]``: the expectation over atoms when ``atoms`` is given."""
-    out = net.apply(params, obs, noise)
-    return out if atoms is None else categorical_q_values(out, atoms)
-
-
-def rainbow_loss(
-    params: Params,
-    target_params: Params,
-    batch: Transition,
-    weights: torch.Tensor,
-    noise_online: dict | None,
-    noise_target: dict | None,
-    *,
-    net: QNetwork,
-    atoms: torch.Tensor | None,
-    gamma: float,
-    double: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Importance-weighted Rainbow loss over a batch; pure.
-
-    ``batch`` holds ``B`` n-step transitions, ``weights [B]`` the importance weights (ones for
-    uniform replay). The online net (with ``noise_online``) gives the distribution at
-    ``s_tm1`` and, for double Q-learning, chooses the bootstrap action at ``s_t``; the target net
-    (independent ``noise_target``) gives the bootstrap distribution. The per-transition losses
-    are vmapped from the unbatched :func:`~functional_metarl.rl.categorical_double_q_loss`
-    (or :func:`~functional_metarl.rl.q_learning_loss` when ``atoms`` is ``None``).
-
-    Returns ``(loss [], priorities [B])``: the weighted mean, and the per-transition KL (or
-    ``|td|``) for the priority update.
-    """
-    discount_t = gamma ** batch.n_steps.to(batch.reward.dtype) * (1.0 - batch.done)
-    if double:
-        # one online pass over s_tm1 and s_t (same noise); the s_t half only selects actions
-        both = net.apply(params, torch.cat([batch.obs, batch.next_obs]), noise_online)
-        out_tm1, out_sel = both[: batch.obs.shape[0]], both[batch.obs.shape[0] :].detach()
-    else:
-        out_tm1 = net.apply(params, batch.obs, noise_online)
-    with torch.no_grad():
-        out_t = net.apply(target_params, batch.next_obs, noise_target)
-        if not double:
-            out_sel = out_t
-        q_sel = out_sel if atoms is None else categorical_q_values(out_sel, atoms)
-        q_val = out_t if atoms is None else None
-    if atoms is None:
-        per, td = vmap(partial(q_learning_loss, huber_delta=1.0))(out_tm1, batch.action, batch.reward, discount_t, q_val, q_sel)
-        priorities = td.abs()
-    else:
-        per = vmap(categorical_double_q_loss, in_dims=(None, 0, 0, 0, 0, 0, 0))(
-            atoms, out_tm1, batch.action, batch.reward, discount_t, out_t, q_sel
-        )
-        # KL >= 0 exactly; rounding can leave it at -1e-9 when the two distributions agree.
-        priorities = torch.clamp(per, min=0.0)
-    return torch.mean(weights * per), priorities.detach()
 
 
 # ---------------------------------------------------------------------- runner
