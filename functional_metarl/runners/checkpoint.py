@@ -22,14 +22,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash leaves the old file or the new one."""
+def atomic_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` to a temporary file, then rename: a crash leaves the old file or the new one.
+    Creates the parent folder; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)  # atomic on POSIX
     finally:
         tmp.unlink(missing_ok=True)
+    return path
 
 
 def atomic_write_json(payload: Any, path: Path) -> None:

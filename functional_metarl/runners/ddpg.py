@@ -475,9 +475,7 @@ class DDPGTrainer:
     def save_checkpoint(self) -> Path | None:
         if self.output_dir is None:
             return None
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / DDPG_CHECKPOINT_NAME
-        atomic_save(self.state_dict(), path)
+        path = atomic_save(self.state_dict(), self.output_dir / DDPG_CHECKPOINT_NAME)
         self.write_metrics()
         return path
 

@@ -263,9 +263,7 @@ class OptionCriticTrainer:
     def save_checkpoint(self) -> Path | None:
         if self.output_dir is None:
             return None
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / OPTION_CRITIC_CHECKPOINT
-        atomic_save(self.state_dict(), path)
+        path = atomic_save(self.state_dict(), self.output_dir / OPTION_CRITIC_CHECKPOINT)
         self.write_metrics()
         return path
 

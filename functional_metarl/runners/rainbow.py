@@ -414,9 +414,7 @@ class RainbowTrainer:
     def save_checkpoint(self) -> Path | None:
         if self.output_dir is None:
             return None
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / RAINBOW_CHECKPOINT
-        atomic_save(self.state_dict(), path)
+        path = atomic_save(self.state_dict(), self.output_dir / RAINBOW_CHECKPOINT)
         self.write_metrics()
         return path
 
