@@ -18,6 +18,8 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from ..nn.core import _check_positive_int as _positive_int
+
 __all__ = [
     "Transition",
     "UniformReplay",
@@ -44,12 +46,6 @@ class Transition(NamedTuple):
     n_steps: torch.Tensor
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
 
 
 def _as_tensor(x: object, name: str) -> torch.Tensor:
