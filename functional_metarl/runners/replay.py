@@ -46,8 +46,6 @@ class Transition(NamedTuple):
     n_steps: torch.Tensor
 
 
-
-
 def _as_tensor(x: object, name: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
