@@ -78,6 +78,59 @@ def test_evaluate_is_reproducible_and_leaves_training_state_alone():
         trainer.evaluate(num_tasks=0)
 
 
+def test_evaluation_step_sizes_follow_inner_lrs():
+    """Step k adapts with inner_lrs[min(k, len - 1)]: checked against adapting by hand with the
+    same episodes (the default schedule is the paper's 0.1 then 0.05)."""
+    from functional_metarl.meta import make_rl_batches
+
+    trainer = MAMLTrainer(tiny_config())
+    returns, (tasks, episodes) = trainer.evaluate_with_episodes(
+        num_tasks=3, max_steps=3, episodes_per_task=5, inner_lrs=(0.3, 0.02)
+    )
+    assert all(ep.obs.shape[2] == 5 for ep in episodes)  # episodes per task and step
+    # Replay the protocol by hand: same task and noise stream, adaptation with the expected lrs.
+    from functional_metarl.envs import rollout, sample_noise
+
+    gen = torch.Generator().manual_seed(trainer.config.seed + 10_000)
+    assert torch.equal(trainer.env.sample_tasks(3, gen).goal, tasks.goal)
+    params = {k: v.expand(3, *v.shape).clone() for k, v in trainer.params.items()}
+    for step, lr in enumerate((0.3, 0.02, 0.02, None)):
+        noise = sample_noise(trainer.config.horizon, 3, 5, trainer.env.act_dim, gen)
+        expected = rollout(trainer.env, trainer.policy, params, tasks, noise, params_per_task=True)
+        assert torch.equal(expected.actions, episodes[step].actions), step
+        if lr is not None:
+            batch = make_rl_batches(expected, trainer.config.gamma, trainer.config.gae_lambda)
+            params = trainer.adapt_batch(params, batch, per_task=True, lr=lr)
+    default, _ = trainer.evaluate_with_episodes(num_tasks=3, max_steps=2, episodes_per_task=5)
+    paper, _ = trainer.evaluate_with_episodes(num_tasks=3, max_steps=2, episodes_per_task=5, inner_lrs=(0.1, 0.05))
+    assert default == paper
+    other, _ = trainer.evaluate_with_episodes(num_tasks=3, max_steps=2, episodes_per_task=5, inner_lrs=(0.1,))
+    assert other["0"] == paper["0"] and other["1"] == paper["1"] and other["2"] != paper["2"]
+    for bad in ((), (0.1, -1.0), (float("nan"),)):
+        with pytest.raises(ValueError, match="inner_lrs"):
+            trainer.evaluate(num_tasks=2, inner_lrs=bad)
+    with pytest.raises(ValueError, match="episodes_per_task"):
+        trainer.evaluate(num_tasks=2, episodes_per_task=0)
+
+
+def test_best_params_are_those_with_the_highest_post_return(tmp_path):
+    """The paper evaluates the meta-params with the best post-adaptation return in training;
+    post_return of iteration i is measured with the params *before* step i."""
+    trainer = MAMLTrainer(tiny_config(meta_iterations=4), tmp_path)
+    snapshots = []
+    for _ in range(4):
+        snapshots.append({k: v.clone() for k, v in trainer.params.items()})
+        trainer.train_iteration()
+    best = max(range(4), key=lambda i: trainer.history[i]["post_return"])
+    assert trainer.best_post_return == trainer.history[best]["post_return"]
+    assert all(torch.equal(trainer.best_params[k], snapshots[best][k]) for k in snapshots[best])
+    trainer.save_checkpoint()
+    restored = MAMLTrainer(tiny_config(meta_iterations=4), tmp_path)
+    restored.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert restored.best_post_return == trainer.best_post_return
+    assert all(torch.equal(restored.best_params[k], trainer.best_params[k]) for k in snapshots[best])
+
+
 # --------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("meta_optimizer", ["trpo", "adam"])
 def test_resume_is_bit_identical(tmp_path, meta_optimizer):
@@ -316,8 +369,8 @@ def test_example_script_runs_and_resumes(tmp_path):
     _run_example(["--meta-iterations", "2", *common], tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert [m["iteration"] for m in metrics["iterations"]] == [1, 2]
-    assert set(metrics["eval"]) == {"0", "1", "2", "3"}
-    assert all(math.isfinite(v) for v in metrics["eval"].values())
+    assert set(metrics["eval"]) == set(metrics["eval_final"]) == {"0", "1", "2", "3"}
+    assert all(math.isfinite(v) for v in [*metrics["eval"].values(), *metrics["eval_final"].values()])
     for name in ("returns.png", "trajectories.png", CHECKPOINT_NAME):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "tensorboard").is_dir() and any((out / "tensorboard").iterdir())

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -118,6 +119,10 @@ class MAMLTrainer:
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.iteration = 0
         self.history: list[dict[str, float]] = []
+        # The paper evaluates "the model with the best average return during training": the
+        # meta-params whose post-adaptation return was highest, kept beside the latest ones.
+        self.best_params: Params = tree_map(torch.clone, self.params)
+        self.best_post_return = -math.inf
         self._writer = None
         self._grad_fn = self._make_grad_fn()
 
@@ -130,16 +135,21 @@ class MAMLTrainer:
         fn = grad_and_value(surrogate, has_aux=True)
         return torch.compile(fn, dynamic=False) if cfg.compile else fn
 
-    def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False) -> Params:
-        """One adaptation (``inner_steps`` SGD steps) per task on ``batch``; leaves ``[N, ...]``."""
+    def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False, lr: float | None = None) -> Params:
+        """One adaptation (``inner_steps`` SGD steps of ``lr``, default ``config.inner_lr``) per
+        task on ``batch``; leaves ``[N, ...]``."""
         inner = partial(reinforce_loss, self.policy)
-        fn = lambda p, b: adapt(p, inner, b, self.inner_opt, self.config.inner_steps, first_order=True)  # noqa: E731
+        inner_opt = self.inner_opt if lr is None else sgd(lr)
+        fn = lambda p, b: adapt(p, inner, b, inner_opt, self.config.inner_steps, first_order=True)  # noqa: E731
         with torch.no_grad():
             return vmap(fn, in_dims=(0 if per_task else None, 0))(params, batch)
 
-    def sample(self, params: Params, tasks, per_task: bool = False):
+    def sample(self, params: Params, tasks, per_task: bool = False, generator: torch.Generator | None = None,
+               episodes_per_task: int | None = None):
         cfg = self.config
-        noise = sample_noise(cfg.horizon, tasks.goal.shape[0], cfg.episodes_per_task, self.env.act_dim, self.generator)
+        num_episodes = cfg.episodes_per_task if episodes_per_task is None else episodes_per_task
+        noise = sample_noise(cfg.horizon, tasks.goal.shape[0], num_episodes, self.env.act_dim,
+                             self.generator if generator is None else generator)
         episodes = rollout(self.env, self.policy, params, tasks, noise, params_per_task=per_task)
         if not torch.isfinite(episodes.rewards).all():
             raise FloatingPointError("the environment returned non-finite rewards")
@@ -166,12 +176,15 @@ class MAMLTrainer:
                 self.policy, self.params, train, valid, self.inner_opt, self.meta_opt, self.meta_opt_state,
                 cfg.inner_steps, cfg.first_order, grad_fn=self._grad_fn,
             )
+        post_return = _episode_return(valid_episodes.rewards)
+        if post_return > self.best_post_return:  # measured with the params before this step
+            self.best_post_return, self.best_params = post_return, self.params
         self.params = new_params
         self.iteration += 1
         metrics = {
             "iteration": self.iteration,
             "pre_return": _episode_return(train_episodes.rewards),
-            "post_return": _episode_return(valid_episodes.rewards),
+            "post_return": post_return,
             "meta_loss": stats.meta_loss,
             "kl": stats.kl,
             "step_fraction": stats.step_fraction,
@@ -211,33 +224,56 @@ class MAMLTrainer:
                 self._writer.add_scalar(f"train/{key}", value, metrics["iteration"])
 
     # ----------------------------------------------------------------- evaluation
-    def evaluate(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None) -> dict[str, float]:
-        """Mean episode return on ``num_tasks`` held-out tasks after 0..max_steps inner steps.
-
-        Each step adapts on fresh episodes of the current adapted policy (as in the MAML paper's
-        2D-navigation evaluation). The tasks come from their own generator (``seed`` defaults to
-        ``config.seed + 10_000``), so they do not overlap the training stream.
-        """
-        returns, _ = self.evaluate_with_episodes(num_tasks, max_steps, seed)
+    def evaluate(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None, **kwargs) -> dict[str, float]:
+        """Mean episode return on held-out tasks after 0..max_steps inner steps; see
+        ``evaluate_with_episodes`` for the protocol and the keyword arguments."""
+        returns, _ = self.evaluate_with_episodes(num_tasks, max_steps, seed, **kwargs)
         return returns
 
-    def evaluate_with_episodes(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None):
-        if num_tasks <= 0 or max_steps < 0:
-            raise ValueError(f"need num_tasks > 0 and max_steps >= 0, got {num_tasks} and {max_steps}")
+    def evaluate_with_episodes(
+        self,
+        num_tasks: int = 40,
+        max_steps: int = 3,
+        seed: int | None = None,
+        episodes_per_task: int = 40,
+        inner_lrs: Sequence[float] | None = None,
+        params: Params | None = None,
+    ):
+        """Held-out evaluation in the MAML paper's protocol (section 5.3 and appendix A.2).
+
+        Each of ``max_steps`` steps adapts on ``episodes_per_task`` fresh episodes of the current
+        adapted policy (the paper: "up to 4 gradient updates, each with 40 samples"). Step ``k``
+        uses step size ``inner_lrs[min(k, len - 1)]``; the default ``(inner_lr, inner_lr / 2)`` is
+        the paper's "alpha = 0.1 for the first step, and alpha = 0.05 for all future steps".
+        ``params`` defaults to the latest meta-params (pass ``trainer.best_params`` for the
+        paper's choice of model). Tasks come from their own generator (``seed`` defaults to
+        ``config.seed + 10_000``), so they do not overlap the training stream.
+
+        Returns ``({"0": r0, ..., str(max_steps): r}, (tasks, [Episodes per step]))``.
+        """
         cfg = self.config
+        if num_tasks <= 0 or max_steps < 0 or episodes_per_task <= 0:
+            raise ValueError(
+                f"need num_tasks > 0, max_steps >= 0 and episodes_per_task > 0, "
+                f"got {num_tasks}, {max_steps} and {episodes_per_task}"
+            )
+        inner_lrs = (cfg.inner_lr, cfg.inner_lr / 2) if inner_lrs is None else tuple(inner_lrs)
+        if not inner_lrs or not all(isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr) for lr in inner_lrs):
+            raise ValueError(f"inner_lrs must be a non-empty sequence of positive finite step sizes, got {inner_lrs!r}")
+        meta_params = self.params if params is None else params
+        self.policy.check(meta_params)
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 10_000 if seed is None else seed)
         tasks = self.env.sample_tasks(num_tasks, gen)
-        params = tree_map(lambda p: p.expand(num_tasks, *p.shape).clone(), self.params)
+        adapted = tree_map(lambda p: p.expand(num_tasks, *p.shape).clone(), meta_params)
         returns: dict[str, float] = {}
         episodes_per_step = []
         for step in range(max_steps + 1):
-            noise = sample_noise(cfg.horizon, num_tasks, cfg.episodes_per_task, self.env.act_dim, gen)
-            episodes = rollout(self.env, self.policy, params, tasks, noise, params_per_task=True)
+            episodes = self.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=episodes_per_task)
             returns[str(step)] = _episode_return(episodes.rewards)
             episodes_per_step.append(episodes)
             if step < max_steps:
                 batch = make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda)
-                params = self.adapt_batch(params, batch, per_task=True)
+                adapted = self.adapt_batch(adapted, batch, per_task=True, lr=inner_lrs[min(step, len(inner_lrs) - 1)])
         return returns, (tasks, episodes_per_step)
 
     # ----------------------------------------------------------------- checkpoints
@@ -247,6 +283,8 @@ class MAMLTrainer:
             "config": self.config.to_dict(),
             "iteration": self.iteration,
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "best_params": {k: v.detach().cpu() for k, v in self.best_params.items()},
+            "best_post_return": self.best_post_return,
             "meta_opt_state": None if opt is None else {"count": opt.count, "mu": opt.mu, "nu": opt.nu},
             "generator_state": self.generator.get_state(),
             "history": self.history,
@@ -265,6 +303,9 @@ class MAMLTrainer:
         state = read_checkpoint(path, self.config.to_dict(), ("meta_iterations", "device", "checkpoint_every", "compile"))
         self.policy.check(state["params"])
         self.params = {k: v.to(self.device) for k, v in state["params"].items()}
+        self.policy.check(state["best_params"])
+        self.best_params = {k: v.to(self.device) for k, v in state["best_params"].items()}
+        self.best_post_return = float(state["best_post_return"])
         opt = state["meta_opt_state"]
         if opt is not None:
             self.meta_opt_state = AdamState(
@@ -276,7 +317,9 @@ class MAMLTrainer:
         self.iteration = int(state["iteration"])
         self.history = list(state["history"])
 
-    def write_metrics(self, evaluation: dict[str, float] | None = None) -> None:
+    def write_metrics(self, evaluation: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> None:
+        """Write ``metrics.json``: config, per-iteration history, ``eval`` (kept from the file when
+        ``evaluation`` is None) and any ``extra`` top-level entries."""
         if self.output_dir is None:
             return
         path = self.output_dir / "metrics.json"
@@ -285,4 +328,5 @@ class MAMLTrainer:
             payload["eval"] = json.loads(path.read_text()).get("eval")
         elif evaluation is not None:
             payload["eval"] = evaluation
+        payload.update(extra or {})
         atomic_write_json(payload, path)
