@@ -1,0 +1,31 @@
+"""Smoke test of benchmarks/agents_throughput.py: its --quick path runs and writes its JSON."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_agents_throughput_quick(tmp_path):
+    out = tmp_path / "agents_throughput.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # Three cheap agents (one per runner family), 3 timed steps each: a few seconds.
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "agents_throughput.py"), "--quick", "--steps", "3", "--repeats", "1",
+         "--agents", "rainbow_cartpole", "ddpg_pendulum", "option_critic_fourrooms", "--device", "cpu",
+         "--json", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    rows = {r["agent"]: r for r in payload["rows"]}
+    assert set(rows) == {"rainbow_cartpole", "ddpg_pendulum", "option_critic_fourrooms"}
+    for name, row in rows.items():
+        assert row["status"] == "ok", (name, row["status"])
+        assert row["env_steps_per_s"] > 0 and row["updates_per_s"] > 0, name
+        assert row["threads"] == 1
+    assert rows["option_critic_fourrooms"]["env_steps_per_block"] == 30  # 3 steps x 10 learners
+    assert "rainbow_cartpole" in proc.stdout and "env steps/s" in proc.stdout
