@@ -38,6 +38,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--meta-batch-size", type=int, default=20)
     parser.add_argument("--episodes-per-task", type=int, default=20)
     parser.add_argument("--inner-lr", type=float, default=0.1)
+    parser.add_argument("--action-scale", type=float, default=1.0,
+                        help="velocity = clip(scale * action, -0.1, 0.1); 0.1 = the paper code's normalized actions")
     parser.add_argument("--first-order", action="store_true", help="first-order MAML (no grad through the inner step)")
     parser.add_argument("--meta-optimizer", choices=("trpo", "adam"), default="trpo")
     parser.add_argument("--curvature", choices=("exact", "adapted"), default="exact",
@@ -101,6 +103,7 @@ def main() -> None:
         meta_batch_size=args.meta_batch_size,
         episodes_per_task=args.episodes_per_task,
         inner_lr=args.inner_lr,
+        action_scale=args.action_scale,
         first_order=args.first_order,
         meta_optimizer=args.meta_optimizer,
         seed=args.seed,

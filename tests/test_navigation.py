@@ -128,6 +128,11 @@ def test_actions_clipped_per_coordinate():
     env2 = Navigation2D(max_action=0.25)
     _, obs2, _, _ = env2.step(state, action, goal)
     assert torch.allclose(obs2[0], torch.tensor([0.25, 0.03], dtype=torch.float64))
+    # action_scale=0.1 (rllab's normalize): the policy acts in [-1, 1], mapped onto [-0.1, 0.1].
+    env3 = Navigation2D(action_scale=0.1)
+    _, obs3, _, _ = env3.step(state, action, goal)
+    expected3 = torch.tensor([[0.1, 0.003], [-0.02, -0.1], [0.01, -0.01]], dtype=torch.float64)
+    assert torch.allclose(obs3, expected3, atol=1e-15)
 
 
 def test_done_within_radius_is_sticky_and_frozen():
@@ -196,6 +201,8 @@ def test_step_rejects_goal_batch_not_matching_state():
         {"goal_low": 0.5, "goal_high": 0.5},
         {"goal_low": 1.0, "goal_high": -1.0},
         {"success_radius": -0.01},
+        {"action_scale": 0.0},
+        {"action_scale": float("inf")},
     ],
 )
 def test_bad_constructor_args(kwargs):

@@ -1,10 +1,16 @@
 """2D navigation task family (Finn et al. 2017, section 5.3) as pure tensor functions.
 
 A point starts at the origin; each task is a goal drawn uniformly from ``[-0.5, 0.5]^2``. The
-observation is the position, an action moves it by ``clip(action, -0.1, 0.1)`` per coordinate,
-the reward is ``-||position - goal||_2`` after the move, and an episode is done once the point
+observation is the position, an action moves it by ``clip(action_scale * action, -0.1, 0.1)``
+per coordinate, the reward is ``-||position - goal||_2`` after the move, and an episode is done once the point
 lies within 0.01 of the goal (or after ``horizon`` steps). Finished episodes stay frozen: their
 later steps are padding (mask 0, reward 0), so a whole batch of tasks x episodes steps together.
+
+``action_scale`` is 1 by default (actions are velocities, as in pytorch-maml-rl). The paper's own
+code wraps the environment in rllab's ``normalize``, so the policy acts in ``[-1, 1]`` and the
+wrapper scales that box onto ``[-0.1, 0.1]``: that is ``action_scale = 0.1``. Same task family,
+but a Gaussian policy's noise is then measured in units of the velocity box, which changes how
+far one inner step and one TRPO step move it.
 
 Shapes: ``tasks.goal: [*task_dims, 2]``; ``state.position: [*task_dims, E, 2]``;
 ``state.done: [*task_dims, E]`` (E = episodes per task). ``task_dims`` may be empty.
@@ -12,6 +18,7 @@ Shapes: ``tasks.goal: [*task_dims, 2]``; ``state.position: [*task_dims, E, 2]``;
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -41,6 +48,7 @@ class Navigation2D:
         goal_low: float = -0.5,
         goal_high: float = 0.5,
         success_radius: float = 0.01,
+        action_scale: float = 1.0,
     ):
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon <= 0:
             raise ValueError(f"horizon must be a positive int, got {horizon!r}")
@@ -50,11 +58,14 @@ class Navigation2D:
             raise ValueError(f"need goal_low < goal_high, got {goal_low} and {goal_high}")
         if not success_radius >= 0:
             raise ValueError(f"success_radius must be >= 0, got {success_radius}")
+        if not (action_scale > 0 and math.isfinite(action_scale)):
+            raise ValueError(f"action_scale must be positive and finite, got {action_scale}")
         self.horizon = horizon
         self.max_action = float(max_action)
         self.goal_low = float(goal_low)
         self.goal_high = float(goal_high)
         self.success_radius = float(success_radius)
+        self.action_scale = float(action_scale)
 
     def sample_tasks(
         self,
@@ -99,7 +110,7 @@ class Navigation2D:
                 f"tasks.goal expected shape {(*state.position.shape[:-2], 2)} to match the state, got {tuple(tasks.goal.shape)}"
             )
         active = ~state.done
-        move = torch.clamp(action, -self.max_action, self.max_action)
+        move = torch.clamp(self.action_scale * action, -self.max_action, self.max_action)
         position = torch.where(active.unsqueeze(-1), state.position + move, state.position)
         distance = torch.linalg.vector_norm(position - tasks.goal.unsqueeze(-2), dim=-1)
         reward = torch.where(active, -distance, torch.zeros_like(distance))

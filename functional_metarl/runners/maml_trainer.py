@@ -50,6 +50,7 @@ class MAMLConfig:
     meta_batch_size: int = 20  # tasks per meta-iteration
     episodes_per_task: int = 20  # trajectories per task, before and after adaptation
     horizon: int = 100
+    action_scale: float = 1.0  # Navigation2D's action_scale (0.1 = the paper code's normalized actions)
     inner_lr: float = 0.1
     inner_steps: int = 1
     gamma: float = 0.99
@@ -73,7 +74,7 @@ class MAMLConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("inner_lr", "meta_lr"):
+        for name in ("inner_lr", "meta_lr", "action_scale"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -106,7 +107,7 @@ class MAMLTrainer:
 
     def __init__(self, config: MAMLConfig, output_dir: str | Path | None = None, env: Any = None):
         self.config = config
-        self.env = env if env is not None else Navigation2D(horizon=config.horizon)
+        self.env = env if env is not None else Navigation2D(horizon=config.horizon, action_scale=config.action_scale)
         if self.env.horizon != config.horizon:
             raise ValueError(f"env.horizon ({self.env.horizon}) differs from config.horizon ({config.horizon})")
         self.device = resolve_device(config.device)
