@@ -28,7 +28,11 @@ VARIANTS = {
     "default (exact curvature, every 4th episode of 10 tasks)": TRPOConfig(),
     "adapted curvature": TRPOConfig(curvature="adapted"),
     "pytorch-maml-rl's step (exact curvature, whole batch)": TRPOConfig(fisher_subsample=1, fisher_tasks=None),
+    "default, curvature on every 10th episode of 10 tasks": TRPOConfig(fisher_subsample=10),
 }
+# Not a TRPO setting: the same default step with the policy run through torch.func.functional_call
+# instead of the templates' pure forward (what the fast path in nn.core buys).
+FUNCTIONAL_CALL = "default, policy through functional_call"
 
 
 def main() -> None:
@@ -44,6 +48,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     trainers = {name: MAMLTrainer(MAMLConfig(trpo=cfg, device="cpu")) for name, cfg in VARIANTS.items()}
+    trainers[FUNCTIONAL_CALL] = MAMLTrainer(MAMLConfig(device="cpu"))
+    trainers[FUNCTIONAL_CALL].policy._pure_apply = None
     if args.compile:
         trainers["default + compile=True"] = MAMLTrainer(MAMLConfig(compile=True, device="cpu"))
     for name, trainer in trainers.items():
