@@ -25,10 +25,10 @@ from functional_metarl.meta import TRPOConfig
 from functional_metarl.runners import MAMLConfig, MAMLTrainer
 
 VARIANTS = {
-    "default (exact curvature, every 10th episode of 10 tasks)": TRPOConfig(),
+    "default (exact curvature, every 4th episode of 10 tasks)": TRPOConfig(),
     "adapted curvature": TRPOConfig(curvature="adapted"),
     "pytorch-maml-rl's step (exact curvature, whole batch)": TRPOConfig(fisher_subsample=1, fisher_tasks=None),
-    "curvature on every 4th episode of 10 tasks (the earlier default)": TRPOConfig(fisher_subsample=4),
+    "curvature on every 10th episode of 10 tasks": TRPOConfig(fisher_subsample=10),
 }
 # Not a TRPO setting: the same default step with the policy run through torch.func.functional_call
 # instead of the templates' pure forward (what the fast path in nn.core buys).

@@ -29,7 +29,7 @@ What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task,
 
 * The pieces of one meta-iteration at the first meta-batch size: the two rollouts, one
   ``make_rl_batches`` (a train_iteration makes two: train and valid), the adaptation that produces the post-rollout params, one full
-  ``maml_trpo_step`` with the default ``TRPOConfig()`` (exact curvature on every 10th episode of
+  ``maml_trpo_step`` with the default ``TRPOConfig()`` (exact curvature on every 4th episode of
   10 tasks), with ``curvature="adapted"``, and with the whole batch (pytorch-maml-rl's step), and one Fisher-vector
   product through the adaptation by each route: (a) ``rl.gauss_newton_operator`` (jvp + reused
   vjp, closed-form KL curvature, as ``maml_trpo_step`` builds it) and (b) the exact
