@@ -6,11 +6,20 @@ sits in the east doorway and moves to a random cell of the lower-right room afte
 
 - ``steps_to_goal.png``: steps to reach the goal per episode, mean over runs, before and after
   the goal moves;
-- ``terminations.png``: termination probability beta_w(s) of every option on the map (mean
-  over runs);
+- ``terminations.png``: top row, run 0's termination probability beta_w(s) for every option
+  (option labels are arbitrary per run, so one run is shown, as in the paper's figure); bottom
+  row, pooled over runs, the termination probability of the option that is running when the
+  agent arrives in a cell, before and after the goal moves;
 - ``metrics.json``, ``tensorboard/`` and ``checkpoint.pt`` (rerun with ``--resume`` to continue).
 
     python examples/option_critic_fourrooms.py --runs 10 --episodes 2000 --switch-at 1000
+
+It also prints that arrival termination probability averaged over cells next to a doorway vs
+room interiors (goal cells left out). The defaults (``OptionCriticConfig``: epsilon-greedy ``V``
+in the termination advantage, epsilon 0.1, temperature 1, termination step 2.5, ``xi = 0``) make
+each option own a room or two and terminate where it leaves them, around the doorways;
+``--termination-value greedy --epsilon 0.01 --temperature 0.01 --termination-lr 0.25`` gives the
+authors' tabular-code settings, with which ``beta`` only rises and the map stays flat.
 """
 
 from __future__ import annotations
@@ -33,8 +42,13 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2000)
     parser.add_argument("--switch-at", type=int, default=1000)
     parser.add_argument("--options", type=int, default=4)
-    parser.add_argument("--xi", type=float, default=0.0)
-    parser.add_argument("--entropy-coef", type=float, default=0.0)
+    defaults = OptionCriticConfig()
+    parser.add_argument("--xi", type=float, default=defaults.xi)
+    parser.add_argument("--epsilon", type=float, default=defaults.epsilon)
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--termination-lr", type=float, default=defaults.termination_lr)
+    parser.add_argument("--termination-value", choices=("epsilon_greedy", "greedy"), default=defaults.termination_value)
+    parser.add_argument("--entropy-coef", type=float, default=defaults.entropy_coef)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/option_critic_fourrooms")
@@ -43,7 +57,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     config = OptionCriticConfig(num_options=args.options, num_runs=args.runs, num_episodes=args.episodes,
-                                switch_goal_at=args.switch_at, xi=args.xi, entropy_coef=args.entropy_coef,
+                                switch_goal_at=args.switch_at, xi=args.xi, epsilon=args.epsilon,
+                                temperature=args.temperature, termination_lr=args.termination_lr,
+                                termination_value=args.termination_value, entropy_coef=args.entropy_coef,
                                 seed=args.seed)
     out = Path(args.out)
     trainer = OptionCriticTrainer(config, output_dir=out)
@@ -55,12 +71,16 @@ def main() -> None:
     def window(a: int, b: int) -> float:
         return float(mean[a:b].mean())
 
-    k = args.switch_at
+    k, n = args.switch_at, args.episodes
     print(f"mean steps to goal over {args.runs} runs:")
-    print(f"  episodes 1-10: {window(0, 10):.1f}   episodes {k - 99}-{k} (before the move): {window(k - 100, k):.1f}")
+    print(f"  episodes 1-10: {window(0, 10):.1f}   episodes {max(k - 99, 1)}-{k} (before the move): {window(max(k - 100, 0), k):.1f}")
     print(f"  episodes {k + 1}-{k + 10} (just after): {window(k, k + 10):.1f}   "
-          f"episodes {args.episodes - 99}-{args.episodes} (end): {window(args.episodes - 100, args.episodes):.1f}")
+          f"episodes {max(n - 99, k + 1)}-{n} (end): {window(max(n - 100, k), n):.1f}")
     print(f"  goals (before -> after) per run: {trainer.goals.tolist()}")
+    print("termination probability of the running option on arrival, doorway cells vs room interiors:")
+    for phase, name in ((0, "before the goal moves"), (1, "after the goal moves")):
+        st = trainer.doorway_termination_stats(phase)
+        print(f"  {name}: doorway {st['doorway']:.3f}   interior {st['interior']:.3f}   ratio {st['ratio']:.2f}")
 
     fig, ax = plt.subplots(figsize=(8, 4))
     ep = torch.arange(1, args.episodes + 1)
@@ -76,20 +96,32 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(out / "steps_to_goal.png", dpi=120)
 
-    beta = trainer.termination_map()  # [O, 13, 13]
-    fig, axes = plt.subplots(1, args.options, figsize=(3 * args.options, 3.2))
-    for o, a in enumerate(axes if args.options > 1 else [axes]):
-        im = a.imshow(beta[o].numpy(), cmap="viridis", vmin=0, vmax=1)
-        walls = torch.isnan(beta[o])
-        a.imshow(torch.where(walls, 1.0, float("nan")).numpy(), cmap="gray_r", vmin=0, vmax=1)
-        for g, marker in zip(trainer.goals[0].tolist(), ("*", "o")):
+    O = args.options
+    beta = trainer.termination_map(run=0)  # [O, 13, 13]
+    fig, axes = plt.subplots(2, max(O, 2), figsize=(3 * max(O, 2), 7.0), squeeze=False, layout="constrained")
+
+    def draw(a, grid, title, goals):
+        im = a.imshow(grid.numpy(), cmap="viridis", vmin=0, vmax=1)
+        a.imshow(torch.where(trainer.env.walls.cpu(), 1.0, float("nan")).numpy(), cmap="gray_r", vmin=0, vmax=1)
+        for g, marker in goals:
             r, c = trainer.env.coords[g].tolist()
             a.plot(c, r, marker, color="red", ms=9, mfc="none" if marker == "o" else "red")
-        a.set_title(f"option {o}: beta(s)")
+        a.set_title(title, fontsize=9)
         a.set_xticks([])
         a.set_yticks([])
-    fig.colorbar(im, ax=list(axes) if args.options > 1 else axes, shrink=0.8)
-    fig.suptitle("termination probability per cell (mean over runs; red star: first goal, circle: run 0's second goal)")
+        return im
+
+    run0_goals = list(zip(trainer.goals[0].tolist(), ("*", "o")))
+    for o in range(O):
+        im = draw(axes[0, o], beta[o], f"run 0, option {o}: beta(s)", run0_goals)
+    for phase, name in ((0, "before the goal moves"), (1, "after the goal moves")):
+        st = trainer.doorway_termination_stats(phase)
+        title = f"all runs, {name}:\nrunning option's beta on arrival\ndoorway {st['doorway']:.2f} / interior {st['interior']:.2f}"
+        draw(axes[1, phase], trainer.arrival_termination_map(phase), title, [(trainer.goals[0, 0].item(), "*")] if phase == 0 else [])
+    for a in axes[1, 2:]:
+        a.axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6)
+    fig.suptitle("termination probability per cell (red star: first goal; circle: run 0's second goal)")
     fig.savefig(out / "terminations.png", dpi=120)
     print(f"wrote {out / 'steps_to_goal.png'} and {out / 'terminations.png'}")
 

@@ -10,10 +10,12 @@ from torch.func import grad
 
 from functional_metarl.envs import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsState
 from functional_metarl.rl import (
+    epsilon_greedy_value,
     init_linear_option_params,
     intra_option_q_target,
     linear_option_heads,
     option_critic_losses,
+    termination_advantage,
     termination_loss,
 )
 from functional_metarl.runners import OptionCriticConfig, OptionCriticTrainer
@@ -88,7 +90,8 @@ def test_critic_target_hand_computed():
     assert float(terminal) == 1.0
 
 
-def test_gradients_match_tabular_updates():
+@pytest.mark.parametrize("value_eps", [0.0, 0.1])
+def test_gradients_match_tabular_updates(value_eps):
     params = _tiny()
     s, s_next, w, a, r, gamma, xi, ent = 0, 2, 1, 0, 0.5, 0.9, 0.05, 0.0
     phi = lambda i: torch.nn.functional.one_hot(torch.tensor(i), 3).float()
@@ -97,7 +100,7 @@ def test_gradients_match_tabular_updates():
         q_tm1, logits_tm1, _ = linear_option_heads(p, phi(s))
         q_t, _, beta_t = linear_option_heads(p, phi(s_next))
         L = option_critic_losses(q_tm1, logits_tm1, q_t, beta_t, torch.tensor(w), torch.tensor(a),
-                                 torch.tensor(r), torch.tensor(gamma), xi, ent)
+                                 torch.tensor(r), torch.tensor(gamma), xi, ent, value_eps)
         return L.critic + L.policy + L.termination
 
     g = grad(objective)(params)
@@ -115,9 +118,10 @@ def test_gradients_match_tabular_updates():
     expect_th = torch.zeros_like(Th)
     expect_th[s, w] = -delta * (torch.nn.functional.one_hot(torch.tensor(a), 2).float() - pi)
     assert torch.allclose(g["policy_weight"], expect_th, atol=1e-6)
-    # termination: vartheta[s',w] -= lr * beta (1 - beta) (Q[s',w] - max Q[s'] + xi)
+    # termination: vartheta[s',w] -= lr * beta (1 - beta) (Q[s',w] - V[s'] + xi), V = (1-e) max Q + e mean Q
+    V = (1 - value_eps) * Q[s_next].max() + value_eps * Q[s_next].mean()
     expect_v = torch.zeros_like(Vt)
-    expect_v[s_next, w] = beta * (1 - beta) * (Q[s_next, w] - Q[s_next].max() + xi)
+    expect_v[s_next, w] = beta * (1 - beta) * (Q[s_next, w] - V + xi)
     assert torch.allclose(g["termination_weight"], expect_v, atol=1e-6)
 
 
@@ -143,6 +147,35 @@ def test_entropy_bonus_and_termination_sign():
     assert torch.allclose(gb, torch.tensor([0.1 - 0.4 + 0.01, 0.0]))
 
 
+def test_termination_gradient_sign_with_margin_and_epsilon_greedy_value():
+    """With V = max Q and xi = 0 the termination gradient can only raise beta (it is zero for the
+    greedy option); a margin xi > 0 or the epsilon-greedy V gives the greedy option a positive
+    advantage, so descending the loss lowers its beta, while a clearly worse option's beta still rises."""
+    q = torch.tensor([0.50, 0.48, 0.10])  # option 0 greedy, 1 close behind, 2 far worse
+    assert torch.allclose(epsilon_greedy_value(q, 0.1), torch.tensor(0.9 * 0.5 + 0.1 * (1.08 / 3)))
+    assert float(epsilon_greedy_value(q, 0.0)) == 0.5
+
+    def dloss_dbeta(option: int, xi: float, eps: float) -> float:
+        beta = torch.full((3,), 0.5, requires_grad=True)
+        (g,) = torch.autograd.grad(termination_loss(beta, q, torch.tensor(option), xi, eps), beta)
+        return float(g[option])
+
+    # greedy option: zero with V = max and no margin; positive (beta falls) with a margin or eps-greedy V
+    assert dloss_dbeta(0, 0.0, 0.0) == 0.0
+    assert dloss_dbeta(0, 0.01, 0.0) == pytest.approx(0.01)
+    assert dloss_dbeta(0, 0.0, 0.1) == pytest.approx(0.1 * (0.5 - 1.08 / 3))
+    # an option within the margin of the best: the sign flips from raising beta to lowering it
+    assert dloss_dbeta(1, 0.0, 0.0) < 0 < dloss_dbeta(1, 0.05, 0.0)
+    # a far worse option: beta rises under every setting
+    for xi, eps in ((0.0, 0.0), (0.01, 0.0), (0.0, 0.1), (0.01, 0.1)):
+        assert dloss_dbeta(2, xi, eps) < 0
+    assert float(termination_advantage(q, torch.tensor(2), 0.01, 0.1)) == pytest.approx(0.1 - float(epsilon_greedy_value(q, 0.1)) + 0.01)
+    with pytest.raises(ValueError):
+        termination_loss(torch.full((3,), 0.5), q, torch.tensor(0), 0.0, 1.5)
+    with pytest.raises(ValueError):
+        termination_loss(torch.full((3,), 0.5), q, torch.tensor(0), float("nan"))
+
+
 def test_bad_inputs_raise():
     env = FourRooms()
     st, _ = env.reset(env.task(torch.tensor([62])), torch.rand(1))
@@ -154,12 +187,17 @@ def test_bad_inputs_raise():
         linear_option_heads({"q_weight": torch.zeros(3, 2)}, torch.zeros(3))
     with pytest.raises(ValueError):
         OptionCriticConfig(num_episodes=10, switch_goal_at=10)
+    with pytest.raises(ValueError):
+        OptionCriticConfig(termination_value="mean")
 
 
 # ------------------------------------------------------------------ short run
 def test_short_run_steps_to_goal_decrease_and_resume(tmp_path):
+    # the authors' tabular-code settings (intra-option step 25 on the logits, V = max Q, small
+    # epsilon and termination step) learn within a few episodes; the defaults need hundreds
     cfg = OptionCriticConfig(num_runs=4, num_episodes=24, switch_goal_at=20, max_steps=300, seed=3,
-                             checkpoint_every=10_000)
+                             checkpoint_every=10_000, temperature=0.01, epsilon=0.01, termination_lr=0.25,
+                             termination_value="greedy")
     trainer = OptionCriticTrainer(cfg, output_dir=tmp_path)
     steps = trainer.train(progress=False).float()
     assert steps.shape == (4, 24) and (steps > 0).all()
@@ -168,9 +206,23 @@ def test_short_run_steps_to_goal_decrease_and_resume(tmp_path):
     assert all(int(g) in trainer.lower_right.tolist() for g in trainer.goals[:, 1])
     beta = trainer.termination_map()
     assert beta.shape == (4, 13, 13) and torch.isnan(beta).sum() == 4 * 65
+    assert trainer.termination_map(run=1).shape == (4, 13, 13)
+    # every step of an unfinished episode is one arrival, counted in its phase
+    arrivals = trainer.arrivals.sum((2, 3))  # [R, 2]
+    assert torch.equal(arrivals.sum(1), trainer.episode_steps.sum(1) - trainer.config.num_episodes
+                       + (trainer.episode_steps == cfg.max_steps).sum(1))
+    assert torch.equal(arrivals[:, 1], trainer.episode_steps[:, 20:].sum(1) - 4 + (trainer.episode_steps[:, 20:] == cfg.max_steps).sum(1))
+    probs, counts = trainer.arrival_termination_probs(0)
+    assert probs.shape == (4, 104) and ((probs[counts > 0] >= 0) & (probs[counts > 0] <= 1)).all()
+    assert trainer.arrival_termination_map(1).shape == (13, 13)
+    stats = trainer.doorway_termination_stats(0)
+    assert set(stats) == {"doorway", "interior", "ratio"} and 0 < stats["doorway"] < 1
+    with pytest.raises(ValueError):
+        trainer.arrival_termination_map(2)
     # resume restores everything
     again = OptionCriticTrainer(cfg, output_dir=tmp_path)
     again.load_checkpoint(tmp_path / "checkpoint.pt")
     assert again.steps == trainer.steps and again.done()
     assert all(torch.equal(again.params[k], trainer.params[k]) for k in trainer.params)
+    assert torch.equal(again.arrivals, trainer.arrivals)
     assert math.isfinite(float(again.episode_steps.float().mean()))

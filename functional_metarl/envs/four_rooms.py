@@ -97,6 +97,11 @@ class FourRooms:
         cells = [i for (r, c), i in self._index.items() if r0 <= r <= r1 and c0 <= c <= c1]
         return torch.tensor(sorted(cells), dtype=torch.int64, device=self.coords.device)
 
+    def doorway_cells(self) -> torch.Tensor:
+        """Free-cell indices of the four doorways (north, west, south, east): ``[4]``."""
+        cells = [self._index[rc] for rc in ((3, 6), (6, 2), (10, 6), (7, 9))]
+        return torch.tensor(cells, dtype=torch.int64, device=self.coords.device)
+
     def to_grid(self, values: torch.Tensor, fill: float = float("nan")) -> torch.Tensor:
         """Scatter per-cell values ``[..., 104]`` onto the map ``[..., 13, 13]`` (walls = ``fill``)."""
         if values.shape[-1] != self.num_states:

@@ -99,25 +99,35 @@ __all__ += [
 
 # Option-Critic
 from .option_critic import (  # noqa: E402
+    OptionActorLosses,
     OptionCriticLosses,
+    epsilon_greedy_value,
     init_linear_option_params,
     intra_option_critic_loss,
+    intra_option_pg_loss,
     intra_option_policy_loss,
     intra_option_q_target,
     linear_option_heads,
+    option_actor_losses,
     option_critic_losses,
     option_value_upon_arrival,
+    termination_advantage,
     termination_loss,
 )
 
 __all__ += [
+    "OptionActorLosses",
     "OptionCriticLosses",
+    "epsilon_greedy_value",
     "init_linear_option_params",
     "intra_option_critic_loss",
+    "intra_option_pg_loss",
     "intra_option_policy_loss",
     "intra_option_q_target",
     "linear_option_heads",
+    "option_actor_losses",
     "option_critic_losses",
     "option_value_upon_arrival",
+    "termination_advantage",
     "termination_loss",
 ]

@@ -7,29 +7,50 @@ per-run episode bookkeeping (goal move, resets), TensorBoard / ``metrics.json`` 
 checkpoints with exact resume.
 
 Each step, for every run: sample ``a ~ pi_w(s)``; step the env; one SGD step on the critic,
-intra-option policy and termination losses at ``(s, w, a, r, s')`` (step sizes 0.5 / 0.25 / 0.25);
-then, with the updated params, the option terminates at ``s'`` with probability ``beta_w(s')``
-and, if it does, a new one is chosen epsilon-greedily over ``Q(s', .)`` (call-and-return).
+intra-option policy and termination losses at ``(s, w, a, r, s')``; then, with the updated
+params, the option terminates at ``s'`` with probability ``beta_w(s')`` and, if it does, a new
+one is chosen epsilon-greedily over ``Q(s', .)`` (call-and-return).
 
 Settings, stated:
 
-- From the paper: 4 options, gamma 0.99, learning rates critic 0.5, intra-option 0.25,
-  termination 0.25, epsilon-greedy policy over options, tabular (one-hot) features, Boltzmann
-  intra-option policies, sigmoid terminations; goal in the east doorway, start uniform over the
-  other cells; after 1000 episodes the goal moves to a random cell of the lower-right room.
-- From the authors' released tabular code (not in the paper text): epsilon 0.01, Boltzmann
-  temperature 0.01, zero init, at most 1000 steps per episode, ``V = max_w Q`` in the termination
-  advantage, no margin (``xi = 0``) and no entropy bonus (``entropy_coef = 0``) - both exist as
-  options. Their code updates ``theta`` by ``lr * delta * (e_a - pi)`` with logits ``theta / T``;
-  we parameterise the logits directly, which is the same update with step size ``lr / T``
-  (``intra_lr / temperature`` = 25 on the logits).
+- From the paper: 4 options, gamma 0.99, learning rates critic 0.5 and intra-option 0.25,
+  epsilon-greedy policy over options, tabular (one-hot) features, Boltzmann intra-option
+  policies, sigmoid terminations; goal in the east doorway, start uniform over the other cells;
+  after 1000 episodes the goal moves to a random cell of the lower-right room. The termination
+  advantage uses ``V_Omega(s') = sum_w pi_Omega(w | s') Q(s', w)``, the paper's definition, which for
+  epsilon-greedy over options is ``(1 - eps) max Q + eps mean Q`` (``termination_value =
+  "epsilon_greedy"``).
+- From the authors' released tabular code (not in the paper text): zero init, at most 1000
+  steps per episode, no entropy bonus. Their code uses ``V = max Q`` in the termination
+  advantage (``termination_value="greedy"``), a softmax temperature of 0.01 and termination step
+  size 0.25. Their code updates ``theta`` by ``lr * delta * (e_a - pi)`` with logits
+  ``theta / T``; we parameterise the logits directly, which is the same update with step size
+  ``lr / T`` (``intra_lr / temperature`` on the logits).
+- Our choices (measured, see the example's docstring): epsilon 0.1, temperature 1 (intra-option
+  step 0.25 on the logits, so options stay stochastic for longer and specialise), termination
+  step size 2.5, margin ``xi = 0``. With ``V = max Q`` the advantage ``Q_w - V`` is never positive
+  and ``beta`` only rises (about 0.7-0.8 everywhere after 2000 episodes: options last one or two
+  steps); with the epsilon-greedy ``V`` the greedy option's ``beta`` falls, each option comes to
+  own a room or two (``beta`` near 0 there) and terminations happen where an option enters a
+  region another option owns, i.e. around the doorways. The ALE margin ``xi = 0.01`` lowers
+  ``beta`` everywhere here (gaps between option values are often below 0.01) and removed the
+  doorway contrast in our runs; it remains a setting. The paper's termination step 0.25 moves
+  ``beta`` too little in 2000 episodes (``dbeta = beta (1 - beta) * advantage``, advantages of a few
+  hundredths) for a visible map.
 - ``Q_U(s, w, a)`` is the one-step target (see ``rl.option_critic``), not a separate table.
 - Ties in ``argmax_w Q`` are broken uniformly at random (all-zero Q at the start).
+- Termination statistics: the trainer counts, per run, phase (before / after the goal move),
+  cell and option, how often each option *arrives* in a cell without the episode ending.
+  :meth:`OptionCriticTrainer.arrival_termination_map` weights the final ``beta_w(s)`` by these
+  counts: the termination probability of the option that is actually running when the agent
+  reaches ``s``. Per-option maps averaged over runs mean little (option labels are arbitrary per
+  run), so the example plots one run's options and this pooled map.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,10 +84,11 @@ class OptionCriticConfig:
     gamma: float = 0.99
     critic_lr: float = 0.5
     intra_lr: float = 0.25
-    termination_lr: float = 0.25
-    temperature: float = 1e-2
-    epsilon: float = 1e-2
+    termination_lr: float = 2.5
+    temperature: float = 1.0
+    epsilon: float = 0.1
     xi: float = 0.0
+    termination_value: str = "epsilon_greedy"  # V in the termination advantage: "epsilon_greedy" or "greedy" (max Q)
     entropy_coef: float = 0.0
     initial_goal: int = 62  # the east doorway
     seed: int = 0
@@ -85,6 +107,10 @@ class OptionCriticConfig:
         for name in ("critic_lr", "intra_lr", "termination_lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.termination_value not in ("epsilon_greedy", "greedy"):
+            raise ValueError(f"termination_value must be 'epsilon_greedy' or 'greedy', got {self.termination_value!r}")
+        if not math.isfinite(self.xi):
+            raise ValueError(f"xi must be finite, got {self.xi}")
         if not 0 <= self.initial_goal < 104:
             raise ValueError(f"initial_goal must be a cell index in [0, 104), got {self.initial_goal}")
 
@@ -116,8 +142,15 @@ class OptionCriticTrainer:
         self._state: FourRoomsState | None = None
         self._option = torch.zeros(R, dtype=torch.int64, device=self.device)
         self._ep_len = torch.zeros(R, dtype=torch.int64, device=self.device)
+        # arrivals[r, phase, s, w]: option w arrived in cell s (episode going on); phase 1 after the goal moved
+        self.arrivals = torch.zeros(R, 2, S, O, dtype=torch.int64, device=self.device)
         self._grad = grad(self._objective)
         self._heads = vmap(linear_option_heads)
+
+    @property
+    def value_epsilon(self) -> float:
+        """Epsilon of the policy over options used for ``V`` in the termination advantage."""
+        return self.config.epsilon if self.config.termination_value == "epsilon_greedy" else 0.0
 
     # ----------------------------------------------------------------- pure pieces, bound
     def _phi(self, cell: torch.Tensor) -> torch.Tensor:
@@ -128,8 +161,9 @@ class OptionCriticTrainer:
         q_tm1, logits_tm1, _ = self._heads(params, self._phi(s_tm1))
         q_t, _, beta_t = self._heads(params, self._phi(s_t))
         discount = cfg.gamma * (1.0 - terminal.to(torch.float32))
-        losses = vmap(option_critic_losses, in_dims=(0, 0, 0, 0, 0, 0, 0, 0, None, None))(
-            q_tm1, logits_tm1, q_t, beta_t, option, action, reward, discount, cfg.xi, cfg.entropy_coef)
+        losses = vmap(option_critic_losses, in_dims=(0, 0, 0, 0, 0, 0, 0, 0, None, None, None))(
+            q_tm1, logits_tm1, q_t, beta_t, option, action, reward, discount, cfg.xi, cfg.entropy_coef,
+            self.value_epsilon)
         per_run = losses.critic + losses.policy + losses.termination  # disjoint params: one sum is fine
         return (per_run * active.to(torch.float32)).sum()
 
@@ -179,6 +213,10 @@ class OptionCriticTrainer:
         with torch.no_grad():
             q_next, _, beta_next = self._heads(self.params, self._phi(s_next))
         terminate = torch.rand(R, generator=self.generator, device=self.device) < beta_next[torch.arange(R), option]
+        phase = (self.episode_count >= (cfg.switch_goal_at or cfg.num_episodes + 1)).long().to(self.device)
+        arrived = (active & ~done).long()
+        flat = ((torch.arange(R, device=self.device) * 2 + phase) * self.env.num_states + s_next) * cfg.num_options + option
+        self.arrivals = self.arrivals.flatten().index_add(0, flat, arrived).view_as(self.arrivals)
         self._option = torch.where(terminate, self._choose_options(q_next), option)
         self._state = state
         self._ep_len = self._ep_len + active.long()
@@ -241,10 +279,60 @@ class OptionCriticTrainer:
             self._writer.add_scalar("train/steps_to_goal", self.episode_steps[:, e].float().mean().item(), e + 1)
         self._logged_upto = upto
 
-    def termination_map(self) -> torch.Tensor:
-        """Mean over runs of ``beta_w(s)`` per option on the grid: ``[O, 13, 13]`` (walls NaN)."""
-        beta = torch.sigmoid(self.params["termination_weight"]).mean(0).T  # [O, S]
-        return self.env.to_grid(beta.cpu())
+    def termination_map(self, run: int | None = None) -> torch.Tensor:
+        """``beta_w(s)`` per option on the grid, ``[O, 13, 13]`` (walls NaN): of one ``run``, or the
+        mean over runs (``run=None``; option labels differ between runs, so this mostly blurs)."""
+        beta = torch.sigmoid(self.params["termination_weight"].detach())  # [R, S, O]
+        if run is None:
+            beta = beta.mean(0)
+        else:
+            if not 0 <= run < self.config.num_runs:
+                raise ValueError(f"run must be in [0, {self.config.num_runs}), got {run}")
+            beta = beta[run]
+        return self.env.to_grid(beta.T.cpu())
+
+    def _check_phase(self, phase: int) -> None:
+        if phase not in (0, 1):
+            raise ValueError(f"phase must be 0 (before the goal moves) or 1 (after), got {phase!r}")
+
+    def arrival_termination_probs(self, phase: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per run and cell, the final ``beta_w(s)`` averaged over the options that arrived in ``s``
+        during ``phase``, weighted by how often each did. Returns ``(probs [R, S], arrivals [R, S])``;
+        ``probs`` is NaN where nothing arrived."""
+        self._check_phase(phase)
+        n = self.arrivals[:, phase].float().cpu()  # [R, S, O]
+        beta = torch.sigmoid(self.params["termination_weight"].detach()).cpu()
+        total = n.sum(-1)
+        probs = (n * beta).sum(-1) / total
+        return torch.where(total > 0, probs, float("nan")), total
+
+    def arrival_termination_map(self, phase: int = 0) -> torch.Tensor:
+        """Termination probability of the option running on arrival, pooled over runs: ``[13, 13]``
+        (walls and never-reached cells NaN)."""
+        self._check_phase(phase)
+        n = self.arrivals[:, phase].float().cpu()
+        beta = torch.sigmoid(self.params["termination_weight"].detach()).cpu()
+        total = n.sum((0, 2))
+        pooled = (n * beta).sum((0, 2)) / total
+        return self.env.to_grid(torch.where(total > 0, pooled, float("nan")))
+
+    def doorway_termination_stats(self, phase: int = 0) -> dict[str, float]:
+        """Arrival termination probability (see :meth:`arrival_termination_probs`) averaged over
+        cells next to a doorway (grid distance <= 1: the doorway and its two neighbours) and over
+        room interiors (distance >= 3), leaving out cells within distance 1 of the run's goal in
+        that phase; averaged over runs. Returns ``{"doorway", "interior", "ratio"}``."""
+        probs, _ = self.arrival_termination_probs(phase)
+        coords = self.env.coords.cpu()
+        dist = lambda cells: (coords[:, None, :] - coords[cells][None, :, :]).abs().sum(-1).min(1).values
+        door = dist(self.env.doorway_cells().cpu())
+        near_all, far_all = [], []
+        for r in range(self.config.num_runs):
+            ok = dist(self.goals[r, phase : phase + 1]) >= 2
+            near, far = probs[r][(door <= 1) & ok], probs[r][(door >= 3) & ok]
+            near_all.append(near[~near.isnan()].mean())
+            far_all.append(far[~far.isnan()].mean())
+        d, i = torch.stack(near_all).nanmean().item(), torch.stack(far_all).nanmean().item()
+        return {"doorway": d, "interior": i, "ratio": d / i if i > 0 else float("nan")}
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -258,6 +346,7 @@ class OptionCriticTrainer:
             "cell": None if self._state is None else cpu(self._state.cell),
             "env_done": None if self._state is None else cpu(self._state.done),
             "option": cpu(self._option), "ep_len": cpu(self._ep_len), "logged_upto": self._logged_upto,
+            "arrivals": cpu(self.arrivals),
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -278,6 +367,7 @@ class OptionCriticTrainer:
         self._state = None if st["cell"] is None else FourRoomsState(dev(st["cell"]), dev(st["env_done"]))
         self._option, self._ep_len = dev(st["option"]), dev(st["ep_len"])
         self.steps, self._logged_upto = int(st["steps"]), int(st["logged_upto"])
+        self.arrivals = dev(st["arrivals"])
 
     def write_metrics(self) -> None:
         if self.output_dir is None:
@@ -285,5 +375,7 @@ class OptionCriticTrainer:
         done = int(self.episode_count.min())
         mean = self.episode_steps[:, :done].float().mean(0).tolist()
         payload = {"config": self.config.to_dict(), "steps": self.steps, "episodes_done_all_runs": done,
-                   "mean_steps_to_goal": mean, "goals": self.goals.tolist()}
+                   "mean_steps_to_goal": mean, "goals": self.goals.tolist(),
+                   "doorway_termination": {"before_goal_move": self.doorway_termination_stats(0),
+                                           "after_goal_move": self.doorway_termination_stats(1)}}
         atomic_write_json(payload, self.output_dir / "metrics.json")
