@@ -58,6 +58,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from _common import configure_openmp  # benchmarks/_common.py (this folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -119,19 +121,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _configure_openmp(choice: str | None) -> str:
-    """Set OMP_WAIT_POLICY before torch (and its OpenMP runtime) is loaded."""
-    if "torch" in sys.modules:
-        return os.environ.get("OMP_WAIT_POLICY", "unset") + " (torch already imported: not changed)"
-    if choice is None:
-        if "OMP_WAIT_POLICY" in os.environ:
-            return os.environ["OMP_WAIT_POLICY"] + " (from the environment)"
-        choice = "passive"  # what the examples set
-    if choice == "default":
-        os.environ.pop("OMP_WAIT_POLICY", None)
-        return "unset (OpenMP default)"
-    os.environ["OMP_WAIT_POLICY"] = choice.upper()
-    return choice.upper()
 
 
 # The agents in table order. "option_critic_cartpole" is the deep Option-Critic example being
@@ -141,7 +130,7 @@ AGENT_NAMES = ("rainbow_cartpole", "rainbow_atari", "ddpg_pendulum", "td3_pendul
 
 if __name__ == "__main__":
     _ARGS = parse_args()
-    _OMP_POLICY = _configure_openmp(_ARGS.omp_wait_policy)
+    _OMP_POLICY = configure_openmp(_ARGS.omp_wait_policy, default="passive")  # what the examples set
 
 import torch  # noqa: E402
 
@@ -200,22 +189,25 @@ class Harness:
         pass
 
 
-class RainbowHarness(Harness):
-    """``RainbowTrainer.train()`` with ``total_steps`` moved forward by ``n`` each call.
+class TotalStepsHarness(Harness):
+    """A runner whose ``train()`` runs until ``config.total_steps`` env steps (Rainbow, DDPG/TD3):
+    each call moves that target ``n`` runner steps past the runner's counter, trains, and puts
+    the target back.
 
-    (``beta`` anneals over ``total_steps``, so during timing it is near 1 instead of on the
-    example's schedule; that changes the importance weights' values, not the work.)
+    (Rainbow anneals ``beta`` over ``total_steps``, so during timing it sits near 1 instead of on
+    the example's schedule; that changes the importance weights' values, not the work.)
     """
 
-    def __init__(self, trainer: RainbowTrainer):
+    def __init__(self, trainer, step_counter: str, update_counter: str, steps_per_call: int, close) -> None:
         self.trainer = trainer
         self.learning_starts = trainer.config.learning_starts
-        self.steps_per_call = trainer.config.num_envs
+        self.steps_per_call = steps_per_call
+        self._step_counter, self._update_counter, self._close = step_counter, update_counter, close
 
     def advance(self, n: int) -> None:
         cfg = self.trainer.config
         planned = cfg.total_steps
-        cfg.total_steps = self.trainer.step + n * cfg.num_envs
+        cfg.total_steps = self.env_steps + n * self.steps_per_call
         try:
             self.trainer.train(progress=False)
         finally:
@@ -223,42 +215,22 @@ class RainbowHarness(Harness):
 
     @property
     def env_steps(self) -> int:
-        return self.trainer.step
+        return getattr(self.trainer, self._step_counter)
 
     @property
     def updates(self) -> int:
-        return self.trainer.updates
+        return getattr(self.trainer, self._update_counter)
 
     def close(self) -> None:
-        self.trainer.close()
+        self._close()
 
 
-class DDPGHarness(Harness):
-    """``DDPGTrainer.train()`` with ``total_steps`` moved forward by ``n`` each call."""
+def RainbowHarness(trainer: RainbowTrainer) -> TotalStepsHarness:  # noqa: N802 (reads as a class)
+    return TotalStepsHarness(trainer, "step", "updates", trainer.config.num_envs, trainer.close)
 
-    def __init__(self, trainer: DDPGTrainer):
-        self.trainer = trainer
-        self.learning_starts = trainer.config.learning_starts
 
-    def advance(self, n: int) -> None:
-        cfg = self.trainer.config
-        planned = cfg.total_steps
-        cfg.total_steps = self.trainer.steps + n
-        try:
-            self.trainer.train(progress=False)
-        finally:
-            cfg.total_steps = planned
-
-    @property
-    def env_steps(self) -> int:
-        return self.trainer.steps
-
-    @property
-    def updates(self) -> int:
-        return self.trainer.critic_updates
-
-    def close(self) -> None:
-        self.trainer.env.close()
+def DDPGHarness(trainer: DDPGTrainer) -> TotalStepsHarness:  # noqa: N802
+    return TotalStepsHarness(trainer, "steps", "critic_updates", 1, trainer.env.close)
 
 
 class OptionCriticHarness(Harness):

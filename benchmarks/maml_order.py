@@ -75,6 +75,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from _common import configure_openmp  # benchmarks/_common.py (this folder is on sys.path)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,24 +106,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _configure_openmp(choice: str | None) -> str:
-    """Set OMP_WAIT_POLICY before torch (and its OpenMP runtime) is loaded."""
-    if "torch" in sys.modules:
-        return os.environ.get("OMP_WAIT_POLICY", "unset") + " (torch already imported: not changed)"
-    if choice is None:
-        if "OMP_WAIT_POLICY" in os.environ:
-            return os.environ["OMP_WAIT_POLICY"] + " (from the environment)"
-        choice = "default"
-    if choice == "default":
-        os.environ.pop("OMP_WAIT_POLICY", None)
-        return "unset (OpenMP default)"
-    os.environ["OMP_WAIT_POLICY"] = choice.upper()
-    return choice.upper()
 
 
 if __name__ == "__main__":
     _ARGS = parse_args()
-    _OMP_POLICY = _configure_openmp(_ARGS.omp_wait_policy)
+    _OMP_POLICY = configure_openmp(_ARGS.omp_wait_policy)
 
 import torch  # noqa: E402
 from torch.func import grad_and_value, vmap  # noqa: E402
