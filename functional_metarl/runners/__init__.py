@@ -32,3 +32,8 @@ __all__ += ["DDPG_CHECKPOINT_NAME", "DDPGConfig", "DDPGTrainer", "TensorReplay"]
 from .option_critic import OPTION_CRITIC_CHECKPOINT, OptionCriticConfig, OptionCriticTrainer  # noqa: E402
 
 __all__ += ["OPTION_CRITIC_CHECKPOINT", "OptionCriticConfig", "OptionCriticTrainer"]
+
+# Deep Option-Critic (gymnasium envs; softmax or Gaussian intra-option policies)
+from .deep_option_critic import DEEP_OPTION_CRITIC_CHECKPOINT, DeepOptionCriticConfig, DeepOptionCriticTrainer  # noqa: E402
+
+__all__ += ["DEEP_OPTION_CRITIC_CHECKPOINT", "DeepOptionCriticConfig", "DeepOptionCriticTrainer"]
