@@ -121,10 +121,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-
-
-# The agents in table order. "option_critic_cartpole" is the deep Option-Critic example being
-# added (see ``build_option_critic_cartpole``).
 AGENT_NAMES = ("rainbow_cartpole", "rainbow_atari", "ddpg_pendulum", "td3_pendulum", "td3_halfcheetah",
                "option_critic_fourrooms", "option_critic_cartpole")
 
@@ -137,6 +133,8 @@ import torch  # noqa: E402
 from functional_metarl.runners import (  # noqa: E402
     DDPGConfig,
     DDPGTrainer,
+    DeepOptionCriticConfig,
+    DeepOptionCriticTrainer,
     OptionCriticConfig,
     OptionCriticTrainer,
     RainbowConfig,
@@ -326,16 +324,37 @@ def build_option_critic_fourrooms(args) -> tuple[Harness, dict]:
     return OptionCriticHarness(OptionCriticTrainer(config)), {"env": "FourRooms (tabular, 10 learners)"}
 
 
+class EnvStepHarness(Harness):
+    """A runner with a public one-step method (deep Option-Critic's ``env_step``): call it ``n``
+    times; each call steps every env still in the current round."""
+
+    def __init__(self, trainer: DeepOptionCriticTrainer):
+        self.trainer = trainer
+        self.learning_starts = trainer.config.learning_starts
+        self.steps_per_call = trainer.config.num_envs
+
+    def advance(self, n: int) -> None:
+        for _ in range(n):
+            self.trainer.env_step()
+
+    @property
+    def env_steps(self) -> int:
+        return self.trainer.steps
+
+    @property
+    def updates(self) -> int:
+        return self.trainer.updates
+
+    def close(self) -> None:
+        self.trainer.close()
+
+
 def build_option_critic_cartpole(args) -> tuple[Harness, dict]:
-    # The deep Option-Critic CartPole example is being written (a new runner, expected at
-    # functional_metarl/runners/deep_option_critic.py). When it lands: build its trainer here with
-    # the example's defaults and wrap it in a Harness (DDPGHarness / RainbowHarness show the
-    # pattern: ``advance(n)`` runs n more env steps of the runner's own loop; ``env_steps`` and
-    # ``updates`` read its counters; ``learning_starts`` is its warm-up length).
-    if importlib.util.find_spec("functional_metarl.runners.deep_option_critic") is None:
-        raise Skip("runner functional_metarl/runners/deep_option_critic.py not there yet")
-    raise Skip("deep Option-Critic runner found but not wired into this benchmark yet "
-               "(see build_option_critic_cartpole)")
+    # examples/option_critic_cartpole.py: the DeepOptionCriticConfig defaults (CartPole-v1).
+    defaults = DeepOptionCriticConfig()
+    config = DeepOptionCriticConfig(seed=args.seed, device=args.device,
+                                    learning_starts=_starts(defaults.learning_starts, args))
+    return EnvStepHarness(DeepOptionCriticTrainer(config)), {"env": config.env_id}
 
 
 BUILDERS: dict[str, tuple[str, Callable]] = {
@@ -345,7 +364,7 @@ BUILDERS: dict[str, tuple[str, Callable]] = {
     "td3_pendulum": ("examples/ddpg_pendulum.py --algo td3", build_td3_pendulum),
     "td3_halfcheetah": ("examples/td3_halfcheetah.py", build_td3_halfcheetah),
     "option_critic_fourrooms": ("examples/option_critic_fourrooms.py", build_option_critic_fourrooms),
-    "option_critic_cartpole": ("Option-Critic CartPole example (in progress)", build_option_critic_cartpole),
+    "option_critic_cartpole": ("examples/option_critic_cartpole.py", build_option_critic_cartpole),
 }
 assert tuple(BUILDERS) == AGENT_NAMES
 
@@ -393,6 +412,10 @@ def measure(name: str, budget: Budget, args, log) -> dict:
             seconds, steps, updates = _block(harness, calls - first, device)
             row.update(warmup_steps=steps, warmup_s=seconds, warmup_steps_per_s=steps / seconds,
                        warmup_updates=updates)
+        # A runner whose calls step fewer envs than steps_per_call (deep Option-Critic's rounds,
+        # where finished envs wait) may still be short of learning_starts.
+        while harness.env_steps < harness.learning_starts:
+            harness.advance(1)
         # Warm-up, part 2: a few steps with updates.
         _block(harness, budget.warm_updates, device)
         n = args.steps or budget.steps[name]
