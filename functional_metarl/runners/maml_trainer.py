@@ -8,13 +8,13 @@ roll out the adapted params -> meta-step (TRPO or Adam).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import torch
