@@ -8,10 +8,10 @@ roll out the adapted params -> meta-step (TRPO or Adam).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
