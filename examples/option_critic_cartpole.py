@@ -7,7 +7,7 @@ evaluates greedily (greedy over options, argmax actions). Writes to ``--out``:
 - ``metrics.json``, ``tensorboard/`` and ``checkpoint.pt`` (rerun with ``--resume`` to continue,
   e.g. with a larger ``--steps``).
 
-    python examples/option_critic_cartpole.py  # 100k env steps, about 3 minutes on one core
+    python examples/option_critic_cartpole.py  # 100k env steps, 2-3 minutes on one core
 
 See ``functional_metarl.runners.deep_option_critic`` for the algorithm and the settings that
 come from the paper vs. our choices.
@@ -67,14 +67,14 @@ def main() -> None:
           f"mean option duration {result['option_duration']:.1f} steps")
 
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    ax.plot(steps, returns, lw=0.5, alpha=0.4, label="episode return")
+    ax.plot(steps, returns, ".", ms=2, alpha=0.4, label="episode return")
     k = min(20, len(returns))
     ax.plot(steps[k - 1:], np.convolve(returns, np.ones(k) / k, mode="valid"), lw=1.5, label=f"moving average ({k})")
     ax.axhline(result["return"], color="k", ls="--", lw=1, label=f"greedy eval: {result['return']:.0f}")
     ax.set_ylabel("return")
     ax.set_title(f"Option-Critic, CartPole-v1, {args.options} options")
     ax.legend()
-    ax2.plot(steps, durations, lw=0.5, alpha=0.4)
+    ax2.plot(steps, durations, ".", ms=2, alpha=0.4)
     ax2.plot(steps[k - 1:], np.convolve(durations, np.ones(k) / k, mode="valid"), lw=1.5)
     ax2.set_xlabel("env steps")
     ax2.set_ylabel("mean option duration (steps)")

@@ -20,6 +20,14 @@ in the termination advantage, epsilon 0.1, temperature 1, termination step 2.5, 
 each option own a room or two and terminate where it leaves them, around the doorways;
 ``--termination-value greedy --epsilon 0.01 --temperature 0.01 --termination-lr 0.25`` gives the
 authors' tabular-code settings, with which ``beta`` only rises and the map stays flat.
+
+Measured with the command above (seed 0, one core, about 13 minutes):
+
+- defaults: mean steps to goal 402 (episodes 1-10), 31 (901-1000), 329 just after the goal
+  moves, 36 (1901-2000); running option's termination probability on arrival, doorway cells /
+  room interiors: 0.39 / 0.28 before the move, 0.40 / 0.21 after;
+- authors' tabular-code settings: 416, 25, 296, 34 steps; 0.56 / 0.54 and 0.60 / 0.53, i.e.
+  options of about two steps everywhere.
 """
 
 from __future__ import annotations
