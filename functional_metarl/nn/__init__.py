@@ -13,3 +13,8 @@ __all__ += ["NoisyLinear", "QNetwork", "factorised_noise", "noise_transform", "r
 from .actor_critic_nets import deterministic_actor, q_critic  # noqa: E402
 
 __all__ += ["deterministic_actor", "q_critic"]
+
+# Deep Option-Critic: critic, terminations and intra-option policies in one template
+from .option_critic_nets import OptionHeads, option_critic_net  # noqa: E402
+
+__all__ += ["OptionHeads", "option_critic_net"]
