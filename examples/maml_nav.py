@@ -40,6 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--meta-batch-size", type=int, default=20)
     parser.add_argument("--episodes-per-task", type=int, default=20)
     parser.add_argument("--inner-lr", type=float, default=0.1)
+    parser.add_argument("--inner-steps", type=int, default=1, help="inner SGD steps during meta-training")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="policy hidden sizes")
+    parser.add_argument("--activation", default="tanh", help="policy activation (relu, tanh, elu, gelu, silu)")
     parser.add_argument("--action-scale", type=float, default=1.0,
                         help="velocity = clip(scale * action, -0.1, 0.1); 0.1 = the paper code's normalized actions")
     parser.add_argument("--first-order", action="store_true", help="first-order MAML (no grad through the inner step)")
@@ -105,6 +108,9 @@ def main() -> None:
         meta_batch_size=args.meta_batch_size,
         episodes_per_task=args.episodes_per_task,
         inner_lr=args.inner_lr,
+        inner_steps=args.inner_steps,
+        hidden=tuple(args.hidden),
+        activation=args.activation,
         action_scale=args.action_scale,
         first_order=args.first_order,
         meta_optimizer=args.meta_optimizer,
