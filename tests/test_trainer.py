@@ -282,6 +282,18 @@ def test_load_checkpoint_errors(tmp_path):
         MAMLTrainer(tiny_config(hidden=(4,))).load_checkpoint(path)
     with pytest.raises(ValueError, match="meta_optimizer"):
         MAMLTrainer(tiny_config(meta_optimizer="adam")).load_checkpoint(path)
+    with pytest.raises(ValueError, match="action_scale"):
+        MAMLTrainer(tiny_config(action_scale=0.1)).load_checkpoint(path)
+    # A checkpoint from before a setting existed loads while that setting keeps its default.
+    old = _load(path)
+    del old["config"]["action_scale"], old["best_params"], old["best_post_return"]
+    torch.save(old, tmp_path / "old.pt")
+    restored = MAMLTrainer(tiny_config())
+    restored.load_checkpoint(tmp_path / "old.pt")
+    assert restored.best_post_return == -math.inf
+    assert all(torch.equal(restored.best_params[k], trainer.params[k]) for k in trainer.params)
+    with pytest.raises(ValueError, match="action_scale"):
+        MAMLTrainer(tiny_config(action_scale=0.1)).load_checkpoint(tmp_path / "old.pt")
     # the run length, device and checkpoint period may change on resume
     other = MAMLTrainer(tiny_config(meta_iterations=7, checkpoint_every=3))
     other.load_checkpoint(path)

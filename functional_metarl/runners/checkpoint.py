@@ -45,14 +45,20 @@ def atomic_write_json(payload: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_checkpoint(path: str | Path, config: dict[str, Any], may_differ: Iterable[str]) -> dict[str, Any]:
+def read_checkpoint(
+    path: str | Path, config: dict[str, Any], may_differ: Iterable[str], defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Load a checkpoint (tensors on CPU) and check it was written with the same settings as
-    ``config`` except for the keys in ``may_differ`` (run length, device, logging cadence ...)."""
+    ``config`` except for the keys in ``may_differ`` (run length, device, logging cadence ...).
+
+    A setting the checkpoint does not record (one added to the config after it was written) is
+    taken to have had its value in ``defaults``, when given: old checkpoints then load as long as
+    the new setting is left at its default."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = dict(state["config"])
+    saved = {**(defaults or {}), **state["config"]}
     free = set(may_differ)
     mismatched = [k for k in config if k not in free and saved.get(k) != config[k]]
     if mismatched:

@@ -303,12 +303,15 @@ class MAMLTrainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore params, optimizer state, RNG state, iteration and history from ``path``."""
         # The run length may be extended on resume; everything else must match.
-        state = read_checkpoint(path, self.config.to_dict(), ("meta_iterations", "device", "checkpoint_every", "compile"))
+        state = read_checkpoint(path, self.config.to_dict(), ("meta_iterations", "device", "checkpoint_every", "compile"),
+                                defaults=MAMLConfig().to_dict())
         self.policy.check(state["params"])
         self.params = {k: v.to(self.device) for k, v in state["params"].items()}
-        self.policy.check(state["best_params"])
-        self.best_params = {k: v.to(self.device) for k, v in state["best_params"].items()}
-        self.best_post_return = float(state["best_post_return"])
+        # Checkpoints written before best-params tracking existed start it afresh.
+        best = state.get("best_params", state["params"])
+        self.policy.check(best)
+        self.best_params = {k: v.to(self.device) for k, v in best.items()}
+        self.best_post_return = float(state.get("best_post_return", -math.inf))
         opt = state["meta_opt_state"]
         if opt is not None:
             self.meta_opt_state = AdamState(
