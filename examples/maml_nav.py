@@ -141,7 +141,8 @@ def main() -> None:
     print(f"{'inner steps':>12} | {'best params':>11} | {'latest':>8} | {'MAML paper':>10}")
     for step in ("0", "1", "2", "3"):
         print(f"{step:>12} | {returns[step]:11.2f} | {returns_final[step]:8.2f} | {PAPER_MAML[step]:10.1f}")
-    print(f"(best params: those of meta-iteration {best_iteration}, the highest post-adaptation return in training)")
+    print(f"(best params: the meta-params that meta-iteration {best_iteration} adapted from; "
+          "its post-adaptation return was the highest in training)")
     print(f"\ntraining time {seconds:.1f} s ({seconds / max(len(history), 1):.3f} s per meta-iteration)")
     print(json.dumps({"eval": returns, "eval_final": returns_final}))
 
