@@ -89,9 +89,9 @@ class Functional:
         # goes to check_params, which names what was expected and what came.
         if type(params) is dict and len(params) == len(self.param_shapes):
             try:
-                if all(params[k].shape == shape for k, shape in self.param_shapes.items()):
+                if all(isinstance(params[k], torch.Tensor) and params[k].shape == shape for k, shape in self.param_shapes.items()):
                     return
-            except (KeyError, AttributeError):
+            except KeyError:
                 pass
         check_params(params, self.param_shapes, type(self.module).__name__)
 
