@@ -417,3 +417,20 @@ def test_example_plot_trajectories_with_fewer_than_four_eval_tasks(tmp_path):
     returns, (tasks, episodes) = trainer.evaluate_with_episodes(num_tasks=2, max_steps=3)
     example.plot_trajectories(tasks, episodes, tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def test_scalar_logger_is_lazy_and_optional(tmp_path):
+    from functional_metarl.runners.scalars import ScalarLogger
+
+    off = ScalarLogger(None)
+    off.scalar("train/x", 1.0, 0)
+    off.flush()
+    off.close()
+    assert not off.started
+    log = ScalarLogger(tmp_path / "tb")
+    assert not log.started and not (tmp_path / "tb").exists()  # nothing written before a scalar
+    log.scalar("train/x", 1.0, 0)
+    log.flush()
+    assert log.started and any((tmp_path / "tb").iterdir())
+    log.close()
+    assert not log.started

@@ -66,6 +66,7 @@ from ..rl.actor_critic import (
 )
 from ..tree import Params, tree_dot, tree_map
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .scalars import ScalarLogger
 
 __all__ = ["DDPGConfig", "DDPGTrainer", "TensorReplay", "DDPG_CHECKPOINT_NAME"]
 
@@ -295,7 +296,7 @@ class DDPGTrainer:
         self._obs: torch.Tensor | None = None  # current observation; None -> reset first
         self._ou = torch.zeros(self.act_dim, device=self.device)
         self._ep_return, self._ep_length = 0.0, 0
-        self._writer = None
+        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
         self._critic_grad = grad_and_value(self._critic_objective)
         self._actor_grad = grad_and_value(self._actor_objective)
 
@@ -412,8 +413,7 @@ class DDPGTrainer:
                     self.save_checkpoint()
         finally:
             bar.close()
-            if self._writer is not None:
-                self._writer.flush()
+            self._logger.flush()
         return self.episodes
 
     def mean_return(self, last: int = 10) -> float:
@@ -443,15 +443,9 @@ class DDPGTrainer:
         return total / episodes
 
     def _log(self, record: dict[str, float]) -> None:
-        if self.output_dir is None:
-            return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
         for key, value in record.items():
             if key not in ("episode", "step"):
-                self._writer.add_scalar(f"train/{key}", value, record["step"])
+                self._logger.scalar(f"train/{key}", value, record["step"])
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

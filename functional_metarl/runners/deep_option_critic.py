@@ -73,6 +73,7 @@ from ..rl.option_critic import (
 )
 from ..tree import Params, tree_map
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .scalars import ScalarLogger
 from .replay import UniformReplay
 
 __all__ = ["DEEP_OPTION_CRITIC_CHECKPOINT", "DeepOptionCriticConfig", "DeepOptionCriticTrainer"]
@@ -222,7 +223,9 @@ class DeepOptionCriticTrainer:
         self._last_target_update = 0
         self._in_round = False
         self._reports_success = False  # whether the env puts "success" in info (Meta-World)
-        self._writer = None
+        self._logger = ScalarLogger(
+            self.output_dir / "tensorboard" if self.output_dir is not None and cfg.tensorboard else None
+        )
         self._loss_sums = {"critic": 0.0, "policy": 0.0, "termination": 0.0, "n_actor": 0, "n_critic": 0}
         self._actor_grad = grad_and_value(self._actor_objective, has_aux=True)
         self._critic_grad = grad_and_value(self._critic_objective)
@@ -432,8 +435,7 @@ class DeepOptionCriticTrainer:
             self.save_checkpoint()
         finally:
             bar.close()
-            if self._writer is not None:
-                self._writer.flush()
+            self._logger.flush()
         return self.episodes
 
     def mean_return(self, last: int = 20) -> float:
@@ -445,25 +447,20 @@ class DeepOptionCriticTrainer:
         return float(np.mean(recent)) if recent else float("nan")
 
     def _log_episode(self, rec: dict[str, float]) -> None:
-        if self.output_dir is None or not self.config.tensorboard:
-            return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
-        w, step = self._writer, rec["step"]
-        w.add_scalar("train/episode_return", rec["return"], step)
-        w.add_scalar("train/episode_length", rec["length"], step)
-        w.add_scalar("train/option_duration", rec["option_duration"], step)
+        step = rec["step"]
+        w = self._logger
+        w.scalar("train/episode_return", rec["return"], step)
+        w.scalar("train/episode_length", rec["length"], step)
+        w.scalar("train/option_duration", rec["option_duration"], step)
         if "success" in rec:
-            w.add_scalar("train/success", rec["success"], step)
-        w.add_scalar("train/epsilon", self.epsilon(), step)
+            w.scalar("train/success", rec["success"], step)
+        w.scalar("train/epsilon", self.epsilon(), step)
         s = self._loss_sums
         if s["n_actor"]:
-            w.add_scalar("loss/policy", s["policy"] / s["n_actor"], step)
-            w.add_scalar("loss/termination", s["termination"] / s["n_actor"], step)
+            w.scalar("loss/policy", s["policy"] / s["n_actor"], step)
+            w.scalar("loss/termination", s["termination"] / s["n_actor"], step)
         if s["n_critic"]:
-            w.add_scalar("loss/critic", s["critic"] / s["n_critic"], step)
+            w.scalar("loss/critic", s["critic"] / s["n_critic"], step)
         self._loss_sums = {"critic": 0.0, "policy": 0.0, "termination": 0.0, "n_actor": 0, "n_critic": 0}
 
     def evaluate(self, episodes: int = 10, seed: int = 10_000, deterministic: bool = True,
@@ -507,10 +504,10 @@ class DeepOptionCriticTrainer:
         if successes:
             out["success"] = float(np.mean(successes))
         self.evaluations.append(out)
-        if self.output_dir is not None and self.config.tensorboard and self._writer is not None:
+        if self._logger.started:  # evaluation scalars join a run that already logs training
             for k, v in out.items():
                 if k != "step":
-                    self._writer.add_scalar(f"eval/{k}", v, self.steps)
+                    self._logger.scalar(f"eval/{k}", v, self.steps)
         return out
 
     # ----------------------------------------------------------------- checkpoints
@@ -560,6 +557,4 @@ class DeepOptionCriticTrainer:
     def close(self) -> None:
         for env in self.envs:
             env.close()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._logger.close()

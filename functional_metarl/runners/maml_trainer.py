@@ -36,6 +36,7 @@ from ..nn import gaussian_policy
 from ..optim import AdamState, adam, sgd
 from ..tree import Params, tree_map
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .scalars import ScalarLogger
 
 __all__ = ["MAMLConfig", "MAMLTrainer", "resolve_device", "CHECKPOINT_NAME"]
 
@@ -124,7 +125,7 @@ class MAMLTrainer:
         # meta-params whose post-adaptation return was highest, kept beside the latest ones.
         self.best_params: Params = tree_map(torch.clone, self.params)
         self.best_post_return = -math.inf
-        self._writer = None
+        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
         self._grad_fn = self._make_grad_fn()
 
     # ----------------------------------------------------------------- pure pieces, bound
@@ -209,20 +210,13 @@ class MAMLTrainer:
                     self.save_checkpoint()
         finally:
             bar.close()
-            if self._writer is not None:
-                self._writer.flush()
+            self._logger.flush()
         return self.history
 
     def _log(self, metrics: dict[str, float]) -> None:
-        if self.output_dir is None:
-            return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
         for key, value in metrics.items():
             if key != "iteration":
-                self._writer.add_scalar(f"train/{key}", value, metrics["iteration"])
+                self._logger.scalar(f"train/{key}", value, metrics["iteration"])
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None, **kwargs) -> dict[str, float]:

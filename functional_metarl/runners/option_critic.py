@@ -68,6 +68,7 @@ from ..rl.option_critic import (
 )
 from ..tree import Params
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .scalars import ScalarLogger
 
 __all__ = ["OPTION_CRITIC_CHECKPOINT", "OptionCriticConfig", "OptionCriticTrainer"]
 
@@ -138,7 +139,7 @@ class OptionCriticTrainer:
         self.episode_steps = torch.zeros(R, cfg.num_episodes, dtype=torch.int64)  # steps-to-goal record
         self.goals = torch.full((R, 2), cfg.initial_goal, dtype=torch.int64)  # goal before / after the move
         self._logged_upto = 0
-        self._writer = None
+        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
         self._state: FourRoomsState | None = None
         self._option = torch.zeros(R, dtype=torch.int64, device=self.device)
         self._ep_len = torch.zeros(R, dtype=torch.int64, device=self.device)
@@ -262,21 +263,13 @@ class OptionCriticTrainer:
             self.save_checkpoint()
         finally:
             bar.close()
-            if self._writer is not None:
-                self._writer.flush()
+            self._logger.flush()
         return self.episode_steps
 
     def _log_completed(self) -> None:
         upto = int(self.episode_count.min())
-        if self.output_dir is None:
-            self._logged_upto = upto
-            return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
         for e in range(self._logged_upto, upto):
-            self._writer.add_scalar("train/steps_to_goal", self.episode_steps[:, e].float().mean().item(), e + 1)
+            self._logger.scalar("train/steps_to_goal", self.episode_steps[:, e].float().mean().item(), e + 1)
         self._logged_upto = upto
 
     def termination_map(self, run: int | None = None) -> torch.Tensor:

@@ -39,6 +39,7 @@ from ..optim import AdamState, adam, apply_updates
 from ..rl import q_values, rainbow_loss
 from ..tree import Params, tree_map, tree_norm, tree_scale
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .scalars import ScalarLogger
 from .replay import NStepAggregator, PrioritizedReplay, UniformReplay
 
 __all__ = ["RainbowConfig", "RainbowTrainer", "RAINBOW_CHECKPOINT"]
@@ -204,7 +205,7 @@ class RainbowTrainer:
         self.history: list[dict[str, float]] = []  # one row per finished episode
         self.evaluations: list[dict[str, float]] = []  # one row per periodic evaluation
         self.losses: deque[float] = deque(maxlen=100)
-        self._writer = None
+        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
         self._obs = None
         self._ep_return = np.zeros(cfg.num_envs)
         self._ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
@@ -340,8 +341,7 @@ class RainbowTrainer:
             self.save_checkpoint()
         finally:
             bar.close()
-            if self._writer is not None:
-                self._writer.flush()
+            self._logger.flush()
         return self.history
 
     def metrics(self) -> dict[str, float]:
@@ -357,15 +357,9 @@ class RainbowTrainer:
         }
 
     def _log(self, metrics: dict[str, float]) -> None:
-        if self.output_dir is None:
-            return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
         for key, value in metrics.items():
             if key != "step" and math.isfinite(value):
-                self._writer.add_scalar(f"{'eval' if key.startswith('eval') else 'train'}/{key}", value, metrics["step"])
+                self._logger.scalar(f"{'eval' if key.startswith('eval') else 'train'}/{key}", value, metrics["step"])
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, num_episodes: int = 10, seed: int | None = None, noisy: bool = False) -> float:
