@@ -637,6 +637,23 @@ def test_trpo_step_direction_satisfies_kl_constraint(damping):
         trpo_step_direction(lambda v: A @ v, g, 0.01, damping=-1.0)
 
 
+@pytest.mark.parametrize("cg_iters", [1, 3])
+def test_trpo_step_direction_truncated_cg_scales_by_the_true_curvature(cg_iters):
+    """With CG stopped early the step's s^T A s comes from CG's residual, not another product:
+    it must still equal the explicit quadratic form, and the step the truncated CG solution."""
+    n = 8
+    A = _spd(n, seed=32)
+    g = _randn(n, seed=33)
+    max_kl, damping = 0.01, 1e-3
+    calls = []
+    s = trpo_step_direction(lambda v: calls.append(1) or A @ v, g, max_kl, cg_iters=cg_iters, damping=damping)
+    assert len(calls) == cg_iters  # one curvature product per CG iteration, none more
+    Ad = A + damping * torch.eye(n, dtype=DT)
+    torch.testing.assert_close(0.5 * s @ (Ad @ s), torch.tensor(max_kl, dtype=DT), rtol=1e-10, atol=0)
+    x = conjugate_gradient(lambda v: Ad @ v, g, iters=cg_iters)
+    torch.testing.assert_close(s, x * torch.sqrt(2 * max_kl / (x @ (Ad @ x))), rtol=1e-10, atol=1e-12)
+
+
 def _toy_search(loss_ok_below, kl_of_fraction):
     """x = [1, 0], full_step = [1, 0]: candidate[0] = 1 - fraction, so fraction is recoverable."""
     calls = []

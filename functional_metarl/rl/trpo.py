@@ -69,6 +69,13 @@ def conjugate_gradient(
     remaining iterations leave ``x`` unchanged (``torch.where``, no data-dependent ``break``),
     so the function stays traceable.
     """
+    return _conjugate_gradient(matvec, b, iters, residual_tol)[0]
+
+
+def _conjugate_gradient(
+    matvec: Callable[[Vector], Vector], b: Vector, iters: int, residual_tol: float
+) -> tuple[Vector, Vector]:
+    """``conjugate_gradient`` that also returns its residual ``r = b - A x`` (kept by recurrence)."""
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     x = torch.zeros_like(b)
@@ -86,7 +93,7 @@ def conjugate_gradient(
         beta = torch.where(active, rr_new / torch.where(active, rr, torch.ones_like(rr)), torch.zeros_like(rr))
         p = r + beta * p
         rr = torch.where(active, rr_new, rr)
-    return x
+    return x, r
 
 
 def trpo_step_direction(
@@ -107,8 +114,10 @@ def trpo_step_direction(
     def damped(v: Vector) -> Vector:
         return curvature(v) + damping * v
 
-    direction = conjugate_gradient(damped, loss_grad, iters=cg_iters)
-    shs = 0.5 * torch.dot(direction, damped(direction))
+    direction, residual = _conjugate_gradient(damped, loss_grad, cg_iters, 1e-10)
+    # s^T A s without another product: CG keeps r = g - A s, so A s = g - r. Each product costs
+    # as much as a CG iteration (about 10% of the step with the default 10 iterations).
+    shs = 0.5 * torch.dot(direction, loss_grad - residual)
     return direction / torch.sqrt(shs.clamp_min(1e-30) / max_kl)
 
 
