@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-from torch.func import vmap
-
 from ..nn import Functional
 from ..tree import Params
 
@@ -59,7 +57,7 @@ def rollout(
     horizon, num_tasks, num_episodes, act_dim = noise.shape
     if act_dim != env.act_dim:
         raise ValueError(f"noise expected act_dim {env.act_dim} in its last axis, got {act_dim}")
-    forward = vmap(policy.apply) if params_per_task else policy.apply
+    forward = policy.apply_stacked if params_per_task else policy.apply
     with torch.no_grad():
         state, obs = env.reset(tasks, num_episodes)
         if obs.shape[0] != num_tasks:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 
 from ..tree import Params, check_params
 
@@ -59,13 +59,21 @@ class Functional:
         in_dim: size of the last input axis; ``apply`` checks it.
         pure_apply: optional ``(params, x) -> output`` equal to ``functional_call(module, params,
             (x,))``; ``apply`` uses it when given (see the module docstring).
+        stacked_apply: optional ``(stacked_params, x) -> output`` equal to ``vmap(apply)``:
+            params with a leading axis ``N`` (one set per task), ``x: [N, ..., in_dim]``;
+            ``apply_stacked`` uses it when given.
     """
 
     def __init__(
-        self, make_module: Callable[[], nn.Module], in_dim: int, pure_apply: Callable[[Params, torch.Tensor], object] | None = None
+        self,
+        make_module: Callable[[], nn.Module],
+        in_dim: int,
+        pure_apply: Callable[[Params, torch.Tensor], object] | None = None,
+        stacked_apply: Callable[[Params, torch.Tensor], object] | None = None,
     ):
         self._make_module = make_module
         self._pure_apply = pure_apply
+        self._stacked_apply = stacked_apply
         self.in_dim = in_dim
         with torch.random.fork_rng(devices=[]):  # building the template must not move the global RNG
             self.module = make_module()
@@ -106,6 +114,29 @@ class Functional:
             return self._pure_apply(params, x)
         return functional_call(self.module, params, (x,))
 
+    def apply_stacked(self, params: Params, x: torch.Tensor):
+        """``vmap(apply)(params, x)``: one set of params per leading index. Params leaves
+        ``[N, *shape]``, ``x: [N, ..., in_dim]``; outputs carry the leading ``N``.
+
+        The built-in templates run it as batched matrix products (``torch.baddbmm``), which
+        skips vmap's per-call dispatch: a per-task rollout calls this once per time step.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a Tensor, got {type(x).__name__}")
+        if x.ndim < 2 or x.shape[-1] != self.in_dim:
+            raise ValueError(f"input expected shape [N, ..., {self.in_dim}], got {tuple(x.shape)}")
+        num = x.shape[0]
+        if not (type(params) is dict and all(
+            isinstance(p, torch.Tensor) and p.ndim >= 1 and p.shape[0] == num for p in params.values()
+        )):
+            shapes = ({k: tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__ for k, p in params.items()}
+                      if isinstance(params, dict) else type(params).__name__)
+            raise ValueError(f"stacked params expected leaves [{num}, *shape] (N = x.shape[0]), got {shapes}")
+        self.check({k: p[0] for k, p in params.items()})
+        if self._stacked_apply is None:
+            return vmap(self.apply)(params, x)
+        return self._stacked_apply(params, x)
+
     def num_params(self) -> int:
         return sum(math.prod(s) for s in self.param_shapes.values())
 
@@ -136,6 +167,19 @@ def _mlp_forward(params: Params, x: torch.Tensor, prefix: str, num_layers: int, 
     return x
 
 
+def _mlp_forward_stacked(params: Params, x: torch.Tensor, prefix: str, num_layers: int, activation: str) -> torch.Tensor:
+    """``vmap(_mlp_forward)`` over stacked params (weights ``[N, out, in]``), as batched matmuls.
+    ``x: [N, ..., in] -> [N, ..., out]``."""
+    act = _ACTIVATION_FNS[activation]
+    h = x.reshape(x.shape[0], -1, x.shape[-1])  # [N, M, in]
+    for i in range(num_layers):
+        weight, bias = params[f"{prefix}{2 * i}.weight"], params[f"{prefix}{2 * i}.bias"]
+        h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        if i < num_layers - 1:
+            h = act(h)
+    return h.reshape(*x.shape[:-1], h.shape[-1])
+
+
 def _check_mlp_args(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> None:
     _check_positive_int(in_dim, "in_dim")
     _check_positive_int(out_dim, "out_dim")
@@ -154,6 +198,7 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (100, 100), activatio
         lambda: _mlp_module(in_dim, out_dim, hidden, activation),
         in_dim,
         pure_apply=lambda params, x: _mlp_forward(params, x, "", num_layers, activation),
+        stacked_apply=lambda params, x: _mlp_forward_stacked(params, x, "", num_layers, activation),
     )
 
 
@@ -189,8 +234,14 @@ def gaussian_policy(
         mean = _mlp_forward(params, obs, "mean.", num_layers, activation)
         return mean, params["log_std"].expand_as(mean)
 
+    def stacked_apply(params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = _mlp_forward_stacked(params, obs, "mean.", num_layers, activation)
+        log_std = params["log_std"]  # [N, act_dim]
+        return mean, log_std.reshape(log_std.shape[0], *([1] * (mean.ndim - 2)), -1).expand_as(mean)
+
     return Functional(
-        lambda: _GaussianPolicy(obs_dim, act_dim, hidden, activation, float(init_std)), obs_dim, pure_apply=pure_apply
+        lambda: _GaussianPolicy(obs_dim, act_dim, hidden, activation, float(init_std)), obs_dim,
+        pure_apply=pure_apply, stacked_apply=stacked_apply,
     )
 
 
