@@ -115,6 +115,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 from torch.func import grad_and_value, vmap  # noqa: E402
 from torch.utils.benchmark import Timer  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from functional_metarl.envs import Navigation2D, rollout, sample_noise  # noqa: E402
 from functional_metarl.meta import (  # noqa: E402
@@ -425,6 +426,20 @@ def meta_gradient_rows(problems: list[Problem], compiled: dict, compile_info: di
     for row in rows:
         if "label" in row:
             row.update(results[row.pop("label")])
+    # Matmul FLOPs of each eager variant (torch.utils.flop_counter, one call): the work a
+    # variant must do however fast its kernels run. A compiled variant does the same matmuls.
+    flops = {}
+    for problem in problems:
+        for first_order in (True, False):
+            order = "first" if first_order else "second"
+            for batching, fn in (("vmap", lambda p=problem, f=problem.vmap_grad_fn(first_order): p.vmap_call(f)),
+                                 ("loop", lambda p=problem, fo=first_order: p.loop_grad(fo))):
+                flops[(problem.meta_batch, order, batching)] = matmul_gflop(fn)
+    for row in rows:
+        gflop = flops.get((row["meta_batch"], row["order"], row["batching"]))
+        row["matmul_gflop"] = gflop
+        if gflop is not None and row.get("median_ms"):
+            row["gflop_per_s"] = gflop / (row["median_ms"] / 1000)
 
     def find(n, order, batching, mode):
         for r in rows:
@@ -441,10 +456,19 @@ def meta_gradient_rows(problems: list[Problem], compiled: dict, compile_info: di
         if r["order"] == "second":
             first = find(n, "first", r["batching"], r["mode"])
             r["ratio_second_first"] = r["median_ms"] / first if first else None
+            first_flops = flops.get((n, "first", r["batching"]))
+            r["flop_ratio_second_first"] = r["matmul_gflop"] / first_flops if first_flops else None
         if r["mode"] == "compiled":
             eager = find(n, r["order"], r["batching"], "eager")
             r["ratio_compiled_eager"] = r["median_ms"] / eager if eager else None
     return rows
+
+
+def matmul_gflop(fn) -> float:
+    """Matmul GFLOPs of one call of ``fn`` (mm / bmm / addmm ... as torch's flop counter counts them)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
 
 
 # --------------------------------------------------------------------------------------- pieces
@@ -534,7 +558,7 @@ def _fmt(x, spec="{:.2f}"):
 def format_meta_table(rows: list[dict]) -> str:
     head = (f"{'meta_batch':>10} | {'order':<6} | {'batching':<8} | {'mode':<8} | {'median ms':>10} | "
             f"{'IQR ms':>8} | {'min ms':>8} | {'runs':>4} | {'/ loop eager':>12} | {'2nd/1st':>7} | "
-            f"{'compiled/eager':>14} | {'compile s':>9}")
+            f"{'compiled/eager':>14} | {'compile s':>9} | {'GFLOP':>6} | {'GFLOP/s':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r["median_ms"] is None:
@@ -545,7 +569,8 @@ def format_meta_table(rows: list[dict]) -> str:
             f"{r['meta_batch']:>10} | {r['order']:<6} | {r['batching']:<8} | {r['mode']:<8} | "
             f"{r['median_ms']:>10.1f} | {r['iqr_ms']:>8.1f} | {r['min_ms']:>8.1f} | {r['runs']:>4} | "
             f"{_fmt(r.get('ratio_vs_loop_eager')):>12} | {_fmt(r.get('ratio_second_first')):>7} | "
-            f"{_fmt(r.get('ratio_compiled_eager')):>14} | {_fmt(r.get('compile_s'), '{:.1f}'):>9}"
+            f"{_fmt(r.get('ratio_compiled_eager')):>14} | {_fmt(r.get('compile_s'), '{:.1f}'):>9} | "
+            f"{_fmt(r.get('matmul_gflop')):>6} | {_fmt(r.get('gflop_per_s'), '{:.0f}'):>7}"
             f"{r.get('compile_cache', '')}")
     return "\n".join(lines)
 
@@ -627,7 +652,12 @@ def main(args: argparse.Namespace, omp_policy: str) -> int:
     log(format_meta_table(meta_rows))
     log("  / loop eager: vs the autograd task loop at the same meta-batch and order (the loop runs eager only);\n"
         "  2nd/1st: same batching and mode; compiled/eager: the vmap variant; compile s: first call (compile +\n"
-        "  one run), excluded from the medians; (cached): torch.compile's on-disk caches served it (--cold-compile)")
+        "  one run), excluded from the medians; (cached): torch.compile's on-disk caches served it (--cold-compile);\n"
+        "  GFLOP: matmul FLOPs of one call (torch.utils.flop_counter; a compiled variant does the same matmuls)")
+    for r in meta_rows:
+        if r.get("flop_ratio_second_first") and r["mode"] == "eager":
+            log(f"  meta-batch {r['meta_batch']} {r['batching']}: second order does {r['flop_ratio_second_first']:.2f}x "
+                f"the matmul FLOPs of first order; its time ratio is {_fmt(r.get('ratio_second_first'))}")
     log("\nPieces of one MAML-TRPO meta-iteration (second order, eager)")
     log(format_piece_table(pieces))
     log(f"  Fisher-vector product through the adaptation, gauss_newton_operator vs exact HVP: relative difference "
