@@ -40,7 +40,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--meta-batch-size", type=int, default=20)
     parser.add_argument("--episodes-per-task", type=int, default=20)
     parser.add_argument("--inner-lr", type=float, default=0.1)
-    parser.add_argument("--inner-steps", type=int, default=1, help="inner SGD steps during meta-training")
+    parser.add_argument("--inner-steps", type=int, default=1,
+                        help="inner SGD steps during meta-training, each on fresh episodes of the policy adapted so far")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="policy hidden sizes")
     parser.add_argument("--activation", default="tanh", help="policy activation (relu, tanh, elu, gelu, silu)")
     parser.add_argument("--action-scale", type=float, default=1.0,

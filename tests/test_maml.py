@@ -30,6 +30,7 @@ from functional_metarl.meta import (
 from functional_metarl.meta import maml_rl as maml_rl_module
 from functional_metarl.nn import gaussian_policy, mlp
 from functional_metarl.optim import adam, meta_sgd, sgd
+from functional_metarl.rl import gaussian_log_prob
 
 DT = torch.float64
 
@@ -319,6 +320,57 @@ def test_maml_surrogate_meta_gradient_matches_autograd_loop(first_order):
     if not first_order:
         _, ref_fo = ref_maml_surrogate(params, train, valid, first_order=True)
         assert max(float((ref_fo[k] - ref_g[k]).abs().max()) for k in g) > 1e-6
+
+
+def ref_maml_surrogate_per_step(params, train_steps, valid):
+    """Reference for several inner steps, step k on its own batch: an explicit autograd loop."""
+    leaves = _leaves(params)
+    total = 0.0
+    for i in range(valid.obs.shape[0]):
+        adapted = dict(leaves)
+        for batch in train_steps:
+            adapted = ref_adapt(adapted, task(batch, i), INNER_LR, create_graph=True)
+        v = task(valid, i)
+        logp = ref_log_prob(adapted, v.obs, v.actions)
+        total = total - ref_masked_mean(torch.exp(logp - logp.detach()) * v.advantages, v.mask)
+    total = total / valid.obs.shape[0]
+    return total.detach(), dict(zip(leaves, torch.autograd.grad(total, list(leaves.values()))))
+
+
+def test_maml_surrogate_with_one_inner_batch_per_step_matches_autograd_loop():
+    """Two inner steps, each on its own episodes (how the trainer meta-trains several steps):
+    the exact meta-gradient equals the nested autograd loop, and differs from reusing the first
+    batch for both steps."""
+    params, train, valid, inner, _ = make_problem(seed=3)
+    _, train2, _, _, _ = make_problem(seed=13)  # other episodes of the same shapes
+    surrogate = functools.partial(maml_surrogate, policy=POLICY, inner_opt=inner, steps=2)
+    g, (value, _) = grad_and_value(surrogate, has_aux=True)(params, (train, train2), valid, None)
+    ref_value, ref_g = ref_maml_surrogate_per_step(params, (train, train2), valid)
+    torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-14)
+    _assert_trees_close(g, ref_g)
+    g_reused, _ = grad_and_value(surrogate, has_aux=True)(params, train, valid, None)
+    _, ref_reused = ref_maml_surrogate_per_step(params, (train, train), valid)
+    _assert_trees_close(g_reused, ref_reused)
+    assert max(float((g[k] - g_reused[k]).abs().max()) for k in g) > 1e-6
+    with pytest.raises(ValueError, match="one per step"):
+        surrogate(params, (train, train2, train), valid, None)
+    with pytest.raises(TypeError, match="tuple of RLBatches"):
+        surrogate(params, (train, tuple(train2)), valid, None)
+
+
+def test_maml_trpo_step_with_one_inner_batch_per_step():
+    params, train, valid, inner, _ = make_problem(seed=5)
+    _, train2, _, _, _ = make_problem(seed=15)
+    config = TRPOConfig(max_kl=1e-3, fisher_subsample=2, fisher_tasks=2)
+    new_params, stats = maml_trpo_step(POLICY, params, (train, train2), valid, inner, 2, False, config)
+    assert stats.step_fraction > 0 and stats.kl <= config.max_kl and stats.loss_after < stats.meta_loss
+    # the reported loss and KL are those of the new params, recomputed from scratch
+    surrogate = functools.partial(maml_surrogate, policy=POLICY, inner_opt=inner, steps=2)
+    _, (_, adapted_old) = grad_and_value(surrogate, has_aux=True)(params, (train, train2), valid, None)
+    old_dist = POLICY.apply_stacked({k: v.detach() for k, v in adapted_old.items()}, valid.obs)
+    old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
+    loss_after, adapted_new = surrogate(new_params, (train, train2), valid, old_log_prob)
+    assert abs(float(loss_after) - stats.loss_after) < 1e-10
 
 
 def test_maml_surrogate_with_explicit_old_log_prob():

@@ -434,3 +434,44 @@ def test_scalar_logger_is_lazy_and_optional(tmp_path):
     assert log.started and any((tmp_path / "tb").iterdir())
     log.close()
     assert not log.started
+
+
+# --------------------------------------------------------------------------- several inner steps
+def test_each_inner_step_learns_from_fresh_episodes_of_the_policy_adapted_so_far(monkeypatch):
+    """With inner_steps=2 an iteration rolls out the meta-params, then the once-adapted params
+    (per task), then the twice-adapted ones; the meta-step receives one batch per inner step."""
+    import functional_metarl.runners.maml_trainer as trainer_module
+    from functional_metarl.meta import make_rl_batches
+
+    trainer = MAMLTrainer(tiny_config(inner_steps=2))
+    params0 = {k: v.clone() for k, v in trainer.params.items()}
+    sampled, seen = [], {}
+    original_sample = trainer.sample
+
+    def spy_sample(params, tasks, per_task=False, **kwargs):
+        episodes = original_sample(params, tasks, per_task=per_task, **kwargs)
+        sampled.append(({k: v.clone() for k, v in params.items()}, per_task, episodes))
+        return episodes
+
+    def spy_step(policy, params, train, valid, *args, **kwargs):
+        seen["train"], seen["valid"] = train, valid
+        return original_step(policy, params, train, valid, *args, **kwargs)
+
+    original_step = trainer_module.maml_trpo_step
+    monkeypatch.setattr(trainer, "sample", spy_sample)
+    monkeypatch.setattr(trainer_module, "maml_trpo_step", spy_step)
+    trainer.train_iteration()
+
+    assert [per_task for _, per_task, _ in sampled] == [False, True, True]
+    assert all(torch.equal(sampled[0][0][k], params0[k]) for k in params0)
+    cfg = trainer.config
+    batches = [make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda) for _, _, episodes in sampled]
+    once = trainer.adapt_batch(params0, batches[0])
+    twice = trainer.adapt_batch(once, batches[1], per_task=True)
+    for k in params0:
+        torch.testing.assert_close(sampled[1][0][k], once[k], rtol=0, atol=0)
+        torch.testing.assert_close(sampled[2][0][k], twice[k], rtol=0, atol=0)
+    assert isinstance(seen["train"], tuple) and len(seen["train"]) == 2
+    for got, want in zip(seen["train"], batches[:2]):
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert all(torch.equal(a, b) for a, b in zip(seen["valid"], batches[2]))

@@ -1,6 +1,6 @@
 """Meta-learning algorithms as pure functions: the MAML family."""
 
-from .maml import adapt, maml_loss, meta_gradient
+from .maml import adapt, adapt_sequence, maml_loss, meta_gradient
 from .maml_rl import (
     RLBatch,
     TRPOConfig,
@@ -16,6 +16,7 @@ from .maml_rl import (
 
 __all__ = [
     "adapt",
+    "adapt_sequence",
     "maml_loss",
     "meta_gradient",
     "RLBatch",

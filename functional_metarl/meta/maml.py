@@ -8,7 +8,7 @@ gradient, which gives first-order MAML.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.func import grad, vmap
@@ -16,7 +16,7 @@ from torch.func import grad, vmap
 from ..optim import GradientTransformation, apply_updates
 from ..tree import Params, tree_detach
 
-__all__ = ["adapt", "maml_loss", "meta_gradient"]
+__all__ = ["adapt", "adapt_sequence", "maml_loss", "meta_gradient"]
 
 LossFn = Callable[[Params, Any], torch.Tensor]
 
@@ -42,8 +42,27 @@ def adapt(
     ``first_order``, where each inner gradient is treated as a constant.
     """
     _check_steps(steps)
+    return adapt_sequence(params, loss_fn, [batch] * steps, inner_opt, first_order, opt_state)
+
+
+def adapt_sequence(
+    params: Params,
+    loss_fn: LossFn,
+    batches: Sequence[Any],
+    inner_opt: GradientTransformation,
+    first_order: bool = False,
+    opt_state: Any = None,
+) -> Params:
+    """One inner update per element of ``batches``, in order (one task).
+
+    For RL, where step ``k`` must learn from episodes of the policy adapted ``k`` times
+    (pytorch-maml-rl's multi-step MAML); ``adapt`` is this with one batch repeated. The batches
+    are data: the dependence of later episodes on the earlier updates is not differentiated.
+    """
+    if isinstance(batches, (str, bytes)) or not isinstance(batches, Sequence) or len(batches) < 1:
+        raise ValueError(f"batches must be a non-empty sequence (one batch per inner step), got {type(batches).__name__}")
     state = inner_opt.init(params) if opt_state is None else opt_state
-    for _ in range(steps):
+    for batch in batches:
         grads = grad(loss_fn)(params, batch)
         if first_order:
             grads = tree_detach(grads)

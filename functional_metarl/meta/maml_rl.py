@@ -3,6 +3,11 @@ TRPO meta-step of Finn et al. (2017), built from the pure pieces in ``rl`` and `
 
 Per-task data is an :class:`RLBatch` with time-major leaves ``[T, E, ...]``; a meta-batch stacks
 tasks on a leading axis ``[N, T, E, ...]`` and everything per task is vmapped over it.
+
+The inner-loop data ``train`` is one RLBatch, or a tuple of RLBatches with one per inner step:
+with several steps, step ``k`` should learn from episodes of the policy adapted ``k`` times
+(as the trainer collects them); one RLBatch with ``steps > 1`` reuses the same episodes, whose
+REINFORCE gradient is then off-policy after the first step.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ from ..rl import (
     trpo_step_direction,
 )
 from ..tree import Params, ravel, tree_detach, tree_map
-from .maml import adapt
+from .maml import adapt, adapt_sequence
 
 __all__ = [
     "RLBatch",
+    "TrainData",
+    "adapt_rl",
     "make_rl_batch",
     "make_rl_batches",
     "reinforce_loss",
@@ -86,30 +93,47 @@ def reinforce_loss(policy: Functional, params: Params, batch: RLBatch) -> torch.
     return policy_gradient_loss(gaussian_log_prob(mean, log_std, batch.actions), batch.advantages, batch.mask)
 
 
+TrainData = RLBatch | tuple[RLBatch, ...]
+
+
+def adapt_rl(
+    policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
+    params: Params, train: TrainData,
+) -> Params:
+    """The inner loop of one task on REINFORCE losses. ``train``: one RLBatch used for all
+    ``steps``, or a tuple of ``steps`` RLBatches, one per step."""
+    loss = partial(reinforce_loss, policy)
+    if isinstance(train, RLBatch):
+        return adapt(params, loss, train, inner_opt, steps, first_order)
+    if not isinstance(train, (tuple, list)) or not all(isinstance(b, RLBatch) for b in train):
+        raise TypeError(f"train must be an RLBatch or a tuple of RLBatches (one per inner step), got {type(train).__name__}")
+    if len(train) != steps:
+        raise ValueError(f"got {len(train)} per-step inner batches for {steps} inner steps; expected one per step")
+    return adapt_sequence(params, loss, tuple(train), inner_opt, first_order)
+
+
 def adapted_distribution(
     policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
-    params: Params, train: RLBatch, obs: torch.Tensor,
+    params: Params, train: TrainData, obs: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean, log_std)`` of the policy adapted on ``train``, at ``obs [T, E, d]`` (one task)."""
-    adapted = adapt(params, partial(reinforce_loss, policy), train, inner_opt, steps, first_order)
-    return policy.apply(adapted, obs)
+    return policy.apply(adapt_rl(policy, inner_opt, steps, first_order, params, train), obs)
 
 
 def maml_surrogate(
-    params: Params, train: RLBatch, valid: RLBatch, old_log_prob: torch.Tensor | None,
+    params: Params, train: TrainData, valid: RLBatch, old_log_prob: torch.Tensor | None,
     policy: Functional, inner_opt: GradientTransformation, steps: int = 1, first_order: bool = False,
 ) -> tuple[torch.Tensor, Params]:
     """Mean over tasks of the TRPO surrogate of the adapted policies, and the adapted params.
 
-    train / valid leaves ``[N, T, E, ...]``; old_log_prob ``[N, T, E]``, or ``None`` to take the
+    train (one RLBatch, or a tuple with one per inner step) / valid leaves ``[N, T, E, ...]``;
+    old_log_prob ``[N, T, E]``, or ``None`` to take the
     adapted policy itself (detached) as the old one: value and gradient are then those at the
     current params, which saves a separate pass to compute the old log-probabilities.
     Returns ``(loss, adapted)`` with adapted leaves ``[N, *param_shape]``.
     """
-    inner_loss = partial(reinforce_loss, policy)
-
-    def per_task(train_i: RLBatch, valid_i: RLBatch, old_i: torch.Tensor | None):
-        adapted = adapt(params, inner_loss, train_i, inner_opt, steps, first_order)
+    def per_task(train_i: TrainData, valid_i: RLBatch, old_i: torch.Tensor | None):
+        adapted = adapt_rl(policy, inner_opt, steps, first_order, params, train_i)
         mean, log_std = policy.apply(adapted, valid_i.obs)
         log_prob = gaussian_log_prob(mean, log_std, valid_i.actions)
         old = log_prob.detach() if old_i is None else old_i
@@ -200,15 +224,17 @@ def _mean_kl_curvature(
     return tangent[0] * torch.exp(-2 * old[1]) * weight, 2.0 * tangent[1] * weight
 
 
-def _subsample(batch: RLBatch, every: int, tasks: int | None) -> RLBatch:
+def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
     """Every ``every``-th episode of the first ``tasks`` tasks (leaves ``[N, T, E, ...]``)."""
+    if not isinstance(batch, RLBatch):
+        return tuple(_subsample(b, every, tasks) for b in batch)
     return RLBatch(*(x[:tasks, :, ::every] for x in batch))
 
 
 def maml_trpo_step(
     policy: Functional,
     params: Params,
-    train: RLBatch,
+    train: TrainData,
     valid: RLBatch,
     inner_opt: GradientTransformation,
     inner_steps: int = 1,
@@ -229,7 +255,7 @@ def maml_trpo_step(
         raise FloatingPointError(f"meta-loss is not finite ({float(old_loss)}); stopping before the update")
     adapted0 = tree_detach(adapted0)
     with torch.no_grad():
-        old_dist = vmap(policy.apply)(adapted0, valid.obs)
+        old_dist = policy.apply_stacked(adapted0, valid.obs)
     old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
     flat_params, unravel = ravel(params)
     flat_grad, _ = ravel(grads)
@@ -248,7 +274,7 @@ def maml_trpo_step(
         def outputs_fn(flat: torch.Tensor):
             shift = unravel(flat - flat_params)  # adapted(theta) ~ adapted(theta0) + (theta - theta0)
             moved = tree_map(lambda a, s: a + s, sub_adapted, shift)
-            return vmap(policy.apply)(moved, sub_valid.obs)
+            return policy.apply_stacked(moved, sub_valid.obs)
 
     curvature = gauss_newton_operator(
         outputs_fn, lambda old, new: _mean_kl(old, new, sub_valid.mask), flat_params,
@@ -258,7 +284,7 @@ def maml_trpo_step(
 
     def loss_and_kl(flat: torch.Tensor):
         loss, adapted = surrogate(unravel(flat), train, valid, old_log_prob)
-        return loss, _mean_kl(old_dist, vmap(policy.apply)(adapted, valid.obs), valid.mask)
+        return loss, _mean_kl(old_dist, policy.apply_stacked(adapted, valid.obs), valid.mask)
 
     result = backtracking_line_search(
         loss_and_kl, flat_params.detach(), full_step, float(old_loss), config.max_kl,
@@ -277,7 +303,7 @@ def maml_trpo_step(
 def maml_gradient_step(
     policy: Functional,
     params: Params,
-    train: RLBatch,
+    train: TrainData,
     valid: RLBatch,
     inner_opt: GradientTransformation,
     meta_opt: GradientTransformation,
@@ -299,10 +325,10 @@ def maml_gradient_step(
     updates, meta_opt_state = meta_opt.update(grads, meta_opt_state, params)
     new_params = tree_map(lambda p, u: (p + u).detach(), params, updates)
     with torch.no_grad():
-        old_dist = vmap(policy.apply)(tree_detach(adapted0), valid.obs)
+        old_dist = policy.apply_stacked(tree_detach(adapted0), valid.obs)
         old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
         loss_after, adapted1 = surrogate(new_params, train, valid, old_log_prob)
-        kl = _mean_kl(old_dist, vmap(policy.apply)(adapted1, valid.obs), valid.mask)
+        kl = _mean_kl(old_dist, policy.apply_stacked(adapted1, valid.obs), valid.mask)
     flat_grad, _ = ravel(grads)
     stats = TRPOStats(float(loss), float(loss_after), float(kl), 1.0, float(flat_grad.norm()))
     return new_params, meta_opt_state, stats

@@ -138,11 +138,11 @@ class MAMLTrainer:
         return torch.compile(fn, dynamic=False) if cfg.compile else fn
 
     def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False, lr: float | None = None) -> Params:
-        """One adaptation (``inner_steps`` SGD steps of ``lr``, default ``config.inner_lr``) per
-        task on ``batch``; leaves ``[N, ...]``."""
+        """One inner SGD step of ``lr`` (default ``config.inner_lr``) per task on ``batch``;
+        leaves ``[N, ...]``. Each further step needs fresh episodes of the adapted policy."""
         inner = partial(reinforce_loss, self.policy)
         inner_opt = self.inner_opt if lr is None else sgd(lr)
-        fn = lambda p, b: adapt(p, inner, b, inner_opt, self.config.inner_steps, first_order=True)  # noqa: E731
+        fn = lambda p, b: adapt(p, inner, b, inner_opt, 1, first_order=True)  # noqa: E731
         with torch.no_grad():
             return vmap(fn, in_dims=(0 if per_task else None, 0))(params, batch)
 
@@ -163,9 +163,15 @@ class MAMLTrainer:
         cfg = self.config
         start = time.perf_counter()
         tasks = self.env.sample_tasks(cfg.meta_batch_size, self.generator)
+        # Inner step k learns from episodes of the policy adapted k times (fresh episodes per
+        # step, as pytorch-maml-rl samples them); the meta-step then replays those steps.
         train_episodes = self.sample(self.params, tasks)
-        train = make_rl_batches(train_episodes, cfg.gamma, cfg.gae_lambda)
-        adapted = self.adapt_batch(self.params, train)
+        train_batches = [make_rl_batches(train_episodes, cfg.gamma, cfg.gae_lambda)]
+        adapted = self.adapt_batch(self.params, train_batches[0])
+        for _ in range(cfg.inner_steps - 1):
+            train_batches.append(make_rl_batches(self.sample(adapted, tasks, per_task=True), cfg.gamma, cfg.gae_lambda))
+            adapted = self.adapt_batch(adapted, train_batches[-1], per_task=True)
+        train = train_batches[0] if cfg.inner_steps == 1 else tuple(train_batches)
         valid_episodes = self.sample(adapted, tasks, per_task=True)
         valid = make_rl_batches(valid_episodes, cfg.gamma, cfg.gae_lambda)
         if cfg.meta_optimizer == "trpo":
