@@ -16,7 +16,10 @@ What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task,
 
   - order: first-order (inner gradient treated as a constant) / second-order (exact);
   - batching: ``vmap`` = the library's ``torch.func.grad_and_value(meta.maml_surrogate)`` with
-    ``old_log_prob=None`` (vmapped over tasks), or ``loop`` = a Python loop over tasks with plain
+    ``old_log_prob=None`` (the inner gradients of all tasks as one gradient over stacked per-task
+    parameter copies, the network as batched matmuls, losses and optimizer vmapped over tasks),
+    ``nested`` = the textbook form, grad of vmap over tasks of the per-task inner grad, or
+    ``loop`` = a Python loop over tasks with plain
     ``torch.autograd`` (shared leaf params; per task the inner REINFORCE loss,
     ``autograd.grad(create_graph=not first_order)``, the adapted params and the surrogate; the
     sum over tasks / N is differentiated with one ``autograd.grad``);
@@ -122,6 +125,7 @@ from functional_metarl.meta import (  # noqa: E402
     RLBatch,
     TRPOConfig,
     adapt,
+    adapt_rl,
     adapted_distribution,
     maml_surrogate,
     maml_trpo_step,
@@ -196,6 +200,22 @@ class Problem:
     def vmap_grad_fn(self, first_order: bool):
         surrogate = partial(maml_surrogate, policy=self.policy, inner_opt=self.inner_opt, steps=INNER_STEPS,
                             first_order=first_order)
+        return grad_and_value(surrogate, has_aux=True)
+
+    def nested_grad_fn(self, first_order: bool):
+        """The textbook form: the per-task inner gradient *inside* vmap over tasks (grad of vmap of
+        grad), with the policy's plain forward per task. ``maml_surrogate`` instead takes the
+        inner gradients of all tasks as one gradient over stacked per-task parameter copies."""
+        def surrogate(params, train, valid, old_log_prob):
+            def per_task(train_i, valid_i):
+                adapted = adapt_rl(self.policy, self.inner_opt, INNER_STEPS, first_order, params, train_i)
+                mean, log_std = self.policy.apply(adapted, valid_i.obs)
+                log_prob = gaussian_log_prob(mean, log_std, valid_i.actions)
+                return surrogate_loss(log_prob, log_prob.detach(), valid_i.advantages, valid_i.mask), adapted
+
+            losses, adapted = vmap(per_task)(train, valid)
+            return losses.mean(), adapted
+
         return grad_and_value(surrogate, has_aux=True)
 
     def vmap_call(self, fn):
@@ -311,12 +331,14 @@ def correctness_checks(problem: Problem, compiled: dict, log) -> list[dict]:
         order = "first" if first_order else "second"
         g_vmap, loss_vmap = problem.vmap_call(problem.vmap_grad_fn(first_order))
         g_loop, loss_loop = problem.loop_grad(first_order)
+        g_nested, loss_nested = problem.vmap_call(problem.nested_grad_fn(first_order))
         grads[order] = flat(g_vmap)
-        err = rel_err(flat(g_vmap), flat(g_loop))
-        checks.append({
-            "meta_batch": n, "check": f"{order}-order vmap vs loop", "rel_err": err,
-            "loss_diff": abs(float(loss_vmap) - float(loss_loop)), "ok": err < REL_TOL,
-        })
+        for other, g_other, loss_other in (("loop", g_loop, loss_loop), ("nested", g_nested, loss_nested)):
+            err = rel_err(flat(g_vmap), flat(g_other))
+            checks.append({
+                "meta_batch": n, "check": f"{order}-order vmap vs {other}", "rel_err": err,
+                "loss_diff": abs(float(loss_vmap) - float(loss_other)), "ok": err < REL_TOL,
+            })
         fn = compiled.get(order)
         if fn is not None and not isinstance(fn, Exception):
             g_comp, loss_comp = problem.vmap_call(fn)
@@ -389,6 +411,7 @@ def meta_gradient_rows(problems: list[Problem], compiled: dict, compile_info: di
             eager_fn = problem.vmap_grad_fn(first_order)
             variants = [
                 ("vmap", "eager", lambda p=problem, f=eager_fn: p.vmap_call(f)),
+                ("nested", "eager", lambda p=problem, f=problem.nested_grad_fn(first_order): p.vmap_call(f)),
                 ("loop", "eager", lambda p=problem, fo=first_order: p.loop_grad(fo)),
             ]
             if do_compile:
@@ -433,6 +456,7 @@ def meta_gradient_rows(problems: list[Problem], compiled: dict, compile_info: di
         for first_order in (True, False):
             order = "first" if first_order else "second"
             for batching, fn in (("vmap", lambda p=problem, f=problem.vmap_grad_fn(first_order): p.vmap_call(f)),
+                                 ("nested", lambda p=problem, f=problem.nested_grad_fn(first_order): p.vmap_call(f)),
                                  ("loop", lambda p=problem, fo=first_order: p.loop_grad(fo))):
                 flops[(problem.meta_batch, order, batching)] = matmul_gflop(fn)
     for row in rows:

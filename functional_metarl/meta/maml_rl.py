@@ -18,11 +18,11 @@ from functools import partial
 from typing import Callable, NamedTuple
 
 import torch
-from torch.func import grad_and_value, vmap
+from torch.func import grad, grad_and_value, vmap
 
 from ..envs.rollout import Episodes
 from ..nn import Functional
-from ..optim import GradientTransformation
+from ..optim import GradientTransformation, apply_updates
 from ..rl import (
     backtracking_line_search,
     discounted_returns,
@@ -38,12 +38,13 @@ from ..rl import (
     trpo_step_direction,
 )
 from ..tree import Params, ravel, tree_detach, tree_map
-from .maml import adapt, adapt_sequence
+from .maml import adapt_sequence
 
 __all__ = [
     "RLBatch",
     "TrainData",
     "adapt_rl",
+    "adapt_tasks",
     "make_rl_batch",
     "make_rl_batches",
     "reinforce_loss",
@@ -102,14 +103,52 @@ def adapt_rl(
 ) -> Params:
     """The inner loop of one task on REINFORCE losses. ``train``: one RLBatch used for all
     ``steps``, or a tuple of ``steps`` RLBatches, one per step."""
-    loss = partial(reinforce_loss, policy)
+    return adapt_sequence(params, partial(reinforce_loss, policy), _per_step_batches(train, steps), inner_opt, first_order)
+
+
+def _per_step_batches(train: TrainData, steps: int) -> tuple[RLBatch, ...]:
     if isinstance(train, RLBatch):
-        return adapt(params, loss, train, inner_opt, steps, first_order)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"inner steps must be an int >= 1, got {steps!r}")
+        return (train,) * steps
     if not isinstance(train, (tuple, list)) or not all(isinstance(b, RLBatch) for b in train):
         raise TypeError(f"train must be an RLBatch or a tuple of RLBatches (one per inner step), got {type(train).__name__}")
     if len(train) != steps:
         raise ValueError(f"got {len(train)} per-step inner batches for {steps} inner steps; expected one per step")
-    return adapt_sequence(params, loss, tuple(train), inner_opt, first_order)
+    return tuple(train)
+
+
+def _task_losses(policy: Functional, stacked: Params, batch: RLBatch) -> torch.Tensor:
+    """``reinforce_loss`` of every task: stacked params and batch leaves ``[N, ...]`` -> ``[N]``."""
+    mean, log_std = policy.apply_stacked(stacked, batch.obs)
+    return vmap(policy_gradient_loss)(gaussian_log_prob(mean, log_std, batch.actions), batch.advantages, batch.mask)
+
+
+def adapt_tasks(
+    policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
+    params: Params, train: TrainData, params_per_task: bool = False,
+) -> Params:
+    """``vmap(adapt_rl)`` over the tasks of ``train`` (leaves ``[N, ...]``): the adapted params of
+    every task, leaves ``[N, *shape]``. ``params`` are shared, or one set per task.
+
+    Computed as the gradient of the *summed* task losses with respect to stacked per-task copies
+    of the params (task ``i``'s loss depends on copy ``i`` only, so that gradient is every task's
+    own inner gradient), and differentiable through the copies as before. The network then runs
+    as batched matmuls (``Functional.apply_stacked``) instead of under vmap, which makes the
+    second-order meta-gradient and the curvature products cheaper; the optimizer update stays
+    vmapped, so any inner optimizer (not only elementwise ones) is treated per task.
+    """
+    batches = _per_step_batches(train, steps)
+    num_tasks = batches[0].obs.shape[0]
+    stacked = params if params_per_task else tree_map(lambda p: p.expand(num_tasks, *p.shape), params)
+    state = vmap(inner_opt.init)(stacked)
+    for batch in batches:
+        grads = grad(lambda sp, b=batch: _task_losses(policy, sp, b).sum())(stacked)
+        if first_order:
+            grads = tree_detach(grads)
+        updates, state = vmap(inner_opt.update)(grads, state, stacked)
+        stacked = apply_updates(stacked, updates)
+    return stacked
 
 
 def adapted_distribution(
@@ -127,20 +166,16 @@ def maml_surrogate(
     """Mean over tasks of the TRPO surrogate of the adapted policies, and the adapted params.
 
     train (one RLBatch, or a tuple with one per inner step) / valid leaves ``[N, T, E, ...]``;
-    old_log_prob ``[N, T, E]``, or ``None`` to take the
-    adapted policy itself (detached) as the old one: value and gradient are then those at the
-    current params, which saves a separate pass to compute the old log-probabilities.
+    old_log_prob ``[N, T, E]``, or ``None`` to take the adapted policy itself (detached) as the
+    old one: value and gradient are then those at the current params, which saves a separate
+    pass to compute the old log-probabilities.
     Returns ``(loss, adapted)`` with adapted leaves ``[N, *param_shape]``.
     """
-    def per_task(train_i: TrainData, valid_i: RLBatch, old_i: torch.Tensor | None):
-        adapted = adapt_rl(policy, inner_opt, steps, first_order, params, train_i)
-        mean, log_std = policy.apply(adapted, valid_i.obs)
-        log_prob = gaussian_log_prob(mean, log_std, valid_i.actions)
-        old = log_prob.detach() if old_i is None else old_i
-        return surrogate_loss(log_prob, old, valid_i.advantages, valid_i.mask), adapted
-
-    in_dims = (0, 0, None if old_log_prob is None else 0)
-    losses, adapted = vmap(per_task, in_dims=in_dims)(train, valid, old_log_prob)
+    adapted = adapt_tasks(policy, inner_opt, steps, first_order, params, train)
+    mean, log_std = policy.apply_stacked(adapted, valid.obs)
+    log_prob = gaussian_log_prob(mean, log_std, valid.actions)
+    old = log_prob.detach() if old_log_prob is None else old_log_prob
+    losses = vmap(surrogate_loss)(log_prob, old, valid.advantages, valid.mask)
     return losses.mean(), adapted
 
 
@@ -265,9 +300,8 @@ def maml_trpo_step(
         sub_train = _subsample(train, config.fisher_subsample, config.fisher_tasks)
 
         def outputs_fn(flat: torch.Tensor):
-            return vmap(
-                partial(adapted_distribution, policy, inner_opt, inner_steps, first_order), in_dims=(None, 0, 0)
-            )(unravel(flat), sub_train, sub_valid.obs)
+            adapted = adapt_tasks(policy, inner_opt, inner_steps, first_order, unravel(flat), sub_train)
+            return policy.apply_stacked(adapted, sub_valid.obs)
     else:
         sub_adapted = tree_map(lambda a: a[: config.fisher_tasks], adapted0)
 

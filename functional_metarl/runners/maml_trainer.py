@@ -18,19 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.func import grad_and_value, vmap
+from torch.func import grad_and_value
 from tqdm.auto import tqdm
 
 from ..envs import Navigation2D, rollout, sample_noise
 from ..meta import (
     RLBatch,
     TRPOConfig,
-    adapt,
+    adapt_tasks,
     maml_gradient_step,
     maml_surrogate,
     maml_trpo_step,
     make_rl_batches,
-    reinforce_loss,
 )
 from ..nn import gaussian_policy
 from ..optim import AdamState, adam, sgd
@@ -140,11 +139,9 @@ class MAMLTrainer:
     def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False, lr: float | None = None) -> Params:
         """One inner SGD step of ``lr`` (default ``config.inner_lr``) per task on ``batch``;
         leaves ``[N, ...]``. Each further step needs fresh episodes of the adapted policy."""
-        inner = partial(reinforce_loss, self.policy)
         inner_opt = self.inner_opt if lr is None else sgd(lr)
-        fn = lambda p, b: adapt(p, inner, b, inner_opt, 1, first_order=True)  # noqa: E731
         with torch.no_grad():
-            return vmap(fn, in_dims=(0 if per_task else None, 0))(params, batch)
+            return adapt_tasks(self.policy, inner_opt, 1, True, params, batch, params_per_task=per_task)
 
     def sample(self, params: Params, tasks, per_task: bool = False, generator: torch.Generator | None = None,
                episodes_per_task: int | None = None):
