@@ -31,7 +31,8 @@ VARIANTS = {
     "curvature on every 10th episode of 10 tasks": TRPOConfig(fisher_subsample=10),
 }
 # Not a TRPO setting: the same default step with the policy run through torch.func.functional_call
-# instead of the templates' pure forward (what the fast path in nn.core buys).
+# (vmapped for per-task params) instead of the templates' pure and batched-matmul forwards (what
+# the fast paths in nn.core buy).
 FUNCTIONAL_CALL = "default, policy through functional_call"
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     trainers = {name: MAMLTrainer(MAMLConfig(trpo=cfg, device="cpu")) for name, cfg in VARIANTS.items()}
     trainers[FUNCTIONAL_CALL] = MAMLTrainer(MAMLConfig(device="cpu"))
     trainers[FUNCTIONAL_CALL].policy._pure_apply = None
+    trainers[FUNCTIONAL_CALL].policy._stacked_apply = None
     if args.compile:
         trainers["default + compile=True"] = MAMLTrainer(MAMLConfig(compile=True, device="cpu"))
     for name, trainer in trainers.items():
