@@ -34,8 +34,9 @@ What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task,
   ``make_rl_batches`` (a train_iteration makes two: train and valid), the adaptation that produces the post-rollout params, one full
   ``maml_trpo_step`` with the default ``TRPOConfig()`` (exact curvature on every 4th episode of
   10 tasks), with ``curvature="adapted"``, and with the whole batch (pytorch-maml-rl's step), and one Fisher-vector
-  product through the adaptation by each route: (a) ``rl.gauss_newton_operator`` (jvp + reused
-  vjp, closed-form KL curvature, as ``maml_trpo_step`` builds it) and (b) the exact
+  product through the adaptation by each route: (a) ``rl.gauss_newton_operator`` (``J v`` and
+  ``J^T u`` by backward passes on one graph built per step, closed-form KL curvature, as
+  ``maml_trpo_step`` builds it) and (b) the exact
   double-backward Hessian-vector product of the mean KL (``rl.hessian_vector_product`` on the
   flat params). At the old params the KL Hessian *is* the Gauss-Newton/Fisher form, so (a) and
   (b) must agree; their relative difference is printed.
@@ -116,7 +117,7 @@ if __name__ == "__main__":
     _OMP_POLICY = configure_openmp(_ARGS.omp_wait_policy)
 
 import torch  # noqa: E402
-from torch.func import grad_and_value, vmap  # noqa: E402
+from torch.func import grad_and_value, jvp, vjp, vmap  # noqa: E402
 from torch.utils.benchmark import Timer  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -124,13 +125,11 @@ from functional_metarl.envs import Navigation2D, rollout, sample_noise  # noqa: 
 from functional_metarl.meta import (  # noqa: E402
     RLBatch,
     TRPOConfig,
-    adapt,
     adapt_rl,
-    adapted_distribution,
+    adapt_tasks,
     maml_surrogate,
     maml_trpo_step,
     make_rl_batches,
-    reinforce_loss,
 )
 from functional_metarl.meta.maml_rl import _mean_kl_curvature  # noqa: E402  (the closed form maml_trpo_step uses)
 from functional_metarl.nn import gaussian_policy  # noqa: E402
@@ -191,10 +190,8 @@ class Problem:
 
     def adapt_for_rollout(self):
         """MAMLTrainer.adapt_batch (its batch is timed separately)."""
-        inner = partial(reinforce_loss, self.policy)
-        fn = lambda p, b: adapt(p, inner, b, self.inner_opt, INNER_STEPS, first_order=True)  # noqa: E731
         with torch.no_grad():
-            return vmap(fn, in_dims=(None, 0))(self.params, self.train)
+            return adapt_tasks(self.policy, self.inner_opt, INNER_STEPS, True, self.params, self.train)
 
     # the meta-gradient variants: each returns (grads dict, loss)
     def vmap_grad_fn(self, first_order: bool):
@@ -518,7 +515,7 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
         return row
 
     add("rollout, meta-params (train episodes)", problem.rollout_train, f"{HORIZON} steps x {EPISODES_PER_TASK} ep")
-    add("adapt for the post-rollout", problem.adapt_for_rollout, "vmap, first-order, no_grad")
+    add("adapt for the post-rollout", problem.adapt_for_rollout, "adapt_tasks, first-order, no_grad")
     add("rollout, adapted params (valid episodes)", problem.rollout_valid, "params per task")
     add("make_rl_batches (one call)", lambda: problem.make_batches(problem.train_episodes),
         "train_iteration makes 2")
@@ -542,9 +539,8 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
     flat_params, unravel = ravel(problem.params)
     flat_params = flat_params.detach()
 
-    def outputs_fn(x):
-        return vmap(partial(adapted_distribution, policy, inner_opt, INNER_STEPS, False), in_dims=(None, 0, 0))(
-            unravel(x), train, valid.obs)
+    def outputs_fn(x):  # as maml_trpo_step builds it
+        return policy.apply_stacked(adapt_tasks(policy, inner_opt, INNER_STEPS, False, unravel(x), train), valid.obs)
 
     with torch.no_grad():
         old = tuple(o.detach() for o in outputs_fn(flat_params))
@@ -568,9 +564,21 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
     extra["fvp_cosine"] = cos
     extra["fvp_norm"] = float(fvp_b.norm())
     log(f"  Fisher-vector product through the adaptation: |GN - HVP| / |HVP| = {diff:.2e} (cosine {cos:.8f})")
-    add("FVP (a) gauss_newton_operator: build", build, "forward + vjp, once per step")
-    add("FVP (a) gauss_newton_operator: product", lambda: operator(v), f"jvp + vjp; rel diff to (b) {diff:.1e}")
+    add("FVP (a) gauss_newton_operator: build", build, "forward + recorded vjp, once per step")
+    add("FVP (a) gauss_newton_operator: product", lambda: operator(v), f"J v + J^T u on one graph; rel diff to (b) {diff:.1e}")
     add("FVP (b) exact HVP of mean KL (double bwd)", hvp_fn, "jvp of grad, per product", warm_s=hvp_s)
+
+    # (c) the same Gauss-Newton product with a torch.func jvp per product and a reused torch.func
+    # vjp (the form gauss_newton_operator used before it built one autograd graph per step).
+    _, pullback = vjp(outputs_fn, flat_params)
+
+    def fvp_c():
+        _, jv = jvp(outputs_fn, (flat_params,), (v,))
+        return pullback(_mean_kl_curvature(old, jv, valid.mask))[0]
+
+    diff_c = rel_err(fvp_c().detach(), fvp_a)
+    extra["fvp_jvp_form_rel_diff"] = diff_c
+    add("FVP (c) same product, torch.func jvp + reused vjp", fvp_c, f"jvp per product; rel diff to (a) {diff_c:.1e}")
     return rows, extra
 
 
@@ -669,6 +677,8 @@ def main(args: argparse.Namespace, omp_policy: str) -> int:
     failed = [c for c in checks if not c["ok"]]
     if extra.get("fvp_rel_diff", 0.0) > 1e-3:
         failed.append({"check": "FVP gauss_newton_operator vs HVP"})
+    if extra.get("fvp_jvp_form_rel_diff", 0.0) > 1e-4:
+        failed.append({"check": "FVP gauss_newton_operator vs the jvp form"})
     log("\nCorrectness: " + ("all checks passed" if not failed
                              else f"{len(failed)} check(s) FAILED: " + "; ".join(c["check"] for c in failed)))
     log(f"\nMeta-gradient: median ms over the pooled runs (torch {torch.__version__}, {args.threads} threads, "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import torch
-from torch.func import grad, jvp, vjp
+from torch.func import grad, jvp
 
 __all__ = [
     "hessian_vector_product",
@@ -39,23 +39,43 @@ def gauss_newton_operator(
     of every visited state); ``divergence(old, new)`` is a scalar such as the mean KL. At the
     point where old = new, the divergence has zero gradient in the outputs, so its Hessian in
     ``x`` is exactly ``J^T M J`` with ``M`` the divergence's Hessian in the outputs: the Fisher
-    matrix. That costs one jvp and one vjp per product instead of a double backward.
+    matrix. That costs one ``J v`` and one ``J^T u`` per product instead of a double backward.
 
-    The forward pass and the vjp closure are built once here and reused for every product,
-    which is what makes it cheap inside conjugate gradient. ``output_curvature(old, u)`` may give
-    ``M u`` in closed form; by default it is computed by a jvp of the divergence's gradient.
+    Both come from one autograd graph built here and reused by every product (which is what makes
+    conjugate gradient cheap): the forward pass ``out(x)``, and its vector-Jacobian product
+    ``g(w) = J^T w`` recorded with ``create_graph`` at a placeholder ``w``. ``J^T u`` is a backward
+    pass through the forward; ``J v`` is the backward pass of the *linear* map ``g`` with
+    cotangent ``v`` (the transpose of a transpose). Unlike a ``torch.func.jvp`` per product, this
+    neither recomputes the forward pass nor pays forward-mode dispatch on every op: a product on
+    2D navigation took about 12 ms against 27 ms. The operator is therefore built with the autograd
+    tape rather than ``torch.func`` transforms: use it at the runner level (as TRPO's step does),
+    not inside ``vmap`` or ``grad``. ``output_curvature(old, u)`` may give ``M u`` in closed form;
+    by default it is computed by a jvp of the divergence's gradient.
     """
-    outputs, pullback = vjp(outputs_fn, x)
-    old = tuple(o.detach() for o in outputs)
+    with torch.enable_grad():
+        x_leaf = x.detach().requires_grad_(True)
+        outputs = tuple(outputs_fn(x_leaf))
+        placeholders = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
+        (transpose_of_placeholder,) = torch.autograd.grad(
+            outputs, x_leaf, placeholders, create_graph=True, allow_unused=True, materialize_grads=True
+        )
+    # contiguous: an output may be an expanded view (a state-independent log-std), and the
+    # generic curvature's jvp writes into tensors shaped like these.
+    old = tuple(o.detach().contiguous() for o in outputs)
 
     def generic_curvature(tangent: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         # M u: Hessian of the divergence in the outputs, at new = old, applied to u.
         return jvp(grad(lambda new: divergence(old, new)), (old,), (tangent,))[1]
 
     def product(v: Vector) -> Vector:
-        _, jv = jvp(outputs_fn, (x,), (v,))
-        mu = generic_curvature(jv) if output_curvature is None else output_curvature(old, jv)
-        return pullback(tuple(mu))[0]
+        with torch.enable_grad():
+            jv = torch.autograd.grad(
+                transpose_of_placeholder, placeholders, v, retain_graph=True, allow_unused=True, materialize_grads=True
+            )
+            mu = generic_curvature(jv) if output_curvature is None else output_curvature(old, jv)
+            (jtmu,) = torch.autograd.grad(outputs, x_leaf, tuple(mu), retain_graph=True, allow_unused=True,
+                                          materialize_grads=True)
+        return jtmu.detach()
 
     return product
 
