@@ -601,6 +601,28 @@ def test_gauss_newton_operator_gaussian_matches_kl_hessian():
     assert torch.linalg.eigvalsh(M).min() > -1e-10
 
 
+def test_gauss_newton_operator_under_no_grad_with_an_output_that_ignores_some_params():
+    """The operator builds its autograd graph even when called under no_grad, and params that an
+    output does not reach get zero rows (the log-std output sees only the log-std entries)."""
+    flat, outputs_fn, n = _tiny_gaussian(3)
+    old = tuple(o.detach() for o in outputs_fn(flat))
+
+    def std_only(w):  # an output that depends on the log-std entries alone
+        return (outputs_fn(w)[1],)
+
+    def div(o, new):
+        return (new[0] - o[0]).pow(2).sum()
+
+    with torch.no_grad():
+        gn = gauss_newton_operator(std_only, div, flat)
+        v = _randn(flat.numel(), seed=40)
+        got = gn(v)
+    H = torch.autograd.functional.hessian(lambda w: div((old[1],), std_only(w)), flat)
+    torch.testing.assert_close(got, H @ v, rtol=1e-9, atol=1e-11)
+    assert not got.requires_grad
+    assert int((H.abs().sum(dim=0) > 0).sum()) == 2  # only the two log-std entries are touched
+
+
 def test_gauss_newton_operator_categorical_matches_kl_hessian():
     net, flat, unravel = _tiny_mlp_flat(5)
     obs = _randn(4, 2, seed=6)
