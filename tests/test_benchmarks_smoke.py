@@ -29,3 +29,21 @@ def test_agents_throughput_quick(tmp_path):
         assert row["threads"] == 1
     assert rows["option_critic_fourrooms"]["env_steps_per_block"] == 30  # 3 steps x 10 learners
     assert "rainbow_cartpole" in proc.stdout and "env steps/s" in proc.stdout
+
+
+def test_maml_nav_vs_commit_runs_against_head():
+    """benchmarks/maml_nav_vs_commit.py exports a commit's package under another name and
+    interleaves both trainers; against HEAD both sides run the same algorithm."""
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        import pytest
+
+        pytest.skip("not a git checkout")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "maml_nav_vs_commit.py"), "HEAD", "--iterations", "2",
+         "--warmup", "0", "--threads", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "this checkout / HEAD:" in proc.stdout
+    assert proc.stdout.count("s / meta-iteration") == 2
