@@ -17,6 +17,7 @@ from torch.func import grad, grad_and_value
 
 from functional_metarl.envs import Navigation2D, rollout, sample_noise
 from functional_metarl.meta import (
+    MetaParams,
     TRPOConfig,
     adapt,
     maml_gradient_step,
@@ -29,7 +30,7 @@ from functional_metarl.meta import (
 )
 from functional_metarl.meta import maml_rl as maml_rl_module
 from functional_metarl.nn import gaussian_policy, mlp
-from functional_metarl.optim import adam, meta_sgd, sgd
+from functional_metarl.optim import MetaSgdState, adam, meta_sgd, sgd
 from functional_metarl.rl import gaussian_log_prob
 
 DT = torch.float64
@@ -371,6 +372,48 @@ def test_maml_trpo_step_with_one_inner_batch_per_step():
     old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
     loss_after, adapted_new = surrogate(new_params, (train, train2), valid, old_log_prob)
     assert abs(float(loss_after) - stats.loss_after) < 1e-10
+
+
+def test_maml_surrogate_with_learned_step_sizes_matches_autograd_loop():
+    """Meta-SGD for MAML-RL: with MetaParams(params, MetaSgdState(lr)) the surrogate adapts with
+    per-parameter step sizes, and its gradient in both the params and the step sizes equals an
+    explicit autograd loop."""
+    params, train, valid, _, _ = make_problem(seed=7)
+    gen = torch.Generator().manual_seed(70)
+    lrs = {k: 0.05 + 0.1 * torch.rand(v.shape, generator=gen, dtype=DT) for k, v in params.items()}
+    meta = MetaParams(params, MetaSgdState(lrs))
+    surrogate = functools.partial(maml_surrogate, policy=POLICY, inner_opt=meta_sgd(0.1), steps=1)
+    g, (value, _) = grad_and_value(surrogate, has_aux=True)(meta, train, valid, None)
+    assert isinstance(g, MetaParams) and isinstance(g.inner_state, MetaSgdState)
+
+    leaves, lr_leaves = _leaves(params), _leaves(lrs)
+    total = 0.0
+    for i in range(N_TASKS):
+        obs, actions, adv, mask = task(train, i)
+        inner = -ref_masked_mean(ref_log_prob(leaves, obs, actions) * adv, mask)
+        gs = torch.autograd.grad(inner, list(leaves.values()), create_graph=True)
+        adapted = {k: v - lr_leaves[k] * gk for (k, v), gk in zip(leaves.items(), gs)}
+        v = task(valid, i)
+        logp = ref_log_prob(adapted, v.obs, v.actions)
+        total = total - ref_masked_mean(torch.exp(logp - logp.detach()) * v.advantages, v.mask)
+    total = total / N_TASKS
+    ref = torch.autograd.grad(total, list(leaves.values()) + list(lr_leaves.values()))
+    torch.testing.assert_close(value, total.detach(), rtol=1e-12, atol=1e-14)
+    _assert_trees_close(g.params, dict(zip(leaves, ref[: len(leaves)])))
+    _assert_trees_close(g.inner_state.lr, dict(zip(lr_leaves, ref[len(leaves):])))
+
+
+def test_maml_trpo_step_with_learned_step_sizes():
+    params, train, valid, _, _ = make_problem(seed=8)
+    meta = MetaParams(params, meta_sgd(0.1).init(params))
+    config = TRPOConfig(max_kl=1e-3)
+    new, stats = maml_trpo_step(POLICY, meta, train, valid, meta_sgd(0.1), 1, False, config)
+    assert isinstance(new, MetaParams) and stats.step_fraction > 0
+    assert stats.kl <= config.max_kl and stats.loss_after < stats.meta_loss
+    moved = max(float((new.inner_state.lr[k] - 0.1).abs().max()) for k in params)
+    assert moved > 0  # the step sizes are learned too
+    with pytest.raises(ValueError, match="curvature='exact'"):
+        maml_trpo_step(POLICY, meta, train, valid, meta_sgd(0.1), 1, False, TRPOConfig(curvature="adapted"))
 
 
 def test_maml_surrogate_with_explicit_old_log_prob():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch.func import grad, grad_and_value, vmap
@@ -39,6 +39,7 @@ from ..rl import (
 )
 from ..tree import Params, ravel, tree_detach, tree_map
 from .maml import adapt_sequence
+from .supervised import MetaParams
 
 __all__ = [
     "RLBatch",
@@ -126,7 +127,7 @@ def _task_losses(policy: Functional, stacked: Params, batch: RLBatch) -> torch.T
 
 def adapt_tasks(
     policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
-    params: Params, train: TrainData, params_per_task: bool = False,
+    params: Params, train: TrainData, params_per_task: bool = False, inner_state: Any = None,
 ) -> Params:
     """``vmap(adapt_rl)`` over the tasks of ``train`` (leaves ``[N, ...]``): the adapted params of
     every task, leaves ``[N, *shape]``. ``params`` are shared, or one set per task.
@@ -137,11 +138,16 @@ def adapt_tasks(
     as batched matmuls (``Functional.apply_stacked``) instead of under vmap, which makes the
     second-order meta-gradient and the curvature products cheaper; the optimizer update stays
     vmapped, so any inner optimizer (not only elementwise ones) is treated per task.
+    ``inner_state``: the inner optimizer's starting state, shared by all tasks and differentiable
+    (Meta-SGD's learned step sizes); default ``inner_opt.init`` per task.
     """
     batches = _per_step_batches(train, steps)
     num_tasks = batches[0].obs.shape[0]
     stacked = params if params_per_task else tree_map(lambda p: p.expand(num_tasks, *p.shape), params)
-    state = vmap(inner_opt.init)(stacked)
+    if inner_state is None:
+        state = vmap(inner_opt.init)(stacked)
+    else:
+        state = tree_map(lambda a: a.expand(num_tasks, *a.shape), inner_state)
     for batch in batches:
         grads = grad(lambda sp, b=batch: _task_losses(policy, sp, b).sum())(stacked)
         if first_order:
@@ -159,8 +165,15 @@ def adapted_distribution(
     return policy.apply(adapt_rl(policy, inner_opt, steps, first_order, params, train), obs)
 
 
+def _split_meta(meta: Params | MetaParams) -> tuple[Params, Any]:
+    """``(policy params, learned inner-optimizer state or None)`` of meta-params."""
+    if isinstance(meta, MetaParams):
+        return meta.params, (meta.inner_state if meta.inner_state != () else None)
+    return meta, None
+
+
 def maml_surrogate(
-    params: Params, train: TrainData, valid: RLBatch, old_log_prob: torch.Tensor | None,
+    params: Params | MetaParams, train: TrainData, valid: RLBatch, old_log_prob: torch.Tensor | None,
     policy: Functional, inner_opt: GradientTransformation, steps: int = 1, first_order: bool = False,
 ) -> tuple[torch.Tensor, Params]:
     """Mean over tasks of the TRPO surrogate of the adapted policies, and the adapted params.
@@ -169,9 +182,12 @@ def maml_surrogate(
     old_log_prob ``[N, T, E]``, or ``None`` to take the adapted policy itself (detached) as the
     old one: value and gradient are then those at the current params, which saves a separate
     pass to compute the old log-probabilities.
+    ``params`` may be ``MetaParams(policy_params, inner_state)`` to meta-learn the inner
+    optimizer's state as well (Meta-SGD: ``optim.meta_sgd`` with ``MetaSgdState(lr)``).
     Returns ``(loss, adapted)`` with adapted leaves ``[N, *param_shape]``.
     """
-    adapted = adapt_tasks(policy, inner_opt, steps, first_order, params, train)
+    policy_params, inner_state = _split_meta(params)
+    adapted = adapt_tasks(policy, inner_opt, steps, first_order, policy_params, train, inner_state=inner_state)
     mean, log_std = policy.apply_stacked(adapted, valid.obs)
     log_prob = gaussian_log_prob(mean, log_std, valid.actions)
     old = log_prob.detach() if old_log_prob is None else old_log_prob
@@ -268,7 +284,7 @@ def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
 
 def maml_trpo_step(
     policy: Functional,
-    params: Params,
+    params: Params | MetaParams,
     train: TrainData,
     valid: RLBatch,
     inner_opt: GradientTransformation,
@@ -279,6 +295,9 @@ def maml_trpo_step(
 ) -> tuple[Params, TRPOStats]:
     """One TRPO meta-update of ``params`` on a meta-batch (leaves ``[N, T, E, ...]``).
 
+    ``params`` may be ``MetaParams(policy_params, inner_state)``: the trust region then covers
+    the learned inner-optimizer state too (its effect on the adapted policies enters the KL
+    through the exact curvature), and the result has the same structure.
     ``grad_fn`` optionally replaces ``grad_and_value(maml_surrogate, has_aux=True)`` (e.g. by a
     compiled version of it) with the same signature.
     """
@@ -300,9 +319,14 @@ def maml_trpo_step(
         sub_train = _subsample(train, config.fisher_subsample, config.fisher_tasks)
 
         def outputs_fn(flat: torch.Tensor):
-            adapted = adapt_tasks(policy, inner_opt, inner_steps, first_order, unravel(flat), sub_train)
+            policy_params, inner_state = _split_meta(unravel(flat))
+            adapted = adapt_tasks(policy, inner_opt, inner_steps, first_order, policy_params, sub_train,
+                                  inner_state=inner_state)
             return policy.apply_stacked(adapted, sub_valid.obs)
     else:
+        if isinstance(params, MetaParams):
+            raise ValueError("curvature='adapted' needs plain policy params; with a learned inner-optimizer state "
+                             "(MetaParams) use curvature='exact'")
         sub_adapted = tree_map(lambda a: a[: config.fisher_tasks], adapted0)
 
         def outputs_fn(flat: torch.Tensor):
