@@ -29,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from functional_metarl.meta import TRPOConfig  # noqa: E402
 from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer  # noqa: E402
 
 PAPER_MAML = {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
@@ -42,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--inner-lr", type=float, default=0.1)
     parser.add_argument("--inner-steps", type=int, default=1,
                         help="inner SGD steps during meta-training, each on fresh episodes of the policy adapted so far")
+    parser.add_argument("--learn-inner-lr", action="store_true",
+                        help="Meta-SGD: meta-learn per-parameter inner step sizes, starting from --inner-lr")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="policy hidden sizes")
     parser.add_argument("--activation", default="tanh", help="policy activation (relu, tanh, elu, gelu, silu)")
     parser.add_argument("--action-scale", type=float, default=1.0,
@@ -118,8 +121,9 @@ def main() -> None:
         seed=args.seed,
         device=args.device,
         compile=args.compile,
+        learn_inner_lr=args.learn_inner_lr,
+        trpo=TRPOConfig(curvature=args.curvature),
     )
-    config.trpo = type(config.trpo)(**{**config.trpo.__dict__, "curvature": args.curvature})
     output = Path(args.output)
     trainer = MAMLTrainer(config, output_dir=output)
     if args.resume:
@@ -130,8 +134,8 @@ def main() -> None:
 
     evaluate = partial(trainer.evaluate_with_episodes, num_tasks=args.eval_tasks, max_steps=3,
                        episodes_per_task=args.eval_episodes, inner_lrs=args.eval_lrs)
-    returns, (tasks, episodes_per_step) = evaluate(params=trainer.best_params)
-    returns_final, _ = evaluate(params=trainer.params)
+    returns, (tasks, episodes_per_step) = evaluate(params=trainer.best_params, learned_lrs=trainer.best_learned_lrs)
+    returns_final, _ = evaluate(params=trainer.params, learned_lrs=trainer.learned_lrs)
     trainer.write_metrics(evaluation=returns, extra={"eval_final": returns_final})
     plot_returns(history, output / "returns.png")
     plot_trajectories(tasks, episodes_per_step, output / "trajectories.png")

@@ -475,3 +475,50 @@ def test_each_inner_step_learns_from_fresh_episodes_of_the_policy_adapted_so_far
     for got, want in zip(seen["train"], batches[:2]):
         assert all(torch.equal(a, b) for a, b in zip(got, want))
     assert all(torch.equal(a, b) for a, b in zip(seen["valid"], batches[2]))
+
+
+# --------------------------------------------------------------------------- learned step sizes
+def test_learned_inner_step_sizes_train_resume_and_evaluate(tmp_path):
+    """learn_inner_lr (Meta-SGD): the per-parameter step sizes start at inner_lr, move with the
+    TRPO step, drive the post-adaptation rollouts, survive checkpoint and resume to the bit, and
+    evaluation asks for the step sizes that belong to explicitly given params."""
+    cfg = tiny_config(meta_iterations=4, learn_inner_lr=True)
+    straight = MAMLTrainer(cfg)
+    assert all(torch.equal(v, torch.full_like(v, cfg.inner_lr)) for v in straight.learned_lrs.values())
+    straight.train(progress=False)
+    assert max(float((v - cfg.inner_lr).abs().max()) for v in straight.learned_lrs.values()) > 0
+
+    first = MAMLTrainer(dataclasses.replace(cfg, meta_iterations=2, checkpoint_every=50), tmp_path)
+    first.train(progress=False)
+    second = MAMLTrainer(cfg, tmp_path)
+    second.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    second.train(progress=False)
+    for name in straight.params:
+        assert torch.equal(second.params[name], straight.params[name]), name
+        assert torch.equal(second.learned_lrs[name], straight.learned_lrs[name]), name
+        assert torch.equal(second.best_learned_lrs[name], straight.best_learned_lrs[name]), name
+    assert _without_seconds(second.history) == _without_seconds(straight.history)
+
+    # the adaptation uses the learned step sizes: doubling them doubles the step
+    from functional_metarl.meta import make_rl_batches
+
+    tasks = straight.env.sample_tasks(3, torch.Generator().manual_seed(5))
+    batch = make_rl_batches(straight.sample(straight.params, tasks, generator=torch.Generator().manual_seed(6)))
+    one = straight.adapt_batch(straight.params, batch)
+    two = straight.adapt_batch(straight.params, batch, lr=2 * cfg.inner_lr)
+    for name, p in straight.params.items():
+        torch.testing.assert_close(two[name] - p, 2 * (one[name] - p), rtol=1e-5, atol=1e-7)
+
+    returns = straight.evaluate(num_tasks=3, max_steps=1, episodes_per_task=2)
+    assert set(returns) == {"0", "1"}
+    with pytest.raises(ValueError, match="learned_lrs"):
+        straight.evaluate(num_tasks=3, max_steps=1, params=straight.best_params)
+    straight.evaluate(num_tasks=3, max_steps=1, params=straight.best_params, learned_lrs=straight.best_learned_lrs)
+    with pytest.raises(ValueError, match="learn_inner_lr=False"):
+        MAMLTrainer(tiny_config()).evaluate(num_tasks=3, max_steps=1, learned_lrs=straight.learned_lrs)
+
+
+@pytest.mark.parametrize("overrides", [dict(meta_optimizer="adam"), dict(trpo=dict(curvature="adapted"))])
+def test_learned_inner_step_sizes_need_trpo_with_exact_curvature(overrides):
+    with pytest.raises(ValueError, match="learn_inner_lr needs"):
+        tiny_config(learn_inner_lr=True, **overrides)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..envs import Navigation2D, rollout, sample_noise
 from ..meta import (
+    MetaParams,
     RLBatch,
     TRPOConfig,
     adapt_tasks,
@@ -32,7 +33,7 @@ from ..meta import (
     make_rl_batches,
 )
 from ..nn import gaussian_policy
-from ..optim import AdamState, adam, sgd
+from ..optim import AdamState, MetaSgdState, adam, meta_sgd, sgd
 from ..tree import Params, tree_map
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
 from .scalars import ScalarLogger
@@ -53,6 +54,7 @@ class MAMLConfig:
     action_scale: float = 1.0  # Navigation2D's action_scale (0.1 = the paper code's normalized actions)
     inner_lr: float = 0.1
     inner_steps: int = 1
+    learn_inner_lr: bool = False  # Meta-SGD: per-parameter inner step sizes, meta-learned from inner_lr
     gamma: float = 0.99
     gae_lambda: float = 1.0
     hidden: tuple[int, ...] = (64, 64)
@@ -83,6 +85,11 @@ class MAMLConfig:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if self.meta_optimizer not in ("trpo", "adam"):
             raise ValueError(f"meta_optimizer must be 'trpo' or 'adam', got {self.meta_optimizer!r}")
+        if self.learn_inner_lr and (self.meta_optimizer != "trpo" or self.trpo.curvature != "exact"):
+            raise ValueError(
+                "learn_inner_lr needs meta_optimizer='trpo' with curvature='exact' (the step sizes enter the "
+                f"trust region through the exact curvature), got {self.meta_optimizer!r} / {self.trpo.curvature!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -113,9 +120,11 @@ class MAMLTrainer:
         self.device = resolve_device(config.device)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.policy = gaussian_policy(self.env.obs_dim, self.env.act_dim, config.hidden, config.activation)
-        self.inner_opt = sgd(config.inner_lr)
+        self.inner_opt = meta_sgd(config.inner_lr) if config.learn_inner_lr else sgd(config.inner_lr)
         self.meta_opt = adam(config.meta_lr)
         self.params: Params = self.policy.init(config.seed, device=self.device)
+        # Meta-SGD's per-parameter step sizes (None with a fixed inner_lr): meta-learned with params.
+        self.learned_lrs: Params | None = self.inner_opt.init(self.params).lr if config.learn_inner_lr else None
         self.meta_opt_state = self.meta_opt.init(self.params) if config.meta_optimizer == "adam" else None
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.iteration = 0
@@ -123,6 +132,7 @@ class MAMLTrainer:
         # The paper evaluates "the model with the best average return during training": the
         # meta-params whose post-adaptation return was highest, kept beside the latest ones.
         self.best_params: Params = tree_map(torch.clone, self.params)
+        self.best_learned_lrs: Params | None = None if self.learned_lrs is None else tree_map(torch.clone, self.learned_lrs)
         self.best_post_return = -math.inf
         self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
         self._grad_fn = self._make_grad_fn()
@@ -136,11 +146,23 @@ class MAMLTrainer:
         fn = grad_and_value(surrogate, has_aux=True)
         return torch.compile(fn, dynamic=False) if cfg.compile else fn
 
-    def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False, lr: float | None = None) -> Params:
+    def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False, lr: float | None = None,
+                    learned_lrs: Params | None = None) -> Params:
         """One inner SGD step of ``lr`` (default ``config.inner_lr``) per task on ``batch``;
-        leaves ``[N, ...]``. Each further step needs fresh episodes of the adapted policy."""
-        inner_opt = self.inner_opt if lr is None else sgd(lr)
+        leaves ``[N, ...]``. Each further step needs fresh episodes of the adapted policy.
+
+        With ``learn_inner_lr`` the step sizes are the learned per-parameter ones (``learned_lrs``,
+        default the trainer's current ones), scaled by ``lr / config.inner_lr`` when ``lr`` is given.
+        """
+        cfg = self.config
         with torch.no_grad():
+            if cfg.learn_inner_lr:
+                lrs = self.learned_lrs if learned_lrs is None else learned_lrs
+                scale = 1.0 if lr is None else lr / cfg.inner_lr
+                state = MetaSgdState(tree_map(lambda a: a * scale, lrs))
+                return adapt_tasks(self.policy, self.inner_opt, 1, True, params, batch, params_per_task=per_task,
+                                   inner_state=state)
+            inner_opt = self.inner_opt if lr is None else sgd(lr)
             return adapt_tasks(self.policy, inner_opt, 1, True, params, batch, params_per_task=per_task)
 
     def sample(self, params: Params, tasks, per_task: bool = False, generator: torch.Generator | None = None,
@@ -172,19 +194,22 @@ class MAMLTrainer:
         valid_episodes = self.sample(adapted, tasks, per_task=True)
         valid = make_rl_batches(valid_episodes, cfg.gamma, cfg.gae_lambda)
         if cfg.meta_optimizer == "trpo":
-            new_params, stats = maml_trpo_step(
-                self.policy, self.params, train, valid, self.inner_opt, cfg.inner_steps, cfg.first_order,
+            meta = MetaParams(self.params, MetaSgdState(self.learned_lrs)) if cfg.learn_inner_lr else self.params
+            new_meta, stats = maml_trpo_step(
+                self.policy, meta, train, valid, self.inner_opt, cfg.inner_steps, cfg.first_order,
                 cfg.trpo, grad_fn=self._grad_fn,
             )
+            new_params, new_learned_lrs = (new_meta.params, new_meta.inner_state.lr) if cfg.learn_inner_lr else (new_meta, None)
         else:
             new_params, self.meta_opt_state, stats = maml_gradient_step(
                 self.policy, self.params, train, valid, self.inner_opt, self.meta_opt, self.meta_opt_state,
                 cfg.inner_steps, cfg.first_order, grad_fn=self._grad_fn,
             )
+            new_learned_lrs = None
         post_return = _episode_return(valid_episodes.rewards)
         if post_return > self.best_post_return:  # measured with the params before this step
-            self.best_post_return, self.best_params = post_return, self.params
-        self.params = new_params
+            self.best_post_return, self.best_params, self.best_learned_lrs = post_return, self.params, self.learned_lrs
+        self.params, self.learned_lrs = new_params, new_learned_lrs
         self.iteration += 1
         metrics = {
             "iteration": self.iteration,
@@ -236,6 +261,7 @@ class MAMLTrainer:
         episodes_per_task: int = 40,
         inner_lrs: Sequence[float] | None = None,
         params: Params | None = None,
+        learned_lrs: Params | None = None,
     ):
         """Held-out evaluation in the MAML paper's protocol (section 5.3 and appendix A.2).
 
@@ -246,8 +272,11 @@ class MAMLTrainer:
         meta-trained here, halving still overshoots from the second step on, and a tenth did best
         on separate tuning task sets (README), so the default is ``(inner_lr, inner_lr / 10)``.
         ``params`` defaults to the latest meta-params (pass ``trainer.best_params`` for the
-        paper's choice of model). Tasks come from their own generator (``seed`` defaults to
-        ``config.seed + 10_000``), so they do not overlap the training stream.
+        paper's choice of model). With ``learn_inner_lr``, step ``k`` uses the learned
+        per-parameter step sizes times ``inner_lrs[k] / inner_lr``; pass the ``learned_lrs`` that
+        belong to ``params`` (``trainer.best_learned_lrs`` with ``trainer.best_params``). Tasks come
+        from their own generator (``seed`` defaults to ``config.seed + 10_000``), so they do not
+        overlap the training stream.
 
         Returns ``({"0": r0, ..., str(max_steps): r}, (tasks, [Episodes per step]))``.
         """
@@ -262,6 +291,15 @@ class MAMLTrainer:
             raise ValueError(f"inner_lrs must be a non-empty sequence of positive finite step sizes, got {inner_lrs!r}")
         meta_params = self.params if params is None else params
         self.policy.check(meta_params)
+        if cfg.learn_inner_lr:
+            if params is None:
+                learned_lrs = self.learned_lrs if learned_lrs is None else learned_lrs
+            elif learned_lrs is None:
+                raise ValueError("with learn_inner_lr, pass the learned_lrs that belong to params "
+                                 "(e.g. params=trainer.best_params, learned_lrs=trainer.best_learned_lrs)")
+            self.policy.check(learned_lrs)
+        elif learned_lrs is not None:
+            raise ValueError("learned_lrs given, but this trainer has learn_inner_lr=False")
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 10_000 if seed is None else seed)
         tasks = self.env.sample_tasks(num_tasks, gen)
         adapted = tree_map(lambda p: p.expand(num_tasks, *p.shape).clone(), meta_params)
@@ -273,7 +311,8 @@ class MAMLTrainer:
             episodes_per_step.append(episodes)
             if step < max_steps:
                 batch = make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda)
-                adapted = self.adapt_batch(adapted, batch, per_task=True, lr=inner_lrs[min(step, len(inner_lrs) - 1)])
+                adapted = self.adapt_batch(adapted, batch, per_task=True, lr=inner_lrs[min(step, len(inner_lrs) - 1)],
+                                           learned_lrs=learned_lrs)
         return returns, (tasks, episodes_per_step)
 
     # ----------------------------------------------------------------- checkpoints
@@ -285,6 +324,9 @@ class MAMLTrainer:
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "best_params": {k: v.detach().cpu() for k, v in self.best_params.items()},
             "best_post_return": self.best_post_return,
+            "learned_lrs": None if self.learned_lrs is None else {k: v.detach().cpu() for k, v in self.learned_lrs.items()},
+            "best_learned_lrs": (None if self.best_learned_lrs is None
+                                 else {k: v.detach().cpu() for k, v in self.best_learned_lrs.items()}),
             "meta_opt_state": None if opt is None else {"count": opt.count, "mu": opt.mu, "nu": opt.nu},
             "generator_state": self.generator.get_state(),
             "history": self.history,
@@ -309,6 +351,11 @@ class MAMLTrainer:
         self.policy.check(best)
         self.best_params = {k: v.to(self.device) for k, v in best.items()}
         self.best_post_return = float(state.get("best_post_return", -math.inf))
+        if self.config.learn_inner_lr:  # the config check above guarantees the checkpoint has them
+            for name in ("learned_lrs", "best_learned_lrs"):
+                self.policy.check(state[name])
+            self.learned_lrs = {k: v.to(self.device) for k, v in state["learned_lrs"].items()}
+            self.best_learned_lrs = {k: v.to(self.device) for k, v in state["best_learned_lrs"].items()}
         opt = state["meta_opt_state"]
         if opt is not None:
             self.meta_opt_state = AdamState(
