@@ -37,9 +37,11 @@ def main() -> None:
     lr = config.inner_lr
     print(f"{args.checkpoint}: meta-iteration {trainer.iteration}, inner_lr {lr}, tuning seeds {args.seeds}")
     print(f"{'params':6} | {'later lr':>8} | " + " | ".join(f"{k} steps" for k in "0123"))
-    for name, params in (("latest", trainer.params), ("best", trainer.best_params)):
+    candidates = (("latest", trainer.params, trainer.learned_lrs), ("best", trainer.best_params, trainer.best_learned_lrs))
+    for name, params, learned_lrs in candidates:  # learned_lrs: None unless the run learned its step sizes
         for ratio in args.ratios:
-            runs = [trainer.evaluate(args.tasks, 3, seed=s, inner_lrs=(lr, ratio * lr), params=params) for s in args.seeds]
+            runs = [trainer.evaluate(args.tasks, 3, seed=s, inner_lrs=(lr, ratio * lr), params=params,
+                                     learned_lrs=learned_lrs) for s in args.seeds]
             means = [statistics.mean(r[k] for r in runs) for k in "0123"]
             print(f"{name:6} | {ratio * lr:8.4f} | " + " | ".join(f"{m:7.2f}" for m in means), flush=True)
 
