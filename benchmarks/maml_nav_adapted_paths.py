@@ -1,0 +1,77 @@
+"""Where do the adapted 2D-navigation policies go? A diagnosis of a trained checkpoint.
+
+    python benchmarks/maml_nav_adapted_paths.py runs/maml_nav/checkpoint.pt
+    python benchmarks/maml_nav_adapted_paths.py runs/maml_nav/checkpoint.pt --params best --seed 777
+
+For the latest (or best) meta-params of a ``MAMLTrainer`` checkpoint, on 40 goals drawn from
+``--seed`` (not the held-out evaluation's seed), it adapts as the evaluation does (40 episodes
+per step, step sizes ``(inner_lr, inner_lr / 10)``, learned step sizes if the run learned them)
+and prints, after 0..3 steps:
+
+* the mean return of sampled episodes and of the *mean* action (zero noise): if they agree,
+  exploration noise is not what costs return;
+* for the mean-action paths, the median distance to the goal at steps 10, 50 and 99 and the mean
+  distance moved per step over the last 40 steps: a path that stops has a fixed point that far
+  from the goal, one that keeps moving 0.14 per step bounces between clipped diagonal actions.
+
+It also refits the linear feature baseline of the first batch in float64 and prints the largest
+relative difference of the fitted values, to rule out an ill-conditioned float32 fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from functional_metarl.envs import rollout
+from functional_metarl.meta import make_rl_batches
+from functional_metarl.rl import discounted_returns, linear_baseline_values
+from functional_metarl.runners import MAMLConfig, MAMLTrainer
+from functional_metarl.tree import tree_map
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--params", choices=("latest", "best"), default="latest")
+    parser.add_argument("--seed", type=int, default=777)
+    parser.add_argument("--tasks", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    config = MAMLConfig(**{**state["config"], "device": "cpu"})
+    trainer = MAMLTrainer(config)
+    trainer.load_checkpoint(args.checkpoint)
+    params, learned = ((trainer.params, trainer.learned_lrs) if args.params == "latest"
+                       else (trainer.best_params, trainer.best_learned_lrs))
+    gen = torch.Generator().manual_seed(args.seed)
+    tasks = trainer.env.sample_tasks(args.tasks, gen)
+    adapted = tree_map(lambda p: p.expand(args.tasks, *p.shape).clone(), params)
+    lrs = (config.inner_lr, config.inner_lr / 10)
+    print(f"{args.checkpoint} ({args.params} params, meta-iteration {trainer.iteration}), {args.tasks} goals, seed {args.seed}")
+    print(f"{'steps':>5} | {'sampled':>8} | {'mean action':>11} | {'median dist t=10/50/99':>22} | {'moved per step':>14}")
+    for step in range(4):
+        episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)
+        noiseless = rollout(trainer.env, trainer.policy, adapted, tasks, torch.zeros(config.horizon, args.tasks, 1, 2),
+                            params_per_task=True)
+        position = noiseless.obs[:, :, 0]  # [N, T, 2]: the position before each step
+        distance = (position - tasks.goal[:, None]).norm(dim=-1)
+        moved = (position[:, -39:] - position[:, -40:-1]).norm(dim=-1).mean()
+        medians = "/".join(f"{float(distance[:, t].median()):.3f}" for t in (10, 50, 99))
+        print(f"{step:>5} | {float(episodes.rewards.sum(1).mean()):8.2f} | {float(noiseless.rewards.sum(1).mean()):11.2f} | "
+              f"{medians:>22} | {float(moved):14.4f}")
+        batch = make_rl_batches(episodes, config.gamma, config.gae_lambda)
+        if step == 0:
+            returns = discounted_returns(episodes.rewards[0], episodes.mask[0], config.gamma)
+            values = linear_baseline_values(episodes.obs[0], returns, episodes.mask[0])
+            values64 = linear_baseline_values(episodes.obs[0].double(), returns.double(), episodes.mask[0].double())
+            rel = float((values.double() - values64).abs().max() / values64.abs().max())
+            print(f"      linear baseline of the first task, float32 vs float64 fit: max relative difference {rel:.1e}")
+        adapted = trainer.adapt_batch(adapted, batch, per_task=True, lr=lrs[min(step, 1)], learned_lrs=learned)
+
+
+if __name__ == "__main__":
+    main()
