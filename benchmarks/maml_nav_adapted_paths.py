@@ -14,7 +14,8 @@ and prints, after 0..3 steps:
   distance moved per step over the last 40 steps: a path that stops has a fixed point that far
   from the goal, one that keeps moving 0.14 per step bounces between clipped diagonal actions.
 
-It also refits the linear feature baseline of the first batch in float64 and prints the largest
+For a ``--learn-inner-lr`` run it first prints the learned step sizes per parameter tensor. It
+also refits the linear feature baseline of the first batch in float64 and prints the largest
 relative difference of the fitted values, to rule out an ill-conditioned float32 fit.
 """
 
@@ -47,6 +48,10 @@ def main() -> None:
     trainer.load_checkpoint(args.checkpoint)
     params, learned = ((trainer.params, trainer.learned_lrs) if args.params == "latest"
                        else (trainer.best_params, trainer.best_learned_lrs))
+    if learned is not None:  # a --learn-inner-lr run: what the meta-learner made of its step sizes
+        for name, lr in learned.items():
+            print(f"learned step sizes of {name}: mean {float(lr.mean()):.3f}, min {float(lr.min()):.3f}, "
+                  f"max {float(lr.max()):.3f}")
     gen = torch.Generator().manual_seed(args.seed)
     tasks = trainer.env.sample_tasks(args.tasks, gen)
     adapted = tree_map(lambda p: p.expand(args.tasks, *p.shape).clone(), params)
