@@ -10,7 +10,7 @@ and prints, after 0..3 steps:
 
 * the mean return of sampled episodes and of the *mean* action (zero noise): if they agree,
   exploration noise is not what costs return;
-* for the mean-action paths, the median distance to the goal at steps 10, 50 and 99 and the mean
+* for the mean-action paths, the median distance to the goal at steps 10, 50 and 99 (of 100) and the mean
   distance moved per step over the last 40 steps: a path that stops has a fixed point that far
   from the goal, one that keeps moving 0.14 per step bounces between clipped diagonal actions.
 
@@ -57,15 +57,19 @@ def main() -> None:
     adapted = tree_map(lambda p: p.expand(args.tasks, *p.shape).clone(), params)
     lrs = (config.inner_lr, config.inner_lr / 10)
     print(f"{args.checkpoint} ({args.params} params, meta-iteration {trainer.iteration}), {args.tasks} goals, seed {args.seed}")
-    print(f"{'steps':>5} | {'sampled':>8} | {'mean action':>11} | {'median dist t=10/50/99':>22} | {'moved per step':>14}")
+    t = config.horizon
+    print(f"{'steps':>5} | {'sampled':>8} | {'mean action':>11} | {f'median dist t={t // 10}/{t // 2}/{t - 1}':>22} | "
+          f"{'moved per step':>14}")
     for step in range(4):
         episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)
         noiseless = rollout(trainer.env, trainer.policy, adapted, tasks, torch.zeros(config.horizon, args.tasks, 1, 2),
                             params_per_task=True)
         position = noiseless.obs[:, :, 0]  # [N, T, 2]: the position before each step
         distance = (position - tasks.goal[:, None]).norm(dim=-1)
-        moved = (position[:, -39:] - position[:, -40:-1]).norm(dim=-1).mean()
-        medians = "/".join(f"{float(distance[:, t].median()):.3f}" for t in (10, 50, 99))
+        horizon = position.shape[1]
+        window = min(40, horizon - 1)
+        moved = (position[:, -window:] - position[:, -window - 1:-1]).norm(dim=-1).mean()
+        medians = "/".join(f"{float(distance[:, t].median()):.3f}" for t in (horizon // 10, horizon // 2, horizon - 1))
         print(f"{step:>5} | {float(episodes.rewards.sum(1).mean()):8.2f} | {float(noiseless.rewards.sum(1).mean()):11.2f} | "
               f"{medians:>22} | {float(moved):14.4f}")
         batch = make_rl_batches(episodes, config.gamma, config.gae_lambda)

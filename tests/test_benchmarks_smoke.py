@@ -47,3 +47,22 @@ def test_maml_nav_vs_commit_runs_against_head():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "this checkout / HEAD:" in proc.stdout
     assert proc.stdout.count("s / meta-iteration") == 2
+
+
+def test_maml_nav_adapted_paths_and_eval_lrs_run_on_a_checkpoint(tmp_path):
+    """The two checkpoint diagnostics run on a tiny run's checkpoint, with learned step sizes."""
+    from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
+
+    config = MAMLConfig(meta_iterations=1, meta_batch_size=2, episodes_per_task=2, horizon=10, hidden=(4,),
+                        device="cpu", learn_inner_lr=True)
+    MAMLTrainer(config, tmp_path).train(progress=False)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    checkpoint = str(tmp_path / CHECKPOINT_NAME)
+    for script, extra in (("maml_nav_adapted_paths.py", ["--tasks", "3", "--params", "best"]),
+                          ("maml_nav_eval_lrs.py", ["--tasks", "2", "--ratios", "0.1", "--seeds", "1"])):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), checkpoint, *extra],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, script + proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "learned step sizes of log_std" in subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "maml_nav_adapted_paths.py"), checkpoint, "--tasks", "2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
