@@ -28,7 +28,7 @@ import torch
 from functional_metarl.envs import rollout
 from functional_metarl.meta import make_rl_batches
 from functional_metarl.rl import discounted_returns, linear_baseline_values
-from functional_metarl.runners import MAMLConfig, MAMLTrainer
+from functional_metarl.runners import MAMLTrainer
 from functional_metarl.tree import tree_map
 
 
@@ -42,10 +42,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    config = MAMLConfig(**{**state["config"], "device": "cpu"})
-    trainer = MAMLTrainer(config)
-    trainer.load_checkpoint(args.checkpoint)
+    trainer = MAMLTrainer.from_checkpoint(args.checkpoint)
+    config = trainer.config
     params, learned = ((trainer.params, trainer.learned_lrs) if args.params == "latest"
                        else (trainer.best_params, trainer.best_learned_lrs))
     if learned is not None:  # a --learn-inner-lr run: what the meta-learner made of its step sizes

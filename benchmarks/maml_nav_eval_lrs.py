@@ -17,7 +17,7 @@ import statistics
 
 import torch
 
-from functional_metarl.runners import MAMLConfig, MAMLTrainer
+from functional_metarl.runners import MAMLTrainer
 
 
 def main() -> None:
@@ -30,10 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    config = MAMLConfig(**{**state["config"], "device": "cpu"})
-    trainer = MAMLTrainer(config)
-    trainer.load_checkpoint(args.checkpoint)
+    trainer = MAMLTrainer.from_checkpoint(args.checkpoint)
+    config = trainer.config
     lr = config.inner_lr
     print(f"{args.checkpoint}: meta-iteration {trainer.iteration}, inner_lr {lr}, tuning seeds {args.seeds}")
     print(f"{'params':6} | {'later lr':>8} | " + " | ".join(f"{k} steps" for k in "0123"))

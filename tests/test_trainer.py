@@ -522,3 +522,12 @@ def test_learned_inner_step_sizes_train_resume_and_evaluate(tmp_path):
 def test_learned_inner_step_sizes_need_trpo_with_exact_curvature(overrides):
     with pytest.raises(ValueError, match="learn_inner_lr needs"):
         tiny_config(learn_inner_lr=True, **overrides)
+
+
+def test_from_checkpoint_restores_the_run_with_its_config(tmp_path):
+    trainer = MAMLTrainer(tiny_config(meta_iterations=2, hidden=(5,), inner_lr=0.05), tmp_path)
+    trainer.train(progress=False)
+    restored = MAMLTrainer.from_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert restored.config.hidden == (5,) and restored.config.inner_lr == 0.05 and restored.iteration == 2
+    assert all(torch.equal(restored.params[k], trainer.params[k]) for k in trainer.params)
+    assert torch.equal(restored.generator.get_state(), trainer.generator.get_state())

@@ -339,6 +339,15 @@ class MAMLTrainer:
         self.write_metrics()
         return path
 
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> MAMLTrainer:
+        """A trainer with the config of the run that wrote ``path`` (``device`` replaces the
+        run's), restored from it; settings that checkpoint predates take their defaults."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        trainer = cls(MAMLConfig(**{**MAMLConfig().to_dict(), **state["config"], "device": device}))
+        trainer.load_checkpoint(path)
+        return trainer
+
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore params, optimizer state, RNG state, iteration and history from ``path``."""
         # The run length may be extended on resume; everything else must match.
