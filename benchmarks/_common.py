@@ -22,3 +22,20 @@ def configure_openmp(choice: str | None, default: str = "default") -> str:
         return "unset (OpenMP default)"
     os.environ["OMP_WAIT_POLICY"] = choice.upper()
     return choice.upper()
+
+
+def parse_and_load_checkpoint(parser):
+    """For the scripts that diagnose a ``MAMLTrainer`` checkpoint: add the arguments they share
+    (``checkpoint``, ``--tasks``, ``--threads``), parse, set torch's thread count and restore the
+    run on the CPU. Returns ``(args, trainer)``. (torch is imported here, not at module level, so
+    that ``configure_openmp`` can still run before it.)"""
+    parser.add_argument("checkpoint")
+    parser.add_argument("--tasks", type=int, default=40, help="goals to evaluate on")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    import torch
+
+    from functional_metarl.runners import MAMLTrainer
+
+    torch.set_num_threads(args.threads)
+    return args, MAMLTrainer.from_checkpoint(args.checkpoint)

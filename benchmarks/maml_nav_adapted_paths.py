@@ -24,25 +24,19 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _common import parse_and_load_checkpoint  # benchmarks/_common.py (this folder is on sys.path)
 
 from functional_metarl.envs import rollout
 from functional_metarl.meta import make_rl_batches
 from functional_metarl.rl import discounted_returns, linear_baseline_values
-from functional_metarl.runners import MAMLTrainer
 from functional_metarl.tree import tree_map
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
     parser.add_argument("--params", choices=("latest", "best"), default="latest")
     parser.add_argument("--seed", type=int, default=777)
-    parser.add_argument("--tasks", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    trainer = MAMLTrainer.from_checkpoint(args.checkpoint)
+    args, trainer = parse_and_load_checkpoint(parser)
     config = trainer.config
     params, learned = ((trainer.params, trainer.learned_lrs) if args.params == "latest"
                        else (trainer.best_params, trainer.best_learned_lrs))

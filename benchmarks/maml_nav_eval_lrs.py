@@ -15,22 +15,14 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import torch
-
-from functional_metarl.runners import MAMLTrainer
+from _common import parse_and_load_checkpoint  # benchmarks/_common.py (this folder is on sys.path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.2, 0.1, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[20000, 20001])
-    parser.add_argument("--tasks", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    trainer = MAMLTrainer.from_checkpoint(args.checkpoint)
+    args, trainer = parse_and_load_checkpoint(parser)
     config = trainer.config
     lr = config.inner_lr
     print(f"{args.checkpoint}: meta-iteration {trainer.iteration}, inner_lr {lr}, tuning seeds {args.seeds}")

@@ -38,7 +38,7 @@ from ..rl import (
     trpo_step_direction,
 )
 from ..tree import Params, ravel, tree_detach, tree_map
-from .maml import adapt_sequence
+from .maml import _check_steps, adapt_sequence
 from .supervised import MetaParams
 
 __all__ = [
@@ -109,8 +109,7 @@ def adapt_rl(
 
 def _per_step_batches(train: TrainData, steps: int) -> tuple[RLBatch, ...]:
     if isinstance(train, RLBatch):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"inner steps must be an int >= 1, got {steps!r}")
+        _check_steps(steps)
         return (train,) * steps
     if not isinstance(train, (tuple, list)) or not all(isinstance(b, RLBatch) for b in train):
         raise TypeError(f"train must be an RLBatch or a tuple of RLBatches (one per inner step), got {type(train).__name__}")
