@@ -45,6 +45,10 @@ def parse_args() -> argparse.Namespace:
                         help="inner SGD steps during meta-training, each on fresh episodes of the policy adapted so far")
     parser.add_argument("--learn-inner-lr", action="store_true",
                         help="Meta-SGD: meta-learn per-parameter inner step sizes, starting from --inner-lr")
+    parser.add_argument("--raw-inner-advantages", action="store_true",
+                        help="inner steps learn from the baseline residuals as they are (default: normalized)")
+    parser.add_argument("--mean-bound", type=float, default=None,
+                        help="squash the policy mean into (-B, B), e.g. the velocity box 0.1 / action_scale")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="policy hidden sizes")
     parser.add_argument("--activation", default="tanh", help="policy activation (relu, tanh, elu, gelu, silu)")
     parser.add_argument("--action-scale", type=float, default=1.0,
@@ -122,6 +126,8 @@ def main() -> None:
         device=args.device,
         compile=args.compile,
         learn_inner_lr=args.learn_inner_lr,
+        normalize_inner_advantages=not args.raw_inner_advantages,
+        mean_bound=args.mean_bound,
         trpo=TRPOConfig(curvature=args.curvature),
     )
     output = Path(args.output)

@@ -250,6 +250,9 @@ def test_checkpoint_survives_a_crash_while_saving(tmp_path, monkeypatch):
         ("gamma", -0.1),
         ("gae_lambda", 1.5),
         ("meta_optimizer", "sgd"),
+        ("mean_bound", 0.0),
+        ("mean_bound", float("inf")),
+        ("mean_bound", True),
     ],
 )
 def test_bad_config_names_the_field(field, value):
@@ -475,6 +478,47 @@ def test_each_inner_step_learns_from_fresh_episodes_of_the_policy_adapted_so_far
     for got, want in zip(seen["train"], batches[:2]):
         assert all(torch.equal(a, b) for a, b in zip(got, want))
     assert all(torch.equal(a, b) for a, b in zip(seen["valid"], batches[2]))
+
+
+def test_raw_inner_advantages_reach_the_inner_steps_only(monkeypatch):
+    """normalize_inner_advantages=False: the inner steps (training and evaluation) learn from
+    the baseline residuals as they are; the meta-step's post-adaptation batch stays normalized."""
+    import functional_metarl.runners.maml_trainer as trainer_module
+    from functional_metarl.meta import make_rl_batches
+
+    trainer = MAMLTrainer(tiny_config(normalize_inner_advantages=False))
+    sampled, seen, adapted_on = [], {}, []
+    original_sample, original_adapt = trainer.sample, trainer.adapt_batch
+
+    def spy_sample(*args, **kwargs):
+        sampled.append(original_sample(*args, **kwargs))
+        return sampled[-1]
+
+    def spy_step(policy, params, train, valid, *args, **kwargs):
+        seen["train"], seen["valid"] = train, valid
+        return original_step(policy, params, train, valid, *args, **kwargs)
+
+    def spy_adapt(params, batch, *args, **kwargs):
+        adapted_on.append(batch)
+        return original_adapt(params, batch, *args, **kwargs)
+
+    original_step = trainer_module.maml_trpo_step
+    monkeypatch.setattr(trainer, "sample", spy_sample)
+    monkeypatch.setattr(trainer, "adapt_batch", spy_adapt)
+    monkeypatch.setattr(trainer_module, "maml_trpo_step", spy_step)
+    trainer.train_iteration()
+    cfg = trainer.config
+    raw = make_rl_batches(sampled[0], cfg.gamma, cfg.gae_lambda, normalize=False)
+    normalized = make_rl_batches(sampled[0], cfg.gamma, cfg.gae_lambda)
+    assert not torch.allclose(raw.advantages, normalized.advantages)
+    assert torch.equal(seen["train"].advantages, raw.advantages)
+    assert torch.equal(adapted_on[0].advantages, raw.advantages)
+    assert torch.equal(seen["valid"].advantages, make_rl_batches(sampled[1], cfg.gamma, cfg.gae_lambda).advantages)
+
+    sampled.clear(), adapted_on.clear()
+    trainer.evaluate(num_tasks=2, max_steps=1, episodes_per_task=2)
+    eval_raw = make_rl_batches(sampled[0], cfg.gamma, cfg.gae_lambda, normalize=False)
+    assert torch.equal(adapted_on[0].advantages, eval_raw.advantages)
 
 
 # --------------------------------------------------------------------------- learned step sizes

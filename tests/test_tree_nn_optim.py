@@ -272,6 +272,21 @@ def test_gaussian_policy_apply_matches_hand_forward():
     assert pol.num_params() == sum(v.numel() for v in params.values())
 
 
+def test_gaussian_policy_mean_bound_squashes_into_the_box():
+    """``mean_bound=b``: the mean is ``b * tanh(out / b)`` of the unbounded policy's mean, so it
+    stays within ``[-b, b]`` (large weights push it to the edge) and is the identity near 0."""
+    free, bounded = fnn.gaussian_policy(3, 2, hidden=(4,)), fnn.gaussian_policy(3, 2, hidden=(4,), mean_bound=0.1)
+    params = {k: 20 * v for k, v in _randomise(free.init(0), 31).items()}
+    obs = _randn(50, 3, seed=32)
+    free_mean, free_log_std = free.apply(params, obs)
+    mean, log_std = bounded.apply(params, obs)
+    torch.testing.assert_close(mean, 0.1 * torch.tanh(free_mean / 0.1))
+    torch.testing.assert_close(log_std, free_log_std)
+    assert free_mean.abs().max() > 0.5 and mean.abs().max() <= 0.1
+    small = {k: 1e-6 * v if k.startswith("mean.") else v for k, v in params.items()}
+    torch.testing.assert_close(bounded.apply(small, obs)[0], free.apply(small, obs)[0], rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("activation", sorted(_ACT))
 def test_pure_fast_path_equals_functional_call_bit_for_bit(activation):
     """The built-in templates' pure apply and functional_call on the template module give the
@@ -282,7 +297,8 @@ def test_pure_fast_path_equals_functional_call_bit_for_bit(activation):
         return out if isinstance(out, tuple) else (out,)
 
     for net in (fnn.mlp(3, 2, hidden=(5, 4), activation=activation),
-                fnn.gaussian_policy(3, 2, hidden=(4, 5), activation=activation)):
+                fnn.gaussian_policy(3, 2, hidden=(4, 5), activation=activation),
+                fnn.gaussian_policy(3, 2, hidden=(4, 5), activation=activation, mean_bound=0.3)):
         assert net._pure_apply is not None
         params = _randomise(net.init(0), 11)
         x = _randn(2, 7, 3, seed=12)
@@ -314,6 +330,7 @@ def test_apply_stacked_equals_vmap_of_apply(activation):
 
     for net in (fnn.mlp(3, 2, hidden=(5, 4), activation=activation),
                 fnn.gaussian_policy(3, 2, hidden=(4, 5), activation=activation),
+                fnn.gaussian_policy(3, 2, hidden=(4, 5), activation=activation, mean_bound=0.3),
                 fnn.categorical_policy(3, 4, hidden=(6,))):
         base = _randomise(net.init(0), 21)
         stacked = {k: torch.stack([v, 2 * v, -v]) for k, v in base.items()}
@@ -496,6 +513,9 @@ def test_apply_input_validation():
         (lambda: fnn.gaussian_policy(3, 2, init_std=float("nan")), ValueError),
         (lambda: fnn.gaussian_policy(3, 2, init_std=float("inf")), ValueError),
         (lambda: fnn.gaussian_policy(3, 2, activation="nope"), ValueError),
+        (lambda: fnn.gaussian_policy(3, 2, mean_bound=0.0), ValueError),
+        (lambda: fnn.gaussian_policy(3, 2, mean_bound=float("inf")), ValueError),
+        (lambda: fnn.gaussian_policy(3, 2, mean_bound=True), ValueError),
         (lambda: fnn.categorical_policy(3, 0), ValueError),
         (lambda: fnn.categorical_policy(-2, 3), ValueError),
         (lambda: fnn.categorical_policy(3, 3, activation="nope"), ValueError),

@@ -202,14 +202,21 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (100, 100), activatio
     )
 
 
+def _bound_mean(mean: torch.Tensor, mean_bound: float | None) -> torch.Tensor:
+    """``mean_bound * tanh(mean / mean_bound)``: the identity near 0, never beyond the bound."""
+    return mean if mean_bound is None else mean_bound * torch.tanh(mean / mean_bound)
+
+
 class _GaussianPolicy(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str, init_std: float):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str, init_std: float,
+                 mean_bound: float | None = None):
         super().__init__()
         self.mean = _mlp_module(obs_dim, act_dim, hidden, activation)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+        self.mean_bound = mean_bound
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = self.mean(obs)
+        mean = _bound_mean(self.mean(obs), self.mean_bound)
         return mean, self.log_std.expand_as(mean)
 
 
@@ -219,28 +226,37 @@ def gaussian_policy(
     hidden: Sequence[int] = (64, 64),
     activation: str = "tanh",
     init_std: float = 1.0,
+    mean_bound: float | None = None,
 ) -> Functional:
     """Diagonal Gaussian policy with a state-independent log-std.
 
     ``apply(params, obs: [..., obs_dim]) -> (mean: [..., act_dim], log_std: [..., act_dim])``.
+    With ``mean_bound`` the mean is squashed smoothly into ``[-mean_bound, mean_bound]``
+    (``mean_bound * tanh(out / mean_bound)``), e.g. onto an environment's action box, so the
+    mean cannot sit far outside the box, where clipping makes every sampled action the same.
     """
     hidden = tuple(hidden)
     _check_mlp_args(obs_dim, act_dim, hidden, activation)
     if not (isinstance(init_std, (int, float)) and init_std > 0 and math.isfinite(init_std)):
         raise ValueError(f"init_std must be a positive finite float, got {init_std!r}")
+    if mean_bound is not None and not (
+        isinstance(mean_bound, (int, float)) and not isinstance(mean_bound, bool) and mean_bound > 0 and math.isfinite(mean_bound)
+    ):
+        raise ValueError(f"mean_bound must be None or a positive finite float, got {mean_bound!r}")
+    mean_bound = None if mean_bound is None else float(mean_bound)
     num_layers = len(hidden) + 1
 
     def pure_apply(params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = _mlp_forward(params, obs, "mean.", num_layers, activation)
+        mean = _bound_mean(_mlp_forward(params, obs, "mean.", num_layers, activation), mean_bound)
         return mean, params["log_std"].expand_as(mean)
 
     def stacked_apply(params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = _mlp_forward_stacked(params, obs, "mean.", num_layers, activation)
+        mean = _bound_mean(_mlp_forward_stacked(params, obs, "mean.", num_layers, activation), mean_bound)
         log_std = params["log_std"]  # [N, act_dim]
         return mean, log_std.reshape(log_std.shape[0], *([1] * (mean.ndim - 2)), -1).expand_as(mean)
 
     return Functional(
-        lambda: _GaussianPolicy(obs_dim, act_dim, hidden, activation, float(init_std)), obs_dim,
+        lambda: _GaussianPolicy(obs_dim, act_dim, hidden, activation, float(init_std), mean_bound), obs_dim,
         pure_apply=pure_apply, stacked_apply=stacked_apply,
     )
 

@@ -55,9 +55,11 @@ class MAMLConfig:
     inner_lr: float = 0.1
     inner_steps: int = 1
     learn_inner_lr: bool = False  # Meta-SGD: per-parameter inner step sizes, meta-learned from inner_lr
+    normalize_inner_advantages: bool = True  # False: the inner steps learn from the raw baseline residuals
     gamma: float = 0.99
     gae_lambda: float = 1.0
     hidden: tuple[int, ...] = (64, 64)
+    mean_bound: float | None = None  # squash the policy mean into (-mean_bound, mean_bound); None: unbounded
     activation: str = "tanh"
     first_order: bool = False
     meta_optimizer: str = "trpo"  # or "adam"
@@ -80,6 +82,14 @@ class MAMLConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if self.mean_bound is not None and (
+            isinstance(self.mean_bound, bool) or not isinstance(self.mean_bound, (int, float))
+            or not (self.mean_bound > 0 and math.isfinite(self.mean_bound))
+        ):
+            raise ValueError(f"mean_bound must be None or a positive finite number, got {self.mean_bound!r}")
+        for name in ("learn_inner_lr", "normalize_inner_advantages", "first_order", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
@@ -119,7 +129,8 @@ class MAMLTrainer:
             raise ValueError(f"env.horizon ({self.env.horizon}) differs from config.horizon ({config.horizon})")
         self.device = resolve_device(config.device)
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.policy = gaussian_policy(self.env.obs_dim, self.env.act_dim, config.hidden, config.activation)
+        self.policy = gaussian_policy(self.env.obs_dim, self.env.act_dim, config.hidden, config.activation,
+                                      mean_bound=config.mean_bound)
         self.inner_opt = meta_sgd(config.inner_lr) if config.learn_inner_lr else sgd(config.inner_lr)
         self.meta_opt = adam(config.meta_lr)
         self.params: Params = self.policy.init(config.seed, device=self.device)
@@ -165,6 +176,11 @@ class MAMLTrainer:
             inner_opt = self.inner_opt if lr is None else sgd(lr)
             return adapt_tasks(self.policy, inner_opt, 1, True, params, batch, params_per_task=per_task)
 
+    def _inner_batch(self, episodes) -> RLBatch:
+        """The batch an inner step learns from (advantages normalized unless configured off)."""
+        cfg = self.config
+        return make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda, normalize=cfg.normalize_inner_advantages)
+
     def sample(self, params: Params, tasks, per_task: bool = False, generator: torch.Generator | None = None,
                episodes_per_task: int | None = None):
         cfg = self.config
@@ -185,10 +201,10 @@ class MAMLTrainer:
         # Inner step k learns from episodes of the policy adapted k times (fresh episodes per
         # step, as pytorch-maml-rl samples them); the meta-step then replays those steps.
         train_episodes = self.sample(self.params, tasks)
-        train_batches = [make_rl_batches(train_episodes, cfg.gamma, cfg.gae_lambda)]
+        train_batches = [self._inner_batch(train_episodes)]
         adapted = self.adapt_batch(self.params, train_batches[0])
         for _ in range(cfg.inner_steps - 1):
-            train_batches.append(make_rl_batches(self.sample(adapted, tasks, per_task=True), cfg.gamma, cfg.gae_lambda))
+            train_batches.append(self._inner_batch(self.sample(adapted, tasks, per_task=True)))
             adapted = self.adapt_batch(adapted, train_batches[-1], per_task=True)
         train = train_batches[0] if cfg.inner_steps == 1 else tuple(train_batches)
         valid_episodes = self.sample(adapted, tasks, per_task=True)
@@ -310,7 +326,7 @@ class MAMLTrainer:
             returns[str(step)] = _episode_return(episodes.rewards)
             episodes_per_step.append(episodes)
             if step < max_steps:
-                batch = make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda)
+                batch = self._inner_batch(episodes)
                 adapted = self.adapt_batch(adapted, batch, per_task=True, lr=inner_lrs[min(step, len(inner_lrs) - 1)],
                                            learned_lrs=learned_lrs)
         return returns, (tasks, episodes_per_step)
