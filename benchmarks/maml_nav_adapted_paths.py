@@ -10,6 +10,12 @@ and prints, after 0..3 steps:
 
 * the mean return of sampled episodes and of the *mean* action (zero noise): if they agree,
   exploration noise is not what costs return;
+* the mean return of the goals near the start (distance below 0.25), in the middle (0.25 to 0.5)
+  and far (beyond 0.5): one gradient step moves the policy by about the same amount whatever
+  the goal, so near goals get overshot and far ones under-reached. Before the first step it
+  also prints the spread (std) of the raw advantages (baseline residuals, not normalized) per
+  band: if it does not grow with the goal's distance, raw advantages carry no more distance
+  information than normalized ones (the reward's gradient in the position has norm 1);
 * for the mean-action paths, the median distance to the goal at steps 10, 50 and 99 (of 100) and the mean
   distance moved per step over the last 40 steps: a path that stops has a fixed point that far
   from the goal, one that keeps moving 0.14 per step bounces between clipped diagonal actions.
@@ -50,8 +56,11 @@ def main() -> None:
     lrs = (config.inner_lr, config.inner_lr / 10)
     print(f"{args.checkpoint} ({args.params} params, meta-iteration {trainer.iteration}), {args.tasks} goals, seed {args.seed}")
     t = config.horizon
-    print(f"{'steps':>5} | {'sampled':>8} | {'mean action':>11} | {f'median dist t={t // 10}/{t // 2}/{t - 1}':>22} | "
-          f"{'moved per step':>14}")
+    goal_distance = tasks.goal.norm(dim=-1)
+    bins = {"near": goal_distance < 0.25, "mid": (goal_distance >= 0.25) & (goal_distance < 0.5), "far": goal_distance >= 0.5}
+    print("goals near / mid / far: " + " / ".join(str(int(b.sum())) for b in bins.values()))
+    print(f"{'steps':>5} | {'sampled':>8} | {'near/mid/far':>20} | {'mean action':>11} | "
+          f"{f'median dist t={t // 10}/{t // 2}/{t - 1}':>22} | {'moved per step':>14}")
     for step in range(4):
         episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)
         noiseless = rollout(trainer.env, trainer.policy, adapted, tasks, torch.zeros(config.horizon, args.tasks, 1, 2),
@@ -62,10 +71,16 @@ def main() -> None:
         window = min(40, horizon - 1)
         moved = (position[:, -window:] - position[:, -window - 1:-1]).norm(dim=-1).mean()
         medians = "/".join(f"{float(distance[:, t].median()):.3f}" for t in (horizon // 10, horizon // 2, horizon - 1))
-        print(f"{step:>5} | {float(episodes.rewards.sum(1).mean()):8.2f} | {float(noiseless.rewards.sum(1).mean()):11.2f} | "
-              f"{medians:>22} | {float(moved):14.4f}")
-        batch = make_rl_batches(episodes, config.gamma, config.gae_lambda)
+        task_returns = episodes.rewards.sum(1).mean(-1)  # [N]
+        by_distance = "/".join(f"{float(task_returns[b].mean()):.1f}" if b.any() else "-" for b in bins.values())
+        print(f"{step:>5} | {float(episodes.rewards.sum(1).mean()):8.2f} | {by_distance:>20} | "
+              f"{float(noiseless.rewards.sum(1).mean()):11.2f} | {medians:>22} | {float(moved):14.4f}")
+        batch = trainer.inner_batch(episodes)
         if step == 0:
+            raw = make_rl_batches(episodes, config.gamma, config.gae_lambda, normalize=False)
+            spread = torch.stack([raw.advantages[i][raw.mask[i].bool()].std() for i in range(args.tasks)])
+            print("      raw advantage std near/mid/far: "
+                  + "/".join(f"{float(spread[b].mean()):.2f}" if b.any() else "-" for b in bins.values()))
             returns = discounted_returns(episodes.rewards[0], episodes.mask[0], config.gamma)
             values = linear_baseline_values(episodes.obs[0], returns, episodes.mask[0])
             values64 = linear_baseline_values(episodes.obs[0].double(), returns.double(), episodes.mask[0].double())

@@ -176,8 +176,9 @@ class MAMLTrainer:
             inner_opt = self.inner_opt if lr is None else sgd(lr)
             return adapt_tasks(self.policy, inner_opt, 1, True, params, batch, params_per_task=per_task)
 
-    def _inner_batch(self, episodes) -> RLBatch:
-        """The batch an inner step learns from (advantages normalized unless configured off)."""
+    def inner_batch(self, episodes) -> RLBatch:
+        """The RLBatch an inner step learns from: advantages normalized per task unless
+        ``config.normalize_inner_advantages`` is False. episodes leaves ``[N, T, E, ...]``."""
         cfg = self.config
         return make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda, normalize=cfg.normalize_inner_advantages)
 
@@ -201,10 +202,10 @@ class MAMLTrainer:
         # Inner step k learns from episodes of the policy adapted k times (fresh episodes per
         # step, as pytorch-maml-rl samples them); the meta-step then replays those steps.
         train_episodes = self.sample(self.params, tasks)
-        train_batches = [self._inner_batch(train_episodes)]
+        train_batches = [self.inner_batch(train_episodes)]
         adapted = self.adapt_batch(self.params, train_batches[0])
         for _ in range(cfg.inner_steps - 1):
-            train_batches.append(self._inner_batch(self.sample(adapted, tasks, per_task=True)))
+            train_batches.append(self.inner_batch(self.sample(adapted, tasks, per_task=True)))
             adapted = self.adapt_batch(adapted, train_batches[-1], per_task=True)
         train = train_batches[0] if cfg.inner_steps == 1 else tuple(train_batches)
         valid_episodes = self.sample(adapted, tasks, per_task=True)
@@ -326,7 +327,7 @@ class MAMLTrainer:
             returns[str(step)] = _episode_return(episodes.rewards)
             episodes_per_step.append(episodes)
             if step < max_steps:
-                batch = self._inner_batch(episodes)
+                batch = self.inner_batch(episodes)
                 adapted = self.adapt_batch(adapted, batch, per_task=True, lr=inner_lrs[min(step, len(inner_lrs) - 1)],
                                            learned_lrs=learned_lrs)
         return returns, (tasks, episodes_per_step)
