@@ -15,7 +15,10 @@ and prints, after 0..3 steps:
   the goal, so near goals get overshot and far ones under-reached. Before the first step it
   also prints the spread (std) of the raw advantages (baseline residuals, not normalized) per
   band: if it does not grow with the goal's distance, raw advantages carry no more distance
-  information than normalized ones (the reward's gradient in the position has norm 1);
+  information than normalized ones (the reward's gradient in the position has norm 1). It also
+  prints the norm of the first inner gradient per band and the cosine between the output
+  bias's descent direction and the goal direction: a direction that points at the goal with a
+  norm that barely grows with the distance makes one step move every policy about equally far;
 * for the mean-action paths, the median distance to the goal at steps 10, 50 and 99 (of 100) and the mean
   distance moved per step over the last 40 steps: a path that stops has a fixed point that far
   from the goal, one that keeps moving 0.14 per step bounces between clipped diagonal actions.
@@ -28,12 +31,14 @@ relative difference of the fitted values, to rule out an ill-conditioned float32
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
+from torch.func import grad, vmap
 from _common import parse_and_load_checkpoint  # benchmarks/_common.py (this folder is on sys.path)
 
 from functional_metarl.envs import rollout
-from functional_metarl.meta import make_rl_batches
+from functional_metarl.meta import make_rl_batches, reinforce_loss
 from functional_metarl.rl import discounted_returns, linear_baseline_values
 from functional_metarl.tree import tree_map
 
@@ -81,6 +86,13 @@ def main() -> None:
             spread = torch.stack([raw.advantages[i][raw.mask[i].bool()].std() for i in range(args.tasks)])
             print("      raw advantage std near/mid/far: "
                   + "/".join(f"{float(spread[b].mean()):.2f}" if b.any() else "-" for b in bins.values()))
+            grads = vmap(grad(partial(reinforce_loss, trainer.policy)), in_dims=(None, 0))(params, batch)
+            norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads.values()))  # [N]
+            out_bias = grads[[k for k in params if k.startswith("mean.")][-1]]  # [N, 2]
+            cosine = torch.nn.functional.cosine_similarity(-out_bias, tasks.goal, dim=-1)
+            print("      first inner gradient norm near/mid/far: "
+                  + "/".join(f"{float(norms[b].mean()):.2f}" if b.any() else "-" for b in bins.values())
+                  + f"; cosine(output-bias descent, goal direction) median {float(cosine.median()):.2f}")
             returns = discounted_returns(episodes.rewards[0], episodes.mask[0], config.gamma)
             values = linear_baseline_values(episodes.obs[0], returns, episodes.mask[0])
             values64 = linear_baseline_values(episodes.obs[0].double(), returns.double(), episodes.mask[0].double())
