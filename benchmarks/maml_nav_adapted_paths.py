@@ -62,7 +62,8 @@ def main() -> None:
     print(f"{args.checkpoint} ({args.params} params, meta-iteration {trainer.iteration}), {args.tasks} goals, seed {args.seed}")
     t = config.horizon
     goal_distance = tasks.goal.norm(dim=-1)
-    bins = {"near": goal_distance < 0.25, "mid": (goal_distance >= 0.25) & (goal_distance < 0.5), "far": goal_distance >= 0.5}
+    bins = {"near": goal_distance < 0.25, "mid": (goal_distance >= 0.25) & (goal_distance < 0.5),
+            "far": goal_distance >= 0.5}
     print("goals near / mid / far: " + " / ".join(str(int(b.sum())) for b in bins.values()))
     print(f"{'steps':>5} | {'sampled':>8} | {'near/mid/far':>20} | {'mean action':>11} | "
           f"{f'median dist t={t // 10}/{t // 2}/{t - 1}':>22} | {'moved per step':>14}")

@@ -48,7 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--raw-inner-advantages", action="store_true",
                         help="inner steps learn from the baseline residuals as they are (default: normalized)")
     parser.add_argument("--mean-bound", type=float, default=None,
-                        help="squash the policy mean into (-B, B), e.g. the velocity box 0.1 / action_scale")
+                        help="squash the policy mean into [-B, B] as B tanh(out / B), "
+                             "e.g. onto the velocity box: B = 0.1 / action_scale")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="policy hidden sizes")
     parser.add_argument("--activation", default="tanh", help="policy activation (relu, tanh, elu, gelu, silu)")
     parser.add_argument("--action-scale", type=float, default=1.0,

@@ -240,7 +240,8 @@ def gaussian_policy(
     if not (isinstance(init_std, (int, float)) and init_std > 0 and math.isfinite(init_std)):
         raise ValueError(f"init_std must be a positive finite float, got {init_std!r}")
     if mean_bound is not None and not (
-        isinstance(mean_bound, (int, float)) and not isinstance(mean_bound, bool) and mean_bound > 0 and math.isfinite(mean_bound)
+        isinstance(mean_bound, (int, float)) and not isinstance(mean_bound, bool)
+        and mean_bound > 0 and math.isfinite(mean_bound)
     ):
         raise ValueError(f"mean_bound must be None or a positive finite float, got {mean_bound!r}")
     mean_bound = None if mean_bound is None else float(mean_bound)

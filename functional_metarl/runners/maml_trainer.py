@@ -59,7 +59,7 @@ class MAMLConfig:
     gamma: float = 0.99
     gae_lambda: float = 1.0
     hidden: tuple[int, ...] = (64, 64)
-    mean_bound: float | None = None  # squash the policy mean into (-mean_bound, mean_bound); None: unbounded
+    mean_bound: float | None = None  # squash the policy mean into [-mean_bound, mean_bound]; None: unbounded
     activation: str = "tanh"
     first_order: bool = False
     meta_optimizer: str = "trpo"  # or "adam"
