@@ -260,6 +260,12 @@ def test_bad_config_names_the_field(field, value):
         MAMLConfig(**{field: value})
 
 
+@pytest.mark.parametrize("field", ["learn_inner_lr", "normalize_inner_advantages", "first_order", "compile"])
+def test_config_flags_must_be_bools(field):
+    with pytest.raises(TypeError, match=field):
+        MAMLConfig(**{field: 1})
+
+
 def test_bad_trainer_settings():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="(?i)cuda"):
