@@ -66,3 +66,28 @@ def test_maml_nav_adapted_paths_and_eval_lrs_run_on_a_checkpoint(tmp_path):
     assert "learned step sizes of log_std" in subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "maml_nav_adapted_paths.py"), checkpoint, "--tasks", "2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
+
+
+def test_maml_nav_runs_table_averages_the_runs(tmp_path):
+    """benchmarks/maml_nav_runs_table.py prints each run's eval rows and their mean, names the
+    config fields that differ, and refuses a directory without a finished run."""
+    for seed, offset in ((0, 0.0), (1, 2.0)):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        evaluation = {str(k): -40.0 + 10 * k + offset for k in range(4)}
+        final = {str(k): value - 1.0 for k, value in evaluation.items()}
+        (run / "metrics.json").write_text(json.dumps(
+            {"config": {"seed": seed, "inner_lr": 0.1}, "eval": evaluation, "eval_final": final}))
+    script = str(ROOT / "benchmarks" / "maml_nav_runs_table.py")
+    proc = subprocess.run([sys.executable, script, str(tmp_path / "seed0"), str(tmp_path / "seed1")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "differ between the runs: seed" in proc.stdout
+    mean_rows = [line for line in proc.stdout.splitlines() if line.startswith("mean")]
+    assert [[float(cell) for cell in row.split("|")[2:]] for row in mean_rows] == [
+        [-39.0, -29.0, -19.0, -9.0], [-40.0, -30.0, -20.0, -10.0]]  # best, then latest
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "metrics.json").write_text(json.dumps({"config": {}, "iterations": []}))
+    proc = subprocess.run([sys.executable, script, str(tmp_path / "unfinished")], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode != 0 and "no complete 'eval' entry" in proc.stderr
