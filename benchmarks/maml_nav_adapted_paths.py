@@ -18,7 +18,8 @@ and prints, after 0..3 steps:
   information than normalized ones (the reward's gradient in the position has norm 1). It also
   prints the norm of the first inner gradient per band and the cosine between the output
   bias's descent direction and the goal direction: a direction that points at the goal with a
-  norm that barely grows with the distance makes one step move every policy about equally far;
+  norm that barely grows with the distance makes one step move every policy about equally far
+  (``--log-std-shift S`` widens the meta-params' exploration first, to see whether that changes);
 * for the mean-action paths, the median distance to the goal at steps 10, 50 and 99 (of 100) and the mean
   distance moved per step over the last 40 steps: a path that stops has a fixed point that far
   from the goal, one that keeps moving 0.14 per step bounces between clipped diagonal actions.
@@ -47,10 +48,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", choices=("latest", "best"), default="latest")
     parser.add_argument("--seed", type=int, default=777)
+    parser.add_argument("--log-std-shift", type=float, default=0.0,
+                        help="add this to the meta-params' log-std first (does wider exploration make the "
+                             "first gradient's norm depend on the goal's distance?)")
     args, trainer = parse_and_load_checkpoint(parser)
     config = trainer.config
     params, learned = ((trainer.params, trainer.learned_lrs) if args.params == "latest"
                        else (trainer.best_params, trainer.best_learned_lrs))
+    if args.log_std_shift:
+        params = {**params, "log_std": params["log_std"] + args.log_std_shift}
     if learned is not None:  # a --learn-inner-lr run: what the meta-learner made of its step sizes
         for name, lr in learned.items():
             print(f"learned step sizes of {name}: mean {float(lr.mean()):.3f}, min {float(lr.min()):.3f}, "
