@@ -81,8 +81,11 @@ def gauss_newton_operator(
     return product
 
 
+_CG_RESIDUAL_TOL = 1e-10  # conjugate gradient stops once the squared residual norm is below this
+
+
 def conjugate_gradient(
-    matvec: Callable[[Vector], Vector], b: Vector, iters: int = 10, residual_tol: float = 1e-10
+    matvec: Callable[[Vector], Vector], b: Vector, iters: int = 10, residual_tol: float = _CG_RESIDUAL_TOL
 ) -> Vector:
     """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given as ``matvec``.
 
@@ -135,7 +138,7 @@ def trpo_step_direction(
     def damped(v: Vector) -> Vector:
         return curvature(v) + damping * v
 
-    direction, residual = _conjugate_gradient(damped, loss_grad, cg_iters, 1e-10)
+    direction, residual = _conjugate_gradient(damped, loss_grad, cg_iters, _CG_RESIDUAL_TOL)
     # s^T A s without another product: CG keeps r = g - A s, so A s = g - r. Each product costs
     # as much as a CG iteration (about 10% of the step with the default 10 iterations).
     shs = 0.5 * torch.dot(direction, loss_grad - residual)
