@@ -202,6 +202,17 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (100, 100), activatio
     )
 
 
+def _check_mean_bound(mean_bound: object) -> float | None:
+    """``gaussian_policy``'s ``mean_bound``: None, or a positive finite number (as a float)."""
+    if mean_bound is None:
+        return None
+    if isinstance(mean_bound, bool) or not isinstance(mean_bound, (int, float)) or not (
+        mean_bound > 0 and math.isfinite(mean_bound)
+    ):
+        raise ValueError(f"mean_bound must be None or a positive finite float, got {mean_bound!r}")
+    return float(mean_bound)
+
+
 def _bound_mean(mean: torch.Tensor, mean_bound: float | None) -> torch.Tensor:
     """``mean_bound * tanh(mean / mean_bound)``: the identity near 0, never beyond the bound."""
     return mean if mean_bound is None else mean_bound * torch.tanh(mean / mean_bound)
@@ -239,12 +250,7 @@ def gaussian_policy(
     _check_mlp_args(obs_dim, act_dim, hidden, activation)
     if not (isinstance(init_std, (int, float)) and init_std > 0 and math.isfinite(init_std)):
         raise ValueError(f"init_std must be a positive finite float, got {init_std!r}")
-    if mean_bound is not None and not (
-        isinstance(mean_bound, (int, float)) and not isinstance(mean_bound, bool)
-        and mean_bound > 0 and math.isfinite(mean_bound)
-    ):
-        raise ValueError(f"mean_bound must be None or a positive finite float, got {mean_bound!r}")
-    mean_bound = None if mean_bound is None else float(mean_bound)
+    mean_bound = _check_mean_bound(mean_bound)
     num_layers = len(hidden) + 1
 
     def pure_apply(params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,6 +33,7 @@ from ..meta import (
     make_rl_batches,
 )
 from ..nn import gaussian_policy
+from ..nn.core import _check_mean_bound
 from ..optim import AdamState, MetaSgdState, adam, meta_sgd, sgd
 from ..tree import Params, tree_map
 from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
@@ -82,11 +83,7 @@ class MAMLConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if self.mean_bound is not None and (
-            isinstance(self.mean_bound, bool) or not isinstance(self.mean_bound, (int, float))
-            or not (self.mean_bound > 0 and math.isfinite(self.mean_bound))
-        ):
-            raise ValueError(f"mean_bound must be None or a positive finite number, got {self.mean_bound!r}")
+        _check_mean_bound(self.mean_bound)  # fail when the config is built, not with the trainer
         for name in ("learn_inner_lr", "normalize_inner_advantages", "first_order", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -105,6 +102,11 @@ class MAMLConfig:
         out = dataclasses.asdict(self)
         out["hidden"] = list(self.hidden)
         return out
+
+
+def _moved(tree: Params | None, device: torch.device | str) -> Params | None:
+    """A params dict detached and moved to ``device`` (``None`` stays ``None``)."""
+    return None if tree is None else {k: v.detach().to(device) for k, v in tree.items()}
 
 
 def _episode_return(rewards: torch.Tensor) -> float:
@@ -338,12 +340,11 @@ class MAMLTrainer:
         return {
             "config": self.config.to_dict(),
             "iteration": self.iteration,
-            "params": {k: v.detach().cpu() for k, v in self.params.items()},
-            "best_params": {k: v.detach().cpu() for k, v in self.best_params.items()},
+            "params": _moved(self.params, "cpu"),
+            "best_params": _moved(self.best_params, "cpu"),
             "best_post_return": self.best_post_return,
-            "learned_lrs": None if self.learned_lrs is None else {k: v.detach().cpu() for k, v in self.learned_lrs.items()},
-            "best_learned_lrs": (None if self.best_learned_lrs is None
-                                 else {k: v.detach().cpu() for k, v in self.best_learned_lrs.items()}),
+            "learned_lrs": _moved(self.learned_lrs, "cpu"),
+            "best_learned_lrs": _moved(self.best_learned_lrs, "cpu"),
             "meta_opt_state": None if opt is None else {"count": opt.count, "mu": opt.mu, "nu": opt.nu},
             "generator_state": self.generator.get_state(),
             "history": self.history,
@@ -360,34 +361,39 @@ class MAMLTrainer:
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> MAMLTrainer:
         """A trainer with the config of the run that wrote ``path`` (``device`` replaces the
         run's), restored from it; settings that checkpoint predates take their defaults."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # Read once: the run's config comes from the checkpoint, so there is nothing to compare.
+        state = read_checkpoint(path, {}, ())
         trainer = cls(MAMLConfig(**{**MAMLConfig().to_dict(), **state["config"], "device": device}))
-        trainer.load_checkpoint(path)
+        trainer._restore(state)
         return trainer
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore params, optimizer state, RNG state, iteration and history from ``path``."""
         # The run length may be extended on resume; everything else must match.
-        state = read_checkpoint(path, self.config.to_dict(), ("meta_iterations", "device", "checkpoint_every", "compile"),
-                                defaults=MAMLConfig().to_dict())
+        self._restore(read_checkpoint(path, self.config.to_dict(),
+                                      ("meta_iterations", "device", "checkpoint_every", "compile"),
+                                      defaults=MAMLConfig().to_dict()))
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Take over a checkpoint's state, written with this trainer's settings."""
         self.policy.check(state["params"])
-        self.params = {k: v.to(self.device) for k, v in state["params"].items()}
+        self.params = _moved(state["params"], self.device)
         # Checkpoints written before best-params tracking existed start it afresh.
         best = state.get("best_params", state["params"])
         self.policy.check(best)
-        self.best_params = {k: v.to(self.device) for k, v in best.items()}
+        self.best_params = _moved(best, self.device)
         self.best_post_return = float(state.get("best_post_return", -math.inf))
-        if self.config.learn_inner_lr:  # the config check above guarantees the checkpoint has them
+        if self.config.learn_inner_lr:  # the settings match, so the checkpoint has them
             for name in ("learned_lrs", "best_learned_lrs"):
                 self.policy.check(state[name])
-            self.learned_lrs = {k: v.to(self.device) for k, v in state["learned_lrs"].items()}
-            self.best_learned_lrs = {k: v.to(self.device) for k, v in state["best_learned_lrs"].items()}
+            self.learned_lrs = _moved(state["learned_lrs"], self.device)
+            self.best_learned_lrs = _moved(state["best_learned_lrs"], self.device)
         opt = state["meta_opt_state"]
         if opt is not None:
             self.meta_opt_state = AdamState(
                 opt["count"].to(self.device),
-                {k: v.to(self.device) for k, v in opt["mu"].items()},
-                {k: v.to(self.device) for k, v in opt["nu"].items()},
+                _moved(opt["mu"], self.device),
+                _moved(opt["nu"], self.device),
             )
         self.generator.set_state(state["generator_state"])
         self.iteration = int(state["iteration"])
