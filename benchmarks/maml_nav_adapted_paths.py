@@ -75,7 +75,7 @@ def main() -> None:
           f"{f'median dist t={t // 10}/{t // 2}/{t - 1}':>22} | {'moved per step':>14}")
     for step in range(4):
         episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)
-        noiseless = rollout(trainer.env, trainer.policy, adapted, tasks, torch.zeros(config.horizon, args.tasks, 1, 2),
+        noiseless = rollout(adapted, tasks, torch.zeros(config.horizon, args.tasks, 1, 2), trainer.env, trainer.policy,
                             params_per_task=True)
         position = noiseless.obs[:, :, 0]  # [N, T, 2]: the position before each step
         distance = (position - tasks.goal[:, None]).norm(dim=-1)
@@ -93,7 +93,7 @@ def main() -> None:
             spread = torch.stack([raw.advantages[i][raw.mask[i].bool()].std() for i in range(args.tasks)])
             print("      raw advantage std near/mid/far: "
                   + "/".join(f"{float(spread[b].mean()):.2f}" if b.any() else "-" for b in bins.values()))
-            grads = vmap(grad(partial(reinforce_loss, trainer.policy)), in_dims=(None, 0))(params, batch)
+            grads = vmap(grad(partial(reinforce_loss, policy=trainer.policy)), in_dims=(None, 0))(params, batch)
             norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads.values()))  # [N]
             out_bias = grads[[k for k in params if k.startswith("mean.")][-1]]  # [N, 2]
             cosine = torch.nn.functional.cosine_similarity(-out_bias, tasks.goal, dim=-1)

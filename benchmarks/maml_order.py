@@ -131,7 +131,7 @@ from functional_metarl.meta import (  # noqa: E402
     maml_trpo_step,
     make_rl_batches,
 )
-from functional_metarl.meta.maml_rl import _mean_kl_curvature  # noqa: E402  (the closed form maml_trpo_step uses)
+from functional_metarl.meta.maml_rl import _gaussian_mean_kl_curvature as _mean_kl_curvature  # noqa: E402  (the closed form maml_trpo_step uses)
 from functional_metarl.nn import gaussian_policy  # noqa: E402
 from functional_metarl.optim import sgd  # noqa: E402
 from functional_metarl.rl import (  # noqa: E402
@@ -180,10 +180,10 @@ class Problem:
 
     # the pieces of a meta-iteration, each a zero-argument-able method for the timer
     def rollout_train(self):
-        return rollout(self.env, self.policy, self.params, self.tasks, self.train_noise)
+        return rollout(self.params, self.tasks, self.train_noise, self.env, self.policy)
 
     def rollout_valid(self):
-        return rollout(self.env, self.policy, self.adapted, self.tasks, self.valid_noise, params_per_task=True)
+        return rollout(self.adapted, self.tasks, self.valid_noise, self.env, self.policy, params_per_task=True)
 
     def make_batches(self, episodes):
         return make_rl_batches(episodes, GAMMA, GAE_LAMBDA)
@@ -191,7 +191,7 @@ class Problem:
     def adapt_for_rollout(self):
         """MAMLTrainer.adapt_batch (its batch is timed separately)."""
         with torch.no_grad():
-            return adapt_tasks(self.policy, self.inner_opt, INNER_STEPS, True, self.params, self.train)
+            return adapt_tasks(self.params, self.train, self.policy, self.inner_opt, steps=INNER_STEPS, first_order=True)
 
     # the meta-gradient variants: each returns (grads dict, loss)
     def vmap_grad_fn(self, first_order: bool):
@@ -205,7 +205,7 @@ class Problem:
         inner gradients of all tasks as one gradient over stacked per-task parameter copies."""
         def surrogate(params, train, valid, old_log_prob):
             def per_task(train_i, valid_i):
-                adapted = adapt_rl(self.policy, self.inner_opt, INNER_STEPS, first_order, params, train_i)
+                adapted = adapt_rl(params, train_i, self.policy, self.inner_opt, steps=INNER_STEPS, first_order=first_order)
                 mean, log_std = self.policy.apply(adapted, valid_i.obs)
                 log_prob = gaussian_log_prob(mean, log_std, valid_i.actions)
                 return surrogate_loss(log_prob, log_prob.detach(), valid_i.advantages, valid_i.mask), adapted
@@ -242,8 +242,8 @@ class Problem:
 
     # TRPO pieces
     def trpo_step(self, config: TRPOConfig):
-        return maml_trpo_step(self.policy, self.params, self.train, self.valid, self.inner_opt, INNER_STEPS,
-                              False, config)
+        return maml_trpo_step(self.params, self.train, self.valid, self.policy, self.inner_opt, steps=INNER_STEPS,
+                              config=config)
 
 
 def flat(tree) -> torch.Tensor:
@@ -540,7 +540,7 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
     flat_params = flat_params.detach()
 
     def outputs_fn(x):  # as maml_trpo_step builds it
-        return policy.apply_stacked(adapt_tasks(policy, inner_opt, INNER_STEPS, False, unravel(x), train), valid.obs)
+        return policy.apply_stacked(adapt_tasks(unravel(x), train, policy, inner_opt, steps=INNER_STEPS), valid.obs)
 
     with torch.no_grad():
         old = tuple(o.detach() for o in outputs_fn(flat_params))

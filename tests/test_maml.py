@@ -108,19 +108,19 @@ def ref_maml(params, train, valid, steps, lr=None, first_order=False, lrs=None):
 def test_maml_loss_and_meta_gradient_match_autograd_loop(regression, steps):
     params, train, valid = regression
     opt = sgd(0.3)
-    g, value = grad_and_value(maml_loss)(params, train, valid, mse, mse, opt, steps)
+    g, value = grad_and_value(maml_loss)(params, train, valid, mse, mse, opt, steps=steps)
     ref_value, ref_g = ref_maml(params, train, valid, steps, lr=0.3)
     torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-14)
     _assert_trees_close(g, ref_g)
     # meta_gradient is the same thing
-    _assert_trees_close(meta_gradient(params, train, valid, mse, mse, opt, steps), ref_g)
+    _assert_trees_close(meta_gradient(params, train, valid, mse, mse, opt, steps=steps), ref_g)
 
 
 @pytest.mark.parametrize("steps", [1, 2])
 def test_meta_gradient_matches_central_finite_differences(regression, steps):
     params, train, valid = regression
     opt = sgd(0.3)
-    f = lambda p: maml_loss(p, train, valid, mse, mse, opt, steps)  # noqa: E731
+    f = lambda p: maml_loss(p, train, valid, mse, mse, opt, steps=steps)  # noqa: E731
     ref_f = lambda p: ref_maml(p, train, valid, steps, lr=0.3)[0]  # noqa: E731
     g = grad(f)(params)
     gen = torch.Generator().manual_seed(steps)
@@ -138,7 +138,7 @@ def test_meta_gradient_matches_central_finite_differences(regression, steps):
 def test_first_order_matches_detached_inner_gradient(regression, steps):
     params, train, valid = regression
     opt = sgd(0.3)
-    g = grad(maml_loss)(params, train, valid, mse, mse, opt, steps, True)
+    g = grad(maml_loss)(params, train, valid, mse, mse, opt, steps=steps, first_order=True)
     _, ref_fo = ref_maml(params, train, valid, steps, lr=0.3, first_order=True)
     _, ref_so = ref_maml(params, train, valid, steps, lr=0.3, first_order=False)
     _assert_trees_close(g, ref_fo)
@@ -157,7 +157,7 @@ def test_meta_sgd_gradient_wrt_learning_rates(regression, steps):
     state = type(state)(lr=lrs)
 
     def f(p, s):
-        return maml_loss(p, train, valid, mse, mse, opt, steps, False, s)
+        return maml_loss(p, train, valid, mse, mse, opt, steps=steps, opt_state=s)
 
     g_p, g_s = grad(f, argnums=(0, 1))(params, state)
     _, ref_gp, ref_glr = ref_maml(params, train, valid, steps, lrs=lrs)
@@ -165,7 +165,7 @@ def test_meta_sgd_gradient_wrt_learning_rates(regression, steps):
     _assert_trees_close(g_s.lr, ref_glr)
     # adapt with explicit opt_state uses those rates: one step is p - lr * grad
     i = 0
-    adapted = adapt(params, mse, (train[0][i], train[1][i]), opt, 1, opt_state=state)
+    adapted = adapt(params, (train[0][i], train[1][i]), mse, opt, steps=1, opt_state=state)
     leaves = _leaves(params)
     gs = torch.autograd.grad(ref_mse(leaves, train[0][i], train[1][i]), list(leaves.values()))
     _assert_trees_close(adapted, {k: params[k] - lrs[k] * gk for k, gk in zip(leaves, gs)})
@@ -179,11 +179,11 @@ def test_vmap_over_tasks_equals_python_loop(regression):
     def loop_loss(p):
         losses = []
         for i in range(n):
-            adapted = adapt(p, mse, (train[0][i], train[1][i]), opt, 2)
+            adapted = adapt(p, (train[0][i], train[1][i]), mse, opt, steps=2)
             losses.append(mse(adapted, (valid[0][i], valid[1][i])))
         return torch.stack(losses).mean()
 
-    g_vmap, v_vmap = grad_and_value(maml_loss)(params, train, valid, mse, mse, opt, 2)
+    g_vmap, v_vmap = grad_and_value(maml_loss)(params, train, valid, mse, mse, opt, steps=2)
     g_loop, v_loop = grad_and_value(loop_loss)(params)
     torch.testing.assert_close(v_vmap, v_loop, rtol=1e-12, atol=1e-14)
     _assert_trees_close(g_vmap, g_loop, rtol=1e-10, atol=1e-12)
@@ -193,7 +193,7 @@ def test_adapt_inner_step_decreases_inner_loss_and_leaves_input_untouched(regres
     params, train, _ = regression
     before = {k: v.clone() for k, v in params.items()}
     batch = (train[0][0], train[1][0])
-    adapted = adapt(params, mse, batch, sgd(0.05), 3)
+    adapted = adapt(params, batch, mse, sgd(0.05), steps=3)
     assert mse(adapted, batch) < mse(params, batch)
     for k in params:
         assert torch.equal(params[k], before[k])
@@ -203,9 +203,9 @@ def test_adapt_inner_step_decreases_inner_loss_and_leaves_input_untouched(regres
 def test_bad_inner_steps_rejected(regression, steps):
     params, train, valid = regression
     with pytest.raises(ValueError, match="steps"):
-        adapt(params, mse, (train[0][0], train[1][0]), sgd(0.1), steps)
+        adapt(params, (train[0][0], train[1][0]), mse, sgd(0.1), steps=steps)
     with pytest.raises(ValueError, match="steps"):
-        maml_loss(params, train, valid, mse, mse, sgd(0.1), steps)
+        maml_loss(params, train, valid, mse, mse, sgd(0.1), steps=steps)
 
 
 # =========================================================================== MAML-RL
@@ -263,7 +263,7 @@ def make_problem(seed=0, dtype=DT, hidden_noise=0.3):
     params = {k: v + hidden_noise * torch.randn(v.shape, generator=gen, dtype=dtype) for k, v in params.items()}
     params["log_std"] = torch.full((2,), math.log(0.3), dtype=dtype)
     tasks = env.sample_tasks(N_TASKS, gen, dtype=dtype)
-    train_eps = rollout(env, POLICY, params, tasks, sample_noise(HORIZON, N_TASKS, N_EPS, 2, gen, dtype=dtype))
+    train_eps = rollout(params, tasks, sample_noise(HORIZON, N_TASKS, N_EPS, 2, gen, dtype=dtype), env, POLICY)
     train = make_rl_batches(train_eps)
     inner = sgd(INNER_LR)
     per_task = []
@@ -271,7 +271,7 @@ def make_problem(seed=0, dtype=DT, hidden_noise=0.3):
         per_task.append(ref_adapt(_leaves(params), task(train, i), INNER_LR, create_graph=False))
     adapted = {k: torch.stack([p[k].detach() for p in per_task]) for k in params}
     valid_eps = rollout(
-        env, POLICY, adapted, tasks, sample_noise(HORIZON, N_TASKS, N_EPS, 2, gen, dtype=dtype), params_per_task=True
+        adapted, tasks, sample_noise(HORIZON, N_TASKS, N_EPS, 2, gen, dtype=dtype), env, POLICY, params_per_task=True
     )
     valid = make_rl_batches(valid_eps)
     return params, train, valid, inner, train_eps
@@ -363,7 +363,7 @@ def test_maml_trpo_step_with_one_inner_batch_per_step():
     params, train, valid, inner, _ = make_problem(seed=5)
     _, train2, _, _, _ = make_problem(seed=15)
     config = TRPOConfig(max_kl=1e-3, fisher_subsample=2, fisher_tasks=2)
-    new_params, stats = maml_trpo_step(POLICY, params, (train, train2), valid, inner, 2, False, config)
+    new_params, stats = maml_trpo_step(params, (train, train2), valid, POLICY, inner, steps=2, config=config)
     assert stats.step_fraction > 0 and stats.kl <= config.max_kl and stats.loss_after < stats.meta_loss
     # the reported loss and KL are those of the new params, recomputed from scratch
     surrogate = functools.partial(maml_surrogate, policy=POLICY, inner_opt=inner, steps=2)
@@ -407,13 +407,13 @@ def test_maml_trpo_step_with_learned_step_sizes():
     params, train, valid, _, _ = make_problem(seed=8)
     meta = MetaParams(params, meta_sgd(0.1).init(params))
     config = TRPOConfig(max_kl=1e-3)
-    new, stats = maml_trpo_step(POLICY, meta, train, valid, meta_sgd(0.1), 1, False, config)
+    new, stats = maml_trpo_step(meta, train, valid, POLICY, meta_sgd(0.1), config=config)
     assert isinstance(new, MetaParams) and stats.step_fraction > 0
     assert stats.kl <= config.max_kl and stats.loss_after < stats.meta_loss
     moved = max(float((new.inner_state.lr[k] - 0.1).abs().max()) for k in params)
     assert moved > 0  # the step sizes are learned too
     with pytest.raises(ValueError, match="curvature='exact'"):
-        maml_trpo_step(POLICY, meta, train, valid, meta_sgd(0.1), 1, False, TRPOConfig(curvature="adapted"))
+        maml_trpo_step(meta, train, valid, POLICY, meta_sgd(0.1), config=TRPOConfig(curvature="adapted"))
 
 
 def test_maml_surrogate_with_explicit_old_log_prob():
@@ -462,7 +462,7 @@ def ref_loss_after(new_params, train, valid, old_dists):
 def test_maml_trpo_step_respects_trust_region_and_improves(curvature, first_order, subsample):
     params, train, valid, inner, _ = make_problem(seed=5)
     config = TRPOConfig(max_kl=1e-2, curvature=curvature, fisher_subsample=subsample)
-    new_params, stats = maml_trpo_step(POLICY, params, train, valid, inner, 1, first_order, config)
+    new_params, stats = maml_trpo_step(params, train, valid, POLICY, inner, first_order=first_order, config=config)
     assert all(math.isfinite(v) for v in stats)
     ref_value, ref_g = ref_maml_surrogate(params, train, valid, first_order=first_order)
     assert stats.meta_loss == pytest.approx(float(ref_value), rel=1e-9, abs=1e-12)
@@ -488,7 +488,7 @@ def test_exact_curvature_quadratic_model_predicts_kl():
     params, train, valid, inner, _ = make_problem(seed=6)
     max_kl = 1e-6
     config = TRPOConfig(max_kl=max_kl, curvature="exact", fisher_subsample=1, cg_damping=1e-10, cg_iters=10)
-    new_params, stats = maml_trpo_step(POLICY, params, train, valid, inner, 1, False, config)
+    new_params, stats = maml_trpo_step(params, train, valid, POLICY, inner, config=config)
     assert stats.step_fraction > 0
     ratio = stats.kl / (stats.step_fraction**2 * max_kl)
     assert 0.95 < ratio < 1.05, ratio
@@ -503,7 +503,7 @@ def test_maml_trpo_step_rejected_keeps_params(monkeypatch):
 
     monkeypatch.setattr(maml_rl_module, "trpo_step_direction", ascent)
     config = TRPOConfig(ls_max_steps=4)
-    new_params, stats = maml_trpo_step(POLICY, params, train, valid, inner, 1, False, config)
+    new_params, stats = maml_trpo_step(params, train, valid, POLICY, inner, config=config)
     assert stats.step_fraction == 0.0
     assert stats.loss_after == stats.meta_loss
     assert stats.kl == 0.0
@@ -514,7 +514,7 @@ def test_maml_trpo_step_rejected_keeps_params(monkeypatch):
 def test_maml_gradient_step_first_adam_step_is_signed_gradient():
     params, train, valid, inner, _ = make_problem(seed=8)
     meta_opt = adam(1e-2)
-    new_params, state, stats = maml_gradient_step(POLICY, params, train, valid, inner, meta_opt, meta_opt.init(params))
+    new_params, state, stats = maml_gradient_step(params, meta_opt.init(params), train, valid, POLICY, inner, meta_opt)
     _, ref_g = ref_maml_surrogate(params, train, valid)
     # First Adam step with bias correction: -lr * g / (|g| + eps).
     for k in params:
@@ -536,5 +536,5 @@ def test_compiled_meta_gradient_matches_eager():
         torch.testing.assert_close(g_c[k], g_e[k], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(a_c[k], a_e[k], rtol=1e-5, atol=1e-5)
     # the compiled function also drives a full TRPO step
-    new_params, stats = maml_trpo_step(POLICY, params, train, valid, inner, grad_fn=compiled)
+    new_params, stats = maml_trpo_step(params, train, valid, POLICY, inner, grad_fn=compiled)
     assert all(math.isfinite(v) for v in stats)

@@ -231,7 +231,7 @@ def _near_goal_setup(seed=0):
 
 def test_rollout_shapes_and_dtypes():
     env, goals, policy, params, noise = _near_goal_setup()
-    ep = rollout(env, policy, params, goals, noise)
+    ep = rollout(params, goals, noise, env, policy)
     assert isinstance(ep, Episodes)
     assert ep.obs.shape == (3, 12, 5, 2)
     assert ep.actions.shape == (3, 12, 5, 2)
@@ -243,7 +243,7 @@ def test_rollout_shapes_and_dtypes():
 
 def test_rollout_matches_hand_simulation():
     env, goals, policy, params, noise = _near_goal_setup(seed=2)
-    ep = rollout(env, policy, params, goals, noise)
+    ep = rollout(params, goals, noise, env, policy)
     goal = goals.goal.numpy()
     pos = np.zeros((3, 5, 2))
     done = np.zeros((3, 5), dtype=bool)
@@ -262,7 +262,7 @@ def test_rollout_matches_hand_simulation():
 
 def test_rollout_mask_is_one_until_done_step_inclusive():
     env, goals, policy, params, noise = _near_goal_setup(seed=1)
-    ep = rollout(env, policy, params, goals, noise)
+    ep = rollout(params, goals, noise, env, policy)
     # Recompute the done step from the observations alone: the first step whose *next*
     # position lies within the radius of the goal.
     goal = goals.goal
@@ -294,7 +294,7 @@ def test_rollout_same_seed_same_episodes():
 
     def run(seed):
         noise = sample_noise(15, 3, 4, 2, torch.Generator().manual_seed(seed))
-        return rollout(env, policy, {k: v.float() for k, v in params.items()}, tasks, noise)
+        return rollout({k: v.float() for k, v in params.items()}, tasks, noise, env, policy)
 
     a, b, c = run(11), run(11), run(12)
     for x, y in zip(a, b):
@@ -304,9 +304,9 @@ def test_rollout_same_seed_same_episodes():
 
 def test_rollout_params_per_task_identical_stack_equals_shared():
     env, goals, policy, params, noise = _near_goal_setup(seed=3)
-    shared = rollout(env, policy, params, goals, noise)
+    shared = rollout(params, goals, noise, env, policy)
     stacked = {k: v.expand(3, *v.shape).clone() for k, v in params.items()}
-    per_task = rollout(env, policy, stacked, goals, noise, params_per_task=True)
+    per_task = rollout(stacked, goals, noise, env, policy, params_per_task=True)
     for x, y in zip(shared, per_task):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-12)
 
@@ -315,9 +315,9 @@ def test_rollout_params_per_task_uses_each_tasks_params():
     env, goals, policy, _, noise = _near_goal_setup(seed=0)
     per = [random_policy_params(s, log_std=math.log(0.08))[1] for s in (10, 20, 30)]
     stacked = {k: torch.stack([p[k] for p in per]) for k in per[0]}
-    batched = rollout(env, policy, stacked, goals, noise, params_per_task=True)
+    batched = rollout(stacked, goals, noise, env, policy, params_per_task=True)
     for i in range(3):
-        single = rollout(env, policy, per[i], NavTask(goals.goal[i : i + 1]), noise[:, i : i + 1])
+        single = rollout(per[i], NavTask(goals.goal[i : i + 1]), noise[:, i : i + 1], env, policy)
         for x, y in zip(batched, single):
             torch.testing.assert_close(x[i : i + 1], y, rtol=0, atol=1e-12)
 
@@ -325,8 +325,8 @@ def test_rollout_params_per_task_uses_each_tasks_params():
 def test_rollout_rejects_bad_noise():
     env, goals, policy, params, noise = _near_goal_setup()
     with pytest.raises(ValueError, match="noise"):
-        rollout(env, policy, params, goals, noise[0])
+        rollout(params, goals, noise[0], env, policy)
     with pytest.raises(ValueError, match="act_dim"):
-        rollout(env, policy, params, goals, torch.zeros(12, 3, 5, 3, dtype=torch.float64))
+        rollout(params, goals, torch.zeros(12, 3, 5, 3, dtype=torch.float64), env, policy)
     with pytest.raises(ValueError, match="tasks"):
-        rollout(env, policy, params, goals, noise[:, :2])
+        rollout(params, goals, noise[:, :2], env, policy)

@@ -295,7 +295,7 @@ def test_k_zero_and_mismatched_batches_raise():
     _bad(ValueError, "disagree", mg, mp, support, RegressionBatch(query.x.float(), query.y))
     _bad(ValueError, "share", mg, mp, RegressionBatch(support.x, support.y[:, :2]), query)
     _bad(ValueError, "same structure", mg, mp, support, (query.x, query.y, query.y))
-    _bad(ValueError, r"\[tasks, K, ...\]", mg, mp, RegressionBatch(support.x[0, :, 0], support.y[0, :, 0]),
+    _bad(ValueError, r"\[tasks, K, ", mg, mp, RegressionBatch(support.x[0, :, 0], support.y[0, :, 0]),
          RegressionBatch(query.x[0, :, 0], query.y[0, :, 0]))
     _bad(TypeError, "Tensor", mg, mp, RegressionBatch(support.x, "y"), RegressionBatch(query.x, "y"))
 

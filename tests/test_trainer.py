@@ -96,7 +96,7 @@ def test_evaluation_step_sizes_follow_inner_lrs():
     params = {k: v.expand(3, *v.shape).clone() for k, v in trainer.params.items()}
     for step, lr in enumerate((0.3, 0.02, 0.02, None)):
         noise = sample_noise(trainer.config.horizon, 3, 5, trainer.env.act_dim, gen)
-        expected = rollout(trainer.env, trainer.policy, params, tasks, noise, params_per_task=True)
+        expected = rollout(params, tasks, noise, trainer.env, trainer.policy, params_per_task=True)
         assert torch.equal(expected.actions, episodes[step].actions), step
         if lr is not None:
             batch = make_rl_batches(expected, trainer.config.gamma, trainer.config.gae_lambda)
@@ -462,9 +462,9 @@ def test_each_inner_step_learns_from_fresh_episodes_of_the_policy_adapted_so_far
         sampled.append(({k: v.clone() for k, v in params.items()}, per_task, episodes))
         return episodes
 
-    def spy_step(policy, params, train, valid, *args, **kwargs):
+    def spy_step(params, train, valid, *args, **kwargs):
         seen["train"], seen["valid"] = train, valid
-        return original_step(policy, params, train, valid, *args, **kwargs)
+        return original_step(params, train, valid, *args, **kwargs)
 
     original_step = trainer_module.maml_trpo_step
     monkeypatch.setattr(trainer, "sample", spy_sample)
@@ -500,9 +500,9 @@ def test_raw_inner_advantages_reach_the_inner_steps_only(monkeypatch):
         sampled.append(original_sample(*args, **kwargs))
         return sampled[-1]
 
-    def spy_step(policy, params, train, valid, *args, **kwargs):
+    def spy_step(params, train, valid, *args, **kwargs):
         seen["train"], seen["valid"] = train, valid
-        return original_step(policy, params, train, valid, *args, **kwargs)
+        return original_step(params, train, valid, *args, **kwargs)
 
     def spy_adapt(params, batch, *args, **kwargs):
         adapted_on.append(batch)

@@ -1,7 +1,13 @@
-"""Batched episode collection for pure task families and Gaussian policies.
+"""Batched episode collection for pure task families.
 
 ``rollout`` steps a whole ``[tasks, episodes]`` batch together for ``horizon`` steps; actions
-come from explicit standard-normal ``noise``, so the same noise gives the same episodes.
+come from explicit ``noise`` (standard normal for a Gaussian policy, standard Gumbel for a
+categorical one), so the same noise gives the same episodes.
+
+Axis convention (the one place it is converted): pure envs and the ``rl`` math are written for
+one task with time-major ``[T, E]`` axes (``E`` = episodes, the batch); ``rollout`` returns
+task-major :class:`Episodes` ``[N, T, E, ...]``, and everything per task is ``vmap``-ed over that
+leading task axis (``meta.make_rl_batches`` does it for the returns, baselines and GAE).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+
 from ..nn import Functional
 from ..tree import Params
 
@@ -16,10 +23,11 @@ __all__ = ["Episodes", "rollout", "sample_noise"]
 
 
 class Episodes(NamedTuple):
-    """A batch of padded episodes, time-major inside each task.
+    """A batch of padded episodes, task-major, time-major inside each task.
 
-    obs ``[N, T, E, obs_dim]``, actions ``[N, T, E, act_dim]``, rewards ``[N, T, E]``,
-    mask ``[N, T, E]`` (1 where the step happened). ``N`` = tasks, ``E`` = episodes per task.
+    obs ``[N, T, E, obs_dim]``; actions ``[N, T, E, act_dim]`` (Gaussian policy) or integer
+    ``[N, T, E]`` (categorical policy); rewards ``[N, T, E]``; mask ``[N, T, E]`` (1 where the
+    step happened). ``N`` = tasks, ``T`` = horizon, ``E`` = episodes per task.
     """
 
     obs: torch.Tensor
@@ -28,44 +36,108 @@ class Episodes(NamedTuple):
     mask: torch.Tensor
 
 
+def _check_size(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
 def sample_noise(
     horizon: int, num_tasks: int, num_episodes: int, act_dim: int, generator: torch.Generator | None,
-    device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None, dtype: torch.dtype = torch.float32, *, distribution: str = "gaussian",
 ) -> torch.Tensor:
-    """Standard-normal action noise ``[T, N, E, act_dim]`` from ``generator``."""
+    """Action noise ``[T, N, E, act_dim]`` from ``generator``.
+
+    ``distribution="gaussian"``: standard normal (action = mean + std * noise);
+    ``"categorical"``: standard Gumbel, with ``act_dim`` = the number of actions (action =
+    argmax(logits + noise), an exact sample of softmax(logits)).
+    """
+    for value, name in ((horizon, "horizon"), (num_tasks, "num_tasks"), (num_episodes, "num_episodes"),
+                        (act_dim, "act_dim")):
+        _check_size(value, name)
+    if distribution not in ("gaussian", "categorical"):
+        raise ValueError(f"distribution must be 'gaussian' or 'categorical', got {distribution!r}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
     device = generator.device if generator is not None and device is None else device
-    return torch.randn(horizon, num_tasks, num_episodes, act_dim, generator=generator, device=device, dtype=dtype)
+    shape = (horizon, num_tasks, num_episodes, act_dim)
+    if distribution == "gaussian":
+        return torch.randn(*shape, generator=generator, device=device, dtype=dtype)
+    uniform = torch.rand(*shape, generator=generator, device=device, dtype=dtype)
+    tiny = torch.finfo(dtype).tiny  # keeps both logs finite when a uniform draw is exactly 0
+    return -torch.log(-torch.log(uniform.clamp_min(tiny)).clamp_min(tiny))
+
+
+def _env_action_size(env: Any, policy: Functional) -> int:
+    """The last axis the noise must have: ``env.act_dim`` (Gaussian) or ``env.num_actions``."""
+    attr = "act_dim" if policy.distribution == "gaussian" else "num_actions"
+    if not hasattr(env, attr):
+        raise TypeError(f"env {type(env).__name__} has no {attr!r}; a {policy.distribution} policy needs an env "
+                        f"with {'continuous actions (act_dim)' if attr == 'act_dim' else 'discrete actions (num_actions)'}")
+    return getattr(env, attr)
 
 
 def rollout(
-    env: Any,
-    policy: Functional,
     params: Params,
     tasks: Any,
     noise: torch.Tensor,
+    env: Any,
+    policy: Functional,
+    *,
     params_per_task: bool = False,
 ) -> Episodes:
-    """Run ``policy`` (Gaussian: ``apply -> (mean, log_std)``) on every task for ``T`` steps.
+    """Run ``policy`` on every task of ``tasks`` for ``T`` steps, ``E`` episodes each (no grad).
 
     Args:
-        env: a pure task family with ``reset(tasks, E)`` and ``step(state, action, tasks)``.
         params: shared params, or (``params_per_task=True``) a stack with a leading task axis.
-        noise: ``[T, N, E, act_dim]``; action = mean + exp(log_std) * noise.
+        tasks: a batch of ``N`` tasks of ``env`` (e.g. ``env.sample_tasks(N, generator)``).
+        noise: ``[T, N, E, act_dim]`` from :func:`sample_noise` with the policy's distribution.
+            Gaussian: action = mean + exp(log_std) * noise. Categorical (``act_dim`` =
+            ``env.num_actions``): action = argmax(logits + noise).
+        env: a pure task family with ``reset(tasks, E)`` and ``step(state, action, tasks)``.
+        policy: a policy template (``nn.gaussian_policy`` or ``nn.categorical_policy``).
+
+    Returns:
+        :class:`Episodes` with task-major leaves ``[N, T, E, ...]``.
     """
+    if not isinstance(policy, Functional) or policy.distribution is None:
+        got = type(policy).__name__ if not isinstance(policy, Functional) else "a network with distribution=None"
+        raise TypeError(f"policy must be a policy template (nn.gaussian_policy or nn.categorical_policy), got {got}")
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise must be a Tensor [T, N, E, act_dim], got {type(noise).__name__}")
     if noise.ndim != 4:
         raise ValueError(f"noise expected shape [T, N, E, act_dim], got {tuple(noise.shape)}")
+    if not noise.is_floating_point():
+        raise TypeError(f"noise must be floating point, got {noise.dtype}")
+    if 0 in noise.shape:
+        raise ValueError(f"noise has an empty axis: shape {tuple(noise.shape)} (T, N, E, act_dim must be >= 1)")
     horizon, num_tasks, num_episodes, act_dim = noise.shape
-    if act_dim != env.act_dim:
-        raise ValueError(f"noise expected act_dim {env.act_dim} in its last axis, got {act_dim}")
+    expected = _env_action_size(env, policy)
+    if act_dim != expected:
+        raise ValueError(f"noise expected {expected} in its last axis (the env's "
+                         f"{'act_dim' if policy.distribution == 'gaussian' else 'num_actions'}), got {act_dim}")
+    if not isinstance(params_per_task, bool):
+        raise TypeError(f"params_per_task must be a bool, got {type(params_per_task).__name__}")
     forward = policy.apply_stacked if params_per_task else policy.apply
     with torch.no_grad():
         state, obs = env.reset(tasks, num_episodes)
         if obs.shape[0] != num_tasks:
             raise ValueError(f"noise has {num_tasks} tasks but tasks batch has {obs.shape[0]}")
+        if params_per_task:
+            leading = {p.shape[0] for p in params.values()} if isinstance(params, dict) else set()
+            if leading != {num_tasks}:
+                raise ValueError(f"params_per_task=True expects every params leaf to lead with the {num_tasks} tasks, "
+                                 f"got leading sizes {sorted(leading)}")
         all_obs, all_actions, all_rewards, all_masks = [], [], [], []
         for t in range(horizon):
-            mean, log_std = forward(params, obs)
-            action = mean + torch.exp(log_std) * noise[t]
+            out = forward(params, obs)
+            if policy.distribution == "gaussian":
+                mean, log_std = out
+                action = mean + torch.exp(log_std) * noise[t]
+            else:
+                action = torch.argmax(out + noise[t], dim=-1)
             all_masks.append(~state.done)
             all_obs.append(obs)
             all_actions.append(action)

@@ -25,6 +25,8 @@ from ..nn import Functional
 from ..optim import GradientTransformation, apply_updates
 from ..rl import (
     backtracking_line_search,
+    categorical_kl,
+    categorical_log_prob,
     discounted_returns,
     gae,
     gauss_newton_operator,
@@ -50,6 +52,7 @@ __all__ = [
     "make_rl_batches",
     "reinforce_loss",
     "adapted_distribution",
+    "policy_distribution",
     "maml_surrogate",
     "TRPOConfig",
     "TRPOStats",
@@ -89,22 +92,71 @@ def make_rl_batches(episodes: Episodes, gamma: float = 0.99, gae_lambda: float =
     return vmap(fn)(episodes.obs, episodes.actions, episodes.rewards, episodes.mask)
 
 
-def reinforce_loss(policy: Functional, params: Params, batch: RLBatch) -> torch.Tensor:
-    """The inner-loop loss: REINFORCE with baseline advantages on one task's episodes."""
-    mean, log_std = policy.apply(params, batch.obs)
-    return policy_gradient_loss(gaussian_log_prob(mean, log_std, batch.actions), batch.advantages, batch.mask)
+Dist = tuple[torch.Tensor, ...]  # a policy's output as a tuple: (mean, log_std) or (logits,)
+
+
+def _check_policy(policy: object, where: str) -> Functional:
+    """A policy template: a ``Functional`` whose ``distribution`` is set (not a plain ``nn.mlp``)."""
+    if not isinstance(policy, Functional):
+        raise TypeError(f"{where}: policy must be an nn.Functional policy template, got {type(policy).__name__}")
+    if policy.distribution is None:
+        raise ValueError(
+            f"{where}: policy must be a policy template (nn.gaussian_policy or nn.categorical_policy, "
+            "distribution 'gaussian' / 'categorical'); got a network with distribution=None (e.g. nn.mlp)"
+        )
+    return policy
+
+
+def _as_dist(policy: Functional, out: Any) -> Dist:
+    """The policy's output as a tuple of tensors (see ``Dist``)."""
+    return tuple(out) if policy.distribution == "gaussian" else (out,)
+
+
+def policy_distribution(params: Params, obs: torch.Tensor, policy: Functional, *, params_per_task: bool = False) -> Dist:
+    """The action distribution at ``obs [..., obs_dim]`` as a tuple: ``(mean, log_std)`` for a
+    Gaussian policy, ``(logits,)`` for a categorical one. ``params_per_task``: stacked params
+    (leaves ``[N, *shape]``) and ``obs [N, ..., obs_dim]``, run by ``apply_stacked``."""
+    _check_policy(policy, "policy_distribution")
+    forward = policy.apply_stacked if params_per_task else policy.apply
+    return _as_dist(policy, forward(params, obs))
+
+
+def _log_prob(policy: Functional, dist: Dist, actions: torch.Tensor) -> torch.Tensor:
+    if policy.distribution == "gaussian":
+        return gaussian_log_prob(dist[0], dist[1], actions)
+    return categorical_log_prob(dist[0], actions)
+
+
+def _kl(policy: Functional, old: Dist, new: Dist) -> torch.Tensor:
+    if policy.distribution == "gaussian":
+        return gaussian_kl(old[0], old[1], new[0], new[1])
+    return categorical_kl(old[0], new[0])
+
+
+def reinforce_loss(params: Params, batch: RLBatch, policy: Functional) -> torch.Tensor:
+    """The inner-loop loss of one task: REINFORCE with baseline advantages -> 0-d.
+
+    ``-sum_{t,e} mask * log pi(a | s) * A / E`` (``rl.policy_gradient_loss``); batch leaves
+    ``[T, E, ...]`` (one task, no task axis).
+    """
+    dist = _as_dist(policy, policy.apply(params, batch.obs))
+    return policy_gradient_loss(_log_prob(policy, dist, batch.actions), batch.advantages, batch.mask)
 
 
 TrainData = RLBatch | tuple[RLBatch, ...]
 
 
 def adapt_rl(
-    policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
-    params: Params, train: TrainData,
+    params: Params, train: TrainData, policy: Functional, inner_opt: GradientTransformation, *,
+    steps: int = 1, first_order: bool = False,
 ) -> Params:
-    """The inner loop of one task on REINFORCE losses. ``train``: one RLBatch used for all
-    ``steps``, or a tuple of ``steps`` RLBatches, one per step."""
-    return adapt_sequence(params, partial(reinforce_loss, policy), _per_step_batches(train, steps), inner_opt, first_order)
+    """The inner loop of one task on REINFORCE losses (unbatched: leaves ``[T, E, ...]``).
+
+    ``train``: one RLBatch used for all ``steps``, or a tuple of ``steps`` RLBatches, one per step.
+    """
+    _check_policy(policy, "adapt_rl")
+    return adapt_sequence(params, _per_step_batches(train, steps), partial(reinforce_loss, policy=policy), inner_opt,
+                          first_order=first_order)
 
 
 def _per_step_batches(train: TrainData, steps: int) -> tuple[RLBatch, ...]:
@@ -118,29 +170,55 @@ def _per_step_batches(train: TrainData, steps: int) -> tuple[RLBatch, ...]:
     return tuple(train)
 
 
+def _check_rl_batch(batch: RLBatch, name: str, policy: Functional, task_axis: bool) -> None:
+    """Shapes of an RLBatch: obs ``[(N,) T, E, d]``, actions ``[(N,) T, E, a]`` (Gaussian) or
+    integer ``[(N,) T, E]`` (categorical), advantages and mask ``[(N,) T, E]``."""
+    lead = 3 if task_axis else 2
+    axes = "[N, T, E]" if task_axis else "[T, E]"
+    if not isinstance(batch, RLBatch):
+        raise TypeError(f"{name} must be an RLBatch, got {type(batch).__name__}")
+    if batch.mask.ndim != lead:
+        raise ValueError(f"{name}.mask expected shape {axes}, got {tuple(batch.mask.shape)}")
+    shape = batch.mask.shape
+    if batch.advantages.shape != shape:
+        raise ValueError(f"{name}.advantages expected shape {tuple(shape)} (as mask), got {tuple(batch.advantages.shape)}")
+    if batch.obs.shape[:lead] != shape or batch.obs.ndim != lead + 1:
+        raise ValueError(f"{name}.obs expected shape {tuple(shape)} + [obs_dim], got {tuple(batch.obs.shape)}")
+    if policy.distribution == "categorical":
+        if batch.actions.shape != shape or batch.actions.is_floating_point():
+            raise ValueError(f"{name}.actions of a categorical policy expected integer shape {tuple(shape)}, "
+                             f"got {tuple(batch.actions.shape)} {batch.actions.dtype}")
+    elif batch.actions.shape[:lead] != shape or batch.actions.ndim != lead + 1:
+        raise ValueError(f"{name}.actions expected shape {tuple(shape)} + [act_dim], got {tuple(batch.actions.shape)}")
+
+
 def _task_losses(policy: Functional, stacked: Params, batch: RLBatch) -> torch.Tensor:
     """``reinforce_loss`` of every task: stacked params and batch leaves ``[N, ...]`` -> ``[N]``."""
-    mean, log_std = policy.apply_stacked(stacked, batch.obs)
-    return vmap(policy_gradient_loss)(gaussian_log_prob(mean, log_std, batch.actions), batch.advantages, batch.mask)
+    dist = _as_dist(policy, policy.apply_stacked(stacked, batch.obs))
+    return vmap(policy_gradient_loss)(_log_prob(policy, dist, batch.actions), batch.advantages, batch.mask)
 
 
 def adapt_tasks(
-    policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
-    params: Params, train: TrainData, params_per_task: bool = False, inner_state: Any = None,
+    params: Params, train: TrainData, policy: Functional, inner_opt: GradientTransformation, *,
+    steps: int = 1, first_order: bool = False, params_per_task: bool = False, inner_state: Any = None,
 ) -> Params:
-    """``vmap(adapt_rl)`` over the tasks of ``train`` (leaves ``[N, ...]``): the adapted params of
-    every task, leaves ``[N, *shape]``. ``params`` are shared, or one set per task.
+    """``vmap(adapt_rl)`` over the tasks of ``train`` (leaves ``[N, T, E, ...]``): the adapted
+    params of every task, leaves ``[N, *shape]``. ``params`` are shared, or (``params_per_task``)
+    one set per task.
 
     Computed as the gradient of the *summed* task losses with respect to stacked per-task copies
     of the params (task ``i``'s loss depends on copy ``i`` only, so that gradient is every task's
-    own inner gradient), and differentiable through the copies as before. The network then runs
-    as batched matmuls (``Functional.apply_stacked``) instead of under vmap, which makes the
-    second-order meta-gradient and the curvature products cheaper; the optimizer update stays
-    vmapped, so any inner optimizer (not only elementwise ones) is treated per task.
+    own inner gradient), and differentiable through the copies. The network then runs as batched
+    matmuls (``Functional.apply_stacked``) instead of under vmap, which makes the second-order
+    meta-gradient and the curvature products cheaper; the optimizer update stays vmapped, so any
+    inner optimizer (not only elementwise ones) is treated per task.
     ``inner_state``: the inner optimizer's starting state, shared by all tasks and differentiable
     (Meta-SGD's learned step sizes); default ``inner_opt.init`` per task.
     """
+    _check_policy(policy, "adapt_tasks")
     batches = _per_step_batches(train, steps)
+    for k, batch in enumerate(batches):
+        _check_rl_batch(batch, f"train[{k}]" if len(batches) > 1 else "train", policy, task_axis=True)
     num_tasks = batches[0].obs.shape[0]
     stacked = params if params_per_task else tree_map(lambda p: p.expand(num_tasks, *p.shape), params)
     if inner_state is None:
@@ -157,11 +235,13 @@ def adapt_tasks(
 
 
 def adapted_distribution(
-    policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
-    params: Params, train: TrainData, obs: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean, log_std)`` of the policy adapted on ``train``, at ``obs [T, E, d]`` (one task)."""
-    return policy.apply(adapt_rl(policy, inner_opt, steps, first_order, params, train), obs)
+    params: Params, train: TrainData, obs: torch.Tensor, policy: Functional, inner_opt: GradientTransformation, *,
+    steps: int = 1, first_order: bool = False,
+) -> Dist:
+    """The distribution of the policy adapted on ``train`` (one task), at ``obs [T, E, d]``:
+    ``(mean, log_std)`` or ``(logits,)`` (see :func:`policy_distribution`)."""
+    adapted = adapt_rl(params, train, policy, inner_opt, steps=steps, first_order=first_order)
+    return _as_dist(policy, policy.apply(adapted, obs))
 
 
 def _split_meta(meta: Params | MetaParams) -> tuple[Params, Any]:
@@ -173,7 +253,7 @@ def _split_meta(meta: Params | MetaParams) -> tuple[Params, Any]:
 
 def maml_surrogate(
     params: Params | MetaParams, train: TrainData, valid: RLBatch, old_log_prob: torch.Tensor | None,
-    policy: Functional, inner_opt: GradientTransformation, steps: int = 1, first_order: bool = False,
+    policy: Functional, inner_opt: GradientTransformation, *, steps: int = 1, first_order: bool = False,
 ) -> tuple[torch.Tensor, Params]:
     """Mean over tasks of the TRPO surrogate of the adapted policies, and the adapted params.
 
@@ -185,19 +265,26 @@ def maml_surrogate(
     optimizer's state as well (Meta-SGD: ``optim.meta_sgd`` with ``MetaSgdState(lr)``).
     Returns ``(loss, adapted)`` with adapted leaves ``[N, *param_shape]``.
     """
+    _check_policy(policy, "maml_surrogate")
+    _check_rl_batch(valid, "valid", policy, task_axis=True)
+    if old_log_prob is not None and old_log_prob.shape != valid.mask.shape:
+        raise ValueError(f"old_log_prob expected shape {tuple(valid.mask.shape)} (as valid.mask), "
+                         f"got {tuple(old_log_prob.shape)}")
     policy_params, inner_state = _split_meta(params)
-    adapted = adapt_tasks(policy, inner_opt, steps, first_order, policy_params, train, inner_state=inner_state)
-    mean, log_std = policy.apply_stacked(adapted, valid.obs)
-    log_prob = gaussian_log_prob(mean, log_std, valid.actions)
+    adapted = adapt_tasks(policy_params, train, policy, inner_opt, steps=steps, first_order=first_order,
+                          inner_state=inner_state)
+    if adapted[next(iter(adapted))].shape[0] != valid.mask.shape[0]:
+        raise ValueError(f"train has {adapted[next(iter(adapted))].shape[0]} tasks but valid has {valid.mask.shape[0]}")
+    dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
+    log_prob = _log_prob(policy, dist, valid.actions)
     old = log_prob.detach() if old_log_prob is None else old_log_prob
     losses = vmap(surrogate_loss)(log_prob, old, valid.advantages, valid.mask)
     return losses.mean(), adapted
 
 
-def _mean_kl(old: tuple[torch.Tensor, torch.Tensor], new: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-    """Mean over tasks of the per-episode-mean KL(old || new). dists ``[N, T, E, a]``, mask ``[N, T, E]``."""
-    kl = gaussian_kl(old[0], old[1], new[0], new[1])
-    return vmap(masked_episode_mean)(kl, mask).mean()
+def _mean_kl(policy: Functional, old: Dist, new: Dist, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over tasks of the per-episode-mean KL(old || new). dists ``[N, T, E, ...]``, mask ``[N, T, E]``."""
+    return vmap(masked_episode_mean)(_kl(policy, old, new), mask).mean()
 
 
 @dataclass(frozen=True)
@@ -253,6 +340,8 @@ class TRPOConfig:
 
 
 class TRPOStats(NamedTuple):
+    """Python floats describing one meta-step (for logging; read after the step, not inside it)."""
+
     meta_loss: float  # surrogate before the step
     loss_after: float
     kl: float  # mean KL(old || new) of the adapted policies after the step
@@ -260,7 +349,7 @@ class TRPOStats(NamedTuple):
     grad_norm: float
 
 
-def _mean_kl_curvature(
+def _gaussian_mean_kl_curvature(
     old: tuple[torch.Tensor, torch.Tensor], tangent: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hessian of ``_mean_kl(old, new)`` in ``new = (mean, log_std)`` at ``new = old``, times
@@ -282,25 +371,30 @@ def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
 
 
 def maml_trpo_step(
-    policy: Functional,
     params: Params | MetaParams,
     train: TrainData,
     valid: RLBatch,
+    policy: Functional,
     inner_opt: GradientTransformation,
-    inner_steps: int = 1,
+    *,
+    steps: int = 1,
     first_order: bool = False,
     config: TRPOConfig = TRPOConfig(),
     grad_fn: Callable | None = None,
-) -> tuple[Params, TRPOStats]:
-    """One TRPO meta-update of ``params`` on a meta-batch (leaves ``[N, T, E, ...]``).
+) -> tuple[Params | MetaParams, TRPOStats]:
+    """One TRPO meta-update of ``params`` on a meta-batch (leaves ``[N, T, E, ...]``): the
+    MAML-RL meta-step of Finn et al. (2017). Returns ``(new_params, stats)``.
 
     ``params`` may be ``MetaParams(policy_params, inner_state)``: the trust region then covers
     the learned inner-optimizer state too (its effect on the adapted policies enters the KL
     through the exact curvature), and the result has the same structure.
     ``grad_fn`` optionally replaces ``grad_and_value(maml_surrogate, has_aux=True)`` (e.g. by a
-    compiled version of it) with the same signature.
+    compiled version of it), called as ``grad_fn(params, train, valid, None)``.
     """
-    surrogate = partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=inner_steps, first_order=first_order)
+    _check_policy(policy, "maml_trpo_step")
+    if not isinstance(config, TRPOConfig):
+        raise TypeError(f"config must be a TRPOConfig, got {type(config).__name__}")
+    surrogate = partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=steps, first_order=first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
     # One pass gives the meta-gradient, the loss and the adapted params at the current point.
     grads, (old_loss, adapted0) = grad_fn(params, train, valid, None)
@@ -308,8 +402,8 @@ def maml_trpo_step(
         raise FloatingPointError(f"meta-loss is not finite ({float(old_loss)}); stopping before the update")
     adapted0 = tree_detach(adapted0)
     with torch.no_grad():
-        old_dist = policy.apply_stacked(adapted0, valid.obs)
-    old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
+        old_dist = _as_dist(policy, policy.apply_stacked(adapted0, valid.obs))
+    old_log_prob = _log_prob(policy, old_dist, valid.actions)
     flat_params, unravel = ravel(params)
     flat_grad, _ = ravel(grads)
 
@@ -317,31 +411,33 @@ def maml_trpo_step(
     if config.curvature == "exact":
         sub_train = _subsample(train, config.fisher_subsample, config.fisher_tasks)
 
-        def outputs_fn(flat: torch.Tensor):
+        def outputs_fn(flat: torch.Tensor) -> Dist:
             policy_params, inner_state = _split_meta(unravel(flat))
-            adapted = adapt_tasks(policy, inner_opt, inner_steps, first_order, policy_params, sub_train,
+            adapted = adapt_tasks(policy_params, sub_train, policy, inner_opt, steps=steps, first_order=first_order,
                                   inner_state=inner_state)
-            return policy.apply_stacked(adapted, sub_valid.obs)
+            return _as_dist(policy, policy.apply_stacked(adapted, sub_valid.obs))
     else:
         if isinstance(params, MetaParams):
             raise ValueError("curvature='adapted' needs plain policy params; with a learned inner-optimizer state "
                              "(MetaParams) use curvature='exact'")
         sub_adapted = tree_map(lambda a: a[: config.fisher_tasks], adapted0)
 
-        def outputs_fn(flat: torch.Tensor):
+        def outputs_fn(flat: torch.Tensor) -> Dist:
             shift = unravel(flat - flat_params)  # adapted(theta) ~ adapted(theta0) + (theta - theta0)
             moved = tree_map(lambda a, s: a + s, sub_adapted, shift)
-            return policy.apply_stacked(moved, sub_valid.obs)
+            return _as_dist(policy, policy.apply_stacked(moved, sub_valid.obs))
 
+    closed_form = (partial(_gaussian_mean_kl_curvature, mask=sub_valid.mask)
+                   if policy.distribution == "gaussian" else None)
     curvature = gauss_newton_operator(
-        outputs_fn, lambda old, new: _mean_kl(old, new, sub_valid.mask), flat_params,
-        output_curvature=partial(_mean_kl_curvature, mask=sub_valid.mask),
+        outputs_fn, lambda old, new: _mean_kl(policy, old, new, sub_valid.mask), flat_params,
+        output_curvature=closed_form,
     )
     full_step = trpo_step_direction(curvature, flat_grad.detach(), config.max_kl, config.cg_iters, config.cg_damping)
 
-    def loss_and_kl(flat: torch.Tensor):
+    def loss_and_kl(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss, adapted = surrogate(unravel(flat), train, valid, old_log_prob)
-        return loss, _mean_kl(old_dist, policy.apply_stacked(adapted, valid.obs), valid.mask)
+        return loss, _mean_kl(policy, old_dist, _as_dist(policy, policy.apply_stacked(adapted, valid.obs)), valid.mask)
 
     result = backtracking_line_search(
         loss_and_kl, flat_params.detach(), full_step, float(old_loss), config.max_kl,
@@ -358,23 +454,26 @@ def maml_trpo_step(
 
 
 def maml_gradient_step(
-    policy: Functional,
-    params: Params,
+    params: Params | MetaParams,
+    meta_opt_state: Any,
     train: TrainData,
     valid: RLBatch,
+    policy: Functional,
     inner_opt: GradientTransformation,
     meta_opt: GradientTransformation,
-    meta_opt_state,
-    inner_steps: int = 1,
+    *,
+    steps: int = 1,
     first_order: bool = False,
     grad_fn: Callable | None = None,
-):
+) -> tuple[Params | MetaParams, Any, TRPOStats]:
     """A plain first-order-optimizer meta-step (e.g. Adam) on the exact meta-gradient.
 
-    Returns ``(new_params, new_meta_opt_state, stats)``; ``stats.kl`` is the mean KL of the
-    adapted policies before and after the step, for monitoring.
+    ``meta_opt_state = meta_opt.init(params)`` to start. Returns ``(new_params,
+    new_meta_opt_state, stats)``; ``stats.kl`` is the mean KL of the adapted policies before and
+    after the step, for monitoring.
     """
-    surrogate = partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=inner_steps, first_order=first_order)
+    _check_policy(policy, "maml_gradient_step")
+    surrogate = partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=steps, first_order=first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
     grads, (loss, adapted0) = grad_fn(params, train, valid, None)
     if not torch.isfinite(loss):
@@ -382,10 +481,10 @@ def maml_gradient_step(
     updates, meta_opt_state = meta_opt.update(grads, meta_opt_state, params)
     new_params = tree_map(lambda p, u: (p + u).detach(), params, updates)
     with torch.no_grad():
-        old_dist = policy.apply_stacked(tree_detach(adapted0), valid.obs)
-        old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
+        old_dist = _as_dist(policy, policy.apply_stacked(tree_detach(adapted0), valid.obs))
+        old_log_prob = _log_prob(policy, old_dist, valid.actions)
         loss_after, adapted1 = surrogate(new_params, train, valid, old_log_prob)
-        kl = _mean_kl(old_dist, policy.apply_stacked(adapted1, valid.obs), valid.mask)
+        kl = _mean_kl(policy, old_dist, _as_dist(policy, policy.apply_stacked(adapted1, valid.obs)), valid.mask)
     flat_grad, _ = ravel(grads)
     stats = TRPOStats(float(loss), float(loss_after), float(kl), 1.0, float(flat_grad.norm()))
     return new_params, meta_opt_state, stats

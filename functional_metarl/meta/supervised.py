@@ -35,13 +35,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
-import optree
 import torch
 from torch.func import grad_and_value, vmap
 
 from ..optim import GradientTransformation, apply_updates
 from ..optim import meta_sgd as _meta_sgd_opt
 from ..tree import Params, tree_map
+from ._checks import LossFn
+from ._checks import _check_loss_fn, _check_opt, _check_params_dict, _check_steps, check_task_batches
 from .maml import adapt
 
 __all__ = [
@@ -59,9 +60,6 @@ __all__ = [
     "adaptation_losses",
     "meta_update",
 ]
-
-LossFn = Callable[[Params, Any], torch.Tensor]
-
 
 class MetaParams(NamedTuple):
     """What the outer loop learns: the network's initial ``params`` and, for Meta-SGD, the inner
@@ -116,83 +114,6 @@ def last_layer(params: Params) -> tuple[str, ...]:
     return tuple(k for k in params if k == last or k.startswith(prefix))
 
 
-# ----------------------------------------------------------------------------- boundary checks
-
-
-def _check_steps(steps: object, name: str = "steps") -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"inner {name} must be an int >= 1, got {steps!r}")
-    return steps
-
-
-def _check_loss_fn(loss_fn: object) -> LossFn:
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(params, batch), got {type(loss_fn).__name__}")
-    return loss_fn  # type: ignore[return-value]
-
-
-def _check_opt(opt: object, name: str) -> GradientTransformation:
-    if not (isinstance(opt, tuple) and hasattr(opt, "init") and hasattr(opt, "update")):
-        raise TypeError(f"{name} must be an optim.GradientTransformation (init, update), got {type(opt).__name__}")
-    return opt  # type: ignore[return-value]
-
-
-def _check_params_dict(params: object, where: str) -> Params:
-    if not isinstance(params, dict) or not params:
-        raise TypeError(f"{where}: expected params as a non-empty dict[str, Tensor], got {type(params).__name__}")
-    for k, v in params.items():
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"{where}: params[{k!r}] must be a Tensor, got {type(v).__name__}")
-        if not v.is_floating_point():
-            raise TypeError(f"{where}: params[{k!r}] must be floating point, got {v.dtype}")
-    return params  # type: ignore[return-value]
-
-
-def check_task_batches(support: Any, query: Any) -> tuple[int, int, int]:
-    """Check a meta-batch and return ``(tasks, K_support, K_query)``.
-
-    Leaves must be tensors ``[tasks, K, *feature]``; support and query must have the same
-    structure, the same task count, the same feature shapes and dtypes; K >= 1 on both sides.
-    Raises ``ValueError`` / ``TypeError`` naming what was expected and what came.
-    """
-    s_leaves, s_spec = optree.tree_flatten(support)
-    q_leaves, q_spec = optree.tree_flatten(query)
-    if not s_leaves:
-        raise ValueError("support batch has no tensors")
-    if s_spec != q_spec:
-        raise ValueError(f"support and query must have the same structure, got {s_spec} and {q_spec}")
-    sizes = {}
-    for side, leaves in (("support", s_leaves), ("query", q_leaves)):
-        for i, leaf in enumerate(leaves):
-            if not isinstance(leaf, torch.Tensor):
-                raise TypeError(f"{side} leaf {i} must be a Tensor, got {type(leaf).__name__}")
-            if leaf.ndim < 2:
-                raise ValueError(
-                    f"{side} leaf {i} expected shape [tasks, K, ...], got {tuple(leaf.shape)}"
-                )
-        tasks = {leaf.shape[0] for leaf in leaves}
-        ks = {leaf.shape[1] for leaf in leaves}
-        if len(tasks) != 1 or len(ks) != 1:
-            raise ValueError(
-                f"{side} leaves must share [tasks, K, ...], got shapes {[tuple(x.shape) for x in leaves]}"
-            )
-        sizes[side] = (tasks.pop(), ks.pop())
-    (t_s, k_s), (t_q, k_q) = sizes["support"], sizes["query"]
-    if t_s != t_q:
-        raise ValueError(f"support has {t_s} tasks but query has {t_q}")
-    if t_s < 1:
-        raise ValueError("a meta-batch needs at least one task, got 0")
-    if k_s < 1 or k_q < 1:
-        raise ValueError(f"K must be >= 1 on both sides, got K_support={k_s}, K_query={k_q}")
-    for i, (s, q) in enumerate(zip(s_leaves, q_leaves)):
-        if s.shape[2:] != q.shape[2:] or s.dtype != q.dtype:
-            raise ValueError(
-                f"support and query leaf {i} disagree: {tuple(s.shape)} {s.dtype} vs {tuple(q.shape)} {q.dtype}"
-                " (they may differ only in K, axis 1)"
-            )
-    return t_s, k_s, k_q
-
-
 # ----------------------------------------------------------------------------- the shared core
 
 
@@ -209,7 +130,7 @@ def _make_adapt_one(
 
         def adapt_one(meta: MetaParams, support: Any) -> Params:
             state = meta.inner_state if learn_state else None
-            return adapt(meta.params, loss_fn, support, inner_opt, steps, first_order, state)
+            return adapt(meta.params, support, loss_fn, inner_opt, steps=steps, first_order=first_order, opt_state=state)
 
         return adapt_one
 
@@ -223,7 +144,8 @@ def _make_adapt_one(
             return loss_fn({**body, **h}, batch)
 
         state = meta.inner_state if learn_state else None
-        new_head = adapt({k: params[k] for k in head}, head_loss, support, inner_opt, steps, first_order, state)
+        new_head = adapt({k: params[k] for k in head}, support, head_loss, inner_opt, steps=steps, first_order=first_order,
+                         opt_state=state)
         return {k: new_head[k] if k in head_set else v for k, v in params.items()}
 
     return adapt_head

@@ -24,7 +24,10 @@ from torch.func import functional_call, vmap
 
 from ..tree import Params, check_params
 
-__all__ = ["Functional", "mlp", "gaussian_policy", "categorical_policy", "ACTIVATIONS"]
+__all__ = ["Functional", "mlp", "gaussian_policy", "categorical_policy", "ACTIVATIONS", "POLICY_DISTRIBUTIONS"]
+
+#: The action distributions a policy template may declare (``Functional.distribution``).
+POLICY_DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "categorical")
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -62,6 +65,10 @@ class Functional:
         stacked_apply: optional ``(stacked_params, x) -> output`` equal to ``vmap(apply)``:
             params with a leading axis ``N`` (one set per task), ``x: [N, ..., in_dim]``;
             ``apply_stacked`` uses it when given.
+        distribution: what the output parameterises when the network is a policy:
+            ``"gaussian"`` (``apply -> (mean, log_std)``), ``"categorical"`` (``apply -> logits``),
+            or ``None`` for a plain network. Rollouts and the MAML-RL losses read it to pick the
+            log-probability and KL, and refuse a network that is not a policy.
     """
 
     def __init__(
@@ -70,7 +77,11 @@ class Functional:
         in_dim: int,
         pure_apply: Callable[[Params, torch.Tensor], object] | None = None,
         stacked_apply: Callable[[Params, torch.Tensor], object] | None = None,
+        distribution: str | None = None,
     ):
+        if distribution not in POLICY_DISTRIBUTIONS + (None,):
+            raise ValueError(f"distribution must be one of {POLICY_DISTRIBUTIONS} or None, got {distribution!r}")
+        self.distribution = distribution
         self._make_module = make_module
         self._pure_apply = pure_apply
         self._stacked_apply = stacked_apply
@@ -138,6 +149,7 @@ class Functional:
         return self._stacked_apply(params, x)
 
     def num_params(self) -> int:
+        """Total number of scalar parameters."""
         return sum(math.prod(s) for s in self.param_shapes.values())
 
 
@@ -189,8 +201,8 @@ def _check_mlp_args(in_dim: int, out_dim: int, hidden: Sequence[int], activation
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
 
 
-def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (100, 100), activation: str = "relu") -> Functional:
-    """Multi-layer perceptron ``[..., in_dim] -> [..., out_dim]``."""
+def _mlp_functional(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str,
+                    distribution: str | None) -> Functional:
     hidden = tuple(hidden)
     _check_mlp_args(in_dim, out_dim, hidden, activation)
     num_layers = len(hidden) + 1
@@ -199,7 +211,13 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (100, 100), activatio
         in_dim,
         pure_apply=lambda params, x: _mlp_forward(params, x, "", num_layers, activation),
         stacked_apply=lambda params, x: _mlp_forward_stacked(params, x, "", num_layers, activation),
+        distribution=distribution,
     )
+
+
+def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (100, 100), activation: str = "relu") -> Functional:
+    """Multi-layer perceptron ``[..., in_dim] -> [..., out_dim]`` (not a policy: ``distribution=None``)."""
+    return _mlp_functional(in_dim, out_dim, hidden, activation, None)
 
 
 def _check_mean_bound(mean_bound: object) -> float | None:
@@ -264,12 +282,16 @@ def gaussian_policy(
 
     return Functional(
         lambda: _GaussianPolicy(obs_dim, act_dim, hidden, activation, float(init_std), mean_bound), obs_dim,
-        pure_apply=pure_apply, stacked_apply=stacked_apply,
+        pure_apply=pure_apply, stacked_apply=stacked_apply, distribution="gaussian",
     )
 
 
 def categorical_policy(
     obs_dim: int, num_actions: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh"
 ) -> Functional:
-    """Categorical policy: ``apply(params, obs: [..., obs_dim]) -> logits: [..., num_actions]``."""
-    return mlp(obs_dim, num_actions, hidden, activation)
+    """Categorical policy: ``apply(params, obs: [..., obs_dim]) -> logits: [..., num_actions]``.
+
+    An MLP whose ``distribution`` is ``"categorical"``: actions are integer indices
+    ``[...]`` in ``[0, num_actions)``.
+    """
+    return _mlp_functional(obs_dim, num_actions, hidden, activation, "categorical")

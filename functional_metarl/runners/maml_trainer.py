@@ -173,10 +173,10 @@ class MAMLTrainer:
                 lrs = self.learned_lrs if learned_lrs is None else learned_lrs
                 scale = 1.0 if lr is None else lr / cfg.inner_lr
                 state = MetaSgdState(tree_map(lambda a: a * scale, lrs))
-                return adapt_tasks(self.policy, self.inner_opt, 1, True, params, batch, params_per_task=per_task,
-                                   inner_state=state)
+                return adapt_tasks(params, batch, self.policy, self.inner_opt, first_order=True,
+                                   params_per_task=per_task, inner_state=state)
             inner_opt = self.inner_opt if lr is None else sgd(lr)
-            return adapt_tasks(self.policy, inner_opt, 1, True, params, batch, params_per_task=per_task)
+            return adapt_tasks(params, batch, self.policy, inner_opt, first_order=True, params_per_task=per_task)
 
     def inner_batch(self, episodes) -> RLBatch:
         """The RLBatch an inner step learns from: advantages normalized per task unless
@@ -190,7 +190,7 @@ class MAMLTrainer:
         num_episodes = cfg.episodes_per_task if episodes_per_task is None else episodes_per_task
         noise = sample_noise(cfg.horizon, tasks.goal.shape[0], num_episodes, self.env.act_dim,
                              self.generator if generator is None else generator)
-        episodes = rollout(self.env, self.policy, params, tasks, noise, params_per_task=per_task)
+        episodes = rollout(params, tasks, noise, self.env, self.policy, params_per_task=per_task)
         if not torch.isfinite(episodes.rewards).all():
             raise FloatingPointError("the environment returned non-finite rewards")
         return episodes
@@ -215,14 +215,14 @@ class MAMLTrainer:
         if cfg.meta_optimizer == "trpo":
             meta = MetaParams(self.params, MetaSgdState(self.learned_lrs)) if cfg.learn_inner_lr else self.params
             new_meta, stats = maml_trpo_step(
-                self.policy, meta, train, valid, self.inner_opt, cfg.inner_steps, cfg.first_order,
-                cfg.trpo, grad_fn=self._grad_fn,
+                meta, train, valid, self.policy, self.inner_opt, steps=cfg.inner_steps, first_order=cfg.first_order,
+                config=cfg.trpo, grad_fn=self._grad_fn,
             )
             new_params, new_learned_lrs = (new_meta.params, new_meta.inner_state.lr) if cfg.learn_inner_lr else (new_meta, None)
         else:
             new_params, self.meta_opt_state, stats = maml_gradient_step(
-                self.policy, self.params, train, valid, self.inner_opt, self.meta_opt, self.meta_opt_state,
-                cfg.inner_steps, cfg.first_order, grad_fn=self._grad_fn,
+                self.params, self.meta_opt_state, train, valid, self.policy, self.inner_opt, self.meta_opt,
+                steps=cfg.inner_steps, first_order=cfg.first_order, grad_fn=self._grad_fn,
             )
             new_learned_lrs = None
         post_return = _episode_return(valid_episodes.rewards)

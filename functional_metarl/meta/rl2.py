@@ -1,0 +1,278 @@
+"""RL² (Duan et al. 2016) trained with PPO, as pure functions.
+
+A recurrent policy (``nn.gru_actor_critic``) plays a whole *trial* -- ``n`` episodes of one task
+-- with its hidden state carried across the episode boundaries inside the trial; the state is
+the policy's initial one (zeros) at the start of every trial and nowhere else. Each trial in a
+batch has its own task. The RL objective is the total reward of the trial, so GAE runs over the
+whole trial (episode ends inside it do not cut the return; the value after the trial's last step
+is 0).
+
+Backprop: **whole-trial BPTT**. The PPO loss re-runs the GRU over the entire trial from the zero
+state and differentiates through every step (no truncation); PPO minibatches split the batch
+along trials, never along time.
+
+Pieces:
+
+- :func:`rl2_rollout` -- one trial for every task of a batch, actions from pre-drawn Gumbel
+  noise (``argmax(logits + g)``, an exact categorical sample), env noise pre-drawn too;
+- :func:`rl2_advantages` -- GAE over the trial (``rl.gae``) and the value targets;
+- :func:`rl2_ppo_loss` -- clipped surrogate + value loss - entropy bonus, on a minibatch;
+- :func:`rl2_train_step` -- rollout + ``epochs`` x ``num_minibatches`` Adam steps on the loss.
+
+Everything is tensors on the params' device, with no per-step Python env objects and no reads of
+tensor values, so :func:`rl2_train_step` can be passed to ``torch.compile``; eager is the default.
+The randomness of a step is one :class:`RL2Noise` drawn up front (:func:`sample_rl2_noise`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch.func import grad_and_value
+
+from ..nn.recurrent import RecurrentFunctional, rl2_inputs
+from ..optim import GradientTransformation, apply_updates
+from ..rl.distributions import categorical_entropy, categorical_log_prob
+from ..rl.losses import masked_episode_mean, normalize_advantages, ppo_clip_loss
+from ..rl.returns import gae
+from ..tree import Params, tree_map, tree_norm, tree_scale
+
+__all__ = [
+    "Trial",
+    "RL2Noise",
+    "PPOConfig",
+    "sample_rl2_noise",
+    "gumbel_sample",
+    "rl2_rollout",
+    "rl2_advantages",
+    "rl2_ppo_loss",
+    "rl2_train_step",
+]
+
+
+class Trial(NamedTuple):
+    """A batch of trials, time-major. ``T`` = trial length, ``B`` = trials (one task each).
+
+    inputs ``[T, B, in_dim]`` (what the policy saw: obs, previous action / reward / done),
+    actions ``[T, B]`` int64, rewards ``[T, B]``, dones ``[T, B]`` bool (episode ends),
+    log_probs ``[T, B]`` and values ``[T, B]`` of the acting policy.
+    """
+
+    inputs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+
+
+class RL2Noise(NamedTuple):
+    """All the randomness of one training step.
+
+    env: the env's trial noise (leaves ``[T, B]``); gumbel_u: uniforms ``[T, B, A]`` for the
+    actions; perms: ``[epochs, B]`` int64, one permutation of the trials per PPO epoch.
+    """
+
+    env: Any
+    gumbel_u: torch.Tensor
+    perms: torch.Tensor
+
+
+class PPOConfig(NamedTuple):
+    """PPO settings. ``gamma`` / ``gae_lambda`` for GAE over the trial; ``num_minibatches``
+    must divide the number of trials."""
+
+    epochs: int = 4
+    num_minibatches: int = 4
+    clip_eps: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    gamma: float = 0.99
+    gae_lambda: float = 0.3
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = True
+
+
+def _check_ppo_config(config: PPOConfig, num_trials: int) -> None:
+    if not isinstance(config, PPOConfig):
+        raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
+    for name in ("epochs", "num_minibatches"):
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"config.{name} must be a positive int, got {v!r}")
+    if num_trials % config.num_minibatches != 0:
+        raise ValueError(f"config.num_minibatches ({config.num_minibatches}) must divide the number of trials ({num_trials})")
+    for name in ("clip_eps", "max_grad_norm"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"config.{name} must be positive, got {getattr(config, name)!r}")
+    for name in ("value_coef", "entropy_coef"):
+        if not getattr(config, name) >= 0:
+            raise ValueError(f"config.{name} must be >= 0, got {getattr(config, name)!r}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise ValueError(f"config.{name} must lie in [0, 1], got {getattr(config, name)!r}")
+
+
+def sample_rl2_noise(
+    env: Any, num_trials: int, epochs: int, generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> RL2Noise:
+    """Draw one training step's :class:`RL2Noise` for ``num_trials`` trials of ``env``."""
+    if isinstance(num_trials, bool) or not isinstance(num_trials, int) or num_trials < 1:
+        raise ValueError(f"num_trials must be a positive int, got {num_trials!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    device = generator.device if generator is not None and device is None else device
+    env_noise = env.sample_noise((num_trials,), generator, device=device)
+    u = torch.rand(env.trial_length, num_trials, env.num_actions, generator=generator, device=device)
+    perms = torch.stack([torch.randperm(num_trials, generator=generator, device=device) for _ in range(epochs)]) \
+        if epochs > 0 else torch.zeros(0, num_trials, dtype=torch.int64, device=device)
+    return RL2Noise(env_noise, u, perms)
+
+
+def gumbel_sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """A categorical sample ``argmax(logits - log(-log u))`` (Gumbel-max). ``logits, u: [..., A]``
+    (``u`` uniform in (0, 1)) -> ``[...]`` int64."""
+    if u.shape != logits.shape:
+        raise ValueError(f"u expected the shape of logits {tuple(logits.shape)}, got {tuple(u.shape)}")
+    tiny = torch.finfo(u.dtype).tiny
+    g = -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
+    return torch.argmax(logits + g, dim=-1)
+
+
+def _tasks_batch(tasks: Any) -> int:
+    first = tasks[0]
+    return first.shape[0]
+
+
+def rl2_rollout(
+    env: Any, policy: RecurrentFunctional, params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor,
+    hidden: torch.Tensor | None = None,
+) -> Trial:
+    """Play one trial (``env.trial_length`` steps) on every task of ``tasks`` (leading axis ``B``).
+
+    Args:
+        env: a pure task family (``reset(tasks)``, ``step(state, action, tasks, noise_t)``).
+        env_noise: the env's trial noise, leaves ``[T, B]`` (``env.sample_noise((B,), gen)``).
+        gumbel_u: ``[T, B, A]`` uniforms for the Gumbel-max action samples.
+        hidden: the policy state at the start of the trial, ``[B, H]`` (default zeros).
+
+    The hidden state is carried through every step, across episode ends (``done``) inside the
+    trial. Runs without gradients; returns a :class:`Trial`.
+    """
+    if not isinstance(policy, RecurrentFunctional):
+        raise TypeError(f"policy must be a RecurrentFunctional (nn.gru_actor_critic), got {type(policy).__name__}")
+    T, A = env.trial_length, env.num_actions
+    if policy.num_actions != A or policy.obs_dim != env.obs_dim:
+        raise ValueError(f"policy expected obs_dim {env.obs_dim} and num_actions {A} to match env, "
+                         f"got {policy.obs_dim} and {policy.num_actions}")
+    num = _tasks_batch(tasks)
+    if tuple(gumbel_u.shape) != (T, num, A):
+        raise ValueError(f"gumbel_u expected shape {(T, num, A)} [T, B, A], got {tuple(gumbel_u.shape)}")
+    for leaf in (env_noise if isinstance(env_noise, tuple) else (env_noise,)):
+        if tuple(leaf.shape) != (T, num):
+            raise ValueError(f"env_noise leaves expected shape {(T, num)} [T, B], got {tuple(leaf.shape)}")
+    device = gumbel_u.device
+    dtype = next(iter(params.values())).dtype
+    if hidden is None:
+        hidden = policy.initial_state((num,), device=device, dtype=dtype)
+    with torch.no_grad():
+        state, obs = env.reset(tasks)
+        prev_a = torch.full((num,), -1, dtype=torch.int64, device=device)
+        prev_r = torch.zeros(num, dtype=dtype, device=device)
+        prev_d = torch.zeros(num, dtype=torch.bool, device=device)
+        h = hidden
+        out: dict[str, list[torch.Tensor]] = {k: [] for k in Trial._fields}
+        for t in range(T):
+            x = rl2_inputs(obs, prev_a, prev_r, prev_d, A)
+            logits, value, h = policy.apply(params, x, h)
+            action = gumbel_sample(logits, gumbel_u[t])
+            noise_t = tree_map(lambda n: n[t], env_noise)
+            state, obs, reward, done = env.step(state, action, tasks, noise_t, validate=False)
+            for k, v in zip(Trial._fields, (x, action, reward, done, categorical_log_prob(logits, action), value)):
+                out[k].append(v)
+            prev_a, prev_r, prev_d = action, reward, done
+    return Trial(*(torch.stack(out[k]) for k in Trial._fields))
+
+
+def rl2_advantages(trial: Trial, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over the whole trial and value targets: ``(advantages [T, B], returns [T, B])``.
+
+    Episode ends inside the trial do not stop the recursion (the trial is the RL² episode);
+    the value after the last step is 0. ``returns = advantages + values`` (the GAE(λ) return).
+    """
+    mask = torch.ones_like(trial.rewards)
+    adv = gae(trial.rewards, trial.values, mask, gamma, gae_lambda)
+    return adv, adv + trial.values
+
+
+def rl2_ppo_loss(
+    params: Params, policy: RecurrentFunctional, trial: Trial, advantages: torch.Tensor, returns: torch.Tensor,
+    clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO loss on a batch of trials, differentiated through the whole trial (no truncation).
+
+    ``loss = ppo_clip(ratio, A) + value_coef * 0.5 * mean((V - R)^2) - entropy_coef * mean(H(pi))``
+    with the GRU re-run from the zero state over ``trial.inputs [T, B, in_dim]``. ``advantages``,
+    ``returns``: ``[T, B]`` (constants). Returns ``(loss [], {"policy", "value", "entropy",
+    "approx_kl"})``.
+    """
+    T, B = trial.actions.shape
+    for name, x in (("advantages", advantages), ("returns", returns)):
+        if tuple(x.shape) != (T, B):
+            raise ValueError(f"{name} expected shape {(T, B)} (same as trial.actions), got {tuple(x.shape)}")
+    h0 = policy.initial_state((B,), device=trial.inputs.device, dtype=trial.inputs.dtype)
+    logits, values, _ = policy.apply_sequence(params, trial.inputs, h0)
+    log_prob = categorical_log_prob(logits, trial.actions)
+    mask = torch.ones_like(log_prob)
+    policy_loss = ppo_clip_loss(log_prob, trial.log_probs, advantages, mask, clip_eps)
+    value_loss = 0.5 * masked_episode_mean((values - returns.detach()) ** 2, mask)
+    entropy = masked_episode_mean(categorical_entropy(logits), mask)
+    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
+    approx_kl = masked_episode_mean((trial.log_probs - log_prob).detach(), mask)
+    return loss, {"policy": policy_loss.detach(), "value": value_loss.detach(), "entropy": entropy.detach(),
+                  "approx_kl": approx_kl}
+
+
+def _minibatch(trial: Trial, idx: torch.Tensor) -> Trial:
+    return Trial(*(x[:, idx] for x in trial))
+
+
+def rl2_train_step(
+    env: Any, policy: RecurrentFunctional, optimizer: GradientTransformation, params: Params, opt_state: Any,
+    tasks: Any, noise: RL2Noise, config: PPOConfig = PPOConfig(),
+    grad_fn: Callable[..., Any] | None = None,
+) -> tuple[Params, Any, dict[str, torch.Tensor]]:
+    """One RL² iteration: a trial on each of the ``B`` tasks, then ``config.epochs`` PPO epochs of
+    ``config.num_minibatches`` minibatches (trials split by ``noise.perms``), each an ``optimizer``
+    step on :func:`rl2_ppo_loss` with the gradient clipped to global norm ``max_grad_norm``.
+
+    Returns ``(params, opt_state, stats)``; ``stats`` are 0-d tensors (``trial_return``: mean total
+    reward per trial of the rollout; the losses and ``approx_kl``/``grad_norm`` of the last
+    minibatch). ``grad_fn`` replaces ``grad_and_value(rl2_ppo_loss, has_aux=True)`` (e.g. with a
+    compiled one); it takes the loss's arguments.
+    """
+    num = _tasks_batch(tasks)
+    _check_ppo_config(config, num)
+    if tuple(noise.perms.shape) != (config.epochs, num):
+        raise ValueError(f"noise.perms expected shape {(config.epochs, num)} [epochs, B], got {tuple(noise.perms.shape)}")
+    grad_fn = grad_and_value(rl2_ppo_loss, has_aux=True) if grad_fn is None else grad_fn
+    trial = rl2_rollout(env, policy, params, tasks, noise.env, noise.gumbel_u)
+    advantages, returns = rl2_advantages(trial, config.gamma, config.gae_lambda)
+    if config.normalize_advantages:
+        advantages = normalize_advantages(advantages, torch.ones_like(advantages))
+    mb = num // config.num_minibatches
+    stats: dict[str, torch.Tensor] = {}
+    for epoch in range(config.epochs):
+        for i in range(config.num_minibatches):
+            idx = noise.perms[epoch, i * mb:(i + 1) * mb]
+            grads, (loss, aux) = grad_fn(params, policy, _minibatch(trial, idx), advantages[:, idx], returns[:, idx],
+                                         config.clip_eps, config.value_coef, config.entropy_coef)
+            norm = tree_norm(grads)
+            grads = tree_scale(grads, torch.clamp(config.max_grad_norm / (norm + 1e-6), max=1.0))
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = apply_updates(params, updates)
+            stats = {"loss": loss.detach(), **aux, "grad_norm": norm.detach()}
+    stats["trial_return"] = trial.rewards.sum(0).mean()
+    return params, opt_state, stats
