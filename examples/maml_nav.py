@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from functools import partial
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from functional_metarl.meta import TRPOConfig  # noqa: E402
-from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer, resolve_device  # noqa: E402
 
 PAPER_MAML = {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
 
@@ -68,7 +69,47 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--output", default="runs/maml_nav", help="directory for metrics, checkpoint, plots")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args()
+    args = parser.parse_args()
+    # Everything that training does not use is checked here too, before any work starts, so a
+    # bad evaluation flag fails in a second rather than after minutes of training.
+    if args.eval_tasks < 1:
+        parser.error(f"--eval-tasks must be >= 1, got {args.eval_tasks}")
+    if args.eval_episodes < 1:
+        parser.error(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
+    if args.eval_lrs is not None and not all(lr > 0 and math.isfinite(lr) for lr in args.eval_lrs):
+        parser.error(f"--eval-lrs must be positive finite step sizes, got {args.eval_lrs}")
+    try:
+        args.config = make_config(args)
+        resolve_device(args.device)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    checkpoint = Path(args.output) / CHECKPOINT_NAME
+    if args.resume and not checkpoint.is_file():
+        parser.error(f"--resume: no checkpoint at {checkpoint}")
+    return args
+
+
+def make_config(args: argparse.Namespace) -> MAMLConfig:
+    """The trainer's settings from the command line (MAMLConfig checks every field)."""
+    return MAMLConfig(
+        meta_iterations=args.meta_iterations,
+        meta_batch_size=args.meta_batch_size,
+        episodes_per_task=args.episodes_per_task,
+        inner_lr=args.inner_lr,
+        inner_steps=args.inner_steps,
+        hidden=tuple(args.hidden),
+        activation=args.activation,
+        action_scale=args.action_scale,
+        first_order=args.first_order,
+        meta_optimizer=args.meta_optimizer,
+        seed=args.seed,
+        device=args.device,
+        compile=args.compile,
+        learn_inner_lr=args.learn_inner_lr,
+        normalize_inner_advantages=not args.raw_inner_advantages,
+        mean_bound=args.mean_bound,
+        trpo=TRPOConfig(curvature=args.curvature),
+    )
 
 
 def plot_returns(history: list[dict], path: Path) -> None:
@@ -112,29 +153,14 @@ def plot_trajectories(tasks, episodes_per_step, path: Path, num_goals: int = 4) 
 
 def main() -> None:
     args = parse_args()
-    config = MAMLConfig(
-        meta_iterations=args.meta_iterations,
-        meta_batch_size=args.meta_batch_size,
-        episodes_per_task=args.episodes_per_task,
-        inner_lr=args.inner_lr,
-        inner_steps=args.inner_steps,
-        hidden=tuple(args.hidden),
-        activation=args.activation,
-        action_scale=args.action_scale,
-        first_order=args.first_order,
-        meta_optimizer=args.meta_optimizer,
-        seed=args.seed,
-        device=args.device,
-        compile=args.compile,
-        learn_inner_lr=args.learn_inner_lr,
-        normalize_inner_advantages=not args.raw_inner_advantages,
-        mean_bound=args.mean_bound,
-        trpo=TRPOConfig(curvature=args.curvature),
-    )
+    config = args.config
     output = Path(args.output)
     trainer = MAMLTrainer(config, output_dir=output)
     if args.resume:
-        trainer.load_checkpoint(output / CHECKPOINT_NAME)
+        try:
+            trainer.load_checkpoint(output / CHECKPOINT_NAME)
+        except ValueError as error:  # an unreadable checkpoint or one of other settings: say so, no traceback
+            raise SystemExit(f"maml_nav.py: error: {error}") from None
         print(f"resumed from {output / CHECKPOINT_NAME} at meta-iteration {trainer.iteration}")
     print(f"training on {trainer.device} for {config.meta_iterations} meta-iterations -> {output}")
     history = trainer.train(progress=not args.no_progress)

@@ -1,6 +1,6 @@
 """Stateful runners: the only layer that owns devices, generators, logs and checkpoints."""
 
-from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .checkpoint import atomic_save, atomic_write_json, load_checkpoint_file, read_checkpoint, resolve_device
 from .maml_trainer import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "MAMLTrainer",
     "atomic_save",
     "atomic_write_json",
+    "load_checkpoint_file",
     "read_checkpoint",
     "resolve_device",
 ]
