@@ -113,10 +113,10 @@ def test_bad_inputs_raise():
     t = DeepOptionCriticTrainer(DeepOptionCriticConfig(num_envs=1))
     with pytest.raises(ValueError):
         t.evaluate(0)
-    t.env_step()
-    if t._in_round:
-        with pytest.raises(RuntimeError):
-            t.state_dict()
+    t.env_step()  # one CartPole step never ends an episode: the round is still going
+    assert t._in_round and t.steps == 1
+    with pytest.raises(RuntimeError, match="between rounds only"):
+        t.state_dict()
     t.close()
 
 

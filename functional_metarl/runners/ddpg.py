@@ -33,8 +33,12 @@ Deviations and choices, stated:
 - The replay is this module's :class:`TensorReplay` rather than ``runners.replay.UniformReplay``:
   that one checks discrete actions and carries n-step fields DDPG/TD3 do not use, while this one
   checks that continuous actions are floats inside the action box.
-- On resume the current episode is not restored (an env's internal state cannot be saved);
-  training continues from a fresh episode, with every other state restored.
+- Resume is exact (with ``save_replay=True``): a checkpoint holds, besides params, targets,
+  optimizer states, the generator, the replay and the counters, the current episode as its reset
+  seed (``seed + episode_index``) and the actions taken since, plus the OU noise state, the
+  running return / length and the last losses. ``load_checkpoint`` resets the env with that
+  seed, replays the actions and checks that it arrives at the saved observation (an env that is
+  not a function of its seed and actions raises ``RuntimeError`` instead of drifting).
 """
 
 from __future__ import annotations
@@ -210,6 +214,16 @@ class DDPGConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        # Settings under which the critic would never be updated: refuse them instead of
+        # finishing a run with critic_updates == 0.
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
+        if self.batch_size > self.total_steps:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed total_steps ({self.total_steps}): "
+                             "the replay would never hold one batch")
+        if self.learning_starts >= self.total_steps:
+            raise ValueError(f"learning_starts ({self.learning_starts}) must be below total_steps ({self.total_steps}): "
+                             "no update would ever run")
         for name in ("actor_lr", "critic_lr"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
@@ -294,6 +308,7 @@ class DDPGTrainer:
         self.episodes: list[dict[str, float]] = []  # one entry per finished episode
         self.last_losses: dict[str, float] = {}
         self._obs: torch.Tensor | None = None  # current observation; None -> reset first
+        self._episode_actions: list[torch.Tensor] = []  # actions since the current episode's reset
         self._ou = torch.zeros(self.act_dim, device=self.device)
         self._ep_return, self._ep_length = 0.0, 0
         self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
@@ -345,9 +360,13 @@ class DDPGTrainer:
     def _to_obs(self, obs) -> torch.Tensor:
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
 
+    def _episode_seed(self) -> int:
+        return self.config.seed + len(self.episodes)
+
     def _reset(self) -> None:
-        obs, _ = self.env.reset(seed=self.config.seed + len(self.episodes))
+        obs, _ = self.env.reset(seed=self._episode_seed())
         self._obs = self._to_obs(obs)
+        self._episode_actions = []
         self._ou = torch.zeros(self.act_dim, device=self.device)
         self._ep_return, self._ep_length = 0.0, 0
 
@@ -372,6 +391,7 @@ class DDPGTrainer:
             self._reset()
         action = self._explore(self._obs)
         next_obs, reward, terminated, truncated, _ = self.env.step(action.cpu().numpy())
+        self._episode_actions.append(action.detach().cpu().clone())
         reward_t = torch.tensor([float(reward)], dtype=torch.float32)
         if not torch.isfinite(reward_t).all():
             raise FloatingPointError(f"the environment returned a non-finite reward {reward!r} at step {self.steps}")
@@ -464,6 +484,15 @@ class DDPGTrainer:
             "generator_state": self.generator.get_state(),
             "replay": self.replay.state_dict() if self.config.save_replay else None,
             "episodes": self.episodes,
+            "last_losses": {k: float(v) for k, v in self.last_losses.items()},
+            "episode": None if self._obs is None else {
+                "seed": self._episode_seed(),
+                "actions": torch.stack(self._episode_actions) if self._episode_actions else torch.zeros(0, self.act_dim),
+                "obs": self._obs.detach().cpu().clone(),
+                "ou": self._ou.detach().cpu().clone(),
+                "return": self._ep_return,
+                "length": self._ep_length,
+            },
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -477,6 +506,10 @@ class DDPGTrainer:
         """Restore params, targets, optimizer states, generator, replay, counters and history."""
         free = ("total_steps", "device", "checkpoint_every", "save_replay")
         state = read_checkpoint(path, self.config.to_dict(), free)
+        missing = [k for k in ("last_losses", "episode") if k not in state]
+        if missing:
+            raise ValueError(f"checkpoint {path} lacks {missing}: it was written before exact resume and cannot be resumed")
+
         dev = lambda t: tree_map(lambda x: x.to(self.device), t)  # noqa: E731
         adam_state = lambda s: AdamState(s["count"].to(self.device), dev(s["mu"]), dev(s["nu"]))  # noqa: E731
         self.actor_params = dev(state["actor_params"])
@@ -491,7 +524,28 @@ class DDPGTrainer:
         self.steps = int(state["steps"])
         self.critic_updates = int(state["critic_updates"])
         self.episodes = list(state["episodes"])
+        self.last_losses = {k: torch.tensor(v) for k, v in state["last_losses"].items()}
+        self._restore_episode(state["episode"])
+
+    def _restore_episode(self, saved: dict[str, Any] | None) -> None:
+        """Rebuild the current episode: reset with its seed, replay its actions, check the obs."""
         self._obs = None
+        if saved is None:
+            return
+        if int(saved["seed"]) != self._episode_seed():
+            raise ValueError(f"checkpoint's episode seed {saved['seed']} does not follow from its {len(self.episodes)} episodes")
+        self._reset()
+        for action in saved["actions"]:
+            obs, *_ = self.env.step(action.numpy())
+            self._obs = self._to_obs(obs)
+        if not torch.equal(self._obs.cpu(), saved["obs"]):
+            raise RuntimeError(
+                "replaying the saved actions from the episode's reset seed did not reproduce the saved observation: "
+                "the env is not a function of its seed and actions, so this run cannot be resumed exactly"
+            )
+        self._episode_actions = list(saved["actions"])
+        self._ou = saved["ou"].to(self.device)
+        self._ep_return, self._ep_length = float(saved["return"]), int(saved["length"])
 
     def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
         if self.output_dir is None:

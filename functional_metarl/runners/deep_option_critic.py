@@ -522,6 +522,7 @@ class DeepOptionCriticTrainer:
             "opt_states": {g: {"count": s.count.cpu(), "mu": cpu(s.mu), "nu": cpu(s.nu)} for g, s in self.opt_states.items()},
             "generator_state": self.generator.get_state(), "replay": self.replay.state_dict(),
             "episodes": [dict(e) for e in self.episodes], "evaluations": [dict(e) for e in self.evaluations],
+            "reports_success": self._reports_success,
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -543,6 +544,7 @@ class DeepOptionCriticTrainer:
         self.steps, self.rounds, self.updates = int(st["steps"]), int(st["rounds"]), int(st["updates"])
         self._last_target_update, self._last_checkpoint = int(st["last_target_update"]), int(st["last_checkpoint"])
         self.episodes, self.evaluations = list(st["episodes"]), list(st["evaluations"])
+        self._reports_success = bool(st["reports_success"])
         self._in_round = False
 
     def write_metrics(self) -> None:

@@ -16,6 +16,16 @@ Noise is sampled from the runner's ``torch.Generator`` and passed to the pure fu
 noise for every acting step, and per update independent noise for the online net and the
 target net. The loss itself is :func:`functional_metarl.rl.rainbow_loss`, a pure function of
 params and data.
+
+Episodes and exact resume: every episode of every env starts from a *seeded* reset (the
+``k``-th episode started, counted over all envs in order, gets :func:`episode_seed` ``(seed, k)``),
+and the runner records the actions taken since. A checkpoint holds those seeds and actions, so a
+resumed run rebuilds each env's current episode by resetting it with its seed and replaying its
+actions (at most one episode per env), checks that the replayed observations equal the saved
+ones, and continues exactly as an unbroken run would. This needs envs whose episode is a
+function of the reset seed and the actions (true of gymnasium's classic-control, Box2D, MuJoCo
+and ALE envs); an env that is not raises a ``RuntimeError`` on resume instead of drifting.
+See ``docs/resume.md``.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve
 from .scalars import ScalarLogger
 from .replay import NStepAggregator, PrioritizedReplay, UniformReplay
 
-__all__ = ["RainbowConfig", "RainbowTrainer", "RAINBOW_CHECKPOINT"]
+__all__ = ["RainbowConfig", "RainbowTrainer", "RAINBOW_CHECKPOINT", "episode_seed"]
 
 RAINBOW_CHECKPOINT = "rainbow_checkpoint.pt"
 
@@ -139,6 +149,12 @@ class RainbowConfig:
 
 
 # ---------------------------------------------------------------------- runner
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of the ``episode``-th episode (0-based, counted over all envs) of a run
+    with ``seed``: distinct for every pair, so runs with nearby seeds do not share episodes."""
+    return int(np.random.SeedSequence([seed % 2**63, episode]).generate_state(1)[0])
+
+
 def make_vector_env(config: RainbowConfig, seed_offset: int = 0):
     """A sync gymnasium vector env with same-step auto-reset (final obs in ``info``)."""
     import gymnasium as gym
@@ -162,9 +178,11 @@ class RainbowTrainer:
         env_fn: ``config -> gymnasium.vector.VectorEnv`` (default :func:`make_vector_env`); it
             must use same-step auto-reset so that ``info["final_obs"]`` holds final observations.
 
-    Resuming (``load_checkpoint``) restores params, target params, the Adam state, the
-    generator, the step count, the history and the replay buffer; the environments themselves
-    cannot be saved, so they restart from a fresh reset (seeded by ``seed + step``).
+    Resuming (``load_checkpoint``) is exact: it restores params, target params, the Adam state,
+    the generator, the replay buffer with its priorities, the pending n-step steps, the counters
+    and logs, and rebuilds every env's current episode from its reset seed and the actions taken
+    since (see the module docstring). ``env_fn``'s vector env must accept
+    ``reset(seed=[...], options={"reset_mask": mask})`` (gymnasium >= 1.0 vector envs do).
     """
 
     def __init__(self, config: RainbowConfig, output_dir: str | Path | None = None, env_fn: Callable | None = None):
@@ -209,6 +227,12 @@ class RainbowTrainer:
         self._obs = None
         self._ep_return = np.zeros(cfg.num_envs)
         self._ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
+        # The env stream: episode e of env i began with a reset seeded _episode_seeds[i] and has
+        # taken _episode_actions[i] since; _episodes_started counts seeded resets (all envs).
+        self._episodes_started = 0
+        self._episode_seeds: list[int] = [0] * cfg.num_envs
+        self._episode_actions: list[list[int]] = [[] for _ in range(cfg.num_envs)]
+        self._since_update = 0  # env steps since the last gradient update (train_every)
         loss = partial(rainbow_loss, net=self.net, atoms=self.atoms, gamma=cfg.gamma, double=cfg.double)
         self._grad_fn = grad_and_value(loss, has_aux=True)
 
@@ -237,8 +261,17 @@ class RainbowTrainer:
         random = torch.randint(self.num_actions, (n,), generator=self.generator, device=self.generator.device).to(self.device)
         return torch.where(explore, random, greedy)
 
+    def _new_episode_seeds(self, mask: np.ndarray) -> list[int | None]:
+        """Seeds for the envs in ``mask`` (None elsewhere), recorded as their episodes' seeds."""
+        seeds: list[int | None] = [None] * self.config.num_envs
+        for e in np.flatnonzero(mask):
+            seeds[e] = self._episode_seeds[e] = episode_seed(self.config.seed, self._episodes_started)
+            self._episode_actions[e] = []
+            self._episodes_started += 1
+        return seeds
+
     def _reset_envs(self) -> None:
-        obs, _ = self.envs.reset(seed=self.config.seed + self.step)
+        obs, _ = self.envs.reset(seed=self._new_episode_seeds(np.ones(self.config.num_envs, dtype=bool)))
         self._obs = torch.as_tensor(obs, device=self.device)
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
@@ -265,6 +298,12 @@ class RainbowTrainer:
         )
         if out is not None:
             self.buffer.add(**out)
+        for e, a in enumerate(action.tolist()):
+            self._episode_actions[e].append(int(a))
+        if ended.any():
+            # The vector env auto-reset these envs without a seed; reset them again, seeded, so
+            # that every episode is a function of its seed and its actions (exact resume).
+            obs, _ = self.envs.reset(seed=self._new_episode_seeds(ended), options={"reset_mask": ended})
         self._obs = torch.as_tensor(obs, device=self.device)
         self._ep_return += reward
         self._ep_length += 1
@@ -305,39 +344,39 @@ class RainbowTrainer:
         """Run until ``config.total_steps`` env steps; returns the finished-episode history."""
         cfg = self.config
         bar = tqdm(total=cfg.total_steps, initial=self.step, disable=not progress, desc="env steps")
-        next_log = (self.step // cfg.log_every + 1) * cfg.log_every
-        next_ckpt = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-        next_target = (self.step // cfg.target_update + 1) * cfg.target_update
-        next_eval = (self.step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
-        since_update = 0
+        # Each schedule fires when the step count crosses a multiple of its period; the next
+        # one is recomputed from the step count alone, so a resumed run keeps the same schedule.
+        after = lambda period: (self.step // period + 1) * period  # noqa: E731
+        next_log, next_ckpt, next_target = after(cfg.log_every), after(cfg.checkpoint_every), after(cfg.target_update)
+        next_eval = after(cfg.eval_every) if cfg.eval_every else None
         try:
             while self.step < cfg.total_steps:
                 self.env_step()
-                since_update += cfg.num_envs
+                self._since_update += cfg.num_envs
                 bar.update(cfg.num_envs)
                 if self.step >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
-                    while since_update >= cfg.train_every:
+                    while self._since_update >= cfg.train_every:
                         self.losses.append(self.update())
-                        since_update -= cfg.train_every
+                        self._since_update -= cfg.train_every
                 else:
-                    since_update = 0
+                    self._since_update = 0
                 if self.step >= next_target:
                     self.target_params = tree_map(torch.clone, self.params)
-                    next_target += cfg.target_update
+                    next_target = after(cfg.target_update)
                 if self.step >= next_log:
                     metrics = self.metrics()
                     self._log(metrics)
                     bar.set_postfix(ret100=f"{metrics['return_mean100']:.1f}", loss=f"{metrics['loss']:.3f}")
-                    next_log += cfg.log_every
+                    next_log = after(cfg.log_every)
                 if next_eval is not None and self.step >= next_eval:
                     row = {"step": self.step, "eval_return": self.evaluate(cfg.eval_episodes, seed=cfg.seed + 20_000 + self.step)}
                     self.evaluations.append(row)
                     self._log(row)
                     bar.write(f"step {self.step}: greedy eval return {row['eval_return']:.1f}")
-                    next_eval += cfg.eval_every
+                    next_eval = after(cfg.eval_every)
                 if self.step >= next_ckpt:
                     self.save_checkpoint()
-                    next_ckpt += cfg.checkpoint_every
+                    next_ckpt = after(cfg.checkpoint_every)
             self.save_checkpoint()
         finally:
             bar.close()
@@ -402,8 +441,58 @@ class RainbowTrainer:
             "generator_state": self.generator.get_state(),
             "history": self.history,
             "evaluations": self.evaluations,
+            "losses": list(self.losses),
+            "since_update": self._since_update,
             "buffer": self.buffer.state_dict(),
+            "nstep": self.nstep.state_dict(),
+            "envs": self._env_stream_state(),
         }
+
+    def _env_stream_state(self) -> dict[str, Any] | None:
+        """What rebuilds the envs' current episodes: seeds, actions since, the current
+        observations (to check the rebuild) and the running episode returns and lengths."""
+        if self._obs is None:
+            return None
+        return {
+            "episodes_started": self._episodes_started,
+            "seeds": list(self._episode_seeds),
+            "actions": [torch.tensor(a, dtype=torch.int64) for a in self._episode_actions],
+            "obs": self._obs.detach().cpu().clone(),
+            "episode_return": torch.as_tensor(self._ep_return.copy()),
+            "episode_length": torch.as_tensor(self._ep_length.copy()),
+        }
+
+    def _restore_envs(self, saved: dict[str, Any] | None) -> None:
+        """Bring every env to its saved place in its episode: reset it with its episode's seed and
+        replay the actions since. Envs are stepped together, so each env's replay is aligned to
+        end at the last step; before its own reset an env takes action 0 (that part is wiped)."""
+        n = self.config.num_envs
+        self._obs = None
+        if saved is None:
+            return
+        seeds, actions = [int(s) for s in saved["seeds"]], [a.tolist() for a in saved["actions"]]
+        if len(seeds) != n or len(actions) != n:
+            raise ValueError(f"checkpoint holds {len(seeds)} envs, this run has num_envs={n}")
+        total = max(len(a) for a in actions)
+        start = [total - len(a) for a in actions]  # step at which env e's episode begins
+        obs, _ = self.envs.reset(seed=seeds)
+        for t in range(total):
+            step_actions = np.array([actions[e][t - start[e]] if t >= start[e] else 0 for e in range(n)])
+            obs, *_ = self.envs.step(step_actions)
+            begins = np.array([start[e] == t + 1 for e in range(n)])
+            if begins.any():
+                obs, _ = self.envs.reset(seed=[seeds[e] if begins[e] else None for e in range(n)],
+                                         options={"reset_mask": begins})
+        if not np.array_equal(np.asarray(obs), saved["obs"].numpy()):
+            raise RuntimeError(
+                "replaying the saved actions from the saved reset seeds did not reproduce the saved observations: "
+                "the env is not a function of its seed and actions, so this run cannot be resumed exactly"
+            )
+        self._obs = torch.as_tensor(obs, device=self.device)
+        self._episodes_started = int(saved["episodes_started"])
+        self._episode_seeds, self._episode_actions = seeds, actions
+        self._ep_return = saved["episode_return"].numpy().copy()
+        self._ep_length = saved["episode_length"].numpy().copy()
 
     def save_checkpoint(self) -> Path | None:
         if self.output_dir is None:
@@ -415,6 +504,9 @@ class RainbowTrainer:
     def load_checkpoint(self, path: str | Path) -> None:
         free = ("total_steps", "device", "checkpoint_every", "log_every", "eval_every", "eval_episodes")
         state = read_checkpoint(path, self.config.to_dict(), free)
+        missing = [k for k in ("losses", "since_update", "nstep", "envs") if k not in state]
+        if missing:
+            raise ValueError(f"checkpoint {path} lacks {missing}: it was written before exact resume and cannot be resumed")
         self.net.check(state["params"])
         to_dev = lambda t: {k: v.to(self.device) for k, v in t.items()}  # noqa: E731
         self.params, self.target_params = to_dev(state["params"]), to_dev(state["target_params"])
@@ -423,9 +515,12 @@ class RainbowTrainer:
         self.generator.set_state(state["generator_state"])
         self.step, self.updates = int(state["step"]), int(state["updates"])
         self.history = list(state["history"])
-        self.evaluations = list(state.get("evaluations", []))
+        self.evaluations = list(state["evaluations"])
+        self.losses = deque(state["losses"], maxlen=self.losses.maxlen)
+        self._since_update = int(state["since_update"])
         self.buffer.load_state_dict(state["buffer"])
-        self._obs = None  # envs restart from a fresh reset
+        self.nstep.load_state_dict(state["nstep"])
+        self._restore_envs(state["envs"])
 
     def write_metrics(self, evaluation: dict[str, float] | None = None) -> None:
         if self.output_dir is None:

@@ -397,6 +397,24 @@ class NStepAggregator:
         """Drop every pending step (e.g. after the envs were reset from outside)."""
         self._pending = [[] for _ in range(self.num_envs)]
 
+    # ------------------------------------------------------------------ checkpoints
+    _FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+
+    def state_dict(self) -> dict:
+        """The pending (not yet emitted) steps of every env, as CPU tensors: restoring them lets
+        an interrupted run emit exactly the n-step transitions an unbroken one would."""
+        pending = [
+            [{k: torch.as_tensor(v).detach().cpu().clone() for k, v in zip(self._FIELDS, step)} for step in env]
+            for env in self._pending
+        ]
+        return {"n": self.n, "gamma": self.gamma, "num_envs": self.num_envs, "pending": pending}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("n", "gamma", "num_envs"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"n-step {key} {getattr(self, key)} differs from the saved {state[key]}")
+        self._pending = [[tuple(step[k] for k in self._FIELDS) for step in env] for env in state["pending"]]
+
     def _emit(self, steps: Sequence[tuple]) -> tuple:
         obs, action = steps[0][0], steps[0][1]
         ret = 0.0
