@@ -12,3 +12,59 @@ __all__ += ["RegressionBatch", "SineRegression", "SineTasks"]
 from .four_rooms import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsState, FourRoomsTask  # noqa: E402
 
 __all__ += ["FOUR_ROOMS_LAYOUT", "FourRooms", "FourRoomsState", "FourRoomsTask"]
+
+# Discrete task families for RL² (Bernoulli bandits, random tabular MDPs) and their classic agents
+from .bandits import BanditState, BanditTask, BernoulliBandits, check_int_actions, check_probabilities  # noqa: E402
+from .tabular_mdp import MDPNoise, MDPState, MDPTask, TabularMDP  # noqa: E402
+from .baselines import (  # noqa: E402
+    BANDIT_BASELINES,
+    MDP_BASELINES,
+    RL2_PAPER_GITTINS,
+    BaselineRun,
+    bandit_baseline,
+    mdp_baseline,
+    sample_gamma,
+)
+
+__all__ += [
+    "BanditState", "BanditTask", "BernoulliBandits", "check_int_actions", "check_probabilities",
+    "MDPNoise", "MDPState", "MDPTask", "TabularMDP",
+    "BANDIT_BASELINES", "MDP_BASELINES", "RL2_PAPER_GITTINS", "BaselineRun", "bandit_baseline", "mdp_baseline",
+    "sample_gamma",
+]
+
+# Simulator task families (gymnasium MuJoCo task wrappers, Meta-World ML1/ML10); mujoco and
+# metaworld are imported only when an env or benchmark is built.
+from .metaworld_tasks import (  # noqa: E402
+    METAWORLD_BENCHMARKS,
+    MetaWorldFamily,
+    MetaWorldTaskEnv,
+    episode_success,
+    success_rates,
+)
+from .mujoco_tasks import (  # noqa: E402
+    MUJOCO_TASK_FAMILIES,
+    AntDir,
+    AntDirEnv,
+    HalfCheetahDir,
+    HalfCheetahDirEnv,
+    HalfCheetahVel,
+    HalfCheetahVelEnv,
+    make_mujoco_family,
+)
+
+__all__ += [
+    "METAWORLD_BENCHMARKS",
+    "MetaWorldFamily",
+    "MetaWorldTaskEnv",
+    "episode_success",
+    "success_rates",
+    "MUJOCO_TASK_FAMILIES",
+    "AntDir",
+    "AntDirEnv",
+    "HalfCheetahDir",
+    "HalfCheetahDirEnv",
+    "HalfCheetahVel",
+    "HalfCheetahVelEnv",
+    "make_mujoco_family",
+]

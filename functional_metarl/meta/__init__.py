@@ -66,3 +66,21 @@ __all__ += [
     "mse_loss",
     "reptile",
 ]
+
+# RL² with PPO (recurrent rollout, loss and train step)
+from .rl2 import (  # noqa: E402
+    PPOConfig,
+    RL2Noise,
+    Trial,
+    gumbel_sample,
+    rl2_advantages,
+    rl2_ppo_loss,
+    rl2_rollout,
+    rl2_train_step,
+    sample_rl2_noise,
+)
+
+__all__ += [
+    "PPOConfig", "RL2Noise", "Trial", "gumbel_sample", "rl2_advantages", "rl2_ppo_loss", "rl2_rollout",
+    "rl2_train_step", "sample_rl2_noise",
+]

@@ -18,3 +18,8 @@ __all__ += ["deterministic_actor", "q_critic"]
 from .option_critic_nets import OptionHeads, option_critic_net  # noqa: E402
 
 __all__ += ["OptionHeads", "option_critic_net"]
+
+# RL²: GRU actor-critic (recurrent param dict)
+from .recurrent import RecurrentFunctional, gru_actor_critic, gru_cell, rl2_inputs  # noqa: E402
+
+__all__ += ["RecurrentFunctional", "gru_actor_critic", "gru_cell", "rl2_inputs"]

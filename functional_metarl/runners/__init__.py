@@ -38,3 +38,14 @@ __all__ += ["OPTION_CRITIC_CHECKPOINT", "OptionCriticConfig", "OptionCriticTrain
 from .deep_option_critic import DEEP_OPTION_CRITIC_CHECKPOINT, DeepOptionCriticConfig, DeepOptionCriticTrainer  # noqa: E402
 
 __all__ += ["DEEP_OPTION_CRITIC_CHECKPOINT", "DeepOptionCriticConfig", "DeepOptionCriticTrainer"]
+
+# RL² (bandits, tabular MDPs)
+from .rl2 import RL2_CHECKPOINT, RL2Config, RL2Trainer, make_rl2_env, mean_and_stderr  # noqa: E402
+
+__all__ += ["RL2_CHECKPOINT", "RL2Config", "RL2Trainer", "make_rl2_env", "mean_and_stderr"]
+
+# Simulator meta-RL: the task-aware vector sampler and MAML-TRPO on top of it
+from .gym_sampler import TaskVectorSampler  # noqa: E402
+from .gym_maml import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer  # noqa: E402
+
+__all__ += ["TaskVectorSampler", "GYM_MAML_CHECKPOINT", "GymMAMLConfig", "GymMAMLTrainer"]

@@ -1,0 +1,131 @@
+"""RL² on Bernoulli multi-armed bandits (Duan et al. 2016, section 3.1), end to end.
+
+    python examples/rl2_bandits.py --k 5 --n 10                       # ~ a few minutes on 2 CPU cores
+    python examples/rl2_bandits.py --k 10 --n 100 --output runs/rl2_k10_n100
+    python examples/rl2_bandits.py --output runs/rl2_k5_n10 --resume   # continue from the checkpoint
+
+Trains a GRU actor-critic (input: previous arm one-hot, previous reward, previous done) with
+PPO on trials of n pulls of a k-armed bandit with arm means uniform in [0, 1]; GAE runs over the
+whole trial and gradients flow through the whole trial. Then scores RL² and the classic agents
+(random, greedy with a uniform prior, UCB1, Thompson sampling) on the same --eval-tasks held-out
+bandits with the same reward noise: mean total reward per trial and its standard error. The
+Gittins index is cited from the paper (see ``envs.baselines``). Writes metrics.json (training
+curve, final evaluation, wall time, env steps/s), checkpoint.pt, TensorBoard events and
+learning_curve.png into --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from functional_metarl.envs import RL2_PAPER_GITTINS  # noqa: E402
+from functional_metarl.runners import RL2_CHECKPOINT, RL2Config, RL2Trainer  # noqa: E402
+
+# Duan et al. 2016, Table 1, as quoted in issue #12: mean total reward per trial by (k, n).
+PAPER = {(5, 10): {"rl2": 6.7, "ucb1": 6.7, "thompson": 5.7}, (10, 100): {"rl2": 83.5, "ucb1": 82.4, "thompson": 76.7}}
+
+
+def add_common_args(parser: argparse.ArgumentParser, iterations: int, trials: int, hidden: int, output: str) -> None:
+    """Flags shared by the RL² examples."""
+    parser.add_argument("--iterations", type=int, default=iterations)
+    parser.add_argument("--trials", type=int, default=trials, help="trials (tasks) per iteration")
+    parser.add_argument("--hidden", type=int, default=hidden, help="GRU hidden units")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=4, help="PPO epochs per iteration")
+    parser.add_argument("--minibatches", type=int, default=4, help="PPO minibatches per epoch (split over trials)")
+    parser.add_argument("--entropy-coef", type=float, default=0.01)
+    parser.add_argument("--gamma", type=float, default=0.99)
+    parser.add_argument("--gae-lambda", type=float, default=0.3)
+    parser.add_argument("--eval-tasks", type=int, default=2000, help="held-out tasks for the final evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda'")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the PPO gradient")
+    parser.add_argument("--output", default=output)
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], title: str) -> dict:
+    """Train (or resume), evaluate every method on the same held-out tasks, write metrics and the plot."""
+    torch.set_num_threads(args.threads)
+    output = Path(args.output)
+    trainer = RL2Trainer(config, output)
+    if args.resume and (output / RL2_CHECKPOINT).is_file():
+        trainer.load_checkpoint(output / RL2_CHECKPOINT)
+        print(f"resumed at iteration {trainer.iteration}")
+    start = time.perf_counter()
+    trainer.train(progress=not args.no_progress)
+    train_seconds = time.perf_counter() - start
+    total_train_seconds = sum(m["seconds"] for m in trainer.history)
+    start = time.perf_counter()
+    evaluation = trainer.evaluate_methods(args.eval_tasks)
+    eval_seconds = time.perf_counter() - start
+    extra = {
+        "eval": evaluation,
+        "paper": paper,
+        "wall_seconds_this_session": train_seconds,
+        "train_seconds_total": total_train_seconds,
+        "eval_seconds": eval_seconds,
+        "env_steps": trainer.env_steps,
+        "env_steps_per_second": trainer.env_steps / max(total_train_seconds, 1e-9),
+        "machine": f"{torch.get_num_threads()} torch thread(s), device {trainer.device}",
+    }
+    trainer.write_metrics(extra)
+    plot(trainer.history, evaluation, paper, output / "learning_curve.png", title)
+    for method, r in evaluation.items():
+        print(f"{method:>10}: {r['mean']:.3f} +- {r['stderr']:.3f}  (paper: {paper.get(method, '-')})")
+    print(f"training {total_train_seconds:.0f} s, {trainer.env_steps} env steps, "
+          f"{extra['env_steps_per_second']:.0f} env steps/s")
+    return extra
+
+
+def plot(history: list[dict], evaluation: dict, paper: dict, path: Path, title: str) -> None:
+    """Training curve (mean total reward per trial of each iteration's batch) against the
+    baselines' held-out levels."""
+    steps = [m["env_steps"] for m in history]
+    returns = [m["trial_return"] for m in history]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(steps, returns, color="black", lw=1, label="RL² (training batch)")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (method, r) in enumerate(evaluation.items()):
+        ax.axhline(r["mean"], ls="--", color=colors[i % len(colors)], label=f"{method} (held-out) {r['mean']:.2f}")
+    for method, value in paper.items():
+        if method not in evaluation:
+            ax.axhline(value, ls=":", color="gray", label=f"{method} (paper) {value}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("mean total reward per trial")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--k", type=int, default=5, help="arms")
+    parser.add_argument("--n", type=int, default=10, help="pulls per trial")
+    add_common_args(parser, iterations=600, trials=256, hidden=256, output="runs/rl2_bandits")
+    args = parser.parse_args()
+    config = RL2Config(env="bandit", num_arms=args.k, num_pulls=args.n, iterations=args.iterations,
+                       trials_per_iteration=args.trials, hidden=args.hidden, lr=args.lr, epochs=args.epochs,
+                       num_minibatches=args.minibatches, entropy_coef=args.entropy_coef, gamma=args.gamma,
+                       gae_lambda=args.gae_lambda, seed=args.seed, device=args.device, compile=args.compile)
+    paper = dict(PAPER.get((args.k, args.n), {}))
+    if (args.k, args.n) in RL2_PAPER_GITTINS:
+        paper["gittins"] = RL2_PAPER_GITTINS[(args.k, args.n)]
+    run(config, args, paper, f"RL² on Bernoulli bandits, k={args.k}, n={args.n}")
+
+
+if __name__ == "__main__":
+    main()

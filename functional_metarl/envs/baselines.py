@@ -1,0 +1,174 @@
+"""Classic agents for the RL² task families, batched over trials, as pure tensor loops.
+
+Bandits (:func:`bandit_baseline`): ``"random"``; ``"greedy"`` (greedy with the uniform prior:
+pull the arm of highest posterior mean ``(s + 1) / (c + 2)``); ``"ucb1"`` (Auer et al. 2002:
+every arm once, then ``argmax s / c + sqrt(2 ln t / c)``); ``"thompson"`` (Beta(1, 1) prior,
+pull the argmax of one draw from each arm's ``Beta(s + 1, c - s + 1)`` posterior). Ties are
+broken uniformly at random. The Gittins index is not computed here: it is the optimal policy
+for a *discounted, infinite* horizon, and the RL² paper's Gittins numbers depend on the
+discount / truncation the authors chose, which the paper does not state; we cite its numbers.
+
+Tabular MDPs (:func:`mdp_baseline`): ``"random"`` and ``"psrl"`` (posterior sampling,
+Osband et al. 2013): at the start of every episode draw an MDP from the posterior -- known
+priors ``R ~ N(1, 1)`` with unit reward noise (a Normal posterior per ``(s, a)``) and flat
+Dirichlet transition rows (a ``Dirichlet(1 + counts)`` posterior) -- solve it by ``H``-step
+value iteration and act greedily on it for the episode.
+
+Each returns a :class:`BaselineRun` with ``actions`` and ``rewards`` ``[T, B]``; the env noise
+is the env's pre-drawn trial noise (leaves ``[T, B]``), so every method can be scored on the same
+tasks and the same reward / transition noise. The agents' own randomness comes from
+``generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from ..tree import tree_map
+from .bandits import BanditTask, BernoulliBandits
+from .tabular_mdp import MDPNoise, MDPTask, TabularMDP
+
+__all__ = ["BaselineRun", "BANDIT_BASELINES", "MDP_BASELINES", "sample_gamma", "bandit_baseline", "mdp_baseline",
+           "RL2_PAPER_GITTINS"]
+
+BANDIT_BASELINES = ("random", "greedy", "ucb1", "thompson")
+MDP_BASELINES = ("random", "psrl")
+# Duan et al. 2016, Table 1 (as quoted in issue #12): Gittins index, mean total reward per
+# trial, keyed by (k, n). Only the two settings this project runs are recorded.
+RL2_PAPER_GITTINS = {(5, 10): 6.6, (10, 100): 82.8}
+
+
+class BaselineRun(NamedTuple):
+    actions: torch.Tensor  # [T, B] int64
+    rewards: torch.Tensor  # [T, B]
+
+
+def sample_gamma(alpha: torch.Tensor, generator: torch.Generator | None = None, tries: int = 16) -> torch.Tensor:
+    """``Gamma(alpha, 1)`` draws for ``alpha >= 1`` (any shape), by Marsaglia & Tsang (2000).
+
+    ``tries`` proposals per entry are drawn at once and the first accepted is kept (each is
+    accepted with probability > 0.95 for ``alpha >= 1``, so all 16 fail with probability
+    < 1e-20; the last proposal is kept then).
+    """
+    if not isinstance(alpha, torch.Tensor) or not alpha.dtype.is_floating_point:
+        raise TypeError("alpha must be a floating-point Tensor")
+    if not bool((alpha >= 1).all()):
+        raise ValueError(f"alpha must be >= 1 everywhere, got a minimum of {float(alpha.min())}")
+    d = alpha - 1.0 / 3.0
+    c = 1.0 / torch.sqrt(9.0 * d)
+    x = torch.randn((tries, *alpha.shape), generator=generator, device=alpha.device, dtype=alpha.dtype)
+    u = torch.rand((tries, *alpha.shape), generator=generator, device=alpha.device, dtype=alpha.dtype)
+    v = (1.0 + c * x) ** 3
+    ok = (v > 0) & (torch.log(u.clamp_min(1e-30)) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-30)))
+    ok[-1] = True
+    first = torch.argmax(ok.to(torch.int8), dim=0, keepdim=True)  # index of the first accepted proposal
+    return (d * torch.gather(v, 0, first)).squeeze(0)
+
+
+def _argmax_random_ties(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    best = scores.max(dim=-1, keepdim=True).values
+    u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
+    return torch.argmax(torch.where(scores >= best, u + 1.0, u - 1.0), dim=-1)
+
+
+def bandit_baseline(
+    env: BernoulliBandits, tasks: BanditTask, method: str, env_noise: torch.Tensor, generator: torch.Generator | None = None
+) -> BaselineRun:
+    """Play one trial of ``method`` (see the module docstring) on every bandit of ``tasks``
+    (``means [B, k]``) with the env's uniforms ``env_noise [n, B]``."""
+    if method not in BANDIT_BASELINES:
+        raise ValueError(f"method must be one of {BANDIT_BASELINES}, got {method!r}")
+    means = tasks.means
+    if means.ndim != 2 or means.shape[-1] != env.num_arms:
+        raise ValueError(f"tasks.means expected shape [B, {env.num_arms}], got {tuple(means.shape)}")
+    B, k = means.shape
+    if tuple(env_noise.shape) != (env.num_pulls, B):
+        raise ValueError(f"env_noise expected shape {(env.num_pulls, B)} [n, B], got {tuple(env_noise.shape)}")
+    state, _ = env.reset(tasks)
+    counts = torch.zeros(B, k, dtype=means.dtype, device=means.device)
+    successes = torch.zeros_like(counts)
+    actions, rewards = [], []
+    for t in range(env.num_pulls):
+        if method == "random":
+            scores = torch.zeros_like(counts)
+        elif method == "greedy":
+            scores = (successes + 1) / (counts + 2)
+        elif method == "ucb1":
+            bonus = torch.sqrt(2.0 * math.log(max(t, 1)) / counts.clamp_min(1))
+            scores = torch.where(counts == 0, torch.full_like(counts, math.inf), successes / counts.clamp_min(1) + bonus)
+        else:  # thompson
+            a = sample_gamma(successes + 1, generator)
+            b = sample_gamma(counts - successes + 1, generator)
+            scores = a / (a + b)
+        action = _argmax_random_ties(scores, generator)
+        state, _, reward, _ = env.step(state, action, tasks, env_noise[t], validate=False)
+        one_hot = torch.nn.functional.one_hot(action, k).to(means.dtype)
+        counts = counts + one_hot
+        successes = successes + one_hot * reward.unsqueeze(-1)
+        actions.append(action)
+        rewards.append(reward)
+    return BaselineRun(torch.stack(actions), torch.stack(rewards))
+
+
+def _psrl_policy(env: TabularMDP, counts: torch.Tensor, reward_sums: torch.Tensor, next_counts: torch.Tensor,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """Greedy time-dependent actions ``[B, H, S]`` of one MDP drawn from the posterior."""
+    z = torch.randn(counts.shape, generator=generator, device=counts.device, dtype=counts.dtype)
+    reward = (1.0 + reward_sums) / (1.0 + counts) + z / torch.sqrt(1.0 + counts)  # N(1, 1) prior, unit noise
+    g = sample_gamma(next_counts + 1.0, generator)
+    transitions = g / g.sum(-1, keepdim=True)  # [B, S, A, S]
+    value = torch.zeros(counts.shape[:-1], device=counts.device, dtype=counts.dtype)  # [B, S]
+    policy = []
+    for _ in range(env.horizon):
+        q = reward + torch.einsum("bsat,bt->bsa", transitions, value)
+        policy.append(torch.argmax(q, dim=-1))
+        value = q.max(dim=-1).values
+    return torch.stack(policy[::-1], dim=1)  # [B, H, S]: step h of the episode
+
+
+def mdp_baseline(
+    env: TabularMDP, tasks: MDPTask, method: str, env_noise: MDPNoise, generator: torch.Generator | None = None
+) -> BaselineRun:
+    """Play one trial of ``method`` (``"random"`` or ``"psrl"``) on every MDP of ``tasks``
+    (leading axis ``B``) with the env's trial noise (leaves ``[n H, B]``)."""
+    if method not in MDP_BASELINES:
+        raise ValueError(f"method must be one of {MDP_BASELINES}, got {method!r}")
+    S, A, H = env.num_states, env.num_actions, env.horizon
+    r = tasks.reward_mean
+    if r.ndim != 3 or r.shape[1:] != (S, A):
+        raise ValueError(f"tasks.reward_mean expected shape [B, {S}, {A}], got {tuple(r.shape)}")
+    B = r.shape[0]
+    for leaf in env_noise:
+        if tuple(leaf.shape) != (env.trial_length, B):
+            raise ValueError(f"env_noise leaves expected shape {(env.trial_length, B)}, got {tuple(leaf.shape)}")
+    state, _ = env.reset(tasks)
+    counts = torch.zeros(B, S, A, dtype=r.dtype, device=r.device)
+    reward_sums = torch.zeros_like(counts)
+    next_counts = torch.zeros(B, S, A, S, dtype=r.dtype, device=r.device)
+    rows = torch.arange(B, device=r.device)
+    actions, rewards = [], []
+    plan = None
+    for t in range(env.trial_length):
+        h = t % H
+        if method == "random":
+            action = torch.randint(A, (B,), generator=generator, device=r.device)
+        else:
+            if h == 0:
+                plan = _psrl_policy(env, counts, reward_sums, next_counts, generator)
+            action = plan[rows, h, state.s]
+        s = state.s
+        state, _, reward, done = env.step(state, action, tasks, tree_map(lambda n: n[t], env_noise), validate=False)
+        # An episode's last transition is not observed (the next observation is the reset
+        # state 0), so it updates the reward posterior only.
+        if method == "psrl":
+            seen = (~done).to(r.dtype)
+            next_s = state.s
+            counts = counts.index_put((rows, s, action), torch.ones(B, dtype=r.dtype, device=r.device), accumulate=True)
+            reward_sums = reward_sums.index_put((rows, s, action), reward, accumulate=True)
+            next_counts = next_counts.index_put((rows, s, action, next_s), seen, accumulate=True)
+        actions.append(action)
+        rewards.append(reward)
+    return BaselineRun(torch.stack(actions), torch.stack(rewards))

@@ -1,0 +1,257 @@
+"""The RL² trainer: a thin stateful shell around ``meta.rl2`` (Duan et al. 2016).
+
+It owns the device, the ``torch.Generator``, the params and Adam state, the logs and the
+checkpoints; every iteration it samples a batch of tasks, draws the step's noise and calls the
+pure ``meta.rl2_train_step``. Same habits as ``MAMLTrainer``: tqdm progress, TensorBoard
+scalars, atomic checkpoints, bit-identical resume, ``device="auto"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.func import grad_and_value
+from tqdm.auto import tqdm
+
+from ..envs.bandits import BernoulliBandits
+from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline
+from ..envs.tabular_mdp import TabularMDP
+from ..meta.rl2 import PPOConfig, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
+from ..nn.recurrent import gru_actor_critic
+from ..optim import AdamState, adam
+from ..tree import Params
+from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .scalars import ScalarLogger
+
+__all__ = ["RL2_CHECKPOINT", "RL2Config", "RL2Trainer", "make_rl2_env", "mean_and_stderr"]
+
+RL2_CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class RL2Config:
+    """RL² + PPO settings. ``env`` is ``"bandit"`` (``num_arms`` k, ``num_pulls`` n) or ``"mdp"``
+    (``num_episodes`` n of the 10-state, 5-action, horizon-10 MDPs)."""
+
+    env: str = "bandit"
+    num_arms: int = 5
+    num_pulls: int = 10
+    num_episodes: int = 10
+    iterations: int = 500
+    trials_per_iteration: int = 256  # tasks (one trial each) per iteration
+    hidden: int = 256
+    lr: float = 1e-3
+    epochs: int = 4
+    num_minibatches: int = 4
+    clip_eps: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    gamma: float = 0.99
+    gae_lambda: float = 0.3
+    max_grad_norm: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 25
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.env not in ("bandit", "mdp"):
+            raise ValueError(f"env must be 'bandit' or 'mdp', got {self.env!r}")
+        for name in ("num_arms", "num_pulls", "num_episodes", "iterations", "trials_per_iteration", "hidden",
+                     "epochs", "num_minibatches", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be a bool, got {self.compile!r}")
+        make_rl2_env(self)  # k >= 2, n >= 1 checked by the env
+        _ = self.ppo()  # and the PPO values checked below at the first step; divisibility here:
+        if self.trials_per_iteration % self.num_minibatches:
+            raise ValueError(f"num_minibatches ({self.num_minibatches}) must divide trials_per_iteration "
+                             f"({self.trials_per_iteration})")
+
+    def ppo(self) -> PPOConfig:
+        """The PPO part as a ``meta.PPOConfig``."""
+        return PPOConfig(self.epochs, self.num_minibatches, float(self.clip_eps), float(self.value_coef),
+                         float(self.entropy_coef), float(self.gamma), float(self.gae_lambda), float(self.max_grad_norm))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_rl2_env(config: RL2Config) -> BernoulliBandits | TabularMDP:
+    """The task family a config names."""
+    if config.env == "bandit":
+        return BernoulliBandits(config.num_arms, config.num_pulls)
+    return TabularMDP(config.num_episodes)
+
+
+def mean_and_stderr(totals: torch.Tensor) -> dict[str, float]:
+    """``{"mean", "stderr", "num_tasks"}`` of per-task totals ``[B]`` (stderr = sample std / sqrt(B))."""
+    if totals.ndim != 1 or totals.shape[0] < 2:
+        raise ValueError(f"totals expected shape [B] with B >= 2, got {tuple(totals.shape)}")
+    totals = totals.double()
+    return {"mean": float(totals.mean()), "stderr": float(totals.std() / math.sqrt(totals.shape[0])),
+            "num_tasks": int(totals.shape[0])}
+
+
+def _moved(tree: Params, device: torch.device | str) -> Params:
+    return {k: v.detach().to(device) for k, v in tree.items()}
+
+
+class RL2Trainer:
+    """Trains a GRU actor-critic with RL² + PPO on bandits or tabular MDPs.
+
+    Args:
+        config: the settings.
+        output_dir: where ``checkpoint.pt``, ``metrics.json`` and TensorBoard events go (``None``: nothing).
+    """
+
+    def __init__(self, config: RL2Config, output_dir: str | Path | None = None):
+        self.config = config
+        self.env = make_rl2_env(config)
+        self.device = resolve_device(config.device)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.policy = gru_actor_critic(self.env.obs_dim, self.env.num_actions, config.hidden)
+        self.optimizer = adam(config.lr)
+        self.params: Params = self.policy.init(config.seed, device=self.device)
+        self.opt_state: AdamState = self.optimizer.init(self.params)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.iteration = 0
+        self.env_steps = 0
+        self.history: list[dict[str, float]] = []
+        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
+        fn = grad_and_value(rl2_ppo_loss, has_aux=True)
+        self._grad_fn = torch.compile(fn, dynamic=False) if config.compile else fn
+
+    # ----------------------------------------------------------------- training
+    def train_iteration(self) -> dict[str, float]:
+        """One RL² iteration; returns its metrics (also appended to ``history``)."""
+        cfg = self.config
+        start = time.perf_counter()
+        tasks = self.env.sample_tasks(cfg.trials_per_iteration, self.generator)
+        noise = sample_rl2_noise(self.env, cfg.trials_per_iteration, cfg.epochs, self.generator)
+        self.params, self.opt_state, stats = rl2_train_step(
+            self.env, self.policy, self.optimizer, self.params, self.opt_state, tasks, noise, cfg.ppo(),
+            grad_fn=self._grad_fn,
+        )
+        values = {k: float(v) for k, v in stats.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise FloatingPointError(f"non-finite training statistics at iteration {self.iteration + 1}: {values}")
+        self.iteration += 1
+        self.env_steps += cfg.trials_per_iteration * self.env.trial_length
+        seconds = time.perf_counter() - start
+        metrics = {"iteration": self.iteration, "env_steps": self.env_steps, **values, "seconds": seconds,
+                   "steps_per_second": cfg.trials_per_iteration * self.env.trial_length / seconds}
+        self.history.append(metrics)
+        return metrics
+
+    def train(self, progress: bool = True) -> list[dict[str, float]]:
+        """Run until ``config.iterations``, checkpointing every ``checkpoint_every`` iterations."""
+        cfg = self.config
+        bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc="RL2 iterations")
+        try:
+            while self.iteration < cfg.iterations:
+                metrics = self.train_iteration()
+                for key, value in metrics.items():
+                    if key != "iteration":
+                        self._logger.scalar(f"train/{key}", value, metrics["iteration"])
+                bar.update(1)
+                bar.set_postfix(trial_return=f"{metrics['trial_return']:.2f}", sps=f"{metrics['steps_per_second']:.0f}")
+                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            self._logger.flush()
+        return self.history
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor) -> torch.Tensor:
+        """Total reward of one trial of the current policy on each task: ``[B]``.
+
+        ``tasks`` (leading axis ``B``), ``env_noise`` (leaves ``[T, B]``) and ``gumbel_u``
+        (``[T, B, A]``) are given so every method can be scored on the same tasks and noise.
+        """
+        trial = rl2_rollout(self.env, self.policy, self.params, tasks, env_noise, gumbel_u)
+        return trial.rewards.sum(0)
+
+    def evaluate_methods(self, num_tasks: int = 1000, seed: int | None = None,
+                         baselines: bool = True) -> dict[str, dict[str, float]]:
+        """Mean total reward per trial, with its standard error, of RL² and (``baselines``) every
+        classic baseline on the same ``num_tasks`` held-out tasks with the same env noise.
+
+        Tasks and noise come from their own generator (``seed`` defaults to ``config.seed +
+        10_000``), not from the training stream. Returns ``{method: {"mean", "stderr", "num_tasks"}}``.
+        """
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 2:
+            raise ValueError(f"num_tasks must be an int >= 2 (a standard error needs two), got {num_tasks!r}")
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 10_000 if seed is None else seed)
+        tasks = self.env.sample_tasks(num_tasks, gen)
+        noise = sample_rl2_noise(self.env, num_tasks, 0, gen)
+        totals = {"rl2": self.evaluate(tasks, noise.env, noise.gumbel_u)}
+        if baselines:
+            agent_gen = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, (), generator=gen)))
+            if self.config.env == "bandit":
+                for method in BANDIT_BASELINES:
+                    totals[method] = bandit_baseline(self.env, tasks, method, noise.env, agent_gen).rewards.sum(0)
+            else:
+                for method in MDP_BASELINES:
+                    totals[method] = mdp_baseline(self.env, tasks, method, noise.env, agent_gen).rewards.sum(0)
+        return {k: mean_and_stderr(v) for k, v in totals.items()}
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "params": _moved(self.params, "cpu"),
+            "opt_state": {"count": self.opt_state.count.cpu(), "mu": _moved(self.opt_state.mu, "cpu"),
+                          "nu": _moved(self.opt_state.nu, "cpu")},
+            "generator_state": self.generator.get_state(),
+            "history": self.history,
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoint.pt`` (atomically) and ``metrics.json``; nothing without ``output_dir``."""
+        if self.output_dir is None:
+            return None
+        path = atomic_save(self.state_dict(), self.output_dir / RL2_CHECKPOINT)
+        self.write_metrics()
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore params, Adam state, RNG state, iteration and history from ``path``; the run
+        length, device, cadence and compile flag may differ, every other setting must match."""
+        state = read_checkpoint(path, self.config.to_dict(), ("iterations", "device", "checkpoint_every", "compile"))
+        self.policy.check(state["params"])
+        self.params = _moved(state["params"], self.device)
+        opt = state["opt_state"]
+        self.policy.check(opt["mu"])
+        self.policy.check(opt["nu"])
+        self.opt_state = AdamState(opt["count"].to(self.device), _moved(opt["mu"], self.device),
+                                   _moved(opt["nu"], self.device))
+        self.generator.set_state(state["generator_state"])
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.history = list(state["history"])
+
+    def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
+        """Write ``metrics.json``: config, per-iteration history, entries kept from the file
+        (e.g. a final evaluation) and any ``extra`` top-level entries."""
+        if self.output_dir is None:
+            return
+        path = self.output_dir / "metrics.json"
+        payload: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        payload.update({"config": self.config.to_dict(), "iterations": self.history})
+        payload.update(extra or {})
+        atomic_write_json(payload, path)
