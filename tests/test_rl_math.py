@@ -353,8 +353,9 @@ def test_categorical_functions_match_torch_distributions():
     p = D.Categorical(logits=logits)
     q = D.Categorical(logits=logits_q)
     torch.testing.assert_close(categorical_log_prob(logits, action), p.log_prob(action))
-    # float-valued actions are accepted as indices
-    torch.testing.assert_close(categorical_log_prob(logits, action.to(DT)), p.log_prob(action))
+    # float-valued actions are refused, not truncated to indices (1.7 would silently become 1)
+    with pytest.raises(TypeError, match="action must be an integer"):
+        categorical_log_prob(logits, action.to(DT))
     torch.testing.assert_close(categorical_entropy(logits), p.entropy())
     torch.testing.assert_close(categorical_kl(logits, logits_q), D.kl_divergence(p, q))
     # invariance to a logit shift

@@ -23,8 +23,31 @@ __all__ = [
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def _check_event(where: str, name: str, x: torch.Tensor, like_name: str, like: torch.Tensor,
+                 broadcast: bool = False) -> None:
+    """``x`` has ``like``'s shape (or, with ``broadcast``, broadcasts to it without growing it)."""
+    for n, t in ((like_name, like), (name, x)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{where}: {n} must be a Tensor, got {type(t).__name__}")
+    if like.ndim == 0:
+        raise ValueError(f"{where}: {like_name} expected shape [..., d] with an event axis, got a 0-d tensor")
+    if broadcast:
+        ok = x.ndim >= 1 and x.shape[-1] == like.shape[-1] and x.ndim <= like.ndim and all(
+            a in (1, b) for a, b in zip(x.shape[::-1], like.shape[::-1]))
+    else:
+        ok = x.shape == like.shape
+    if not ok:
+        rule = "broadcastable to" if broadcast else "equal to"
+        raise ValueError(f"{where}: {name} expected a shape {rule} {like_name}'s {tuple(like.shape)}, got {tuple(x.shape)}")
+
+
 def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log N(x; mean, diag(exp(log_std))^2) summed over the last axis. ``[..., d] -> [...]``."""
+    """log N(x; mean, diag(exp(log_std))^2) summed over the last axis. ``[..., d] -> [...]``.
+
+    ``x`` has ``mean``'s shape; ``log_std`` has it too or broadcasts to it (a state-independent
+    ``[d]``)."""
+    _check_event("gaussian_log_prob", "x", x, "mean", mean)
+    _check_event("gaussian_log_prob", "log_std", log_std, "mean", mean, broadcast=True)
     z = (x - mean) * torch.exp(-log_std)
     return torch.sum(-0.5 * z * z - log_std - 0.5 * _LOG_2PI, dim=-1)
 
@@ -38,18 +61,33 @@ def gaussian_kl(
     mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Tensor, log_std_q: torch.Tensor
 ) -> torch.Tensor:
     """KL(p || q) of diagonal Gaussians, summed over the last axis. ``[..., d] -> [...]``."""
+    _check_event("gaussian_kl", "mean_q", mean_q, "mean_p", mean_p)
+    _check_event("gaussian_kl", "log_std_p", log_std_p, "mean_p", mean_p, broadcast=True)
+    _check_event("gaussian_kl", "log_std_q", log_std_q, "mean_p", mean_p, broadcast=True)
     var_ratio = torch.exp(2 * (log_std_p - log_std_q))
     mean_term = (mean_p - mean_q) ** 2 * torch.exp(-2 * log_std_q)
     return torch.sum(0.5 * (var_ratio + mean_term - 1.0) + log_std_q - log_std_p, dim=-1)
 
 
 def categorical_log_prob(logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[action]. ``logits: [..., n]``, ``action: [...]`` (integer) -> ``[...]``."""
+    """log softmax(logits)[action]. ``logits: [..., n]``, ``action: [...]`` (integer) -> ``[...]``.
+
+    A floating-point ``action`` is refused rather than truncated to an index. Indices outside
+    ``[0, n)`` are not checked here (that would need a host sync under vmap); ``gather`` raises
+    for them on CPU, and the envs check the actions they are given."""
+    if not isinstance(action, torch.Tensor) or action.is_floating_point() or action.dtype == torch.bool:
+        got = action.dtype if isinstance(action, torch.Tensor) else type(action).__name__
+        raise TypeError(f"categorical_log_prob: action must be an integer Tensor of indices, got {got}")
+    if not isinstance(logits, torch.Tensor) or logits.ndim == 0 or action.shape != logits.shape[:-1]:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"categorical_log_prob: action expected shape logits.shape[:-1], got action "
+                         f"{tuple(action.shape)} for logits {got}")
     log_p = torch.log_softmax(logits, dim=-1)
     return torch.gather(log_p, -1, action.long().unsqueeze(-1)).squeeze(-1)
 
 
 def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits). ``[..., n] -> [...]``."""
     log_p = torch.log_softmax(logits, dim=-1)
     # xlogy gives 0 for a zero-probability (masked, -inf logit) action instead of 0 * -inf = nan.
     return -torch.sum(torch.special.xlogy(torch.exp(log_p), torch.exp(log_p)), dim=-1)
@@ -57,6 +95,7 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) between categoricals given by logits. ``[..., n] -> [...]``."""
+    _check_event("categorical_kl", "logits_q", logits_q, "logits_p", logits_p)
     log_p = torch.log_softmax(logits_p, dim=-1)
     log_q = torch.log_softmax(logits_q, dim=-1)
     p = torch.exp(log_p)

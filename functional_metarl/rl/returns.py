@@ -13,11 +13,20 @@ __all__ = ["discounted_returns", "gae"]
 
 
 def _check_time_major(name: str, x: torch.Tensor, like: torch.Tensor) -> None:
+    if not isinstance(like, torch.Tensor) or not isinstance(x, torch.Tensor):
+        bad = name if not isinstance(x, torch.Tensor) else "rewards"
+        raise TypeError(f"{bad} must be a Tensor [T, ...]")
+    if like.ndim == 0 or like.shape[0] == 0:
+        raise ValueError(f"rewards expected shape [T, ...] with T >= 1, got {tuple(like.shape)}")
+    if not like.is_floating_point():
+        raise TypeError(f"rewards must be floating point, got {like.dtype}")
     if x.shape != like.shape:
         raise ValueError(f"{name} expected shape {tuple(like.shape)} (same as rewards), got {tuple(x.shape)}")
 
 
 def _check_discount(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in [0, 1], got {type(value).__name__}")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
 
