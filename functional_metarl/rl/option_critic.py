@@ -205,7 +205,8 @@ def option_critic_losses(
     Args:
         q_tm1: ``[O]`` Q(s_tm1, .); logits_tm1: ``[O, A]`` intra-option logits at s_tm1;
         q_t: ``[O]`` Q(s_t, .); beta_t: ``[O]`` termination probabilities at s_t;
-        option_tm1, a_tm1: ``[]`` int, the running option and the action taken;
+        option_tm1: ``[]`` int, the running option;
+        a_tm1: ``[]`` int, the action taken;
         r_t: ``[]``; discount_t: ``[]`` = gamma * (1 - terminal_t);
         xi: termination margin; entropy_coef: entropy bonus weight;
         value_epsilon: epsilon of the policy over options used for ``V`` in the termination
@@ -251,15 +252,19 @@ def option_actor_losses(
     (deep Option-Critic's actor; the tabular :func:`option_critic_losses` is the softmax case).
 
     Args:
-        log_prob_tm1, entropy_tm1: ``[]`` ``log pi_w(a_tm1 | s_tm1)`` and ``H(pi_w(. | s_tm1))`` of
-            the running option ``w = option_tm1`` (differentiable: the policy gradient flows here);
+        log_prob_tm1: ``[]`` ``log pi_w(a_tm1 | s_tm1)`` of the running option ``w = option_tm1``
+            (differentiable: the policy gradient flows here);
+        entropy_tm1: ``[]`` ``H(pi_w(. | s_tm1))`` of the running option;
         q_tm1: ``[O]`` Q(s_tm1, .), the baseline ``Q(s_tm1, w)`` (held fixed);
         q_t: ``[O]`` Q(s_t, .) (held fixed); beta_t: ``[O]`` terminations at s_t (differentiable:
             the termination gradient flows here);
-        r_t, discount_t: ``[]``, ``discount_t = gamma * (1 - terminal_t)``;
+        r_t: ``[]`` reward;
+        discount_t: ``[]``, ``gamma * (1 - terminal_t)``;
         terminal_t: ``[]`` 1.0 if ``s_t`` is terminal: no termination gradient there (no option
             runs on from a terminal state);
-        xi, entropy_coef, value_epsilon: as in :func:`option_critic_losses`.
+        xi: as in :func:`option_critic_losses`.
+        entropy_coef: as in :func:`option_critic_losses`.
+        value_epsilon: as in :func:`option_critic_losses`.
 
     Policy: ``-log_prob * (g - Q(s_tm1, w)) - entropy_coef * H`` with the one-step target
     ``g = r_t + discount_t * U(w, s_t)`` from ``q_t`` and ``beta_t`` (both detached there).

@@ -32,7 +32,8 @@ def n_step_returns(
 
     Args:
         r_t: rewards ``[T]`` (step ``t``'s reward, received on leaving ``s_t``).
-        terminated_t, truncated_t: ``[T]`` bool/0-1, the episode ended *after* step ``t``.
+        terminated_t: ``[T]`` bool/0-1, the episode terminated *after* step ``t``.
+        truncated_t: ``[T]`` bool/0-1, the episode was truncated *after* step ``t``.
         n: the most rewards in a window (``>= 1``).
         gamma: discount in ``[0, 1]``.
 

@@ -309,7 +309,9 @@ class PrioritizedReplay(UniformReplay):
     ``alpha = 0.5``, ``beta`` annealed linearly from 0.4 to 1 (the runner anneals it).
 
     Args:
-        capacity, device, num_actions: as :class:`UniformReplay`.
+        capacity: as :class:`UniformReplay`.
+        device: as :class:`UniformReplay`.
+        num_actions: as :class:`UniformReplay`.
         alpha: priority exponent (0 = uniform).
         eps: added to every priority so none is exactly 0.
     """
