@@ -71,11 +71,43 @@ class RLBatch(NamedTuple):
     mask: torch.Tensor
 
 
+def _check_episodes(episodes: Episodes) -> None:
+    """Shapes ``[N, T, E, ...]`` and values of a batch of episodes (see ``envs.Episodes``)."""
+    if not isinstance(episodes, Episodes):
+        raise TypeError(f"episodes must be an envs.Episodes, got {type(episodes).__name__}")
+    for name, x in zip(Episodes._fields, episodes):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"episodes.{name} must be a Tensor, got {type(x).__name__}")
+    rewards, mask = episodes.rewards, episodes.mask
+    if rewards.ndim != 3 or 0 in rewards.shape:
+        raise ValueError(f"episodes.rewards expected shape [N, T, E] (task-major, non-empty), got {tuple(rewards.shape)}")
+    if mask.shape != rewards.shape:
+        raise ValueError(f"episodes.mask expected shape {tuple(rewards.shape)} (as rewards), got {tuple(mask.shape)}")
+    if episodes.obs.ndim != 4 or episodes.obs.shape[:3] != rewards.shape:
+        raise ValueError(f"episodes.obs expected shape {tuple(rewards.shape)} + [obs_dim], got {tuple(episodes.obs.shape)}")
+    if episodes.actions.shape[:3] != rewards.shape or episodes.actions.ndim not in (3, 4):
+        raise ValueError(f"episodes.actions expected shape {tuple(rewards.shape)} (+ [act_dim]), "
+                         f"got {tuple(episodes.actions.shape)}")
+    if not rewards.is_floating_point() or not episodes.obs.is_floating_point():
+        raise TypeError(f"episodes.rewards and episodes.obs must be floating point, got {rewards.dtype} and "
+                        f"{episodes.obs.dtype}")
+    if not torch.isfinite(rewards).all():
+        raise ValueError("episodes.rewards contain non-finite values (NaN or inf); refusing to learn from them")
+    if not torch.isfinite(episodes.obs).all():
+        raise ValueError("episodes.obs contain non-finite values (NaN or inf)")
+    if not ((mask == 0) | (mask == 1)).all():
+        raise ValueError("episodes.mask must hold only 0 and 1 (1 where the step happened)")
+
+
 def make_rl_batch(
     obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor,
     gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True,
 ) -> RLBatch:
-    """One task's episodes -> advantages by GAE over a freshly fitted linear baseline."""
+    """One task's episodes -> advantages by GAE over a freshly fitted linear baseline.
+
+    obs ``[T, E, d]``, actions ``[T, E, a]`` or integer ``[T, E]``, rewards and mask ``[T, E]``
+    (unbatched: vmap it over tasks, as :func:`make_rl_batches` does).
+    """
     returns = discounted_returns(rewards, mask, gamma)
     values = linear_baseline_values(obs, returns, mask)
     advantages = gae(rewards, values, mask, gamma, gae_lambda)
@@ -85,9 +117,17 @@ def make_rl_batch(
 
 
 def make_rl_batches(episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True) -> RLBatch:
-    """Vmapped over the task axis of ``episodes`` (``[N, T, E, ...]``)."""
-    if not torch.isfinite(episodes.rewards).all():
-        raise ValueError("episodes.rewards contain non-finite values (NaN or inf); refusing to learn from them")
+    """:func:`make_rl_batch` vmapped over the task axis of ``episodes`` (``[N, T, E, ...]``).
+
+    This is the boundary of the MAML-RL path, so the values are checked here once per batch
+    (outside vmap): rewards finite, mask 0/1, obs finite, shapes task-major.
+    """
+    _check_episodes(episodes)
+    for value, name in ((gamma, "gamma"), (gae_lambda, "gae_lambda")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"make_rl_batches: {name} must be a float in [0, 1], got {value!r}")
+    if not isinstance(normalize, bool):
+        raise TypeError(f"make_rl_batches: normalize must be a bool, got {type(normalize).__name__}")
     fn = partial(make_rl_batch, gamma=gamma, gae_lambda=gae_lambda, normalize=normalize)
     return vmap(fn)(episodes.obs, episodes.actions, episodes.rewards, episodes.mask)
 

@@ -1,0 +1,341 @@
+"""Bad input at every public boundary: a clear error that names the argument, never a silently
+wrong answer or a cryptic error from deep inside torch.
+
+Each case is ``(id, call, exception type, regex)``; the regex must match the message and names
+the argument (or the thing) that is wrong. The reproducers of issue #10 are marked ``repro``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import functional_metarl as fm
+from functional_metarl import envs, meta, nn, optim, rl, runners
+from functional_metarl.envs import Episodes, Navigation2D, RegressionBatch, SineRegression
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ----------------------------------------------------------------------------- small fixtures
+
+NAV = Navigation2D(horizon=5)
+GAUSS = nn.gaussian_policy(2, 2, hidden=(8,))
+GAUSS_PARAMS = GAUSS.init(0)
+CAT = nn.categorical_policy(2, 3, hidden=(8,))
+MLP = nn.mlp(2, 2, hidden=(8,))
+MLP_PARAMS = MLP.init(0)
+T, B = 5, 4
+
+
+def _tasks(n: int = 2):
+    return NAV.sample_tasks(n, torch.Generator().manual_seed(0))
+
+
+def _noise(n: int = 2, e: int = 3, act: int = 2, horizon: int = 5):
+    return envs.sample_noise(horizon, n, e, act, torch.Generator().manual_seed(1))
+
+
+def _episodes(n: int = 2, e: int = 3) -> Episodes:
+    return envs.rollout(GAUSS_PARAMS, _tasks(n), _noise(n, e), NAV, GAUSS)
+
+
+def _rl_batches(n: int = 2):
+    return meta.make_rl_batches(_episodes(n))
+
+
+def _with(episodes: Episodes, **changes) -> Episodes:
+    return episodes._replace(**changes)
+
+
+def _sine(tasks: int = 3, k: int = 4):
+    sine = SineRegression()
+    gen = torch.Generator().manual_seed(0)
+    task_batch = sine.sample_tasks(tasks, gen)
+    support = sine.sample_batch(task_batch, k, gen)
+    query = sine.sample_batch(task_batch, k, gen)
+    return support, query
+
+
+SINE_NET = nn.mlp(1, 1, hidden=(8,))
+SINE_PARAMS = SINE_NET.init(0)
+
+
+def _mse(params, batch):
+    return ((SINE_NET.apply(params, batch.x) - batch.y) ** 2).mean()
+
+
+def _tb(t: int = T, b: int = B, seed: int = 0) -> torch.Tensor:
+    return torch.randn(t, b, generator=torch.Generator().manual_seed(seed))
+
+
+def _ones(t: int = T, b: int = B) -> torch.Tensor:
+    return torch.ones(t, b)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# ----------------------------------------------------------------------------- the cases
+
+def _cases():
+    support, query = _sine()
+    sup_no_task = RegressionBatch(support.x[0], support.y[0])
+    qry_no_task = RegressionBatch(query.x[0], query.y[0])
+    learner = meta.maml(_mse, optim.sgd(0.1))
+    mp = learner.init(SINE_PARAMS)
+    batches = _rl_batches()
+    return [
+        # --- issue #10 reproducers
+        ("repro2-rollout-non-policy", lambda: envs.rollout(MLP_PARAMS, _tasks(2), _noise(2), NAV, MLP),
+         TypeError, "policy must be a policy template"),
+        ("repro2-rollout-non-policy-3-tasks", lambda: envs.rollout(MLP_PARAMS, _tasks(3), _noise(3), NAV, MLP),
+         TypeError, "policy must be a policy template"),
+        ("repro3-maml_loss-no-task-axis",
+         lambda: meta.maml_loss(SINE_PARAMS, sup_no_task, qry_no_task, _mse, _mse, optim.sgd(0.1)),
+         ValueError, r"support leaf 0 expected shape \[tasks, K"),
+        ("repro3-learner-no-task-axis", lambda: learner.meta_gradient(mp, sup_no_task, qry_no_task),
+         ValueError, "task axis missing"),
+        ("repro3-learner-adapt-no-task-axis", lambda: learner.adapt(mp, sup_no_task),
+         ValueError, "task axis missing"),
+        ("repro4-ppo-advantages-B", lambda: rl.ppo_clip_loss(_tb(), _tb(seed=1), torch.randn(B), _ones()),
+         ValueError, "advantages expected shape"),
+        ("repro4-ppo-old-log-prob-T1", lambda: rl.ppo_clip_loss(_tb(), torch.zeros(T, 1), _tb(seed=2), _ones()),
+         ValueError, "old_log_prob expected shape"),
+        ("repro4-ppo-mask-shape", lambda: rl.ppo_clip_loss(_tb(), _tb(seed=1), _tb(seed=2), torch.ones(T)),
+         ValueError, "mask expected shape"),
+        ("repro1-ddpg-batch-over-buffer",
+         lambda: runners.DDPGConfig(total_steps=300, start_steps=100, batch_size=5000, buffer_size=1000),
+         ValueError, "batch_size"),
+        ("repro1-ddpg-batch-over-total-steps",
+         lambda: runners.DDPGConfig(total_steps=300, start_steps=100, batch_size=500, buffer_size=1000),
+         ValueError, "batch_size .* total_steps"),
+        ("repro1-ddpg-learning-never-starts",
+         lambda: runners.DDPGConfig(total_steps=300, start_steps=300, batch_size=50, buffer_size=1000),
+         ValueError, "learning_starts"),
+        # --- rl losses: shapes, dtypes, values
+        ("pg-loss-advantages-shape", lambda: rl.policy_gradient_loss(_tb(), _tb(T, 1), _ones()),
+         ValueError, "advantages expected shape"),
+        ("pg-loss-1d", lambda: rl.policy_gradient_loss(torch.zeros(T), torch.zeros(T), torch.ones(T)),
+         ValueError, r"log_prob expected shape \[T, B\]"),
+        ("pg-loss-empty-time", lambda: rl.policy_gradient_loss(torch.zeros(0, B), torch.zeros(0, B), torch.ones(0, B)),
+         ValueError, "empty axis"),
+        ("pg-loss-int-log-prob", lambda: rl.policy_gradient_loss(torch.zeros(T, B, dtype=torch.long), _tb(), _ones()),
+         TypeError, "log_prob must be floating point"),
+        ("surrogate-old-shape", lambda: rl.surrogate_loss(_tb(), _tb(T + 1, B), _tb(), _ones()),
+         ValueError, "old_log_prob expected shape"),
+        ("ppo-clip-eps-zero", lambda: rl.ppo_clip_loss(_tb(), _tb(), _tb(), _ones(), clip_eps=0.0),
+         ValueError, "clip_eps"),
+        ("ppo-clip-eps-inf", lambda: rl.ppo_clip_loss(_tb(), _tb(), _tb(), _ones(), clip_eps=float("inf")),
+         ValueError, "clip_eps"),
+        ("masked-mean-mask-shape", lambda: rl.masked_episode_mean(_tb(), torch.ones(B, T)),
+         ValueError, "mask expected shape"),
+        ("normalize-advantages-mask", lambda: rl.normalize_advantages(_tb(), torch.ones(T, 1)),
+         ValueError, "mask expected shape"),
+        ("returns-mask-shape", lambda: rl.discounted_returns(_tb(), torch.ones(T), 0.9),
+         ValueError, "mask expected shape"),
+        ("returns-gamma-range", lambda: rl.discounted_returns(_tb(), _ones(), 1.5), ValueError, "gamma"),
+        ("returns-gamma-type", lambda: rl.discounted_returns(_tb(), _ones(), "0.9"), TypeError, "gamma"),
+        ("returns-empty", lambda: rl.discounted_returns(torch.zeros(0, B), torch.zeros(0, B), 0.9),
+         ValueError, r"rewards expected shape \[T, \.\.\.\] with T >= 1"),
+        ("returns-int-rewards", lambda: rl.discounted_returns(torch.ones(T, B, dtype=torch.long), _ones(), 0.9),
+         TypeError, "rewards must be floating point"),
+        ("gae-values-shape", lambda: rl.gae(_tb(), _tb(T, 1), _ones(), 0.9, 0.95), ValueError, "values expected shape"),
+        ("gae-lambda-range", lambda: rl.gae(_tb(), _tb(), _ones(), 0.9, -0.1), ValueError, "lambda_"),
+        ("baseline-obs-shape", lambda: rl.fit_linear_baseline(torch.zeros(T, B), _tb(), _ones()),
+         ValueError, "obs"),
+        ("gaussian-log-prob-x-shape", lambda: rl.gaussian_log_prob(torch.zeros(T, 2), torch.zeros(2), torch.zeros(T, 3)),
+         ValueError, "x expected a shape"),
+        ("gaussian-log-prob-log-std-shape",
+         lambda: rl.gaussian_log_prob(torch.zeros(T, 2), torch.zeros(T, 3), torch.zeros(T, 2)),
+         ValueError, "log_std expected a shape"),
+        ("gaussian-kl-shape", lambda: rl.gaussian_kl(torch.zeros(3, 2), torch.zeros(2), torch.zeros(4, 2), torch.zeros(2)),
+         ValueError, "mean_q"),
+        ("categorical-log-prob-float-action",
+         lambda: rl.categorical_log_prob(torch.zeros(T, 3), torch.full((T,), 1.7)), TypeError, "action must be an integer"),
+        ("categorical-log-prob-action-shape",
+         lambda: rl.categorical_log_prob(torch.zeros(T, 3), torch.zeros(T, 3, dtype=torch.long)),
+         ValueError, "action expected shape"),
+        ("categorical-kl-shape", lambda: rl.categorical_kl(torch.zeros(3, 4), torch.zeros(3, 5)), ValueError, "logits_q"),
+        # --- envs and rollouts
+        ("rollout-noise-ndim", lambda: envs.rollout(GAUSS_PARAMS, _tasks(), _noise()[0], NAV, GAUSS),
+         ValueError, r"noise expected shape \[T, N, E, act_dim\]"),
+        ("rollout-noise-act-dim", lambda: envs.rollout(GAUSS_PARAMS, _tasks(), _noise(act=3), NAV, GAUSS),
+         ValueError, "noise expected 2 in its last axis"),
+        ("rollout-noise-tasks", lambda: envs.rollout(GAUSS_PARAMS, _tasks(3), _noise(2), NAV, GAUSS),
+         ValueError, "tasks"),
+        ("rollout-noise-int", lambda: envs.rollout(GAUSS_PARAMS, _tasks(), torch.zeros(5, 2, 3, 2, dtype=torch.long),
+                                                   NAV, GAUSS), TypeError, "noise must be floating point"),
+        ("rollout-noise-empty", lambda: envs.rollout(GAUSS_PARAMS, _tasks(), torch.zeros(0, 2, 3, 2), NAV, GAUSS),
+         ValueError, "noise has an empty axis"),
+        ("rollout-categorical-on-continuous-env", lambda: envs.rollout(CAT.init(0), _tasks(), _noise(act=3), NAV, CAT),
+         TypeError, "num_actions"),
+        ("rollout-per-task-params-count",
+         lambda: envs.rollout({k: v.expand(3, *v.shape) for k, v in GAUSS_PARAMS.items()}, _tasks(2), _noise(2),
+                              NAV, GAUSS, params_per_task=True), ValueError, "stacked params|params_per_task"),
+        ("rollout-flag-type", lambda: envs.rollout(GAUSS_PARAMS, _tasks(), _noise(), NAV, GAUSS, params_per_task=1),
+         TypeError, "params_per_task must be a bool"),
+        ("sample-noise-negative", lambda: envs.sample_noise(-1, 2, 3, 2, None), ValueError, "horizon"),
+        ("sample-noise-bool", lambda: envs.sample_noise(5, True, 3, 2, None), TypeError, "num_tasks"),
+        ("sample-noise-distribution", lambda: envs.sample_noise(5, 2, 3, 2, None, distribution="beta"),
+         ValueError, "distribution"),
+        ("sample-noise-int-dtype", lambda: envs.sample_noise(5, 2, 3, 2, None, dtype=torch.long),
+         TypeError, "dtype"),
+        ("nav-horizon", lambda: Navigation2D(horizon=0), ValueError, "horizon"),
+        # --- nn templates
+        ("mlp-in-dim", lambda: nn.mlp(0, 1), ValueError, "in_dim"),
+        ("mlp-hidden", lambda: nn.mlp(1, 1, hidden=(8, -1)), ValueError, r"hidden\[1\]"),
+        ("mlp-activation", lambda: nn.mlp(1, 1, activation="swish"), ValueError, "activation"),
+        ("mlp-input-dim", lambda: MLP.apply(MLP_PARAMS, torch.zeros(3, 5)), ValueError, r"input expected shape \[\.\.\., 2\]"),
+        ("mlp-params-missing-key", lambda: MLP.apply({k: v for k, v in list(MLP_PARAMS.items())[1:]}, torch.zeros(2)),
+         ValueError, "missing"),
+        ("gaussian-init-std", lambda: nn.gaussian_policy(2, 2, init_std=0.0), ValueError, "init_std"),
+        ("functional-distribution", lambda: nn.Functional(lambda: torch.nn.Linear(1, 1), 1, distribution="beta"),
+         ValueError, "distribution"),
+        ("init-seed-type", lambda: MLP.init(1.5), TypeError, "seed"),
+        # --- optim
+        ("adam-b1", lambda: optim.adam(1e-3, b1=1.0), ValueError, "b1"),
+        ("sgd-lr", lambda: optim.sgd(float("nan")), ValueError, "lr"),
+        # --- meta: supervised
+        ("maml-loss-bad-loss-fn", lambda: meta.maml_loss(SINE_PARAMS, support, query, None, _mse, optim.sgd(0.1)),
+         TypeError, "loss_fn"),
+        ("maml-loss-steps", lambda: meta.maml_loss(SINE_PARAMS, support, query, _mse, _mse, optim.sgd(0.1), steps=0),
+         ValueError, "steps"),
+        ("maml-loss-task-mismatch",
+         lambda: meta.maml_loss(SINE_PARAMS, support, RegressionBatch(query.x[:2], query.y[:2]), _mse, _mse, optim.sgd(0.1)),
+         ValueError, "support has 3 tasks but query has 2"),
+        ("maml-loss-params-type", lambda: meta.maml_loss([1, 2], support, query, _mse, _mse, optim.sgd(0.1)),
+         TypeError, "params"),
+        ("adapt-first-order-type", lambda: meta.adapt(SINE_PARAMS, RegressionBatch(support.x[0], support.y[0]), _mse,
+                                                      optim.sgd(0.1), first_order="yes"), TypeError, "first_order"),
+        ("adapt-opt-type", lambda: meta.adapt(SINE_PARAMS, RegressionBatch(support.x[0], support.y[0]), _mse, "sgd"),
+         TypeError, "inner_opt"),
+        ("adapt-sequence-empty", lambda: meta.adapt_sequence(SINE_PARAMS, [], _mse, optim.sgd(0.1)),
+         ValueError, "batches must be a non-empty sequence"),
+        ("learner-chunk-size", lambda: meta.maml(_mse, optim.sgd(0.1), chunk_size=0), ValueError, "chunk_size"),
+        ("learner-meta-type", lambda: learner.meta_gradient(SINE_PARAMS, support, query), TypeError, "MetaParams"),
+        ("anil-head-empty", lambda: meta.anil(_mse, optim.sgd(0.1), head=()), ValueError, "head"),
+        # --- meta: RL
+        ("make-rl-batches-nan-rewards",
+         lambda: meta.make_rl_batches(_with(_episodes(), rewards=torch.full((2, 5, 3), float("nan")))),
+         ValueError, "episodes.rewards contain non-finite"),
+        ("make-rl-batches-mask-values",
+         lambda: meta.make_rl_batches(_with(_episodes(), mask=torch.full((2, 5, 3), 0.5))),
+         ValueError, "episodes.mask must hold only 0 and 1"),
+        ("make-rl-batches-time-major",
+         lambda: meta.make_rl_batches(_with(_episodes(), rewards=torch.zeros(5, 3), mask=torch.ones(5, 3))),
+         ValueError, r"episodes.rewards expected shape \[N, T, E\]"),
+        ("make-rl-batches-obs-shape",
+         lambda: meta.make_rl_batches(_with(_episodes(), obs=torch.zeros(2, 5, 3))), ValueError, "episodes.obs"),
+        ("make-rl-batches-type", lambda: meta.make_rl_batches((1, 2, 3, 4)), TypeError, "episodes must be an envs.Episodes"),
+        ("make-rl-batches-gamma", lambda: meta.make_rl_batches(_episodes(), gamma=2.0), ValueError, "gamma"),
+        ("adapt-tasks-non-policy", lambda: meta.adapt_tasks(MLP_PARAMS, batches, MLP, optim.sgd(0.1)),
+         ValueError, "policy must be a policy template"),
+        ("adapt-tasks-advantages-shape",
+         lambda: meta.adapt_tasks(GAUSS_PARAMS, batches._replace(advantages=batches.advantages[:, :, :1]), GAUSS,
+                                  optim.sgd(0.1)), ValueError, "train.advantages expected shape"),
+        ("adapt-tasks-missing-task-axis",
+         lambda: meta.adapt_tasks(GAUSS_PARAMS, meta.RLBatch(*(x[0] for x in batches)), GAUSS, optim.sgd(0.1)),
+         ValueError, r"train.mask expected shape \[N, T, E\]"),
+        ("adapt-tasks-steps-mismatch", lambda: meta.adapt_tasks(GAUSS_PARAMS, (batches, batches), GAUSS, optim.sgd(0.1)),
+         ValueError, "2 per-step inner batches for 1 inner steps"),
+        ("surrogate-old-log-prob-shape",
+         lambda: meta.maml_surrogate(GAUSS_PARAMS, batches, batches, torch.zeros(2, 5, 1), GAUSS, optim.sgd(0.1)),
+         ValueError, "old_log_prob expected shape"),
+        ("surrogate-task-count",
+         lambda: meta.maml_surrogate(GAUSS_PARAMS, batches, _rl_batches(3), None, GAUSS, optim.sgd(0.1)),
+         ValueError, "train has 2 tasks but valid has 3"),
+        ("trpo-config-type", lambda: meta.maml_trpo_step(GAUSS_PARAMS, batches, batches, GAUSS, optim.sgd(0.1),
+                                                         config={"max_kl": 0.01}), TypeError, "config must be a TRPOConfig"),
+        ("trpo-config-max-kl", lambda: meta.TRPOConfig(max_kl=0.0), ValueError, "max_kl"),
+        ("trpo-config-curvature", lambda: meta.TRPOConfig(curvature="fisher"), ValueError, "curvature"),
+        # --- runners: configs and devices
+        ("maml-config-batch", lambda: runners.MAMLConfig(meta_batch_size=0), ValueError, "meta_batch_size"),
+        ("maml-config-flag", lambda: runners.MAMLConfig(first_order="no"), TypeError, "first_order"),
+        ("rainbow-config-batch", lambda: runners.RainbowConfig(batch_size=100, buffer_size=10), ValueError, "batch_size"),
+        ("device-unknown", lambda: runners.resolve_device("banana"), ValueError, "device must be"),
+        ("device-type", lambda: runners.resolve_device(3), TypeError, "device must be"),
+    ]
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_raises_a_clear_error(case):
+    _, call, exc, pattern = case
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_case_count_is_what_the_docs_state():
+    # docs/reliability.md quotes this count; keep them together.
+    assert len(CASES) + len(CHECKPOINT_CASES) + len(CLI_CASES) >= 60
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+CHECKPOINT_CASES = ["missing", "empty", "truncated", "garbage", "foreign", "directory"]
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_CASES)
+def test_bad_checkpoint_file_gives_one_error_naming_the_path(tmp_path, kind):
+    good = tmp_path / "good.pt"
+    torch.save({"config": {"a": 1}, "params": {"w": torch.zeros(1000)}}, good)
+    path = tmp_path / f"{kind}.pt"
+    if kind == "empty":
+        _write(path, b"")
+    elif kind == "truncated":
+        _write(path, good.read_bytes()[: good.stat().st_size // 2])
+    elif kind == "garbage":
+        _write(path, b"not a checkpoint at all" * 10)
+    elif kind == "foreign":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif kind == "directory":
+        path.mkdir()
+    expected = FileNotFoundError if kind == "missing" else ValueError
+    with pytest.raises(expected) as info:
+        runners.read_checkpoint(path, {"a": 1}, ())
+    message = str(info.value)
+    assert str(path) in message
+    assert "weights_only=False" not in message  # never advise unsafe loading
+    # and a good file still loads, through the same function
+    assert runners.read_checkpoint(good, {"a": 1}, ())["config"] == {"a": 1}
+
+
+def test_checkpoint_that_needs_unpickling_is_refused(tmp_path):
+    path = tmp_path / "pickle.pt"
+    torch.save({"config": {}, "obj": Path("x")}, path)  # an arbitrary object: not weights-only loadable
+    with pytest.raises(ValueError, match=str(path)):
+        runners.load_checkpoint_file(path)
+
+
+# ----------------------------------------------------------------------------- the example CLI
+
+CLI_CASES = [
+    (["--eval-lrs", "-1"], "--eval-lrs"),
+    (["--eval-tasks", "0"], "--eval-tasks"),
+    (["--eval-episodes", "0"], "--eval-episodes"),
+    (["--meta-batch-size", "0"], "meta_batch_size"),
+    (["--inner-lr", "-0.1"], "inner_lr"),
+    (["--device", "banana"], "device"),
+    (["--resume", "--output", "{tmp}/nothing"], "no checkpoint"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", CLI_CASES, ids=[a[0][0] for a in CLI_CASES])
+def test_maml_nav_cli_rejects_bad_flags_before_training(tmp_path, argv, needle):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "maml_nav.py"), *argv, "--output",
+                             str(tmp_path / "out")] if "--output" not in argv else
+                            [sys.executable, str(ROOT / "examples" / "maml_nav.py"), *argv],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr  # argparse's usage-error exit code
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()  # nothing was trained
