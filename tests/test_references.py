@@ -585,3 +585,96 @@ def test_resolve_device():
         resolve_device("tpu-ish")
     with pytest.raises(TypeError, match="device must be"):
         resolve_device(0)
+
+
+# ============================================================================ named types and constants
+def test_activations_table_drives_the_pure_mlp():
+    x = torch.randn(4, 2, generator=_gen(0), dtype=DT)
+    for name, module in fnn.ACTIVATIONS.items():
+        net = fnn.mlp(2, 3, hidden=(5,), activation=name)
+        p = net.init(0, dtype=DT)
+        h = module()(x @ p["0.weight"].T + p["0.bias"])  # the table's module is the reference
+        torch.testing.assert_close(net.apply(p, x), h @ p["2.weight"].T + p["2.bias"], **TOL)
+    with pytest.raises(ValueError, match="activation"):
+        fnn.mlp(2, 3, activation="not-an-activation")
+
+
+def test_policy_distributions_and_policy_distribution():
+    assert fnn.POLICY_DISTRIBUTIONS == ("gaussian", "categorical")
+    assert (GAUSS.distribution, CATEG.distribution, fnn.mlp(2, 2).distribution) == ("gaussian", "categorical", None)
+    obs = torch.randn(T, E, OBS, generator=_gen(1), dtype=DT)
+    gp, cp = GAUSS.init(0, dtype=DT), CATEG.init(0, dtype=DT)
+    mean, log_std = meta.policy_distribution(gp, obs, GAUSS)
+    torch.testing.assert_close((mean, log_std), tuple(GAUSS.apply(gp, obs)), **TOL)
+    (logits,) = meta.policy_distribution(cp, obs, CATEG)
+    torch.testing.assert_close(logits, CATEG.apply(cp, obs), **TOL)
+    stacked = {k: torch.stack([v, 2 * v]) for k, v in gp.items()}
+    per_task = meta.policy_distribution(stacked, torch.stack([obs, obs]), GAUSS, params_per_task=True)
+    for i in range(2):
+        want = GAUSS.apply({k: v[i] for k, v in stacked.items()}, obs)
+        torch.testing.assert_close(tuple(d[i] for d in per_task), tuple(want), **TOL)
+
+
+def test_optimizer_states_adam_and_sgd():
+    params = {"w": torch.tensor([1.0, -2.0], dtype=DT)}
+    g = {"w": torch.tensor([0.5, 3.0], dtype=DT)}
+    opt = optim.adam(0.1, b1=0.8, b2=0.9)
+    state = opt.init(params)
+    assert isinstance(state, optim.AdamState) and float(state.count) == 0 and torch.equal(state.mu["w"], torch.zeros(2, dtype=DT))
+    _, state = opt.update(g, state, params)
+    assert float(state.count) == 1
+    torch.testing.assert_close(state.mu["w"], 0.2 * g["w"], **TOL)
+    torch.testing.assert_close(state.nu["w"], 0.1 * g["w"] ** 2, **TOL)
+    sgd = optim.sgd(0.1)
+    assert sgd.init(params) == optim.SgdState()
+    updates, s2 = sgd.update(g, sgd.init(params), params)
+    assert s2 == optim.SgdState() and torch.equal(updates["w"], -0.1 * g["w"])
+
+
+def test_result_types_of_option_critic_and_q_networks():
+    from functional_metarl.envs import FourRooms, FourRoomsTask
+
+    task = FourRooms().task(torch.tensor([62, 3]))
+    assert isinstance(task, FourRoomsTask) and task.goal.tolist() == [62, 3]
+    q_tm1, q_t, beta = torch.tensor([0.2, 0.9], dtype=DT), torch.tensor([0.5, 1.5], dtype=DT), torch.tensor([0.3, 0.6], dtype=DT)
+    w, r, d = torch.tensor(0), torch.tensor(1.0, dtype=DT), torch.tensor(0.9, dtype=DT)
+    losses = rl.option_critic_losses(q_tm1, torch.zeros(2, 3, dtype=DT), q_t, beta, w, torch.tensor(1), r, d)
+    assert isinstance(losses, rl.OptionCriticLosses)
+    g = 1.0 + 0.9 * (0.7 * 0.5 + 0.3 * 1.5)
+    assert float(losses.target) == pytest.approx(g) and float(losses.advantage) == pytest.approx(g - 0.2)
+    actor = rl.option_actor_losses(torch.tensor(-0.5, dtype=DT), torch.tensor(0.1, dtype=DT), q_tm1, q_t, beta, w, r, d,
+                                   torch.tensor(0.0, dtype=DT))
+    assert isinstance(actor, rl.OptionActorLosses) and float(actor.advantage) == pytest.approx(g - 0.2)
+    heads = fnn.option_critic_net(3, 2, num_actions=4, hidden=(8,))
+    assert isinstance(heads.apply(heads.init(0), torch.zeros(5, 3)), fnn.OptionHeads)
+    qnet = fnn.rainbow_mlp(3, 2, num_atoms=5, hidden=(8,), head_hidden=8)
+    assert isinstance(qnet, fnn.QNetwork)
+    assert qnet.apply(qnet.init(0), torch.zeros(4, 3), qnet.sample_noise(_gen(0))).shape == (4, 2, 5)  # [B, A, K]
+
+
+def test_learner_and_trpo_stats_types():
+    learner = meta.maml(_mse, optim.sgd(0.1), steps=2)
+    assert isinstance(learner, meta.MetaLearner) and (learner.name, learner.steps, learner.first_order) == ("maml", 2, False)
+    assert (meta.fomaml(_mse, optim.sgd(0.1)).name, meta.fomaml(_mse, optim.sgd(0.1)).first_order) == ("fomaml", True)
+    params = GAUSS.init(0, dtype=DT)
+    train, valid = _rl_batch(20, GAUSS, tasks=2), _rl_batch(21, GAUSS, tasks=2)
+    config = meta.TRPOConfig(max_kl=1e-3, fisher_subsample=2, fisher_tasks=2)
+    _, stats = meta.maml_trpo_step(params, train, valid, GAUSS, optim.sgd(0.1), config=config)
+    assert isinstance(stats, meta.TRPOStats) and all(isinstance(v, float) for v in stats)
+    assert 0.0 <= stats.step_fraction <= 1.0 and stats.kl <= config.max_kl * (1 + 1e-9)
+
+
+def test_episode_seed_is_distinct_and_is_what_rainbow_resets_with():
+    import gymnasium as gym
+
+    from functional_metarl.runners import RainbowConfig, RainbowTrainer
+    from functional_metarl.runners.rainbow import episode_seed
+
+    seeds = {episode_seed(s, k) for s in (0, 1, 2) for k in range(200)}
+    assert len(seeds) == 600 and episode_seed(1, 5) == episode_seed(1, 5)
+    trainer = RainbowTrainer(RainbowConfig(num_envs=2, device="cpu", hidden=(8,), head_hidden=8, seed=7))
+    trainer._reset_envs()
+    for i in range(2):
+        want, _ = gym.make("CartPole-v1").reset(seed=episode_seed(7, i))
+        assert torch.equal(trainer._obs[i], torch.as_tensor(want))
+    trainer.close()
