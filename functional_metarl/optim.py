@@ -46,6 +46,8 @@ class MetaSgdState(NamedTuple):
 
 
 class AdamState(NamedTuple):
+    """Adam's state: the step count and the first and second moment estimates (same keys as params)."""
+
     count: torch.Tensor  # 0-d, number of updates taken
     mu: Params  # first moment
     nu: Params  # second moment

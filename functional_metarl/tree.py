@@ -73,10 +73,12 @@ def tree_norm(tree: Tree) -> torch.Tensor:
 
 
 def tree_zeros_like(tree: Tree) -> Tree:
+    """Zeros shaped like every leaf of ``tree``."""
     return tree_map(torch.zeros_like, tree)
 
 
 def tree_detach(tree: Tree) -> Tree:
+    """Every leaf detached from autograd (a stop-gradient; works under torch.func transforms)."""
     return tree_map(torch.Tensor.detach, tree)
 
 

@@ -45,10 +45,14 @@ _MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
 class FourRoomsTask(NamedTuple):
+    """The goal cell of each task (an index into the free cells)."""
+
     goal: torch.Tensor  # [*B] int64 free-cell index
 
 
 class FourRoomsState(NamedTuple):
+    """The agent's cell and whether its episode has ended."""
+
     cell: torch.Tensor  # [*B] int64 free-cell index
     done: torch.Tensor  # [*B] bool
 
@@ -112,6 +116,7 @@ class FourRooms:
         return grid.reshape(*values.shape[:-1], self.height, self.width)
 
     def task(self, goal: int | torch.Tensor) -> FourRoomsTask:
+        """The task whose goal is free cell ``goal`` (an int or an int tensor ``[*B]``); checked to be in range."""
         goal = torch.as_tensor(goal, dtype=torch.int64, device=self.coords.device)
         if ((goal < 0) | (goal >= self.num_states)).any():
             raise ValueError(f"goal must be a cell index in [0, {self.num_states}), got {goal.tolist()}")

@@ -27,10 +27,14 @@ __all__ = ["NavTask", "NavState", "Navigation2D"]
 
 
 class NavTask(NamedTuple):
+    """A batch of 2D-navigation tasks: one goal position each."""
+
     goal: torch.Tensor  # [*task_dims, 2]
 
 
 class NavState(NamedTuple):
+    """Positions of every episode of every task, and which episodes have reached their goal."""
+
     position: torch.Tensor  # [*task_dims, E, 2]
     done: torch.Tensor  # [*task_dims, E], bool
 

@@ -24,6 +24,8 @@ __all__ = ["SineTasks", "RegressionBatch", "SineRegression"]
 
 
 class SineTasks(NamedTuple):
+    """A batch of sine regression tasks ``y = amplitude * sin(x - phase)``."""
+
     amplitude: torch.Tensor  # [n]
     phase: torch.Tensor  # [n]
 

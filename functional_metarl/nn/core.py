@@ -15,7 +15,7 @@ forward (the rollouts call it 200 times per MAML meta-iteration).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +114,7 @@ class Functional:
                 pass
         check_params(params, self.param_shapes, type(self.module).__name__)
 
-    def apply(self, params: Params, x: torch.Tensor):
+    def apply(self, params: Params, x: torch.Tensor) -> Any:
         """Run the network. ``x: [..., in_dim]``; leading axes are batch axes."""
         self.check(params)
         if not isinstance(x, torch.Tensor):
@@ -125,7 +125,7 @@ class Functional:
             return self._pure_apply(params, x)
         return functional_call(self.module, params, (x,))
 
-    def apply_stacked(self, params: Params, x: torch.Tensor):
+    def apply_stacked(self, params: Params, x: torch.Tensor) -> Any:
         """``vmap(apply)(params, x)``: one set of params per leading index. Params leaves
         ``[N, *shape]``, ``x: [N, ..., in_dim]``; outputs carry the leading ``N``.
 

@@ -62,7 +62,8 @@ class NoisyLinear(nn.Module):
         self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
         self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))
 
-    def forward(self, x: torch.Tensor, eps_in: torch.Tensor | None = None, eps_out: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, eps_in: torch.Tensor | None = None, eps_out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [..., in] -> [..., out]``; with ``eps_in``/``eps_out`` None, the mean layer."""
         if eps_in is None:
             return nn.functional.linear(x, self.weight_mu, self.bias_mu)
         w_noise, b_noise = factorised_noise(eps_in, eps_out)
@@ -169,6 +170,8 @@ class QNetwork(Functional):
         }
 
     def apply(self, params: Params, obs: torch.Tensor, noise: Noise | None = None) -> torch.Tensor:
+        """Q-values ``[..., A]`` (or atom logits ``[..., A, atoms]``) at ``obs``; ``noise`` from
+        ``sample_noise`` for noisy layers, ``None`` for their mean."""
         self.check(params)
         if not isinstance(obs, torch.Tensor):
             raise TypeError(f"obs must be a Tensor, got {type(obs).__name__}")

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import torch
 from torch.func import vmap
 
+from ..nn import Functional
 from ..tree import Params, Tree, tree_map
 
 __all__ = [
@@ -127,11 +128,11 @@ def squared_td_error(q_t: torch.Tensor, target_t: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- batched, with networks
-def _q(critic, params: Params, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+def _q(critic: Functional, params: Params, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     return critic.apply(params, torch.cat([obs, action], dim=-1))
 
 
-def ddpg_targets(actor, target_actor_params: Params, critic, target_critic_params: Params, batch: TransitionBatch, gamma: float) -> torch.Tensor:
+def ddpg_targets(actor: Functional, target_actor_params: Params, critic: Functional, target_critic_params: Params, batch: TransitionBatch, gamma: float) -> torch.Tensor:
     """DDPG regression targets ``y_i = r_i + gamma (1 - term_i) Q'(s'_i, mu'(s'_i))``; ``[B]``.
 
     Lillicrap et al. 2015, Algorithm 1. Uses the target actor and target critic.
@@ -145,9 +146,9 @@ def ddpg_targets(actor, target_actor_params: Params, critic, target_critic_param
 
 
 def td3_targets(
-    actor,
+    actor: Functional,
     target_actor_params: Params,
-    critic,
+    critic: Functional,
     target_critic_params: Params,
     batch: TransitionBatch,
     gamma: float,
@@ -180,7 +181,7 @@ def td3_targets(
         return vmap(clipped_double_q_target)(batch.reward, discount, q_tp1[0], q_tp1[1])
 
 
-def critic_loss(critic, critic_params: Params, batch: TransitionBatch, targets: torch.Tensor) -> torch.Tensor:
+def critic_loss(critic: Functional, critic_params: Params, batch: TransitionBatch, targets: torch.Tensor) -> torch.Tensor:
     """``mean_i (Q(s_i, a_i) - y_i)^2`` (Lillicrap et al. 2015, Algorithm 1); a 0-d tensor."""
     if targets.shape != batch.reward.shape:
         raise ValueError(f"targets expected shape {tuple(batch.reward.shape)}, got {tuple(targets.shape)}")
@@ -188,7 +189,7 @@ def critic_loss(critic, critic_params: Params, batch: TransitionBatch, targets: 
     return vmap(squared_td_error)(q, targets).mean()
 
 
-def twin_critic_loss(critic, critic_params: Params, batch: TransitionBatch, targets: torch.Tensor) -> torch.Tensor:
+def twin_critic_loss(critic: Functional, critic_params: Params, batch: TransitionBatch, targets: torch.Tensor) -> torch.Tensor:
     """TD3: both critics regress on the one shared target; ``sum_j mean_i (Q_j(s_i, a_i) - y_i)^2``.
 
     ``critic_params``: stacked on a leading axis (2 for TD3).
@@ -197,7 +198,7 @@ def twin_critic_loss(critic, critic_params: Params, batch: TransitionBatch, targ
     return per_critic.sum()
 
 
-def dpg_actor_loss(actor, actor_params: Params, critic, critic_params: Params, obs: torch.Tensor) -> torch.Tensor:
+def dpg_actor_loss(actor: Functional, actor_params: Params, critic: Functional, critic_params: Params, obs: torch.Tensor) -> torch.Tensor:
     """Deterministic policy gradient loss ``-mean_s Q(s, mu(s))``; a 0-d tensor.
 
     Its gradient w.r.t. ``actor_params`` is ``-mean_s grad_a Q(s, a)|_{a=mu(s)} grad_theta mu(s)``

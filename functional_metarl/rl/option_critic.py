@@ -54,6 +54,8 @@ __all__ = [
 
 
 class OptionCriticLosses(NamedTuple):
+    """The three losses of one option-critic transition, and the detached quantities they used."""
+
     critic: torch.Tensor  # []
     policy: torch.Tensor  # []
     termination: torch.Tensor  # []
@@ -228,6 +230,8 @@ def option_critic_losses(
 
 
 class OptionActorLosses(NamedTuple):
+    """The actor's two losses (intra-option policy, termination) and the detached advantages they used."""
+
     policy: torch.Tensor  # []
     termination: torch.Tensor  # []
     advantage: torch.Tensor  # [] g - Q(s_tm1, w) (detached)

@@ -20,7 +20,8 @@ from .value_learning import q_learning_loss
 __all__ = ["q_values", "rainbow_loss"]
 
 
-def q_values(net: QNetwork, params: Params, obs: torch.Tensor, atoms: torch.Tensor | None, noise=None) -> torch.Tensor:
+def q_values(net: QNetwork, params: Params, obs: torch.Tensor, atoms: torch.Tensor | None,
+             noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Mean action values ``[..., A]``: the expectation over atoms when ``atoms`` is given."""
     out = net.apply(params, obs, noise)
     return out if atoms is None else categorical_q_values(out, atoms)

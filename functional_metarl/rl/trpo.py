@@ -146,6 +146,8 @@ def trpo_step_direction(
 
 
 class LineSearchResult(NamedTuple):
+    """The outcome of :func:`backtracking_line_search`: the accepted point and its loss and KL."""
+
     params: Vector
     loss: float
     kl: float

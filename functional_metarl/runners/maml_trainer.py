@@ -21,7 +21,7 @@ import torch
 from torch.func import grad_and_value
 from tqdm.auto import tqdm
 
-from ..envs import Navigation2D, rollout, sample_noise
+from ..envs import Episodes, Navigation2D, NavTask, rollout, sample_noise
 from ..meta import (
     MetaParams,
     RLBatch,
@@ -99,6 +99,7 @@ class MAMLConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
         out = dataclasses.asdict(self)
         out["hidden"] = list(self.hidden)
         return out
@@ -178,14 +179,16 @@ class MAMLTrainer:
             inner_opt = self.inner_opt if lr is None else sgd(lr)
             return adapt_tasks(params, batch, self.policy, inner_opt, first_order=True, params_per_task=per_task)
 
-    def inner_batch(self, episodes) -> RLBatch:
+    def inner_batch(self, episodes: Episodes) -> RLBatch:
         """The RLBatch an inner step learns from: advantages normalized per task unless
         ``config.normalize_inner_advantages`` is False. episodes leaves ``[N, T, E, ...]``."""
         cfg = self.config
         return make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda, normalize=cfg.normalize_inner_advantages)
 
-    def sample(self, params: Params, tasks, per_task: bool = False, generator: torch.Generator | None = None,
-               episodes_per_task: int | None = None):
+    def sample(self, params: Params, tasks: NavTask, per_task: bool = False, generator: torch.Generator | None = None,
+               episodes_per_task: int | None = None) -> Episodes:
+        """Episodes ``[N, T, E, ...]`` of ``params`` (shared, or per task) on ``tasks``, with noise
+        from ``generator`` (default: the trainer's)."""
         cfg = self.config
         num_episodes = cfg.episodes_per_task if episodes_per_task is None else episodes_per_task
         noise = sample_noise(cfg.horizon, tasks.goal.shape[0], num_episodes, self.env.act_dim,
@@ -281,7 +284,7 @@ class MAMLTrainer:
         inner_lrs: Sequence[float] | None = None,
         params: Params | None = None,
         learned_lrs: Params | None = None,
-    ):
+    ) -> tuple[dict[str, float], tuple[NavTask, list[Episodes]]]:
         """Held-out evaluation in the MAML paper's protocol (section 5.3 and appendix A.2).
 
         Each of ``max_steps`` steps adapts on ``episodes_per_task`` fresh episodes of the current
@@ -336,6 +339,7 @@ class MAMLTrainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run (written by ``save_checkpoint``)."""
         opt = self.meta_opt_state
         return {
             "config": self.config.to_dict(),
@@ -351,6 +355,7 @@ class MAMLTrainer:
         }
 
     def save_checkpoint(self) -> Path | None:
+        """Write ``state_dict()`` atomically to ``output_dir/checkpoint.pt``; None without an output dir."""
         if self.output_dir is None:
             return None
         path = atomic_save(self.state_dict(), self.output_dir / CHECKPOINT_NAME)

@@ -23,6 +23,7 @@ class ScalarLogger:
         return self._writer is not None
 
     def scalar(self, tag: str, value: float, step: int) -> None:
+        """Log ``value`` under ``tag`` at ``step`` (nothing when ``log_dir`` is None)."""
         if self.log_dir is None:
             return
         if self._writer is None:
@@ -32,10 +33,12 @@ class ScalarLogger:
         self._writer.add_scalar(tag, value, step)
 
     def flush(self) -> None:
+        """Write buffered events to disk."""
         if self._writer is not None:
             self._writer.flush()
 
     def close(self) -> None:
+        """Flush and close the writer; a later scalar opens a new one."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
