@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..envs.bandits import BernoulliBandits
 from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline
 from ..envs.tabular_mdp import TabularMDP
-from ..meta.rl2 import PPOConfig, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
+from ..meta.rl2 import PPOConfig, _check_ppo_config, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
 from ..nn.recurrent import gru_actor_critic
 from ..optim import AdamState, adam
 from ..tree import Params
@@ -74,10 +74,10 @@ class RL2Config:
         if not isinstance(self.compile, bool):
             raise TypeError(f"compile must be a bool, got {self.compile!r}")
         make_rl2_env(self)  # k >= 2, n >= 1 checked by the env
-        _ = self.ppo()  # and the PPO values checked below at the first step; divisibility here:
         if self.trials_per_iteration % self.num_minibatches:
             raise ValueError(f"num_minibatches ({self.num_minibatches}) must divide trials_per_iteration "
                              f"({self.trials_per_iteration})")
+        _check_ppo_config(self.ppo(), self.trials_per_iteration)
 
     def ppo(self) -> PPOConfig:
         """The PPO part as a ``meta.PPOConfig``."""

@@ -1,0 +1,233 @@
+"""Bernoulli bandits, random tabular MDPs and their classic agents, against their definitions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from functional_metarl.envs import (
+    BanditTask,
+    BernoulliBandits,
+    MDPNoise,
+    TabularMDP,
+    bandit_baseline,
+    mdp_baseline,
+    sample_gamma,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- bandits
+def test_bandit_reward_statistics_follow_the_arm_means():
+    env = BernoulliBandits(num_arms=3, num_pulls=1)
+    means = torch.tensor([0.1, 0.5, 0.9])
+    num = 20_000
+    tasks = env.task(means.expand(3, num, 3))  # [arm pulled, pull, k]
+    state, obs = env.reset(tasks)
+    action = torch.arange(3).unsqueeze(1).expand(3, num)
+    _, _, reward, done = env.step(state, action, tasks, torch.rand(3, num, generator=gen(1)))
+    assert obs.shape == (3, num, 1) and done.all()
+    freq = reward.mean(dim=1)
+    se = torch.sqrt(means * (1 - means) / num)
+    assert torch.all((freq - means).abs() < 4 * se), (freq, means)
+
+
+def test_bandit_tasks_are_uniform_arm_means():
+    means = BernoulliBandits(5, 10).sample_tasks(20_000, gen(2)).means
+    assert means.shape == (20_000, 5) and (means >= 0).all() and (means <= 1).all()
+    assert abs(float(means.mean()) - 0.5) < 0.01
+    assert abs(float(means.var()) - 1 / 12) < 0.003
+
+
+def test_bandit_trial_boundary_and_batch_of_tasks_by_trials():
+    env = BernoulliBandits(num_arms=2, num_pulls=3)
+    tasks = env.expand_trials(BanditTask(torch.tensor([[1.0, 0.0], [0.0, 1.0]])), 4)  # 2 tasks x 4 trials
+    assert tasks.means.shape == (2, 4, 2)
+    state, _ = env.reset(tasks)
+    action = torch.zeros(2, 4, dtype=torch.int64)
+    u = torch.full((2, 4), 0.5)
+    totals = torch.zeros(2, 4)
+    for t in range(5):
+        assert bool(state.trial_done.any()) == (t >= 3)
+        state, _, reward, done = env.step(state, action, tasks, u)
+        assert done.all()  # every pull is a one-step episode
+        totals += reward
+        assert (state.t == min(t + 1, 3)).all()
+    # arm 0 always pays for task 0, never for task 1; pulls after the 3rd pay nothing
+    assert torch.equal(totals, torch.tensor([[3.0] * 4, [0.0] * 4]))
+
+
+def test_bandit_bad_input():
+    with pytest.raises(ValueError, match="num_arms"):
+        BernoulliBandits(num_arms=1)
+    with pytest.raises(ValueError, match="num_pulls"):
+        BernoulliBandits(num_pulls=0)
+    with pytest.raises(TypeError, match="num_arms"):
+        BernoulliBandits(num_arms=2.0)
+    env = BernoulliBandits(3, 5)
+    with pytest.raises(ValueError, match=r"means must lie in \[0, 1\]"):
+        env.task(torch.tensor([0.2, 1.5, 0.3]))
+    with pytest.raises(ValueError, match=r"means expected shape \[\.\.\., 3\]"):
+        env.task(torch.tensor([0.2, 0.5]))
+    tasks = env.sample_tasks(4, gen())
+    state, _ = env.reset(tasks)
+    u = torch.rand(4)
+    with pytest.raises(ValueError, match=r"action must lie in \[0, 3\)"):
+        env.step(state, torch.tensor([0, 1, 3, 0]), tasks, u)
+    with pytest.raises(ValueError, match=r"action must lie in \[0, 3\)"):
+        env.step(state, torch.tensor([0, -1, 2, 0]), tasks, u)
+    with pytest.raises(TypeError, match="action must be an integer tensor"):
+        env.step(state, torch.zeros(4), tasks, u)
+    with pytest.raises(ValueError, match="action expected shape"):
+        env.step(state, torch.zeros(3, dtype=torch.int64), tasks, u)
+    with pytest.raises(ValueError, match="u expected shape"):
+        env.step(state, torch.zeros(4, dtype=torch.int64), tasks, torch.rand(5))
+    with pytest.raises(ValueError, match="num_tasks"):
+        env.sample_tasks(0)
+
+
+# ----------------------------------------------------------------------------- tabular MDPs
+def test_mdp_tasks_follow_their_distributions():
+    env = TabularMDP(num_episodes=2)
+    tasks = env.sample_tasks(4000, gen(3))
+    p = tasks.transitions
+    assert p.shape == (4000, 10, 5, 10) and (p >= 0).all()
+    torch.testing.assert_close(p.sum(-1), torch.ones(4000, 10, 5))
+    # a flat Dirichlet's marginal is Beta(1, S - 1): mean 1/S, variance (S - 1) / (S^2 (S + 1))
+    assert abs(float(p.mean()) - 0.1) < 1e-3
+    assert abs(float(p.var()) - 9 / (100 * 11)) < 2e-4
+    r = tasks.reward_mean
+    assert abs(float(r.mean()) - 1.0) < 0.01 and abs(float(r.std()) - 1.0) < 0.01
+
+
+def _reference_step(env, s, t, a, reward_mean, transitions, u, z):
+    """One entry, the definitions written out with Python scalars."""
+    if t >= env.trial_length:
+        return s, t, 0.0, False
+    reward = float(reward_mean[s, a]) + env.reward_std * float(z)
+    cdf, nxt = 0.0, env.num_states - 1
+    for j in range(env.num_states):
+        cdf += float(transitions[s, a, j])
+        if u < cdf:
+            nxt = j
+            break
+    t += 1
+    done = t % env.horizon == 0
+    return (0 if done else nxt), t, reward, done
+
+
+def test_mdp_step_matches_the_definition_entry_by_entry():
+    env = TabularMDP(num_episodes=2, num_states=4, num_actions=3, horizon=3)
+    B = 5
+    tasks = env.sample_tasks(B, gen(4))
+    noise = env.sample_noise((B,), gen(5))
+    acts = torch.randint(3, (env.trial_length + 2, B), generator=gen(6))
+    state, obs = env.reset(tasks)
+    ref = [(0, 0) for _ in range(B)]
+    for t in range(env.trial_length + 2):  # two steps past the trial's end
+        n_t = MDPNoise(noise.transition[min(t, env.trial_length - 1)], noise.reward[min(t, env.trial_length - 1)])
+        state, obs, reward, done = env.step(state, acts[t], tasks, n_t)
+        for b in range(B):
+            s, tt = ref[b]
+            s, tt, r, d = _reference_step(env, s, tt, int(acts[t, b]), tasks.reward_mean[b], tasks.transitions[b],
+                                          float(n_t.transition[b]), float(n_t.reward[b]))
+            ref[b] = (s, tt)
+            assert int(state.s[b]) == s and int(state.t[b]) == tt and bool(done[b]) == d
+            assert math.isclose(float(reward[b]), r, rel_tol=1e-6, abs_tol=1e-6)
+            assert torch.equal(obs[b], torch.nn.functional.one_hot(torch.tensor(s), 4).float())
+        assert bool(state.trial_done.all()) == (t + 1 >= env.trial_length)
+
+
+def test_mdp_reward_noise_and_transition_frequencies():
+    env = TabularMDP(num_episodes=1)
+    task = env.sample_tasks(1, gen(7))
+    num = 40_000
+    tasks = type(task)(task.reward_mean.expand(num, 10, 5), task.transitions.expand(num, 10, 5, 10))
+    state, _ = env.reset(tasks)
+    noise = env.sample_noise((num,), gen(8))
+    action = torch.full((num,), 2)
+    state, obs, reward, _ = env.step(state, action, tasks, MDPNoise(noise.transition[0], noise.reward[0]))
+    assert abs(float(reward.mean()) - float(task.reward_mean[0, 0, 2])) < 4 / math.sqrt(num)
+    assert abs(float(reward.std()) - 1.0) < 0.02
+    freq = torch.bincount(state.s, minlength=10).float() / num
+    p = task.transitions[0, 0, 2]
+    assert torch.all((freq - p).abs() < 4 * torch.sqrt(p * (1 - p) / num) + 1e-4)
+
+
+def test_mdp_bad_input():
+    with pytest.raises(ValueError, match="num_episodes"):
+        TabularMDP(num_episodes=0)
+    with pytest.raises(ValueError, match="num_actions"):
+        TabularMDP(num_actions=1)
+    env = TabularMDP(num_episodes=1, num_states=3, num_actions=2)
+    with pytest.raises(ValueError, match=r"transitions must lie in \[0, 1\]"):
+        env.task(torch.zeros(3, 2), torch.full((3, 2, 3), 1.2))
+    with pytest.raises(ValueError, match="rows .* must sum to 1"):
+        env.task(torch.zeros(3, 2), torch.full((3, 2, 3), 0.2))
+    tasks = env.sample_tasks(2, gen())
+    state, _ = env.reset(tasks)
+    n = MDPNoise(torch.rand(2), torch.randn(2))
+    with pytest.raises(ValueError, match=r"action must lie in \[0, 2\)"):
+        env.step(state, torch.tensor([0, 2]), tasks, n)
+    with pytest.raises(ValueError, match="noise leaves expected shape"):
+        env.step(state, torch.tensor([0, 1]), tasks, MDPNoise(torch.rand(3), torch.randn(3)))
+
+
+# ----------------------------------------------------------------------------- agents
+def test_gamma_sampler_moments():
+    alpha = torch.tensor([1.0, 2.0, 7.0, 60.0]).expand(50_000, 4)
+    x = sample_gamma(alpha, gen(9))
+    torch.testing.assert_close(x.mean(0), alpha[0], rtol=0.02, atol=0.0)
+    torch.testing.assert_close(x.var(0), alpha[0], rtol=0.05, atol=0.0)
+    with pytest.raises(ValueError, match="alpha must be >= 1"):
+        sample_gamma(torch.tensor([0.5]))
+
+
+def _pseudo_regret(env, tasks, method, seed):
+    noise = env.sample_noise((tasks.means.shape[0],), gen(seed))
+    run = bandit_baseline(env, tasks, method, noise, gen(seed + 1))
+    pulled = torch.gather(tasks.means, 1, run.actions.T)  # [B, T]
+    return torch.cumsum(tasks.means.max(1, keepdim=True).values - pulled, dim=1).mean(0)  # [T]
+
+
+@pytest.mark.parametrize("method", ["ucb1", "thompson"])
+def test_ucb1_and_thompson_regret_is_sublinear_on_an_easy_bandit(method):
+    env = BernoulliBandits(num_arms=2, num_pulls=1000)
+    tasks = BanditTask(torch.tensor([[0.8, 0.2]]).expand(64, 2))
+    regret = _pseudo_regret(env, tasks, method, 10)
+    random_regret = _pseudo_regret(env, tasks, "random", 10)
+    # linear regret (random: 0.3 per pull) grows 10x from t = 100 to 1000; logarithmic far less
+    assert float(random_regret[-1]) > 250
+    assert float(regret[999]) < 3.0 * float(regret[99]), regret[[99, 999]]
+    assert float(regret[999]) < 0.1 * float(random_regret[999])
+
+
+def test_bandit_baselines_ranked_and_bad_method():
+    env = BernoulliBandits(5, 10)
+    tasks = env.sample_tasks(2000, gen(11))
+    noise = env.sample_noise((2000,), gen(12))
+    totals = {m: float(bandit_baseline(env, tasks, m, noise, gen(13)).rewards.sum(0).mean())
+              for m in ("random", "greedy", "thompson")}
+    assert abs(totals["random"] - 5.0) < 0.15  # E[mean] * n
+    assert totals["greedy"] > totals["random"] + 1.0 and totals["thompson"] > totals["random"] + 0.5
+    with pytest.raises(ValueError, match="method must be one of"):
+        bandit_baseline(env, tasks, "gittins", noise)
+    with pytest.raises(ValueError, match="env_noise expected shape"):
+        bandit_baseline(env, tasks, "ucb1", noise[:, :10])
+
+
+def test_psrl_beats_random_on_mdps():
+    env = TabularMDP(num_episodes=10)
+    tasks = env.sample_tasks(200, gen(14))
+    noise = env.sample_noise((200,), gen(15))
+    psrl = mdp_baseline(env, tasks, "psrl", noise, gen(16)).rewards.sum(0)
+    rand = mdp_baseline(env, tasks, "random", noise, gen(16)).rewards.sum(0)
+    assert abs(float(rand.mean()) - 100.0) < 6.0  # E[R] = 1 per step under any policy that ignores R
+    assert float(psrl.mean()) > float(rand.mean()) + 25.0
+    with pytest.raises(ValueError, match="method must be one of"):
+        mdp_baseline(env, tasks, "ucb1", noise)

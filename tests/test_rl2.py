@@ -1,0 +1,314 @@
+"""RL²: the GRU param dict, the batched recurrent rollout, the PPO loss, the trainer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import grad, vmap
+
+from functional_metarl.envs import BanditTask, BernoulliBandits, MDPNoise, TabularMDP, bandit_baseline
+from functional_metarl.meta import (
+    PPOConfig,
+    Trial,
+    gumbel_sample,
+    rl2_advantages,
+    rl2_ppo_loss,
+    rl2_rollout,
+    rl2_train_step,
+    sample_rl2_noise,
+)
+from functional_metarl.nn import gru_actor_critic, rl2_inputs
+from functional_metarl.optim import adam
+from functional_metarl.runners import RL2_CHECKPOINT, RL2Config, RL2Trainer
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- the GRU param dict
+def test_gru_apply_equals_torch_gru_cell_and_sequence_equals_steps():
+    net = gru_actor_critic(obs_dim=3, num_actions=4, hidden=16)
+    params = net.init(0)
+    x = torch.randn(7, 5, net.in_dim, generator=gen(1))
+    h0 = torch.randn(5, 16, generator=gen(2))
+    cell = torch.nn.GRUCell(net.in_dim, 16)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).copy_(params["gru." + name])
+    h, hs, logits_steps, values_steps = h0, [], [], []
+    for t in range(7):
+        logits, value, h = net.apply(params, x[t], h)
+        ref_logits, ref_value, ref_h = net.apply_module(params, x[t], hs[-1] if hs else h0)
+        torch.testing.assert_close(h, cell(x[t], hs[-1] if hs else h0))  # torch's own GRU cell
+        torch.testing.assert_close((logits, value, h), (ref_logits, ref_value, ref_h))
+        hs.append(h)
+        logits_steps.append(logits)
+        values_steps.append(value)
+    seq_logits, seq_values, seq_h = net.apply_sequence(params, x, h0)
+    torch.testing.assert_close(seq_h, torch.stack(hs))
+    torch.testing.assert_close(seq_logits, torch.stack(logits_steps))
+    torch.testing.assert_close(seq_values, torch.stack(values_steps))
+
+
+def test_gru_params_go_through_grad_and_vmap():
+    net = gru_actor_critic(obs_dim=2, num_actions=3, hidden=8)
+    stacked = {k: torch.stack([net.init(0)[k], net.init(1)[k]]) for k in net.init(0)}
+    x = torch.randn(2, 4, net.in_dim, generator=gen(3))
+    h = torch.zeros(2, 4, 8)
+    out = net.apply_stacked(stacked, x, h)
+    for i in range(2):
+        ref = net.apply({k: v[i] for k, v in stacked.items()}, x[i], h[i])
+        for a, b in zip(out, ref):
+            torch.testing.assert_close(a[i], b)
+    g = grad(lambda p: net.apply_sequence(p, x.unsqueeze(0).expand(3, 2, 4, net.in_dim), h)[1].sum())(net.init(0))
+    assert set(g) == set(net.param_shapes) and all(torch.isfinite(v).all() for v in g.values())
+    assert float(g["gru.weight_hh"].abs().sum()) > 0  # the recurrent weights get gradient through time
+    per_task = vmap(grad(lambda p, xi: net.apply(p, xi, torch.zeros(4, 8))[1].sum()), in_dims=(None, 0))(net.init(0), x)
+    assert per_task["value.weight"].shape == (2, 1, 8)
+
+
+def test_gru_bad_input():
+    net = gru_actor_critic(obs_dim=1, num_actions=5, hidden=8)
+    params = net.init(0)
+    x = torch.zeros(3, net.in_dim)
+    with pytest.raises(ValueError, match=r"hidden expected shape \(3, 8\)"):
+        net.apply(params, x, torch.zeros(3, 9))
+    with pytest.raises(ValueError, match=r"hidden expected shape \(3, 8\)"):
+        net.apply_sequence(params, x.unsqueeze(0), torch.zeros(4, 8))
+    with pytest.raises(ValueError, match="in_dim=8"):
+        net.apply(params, torch.zeros(3, 7), torch.zeros(3, 8))
+    with pytest.raises(ValueError, match="num_actions"):
+        gru_actor_critic(1, 1)
+    with pytest.raises(TypeError, match="hidden"):
+        gru_actor_critic(1, 5, hidden=8.0)
+    with pytest.raises(TypeError, match="prev_action must be an integer"):
+        rl2_inputs(torch.zeros(3, 1), torch.zeros(3), torch.zeros(3), torch.zeros(3), 5)
+    with pytest.raises(ValueError, match="prev_reward expected shape"):
+        rl2_inputs(torch.zeros(3, 1), torch.zeros(3, dtype=torch.int64), torch.zeros(4), torch.zeros(3), 5)
+
+
+# ----------------------------------------------------------------------------- rollout
+def _reference_rollout(env, net, params, tasks, env_noise, gumbel_u, reset_every=None):
+    """Each trial on its own, step by step, through the nn.GRUCell template (functional_call)."""
+    T, B, A = gumbel_u.shape
+    out = []
+    for b in range(B):
+        task_b = type(tasks)(*(x[b:b + 1] for x in tasks))
+        state, obs = env.reset(task_b)
+        h = torch.zeros(1, net.hidden_size)
+        prev = [0.0] * A, 0.0, 0.0
+        rows = []
+        for t in range(T):
+            if reset_every is not None and t % reset_every == 0:
+                h = torch.zeros(1, net.hidden_size)
+            x = torch.cat([obs[0], torch.tensor(prev[0]), torch.tensor([prev[1], prev[2]])]).unsqueeze(0)
+            logits, value, h = net.apply_module(params, x, h)
+            g = -torch.log(-torch.log(gumbel_u[t, b]))
+            a = int(torch.argmax(logits[0] + g))
+            noise_t = env_noise[t, b:b + 1] if isinstance(env_noise, torch.Tensor) else MDPNoise(
+                env_noise.transition[t, b:b + 1], env_noise.reward[t, b:b + 1])
+            state, obs, reward, done = env.step(state, torch.tensor([a]), task_b, noise_t)
+            log_p = float(torch.log_softmax(logits[0], -1)[a])
+            rows.append((a, float(reward[0]), bool(done[0]), log_p, float(value[0])))
+            one_hot = [0.0] * A
+            one_hot[a] = 1.0
+            prev = one_hot, float(reward[0]), float(done[0])
+        out.append(rows)
+    return out
+
+
+@pytest.mark.parametrize("family", ["bandit", "mdp"])
+def test_batched_rollout_equals_step_by_step_loop(family):
+    env = BernoulliBandits(3, 6) if family == "bandit" else TabularMDP(num_episodes=3, num_states=4, num_actions=3, horizon=4)
+    net = gru_actor_critic(env.obs_dim, env.num_actions, hidden=12)
+    params = net.init(1)
+    B = 4
+    tasks = env.sample_tasks(B, gen(2))
+    noise = sample_rl2_noise(env, B, 0, gen(3))
+    trial = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    ref = _reference_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    for b in range(B):
+        for t, (a, r, d, lp, v) in enumerate(ref[b]):
+            assert int(trial.actions[t, b]) == a
+            assert float(trial.rewards[t, b]) == pytest.approx(r, abs=1e-6)
+            assert bool(trial.dones[t, b]) == d
+            assert float(trial.log_probs[t, b]) == pytest.approx(lp, abs=1e-5)
+            assert float(trial.values[t, b]) == pytest.approx(v, abs=1e-5)
+    if family == "mdp":
+        # episode ends inside the trial (t = 3, 7) do not reset the hidden state: a loop that
+        # resets it there acts on other values
+        assert trial.dones[3].all() and trial.dones[7].all() and not trial.dones[4].any()
+        reset = _reference_rollout(env, net, params, tasks, noise.env, noise.gumbel_u, reset_every=env.horizon)
+        later = [abs(reset[b][t][4] - float(trial.values[t, b])) for b in range(B) for t in range(4, 12)]
+        assert max(later) > 1e-4
+        first = [abs(reset[b][t][4] - float(trial.values[t, b])) for b in range(B) for t in range(4)]
+        assert max(first) < 1e-5
+
+
+def test_hidden_state_starts_every_trial_at_zero():
+    env = BernoulliBandits(3, 5)
+    net = gru_actor_critic(env.obs_dim, env.num_actions, hidden=8)
+    params = net.init(0)
+    tasks = env.sample_tasks(6, gen(4))
+    noise = sample_rl2_noise(env, 6, 0, gen(5))
+    a = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    b = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u, hidden=torch.zeros(6, 8))
+    c = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u, hidden=torch.ones(6, 8))
+    assert torch.equal(a.values, b.values) and not torch.allclose(a.values[0], c.values[0])
+    # a trial run after another one on the same batch starts afresh: same numbers again
+    again = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    assert torch.equal(a.values, again.values) and torch.equal(a.actions, again.actions)
+    # the first input carries no previous action, reward or done
+    assert torch.equal(a.inputs[0], torch.cat([torch.ones(6, 1), torch.zeros(6, 5)], -1))
+
+
+def test_gumbel_sample_is_a_categorical_sample():
+    logits = torch.log(torch.tensor([0.1, 0.2, 0.7]))
+    u = torch.rand(100_000, 3, generator=gen(6))
+    freq = torch.bincount(gumbel_sample(logits.expand(100_000, 3), u), minlength=3).float() / 100_000
+    torch.testing.assert_close(freq, torch.tensor([0.1, 0.2, 0.7]), atol=0.006, rtol=0)
+    with pytest.raises(ValueError, match="u expected the shape of logits"):
+        gumbel_sample(logits, torch.rand(4))
+
+
+def test_rollout_bad_input():
+    env = BernoulliBandits(3, 5)
+    net = gru_actor_critic(env.obs_dim, env.num_actions, hidden=8)
+    tasks = env.sample_tasks(4, gen())
+    noise = sample_rl2_noise(env, 4, 0, gen())
+    with pytest.raises(ValueError, match=r"gumbel_u expected shape \(5, 4, 3\)"):
+        rl2_rollout(env, net, net.init(0), tasks, noise.env, noise.gumbel_u[:, :3])
+    with pytest.raises(ValueError, match="env_noise leaves expected shape"):
+        rl2_rollout(env, net, net.init(0), tasks, noise.env[:4], noise.gumbel_u)
+    with pytest.raises(ValueError, match="num_actions 3 to match env"):
+        rl2_rollout(env, gru_actor_critic(1, 4, 8), gru_actor_critic(1, 4, 8).init(0), tasks, noise.env, noise.gumbel_u)
+    with pytest.raises(ValueError, match=r"hidden expected shape \(4, 8\)"):
+        rl2_rollout(env, net, net.init(0), tasks, noise.env, noise.gumbel_u, hidden=torch.zeros(4, 7))
+
+
+# ----------------------------------------------------------------------------- advantages and loss
+def test_advantages_are_gae_over_the_whole_trial():
+    T, B = 6, 3
+    rewards, values = torch.randn(T, B, generator=gen(7)), torch.randn(T, B, generator=gen(8))
+    dones = torch.zeros(T, B, dtype=torch.bool)
+    dones[2] = True  # an episode end inside the trial: must not cut the return
+    trial = Trial(torch.zeros(T, B, 1), torch.zeros(T, B, dtype=torch.int64), rewards, dones, torch.zeros(T, B), values)
+    adv, ret = rl2_advantages(trial, 0.9, 0.5)
+    for b in range(B):
+        running = 0.0
+        for t in reversed(range(T)):
+            nxt = float(values[t + 1, b]) if t + 1 < T else 0.0
+            delta = float(rewards[t, b]) + 0.9 * nxt - float(values[t, b])
+            running = delta + 0.9 * 0.5 * running
+            assert float(adv[t, b]) == pytest.approx(running, abs=1e-5)
+            assert float(ret[t, b]) == pytest.approx(running + float(values[t, b]), abs=1e-5)
+
+
+def test_ppo_loss_gradient_equals_an_explicit_autograd_reference():
+    env = TabularMDP(num_episodes=2, num_states=3, num_actions=3, horizon=3)
+    net = gru_actor_critic(env.obs_dim, env.num_actions, hidden=10)
+    params = net.init(2)
+    B = 5
+    tasks = env.sample_tasks(B, gen(9))
+    noise = sample_rl2_noise(env, B, 0, gen(10))
+    trial = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    adv, ret = rl2_advantages(trial, 0.99, 0.9)
+    # act with other params so ratios differ from 1 and some clip
+    moved = {k: v + 0.3 * torch.randn(v.shape, generator=gen(11)) for k, v in params.items()}
+    clip, vc, ec = 0.1, 0.7, 0.05
+    g = grad(lambda p: rl2_ppo_loss(p, net, trial, adv, ret, clip, vc, ec)[0])(moved)
+
+    cell = torch.nn.GRUCell(net.in_dim, 10)
+    pol, val = torch.nn.Linear(10, 3), torch.nn.Linear(10, 1)
+    with torch.no_grad():
+        for mod, prefix in ((cell, "gru."), (pol, "policy."), (val, "value.")):
+            for name, p in mod.named_parameters():
+                p.copy_(moved[prefix + name])
+    T = trial.actions.shape[0]
+    total = torch.zeros(())
+    for b in range(B):
+        h = torch.zeros(1, 10)
+        for t in range(T):
+            h = cell(trial.inputs[t, b:b + 1], h)
+            dist = torch.distributions.Categorical(logits=pol(h)[0])
+            ratio = torch.exp(dist.log_prob(trial.actions[t, b]) - trial.log_probs[t, b])
+            a = adv[t, b]
+            surrogate = -torch.min(ratio * a, torch.clamp(ratio, 1 - clip, 1 + clip) * a)
+            value_term = 0.5 * (val(h)[0, 0] - ret[t, b]) ** 2
+            total = total + (surrogate + vc * value_term - ec * dist.entropy()) / (T * B)
+    total.backward()
+    for mod, prefix in ((cell, "gru."), (pol, "policy."), (val, "value.")):
+        for name, p in mod.named_parameters():
+            torch.testing.assert_close(g[prefix + name], p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_train_step_bad_input():
+    env = BernoulliBandits(3, 4)
+    net = gru_actor_critic(env.obs_dim, env.num_actions, hidden=8)
+    params, opt = net.init(0), adam(1e-3)
+    tasks = env.sample_tasks(6, gen())
+    noise = sample_rl2_noise(env, 6, 2, gen())
+    with pytest.raises(ValueError, match=r"num_minibatches \(4\) must divide the number of trials \(6\)"):
+        rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(epochs=2, num_minibatches=4))
+    with pytest.raises(ValueError, match=r"noise.perms expected shape \(3, 6\)"):
+        rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(epochs=3, num_minibatches=2))
+    with pytest.raises(ValueError, match="config.gamma must lie in"):
+        rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(epochs=2, num_minibatches=2, gamma=1.5))
+    with pytest.raises(ValueError, match="num_trials"):
+        sample_rl2_noise(env, 0, 1)
+    with pytest.raises(ValueError, match="advantages expected shape"):
+        trial = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+        rl2_ppo_loss(params, net, trial, torch.zeros(4, 5), torch.zeros(4, 6))
+
+
+# ----------------------------------------------------------------------------- trainer
+def _tiny(**kw) -> RL2Config:
+    base = dict(env="bandit", num_arms=3, num_pulls=4, iterations=4, trials_per_iteration=8, hidden=8,
+                epochs=2, num_minibatches=2, device="cpu", checkpoint_every=2)
+    return RL2Config(**{**base, **kw})
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight = RL2Trainer(_tiny(), tmp_path / "a")
+    straight.train(progress=False)
+    first = RL2Trainer(_tiny(iterations=2), tmp_path / "b")
+    first.train(progress=False)
+    resumed = RL2Trainer(_tiny(), tmp_path / "c")
+    resumed.load_checkpoint(tmp_path / "b" / RL2_CHECKPOINT)
+    assert resumed.iteration == 2
+    resumed.train(progress=False)
+    for k in straight.params:
+        assert torch.equal(straight.params[k], resumed.params[k]), k
+        assert torch.equal(straight.opt_state.nu[k], resumed.opt_state.nu[k]), k
+    drop = ("seconds", "steps_per_second")
+    assert [{k: v for k, v in m.items() if k not in drop} for m in straight.history] == \
+           [{k: v for k, v in m.items() if k not in drop} for m in resumed.history]
+    assert (tmp_path / "a" / "metrics.json").is_file() and any((tmp_path / "a" / "tensorboard").iterdir())
+    with pytest.raises(ValueError, match="different settings"):
+        RL2Trainer(_tiny(hidden=16)).load_checkpoint(tmp_path / "b" / RL2_CHECKPOINT)
+
+
+def test_config_bad_input():
+    with pytest.raises(ValueError, match="num_arms"):
+        _tiny(num_arms=1)
+    with pytest.raises(ValueError, match="num_pulls"):
+        _tiny(num_pulls=0)
+    with pytest.raises(ValueError, match="env must be"):
+        _tiny(env="gridworld")
+    with pytest.raises(ValueError, match="must divide trials_per_iteration"):
+        _tiny(num_minibatches=3)
+    with pytest.raises(ValueError, match="gamma"):
+        _tiny(gamma=2.0)
+
+
+def test_short_rl2_run_beats_random_on_k5_n10():
+    torch.manual_seed(0)
+    cfg = RL2Config(env="bandit", num_arms=5, num_pulls=10, iterations=60, trials_per_iteration=128, hidden=32,
+                    lr=3e-3, epochs=4, num_minibatches=2, device="cpu", seed=0)
+    trainer = RL2Trainer(cfg)
+    trainer.train(progress=False)
+    results = trainer.evaluate_methods(num_tasks=2000, seed=123)
+    rl2, rand = results["rl2"], results["random"]
+    # random is 5.0 in expectation; require a gap of several standard errors
+    assert rl2["mean"] > rand["mean"] + 4 * (rl2["stderr"] ** 2 + rand["stderr"] ** 2) ** 0.5, results
