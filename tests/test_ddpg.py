@@ -250,7 +250,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="batch_size"):
         DDPGConfig(batch_size=0)
     with pytest.raises(TypeError, match="Box action space"):
-        DDPGTrainer(DDPGConfig(device="cpu", total_steps=10), env=gym.make("CartPole-v1"))
+        DDPGTrainer(DDPGConfig(device="cpu", total_steps=10, start_steps=0, batch_size=4), env=gym.make("CartPole-v1"))
 
 
 def test_td3_delayed_updates_and_checkpoint_roundtrip(tmp_path):
