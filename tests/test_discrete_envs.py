@@ -231,3 +231,28 @@ def test_psrl_beats_random_on_mdps():
     assert float(psrl.mean()) > float(rand.mean()) + 25.0
     with pytest.raises(ValueError, match="method must be one of"):
         mdp_baseline(env, tasks, "ucb1", noise)
+
+
+def test_value_checks_and_public_types():
+    from functional_metarl.envs import (
+        BANDIT_BASELINES, MDP_BASELINES, RL2_PAPER_GITTINS, BanditState, BaselineRun, MDPState, MDPTask,
+        check_int_actions, check_probabilities,
+    )
+    check_int_actions(torch.tensor([0, 2]), 3, (2,))
+    with pytest.raises(ValueError, match=r"arm must lie in \[0, 3\), got values from 0 to 3"):
+        check_int_actions(torch.tensor([0, 3]), 3, (2,), name="arm")
+    with pytest.raises(TypeError, match="arm must be an integer tensor"):
+        check_int_actions(torch.tensor([True, False]), 3, (2,), name="arm")
+    check_probabilities(torch.tensor([0.0, 1.0]), "p")
+    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\]"):
+        check_probabilities(torch.tensor([0.5, float("nan")]), "p")
+    with pytest.raises(TypeError, match="p must be a floating-point Tensor"):
+        check_probabilities(torch.tensor([0, 1]), "p")
+    bandits, mdp = BernoulliBandits(2, 3), TabularMDP(1, num_states=2, num_actions=2)
+    assert isinstance(bandits.reset(bandits.sample_tasks(2))[0], BanditState)
+    task = mdp.task(torch.zeros(2, 2), torch.full((2, 2, 2), 0.5))
+    assert isinstance(task, MDPTask) and isinstance(mdp.reset(task)[0], MDPState)
+    run = bandit_baseline(bandits, bandits.sample_tasks(2), BANDIT_BASELINES[0], torch.rand(3, 2))
+    assert isinstance(run, BaselineRun) and run.actions.shape == run.rewards.shape == (3, 2)
+    assert set(BANDIT_BASELINES) == {"random", "greedy", "ucb1", "thompson"} and set(MDP_BASELINES) == {"random", "psrl"}
+    assert RL2_PAPER_GITTINS == {(5, 10): 6.6, (10, 100): 82.8}  # the numbers issue #12 quotes from the paper

@@ -17,9 +17,10 @@ from functional_metarl.meta import (
     rl2_train_step,
     sample_rl2_noise,
 )
-from functional_metarl.nn import gru_actor_critic, rl2_inputs
+from functional_metarl.meta import RL2Noise
+from functional_metarl.nn import RecurrentFunctional, gru_actor_critic, gru_cell, rl2_inputs
 from functional_metarl.optim import adam
-from functional_metarl.runners import RL2_CHECKPOINT, RL2Config, RL2Trainer
+from functional_metarl.runners import RL2_CHECKPOINT, RL2Config, RL2Trainer, make_rl2_env, mean_and_stderr
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -29,6 +30,7 @@ def gen(seed: int = 0) -> torch.Generator:
 # ----------------------------------------------------------------------------- the GRU param dict
 def test_gru_apply_equals_torch_gru_cell_and_sequence_equals_steps():
     net = gru_actor_critic(obs_dim=3, num_actions=4, hidden=16)
+    assert isinstance(net, RecurrentFunctional) and net.in_dim == 3 + 4 + 2 and net.obs_dim == 3
     params = net.init(0)
     x = torch.randn(7, 5, net.in_dim, generator=gen(1))
     h0 = torch.randn(5, 16, generator=gen(2))
@@ -41,6 +43,7 @@ def test_gru_apply_equals_torch_gru_cell_and_sequence_equals_steps():
         logits, value, h = net.apply(params, x[t], h)
         ref_logits, ref_value, ref_h = net.apply_module(params, x[t], hs[-1] if hs else h0)
         torch.testing.assert_close(h, cell(x[t], hs[-1] if hs else h0))  # torch's own GRU cell
+        torch.testing.assert_close(h, gru_cell(params, x[t], hs[-1] if hs else h0))
         torch.testing.assert_close((logits, value, h), (ref_logits, ref_value, ref_h))
         hs.append(h)
         logits_steps.append(logits)
@@ -126,6 +129,7 @@ def test_batched_rollout_equals_step_by_step_loop(family):
     B = 4
     tasks = env.sample_tasks(B, gen(2))
     noise = sample_rl2_noise(env, B, 0, gen(3))
+    assert isinstance(noise, RL2Noise) and noise.gumbel_u.shape == (env.trial_length, B, env.num_actions)
     trial = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
     ref = _reference_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
     for b in range(B):
@@ -312,3 +316,17 @@ def test_short_rl2_run_beats_random_on_k5_n10():
     rl2, rand = results["rl2"], results["random"]
     # random is 5.0 in expectation; require a gap of several standard errors
     assert rl2["mean"] > rand["mean"] + 4 * (rl2["stderr"] ** 2 + rand["stderr"] ** 2) ** 0.5, results
+
+
+def test_make_rl2_env_and_mean_and_stderr():
+    env = make_rl2_env(_tiny(num_arms=4, num_pulls=7))
+    assert isinstance(env, BernoulliBandits) and (env.num_arms, env.num_pulls) == (4, 7)
+    env = make_rl2_env(_tiny(env="mdp", num_episodes=3))
+    assert isinstance(env, TabularMDP) and env.trial_length == 30
+    x = torch.tensor([1.0, 2.0, 4.0, 7.0])
+    out = mean_and_stderr(x)
+    mean = sum(x.tolist()) / 4
+    std = (sum((v - mean) ** 2 for v in x.tolist()) / 3) ** 0.5
+    assert out == {"mean": pytest.approx(mean), "stderr": pytest.approx(std / 2), "num_tasks": 4}
+    with pytest.raises(ValueError, match="totals expected shape"):
+        mean_and_stderr(torch.ones(1))

@@ -23,10 +23,14 @@ __all__ = ["BanditTask", "BanditState", "BernoulliBandits", "check_int_actions",
 
 
 class BanditTask(NamedTuple):
+    """A batch of bandits: the success probability of every arm."""
+
     means: torch.Tensor  # [*B, k] success probability of every arm, in [0, 1]
 
 
 class BanditState(NamedTuple):
+    """Where each trial stands: pulls taken and whether the trial is over."""
+
     t: torch.Tensor  # [*B] int64, pulls taken so far in this trial
     trial_done: torch.Tensor  # [*B] bool, the trial's n pulls are over
 

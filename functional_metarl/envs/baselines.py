@@ -42,6 +42,8 @@ RL2_PAPER_GITTINS = {(5, 10): 6.6, (10, 100): 82.8}
 
 
 class BaselineRun(NamedTuple):
+    """One trial of a classic agent on every task: its actions and rewards, time-major."""
+
     actions: torch.Tensor  # [T, B] int64
     rewards: torch.Tensor  # [T, B]
 

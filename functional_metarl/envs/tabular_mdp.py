@@ -27,11 +27,15 @@ __all__ = ["MDPTask", "MDPState", "MDPNoise", "TabularMDP"]
 
 
 class MDPTask(NamedTuple):
+    """A batch of MDPs: mean rewards and transition probabilities."""
+
     reward_mean: torch.Tensor  # [*B, S, A]
     transitions: torch.Tensor  # [*B, S, A, S], rows sum to 1
 
 
 class MDPState(NamedTuple):
+    """Where each trial stands: current state, steps taken, whether the trial is over."""
+
     s: torch.Tensor  # [*B] int64 current state
     t: torch.Tensor  # [*B] int64 steps taken in this trial
     trial_done: torch.Tensor  # [*B] bool

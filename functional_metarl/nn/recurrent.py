@@ -126,13 +126,17 @@ class RecurrentFunctional(Functional):
         logits, value = _heads(params, h)
         return logits, value, h
 
-    def apply_module(self, params: Params, x: torch.Tensor, hidden: torch.Tensor):
+    def apply_module(
+        self, params: Params, x: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``functional_call`` on the ``nn.GRUCell`` template: the reference ``apply`` must equal."""
         self.check(params)
         self._check_inputs(x, hidden, time_axis=False)
         return functional_call(self.module, params, (x, hidden))
 
-    def apply_stacked(self, params: Params, x: torch.Tensor, hidden: torch.Tensor):
+    def apply_stacked(
+        self, params: Params, x: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``vmap(apply)`` over params with a leading task axis ``N``; ``x: [N, *B, in]``, ``hidden: [N, *B, H]``."""
         return vmap(self.apply)(params, x, hidden)
 

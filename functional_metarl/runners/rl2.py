@@ -85,6 +85,7 @@ class RL2Config:
                          float(self.entropy_coef), float(self.gamma), float(self.gae_lambda), float(self.max_grad_norm))
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (what checkpoints record)."""
         return dataclasses.asdict(self)
 
 
@@ -210,6 +211,7 @@ class RL2Trainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything a bit-identical resume needs, tensors on CPU."""
         return {
             "config": self.config.to_dict(),
             "iteration": self.iteration,
