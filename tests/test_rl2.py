@@ -313,6 +313,7 @@ def test_short_rl2_run_beats_random_on_k5_n10():
     trainer = RL2Trainer(cfg)
     trainer.train(progress=False)
     results = trainer.evaluate_methods(num_tasks=2000, seed=123)
+    assert set(results) == {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "thompson"}
     rl2, rand = results["rl2"], results["random"]
     # random is 5.0 in expectation; require a gap of several standard errors
     assert rl2["mean"] > rand["mean"] + 4 * (rl2["stderr"] ** 2 + rand["stderr"] ** 2) ** 0.5, results
@@ -330,3 +331,17 @@ def test_make_rl2_env_and_mean_and_stderr():
     assert out == {"mean": pytest.approx(mean), "stderr": pytest.approx(std / 2), "num_tasks": 4}
     with pytest.raises(ValueError, match="totals expected shape"):
         mean_and_stderr(torch.ones(1))
+
+
+def test_throughput_benchmark_smoke():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rl2_throughput.py"
+    spec = importlib.util.spec_from_file_location("rl2_throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--trials", "4", "--hidden", "8", "--repeats", "1", "--epochs", "1", "--minibatches", "1",
+                       "--mdp-episodes", "1"])
+    assert set(out) == {"bandit_k5_n10", "mdp_n1"}
+    assert all(r["pure"] > 0 and r["gym"] > 0 for r in out.values())

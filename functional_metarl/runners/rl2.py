@@ -176,18 +176,22 @@ class RL2Trainer:
         return self.history
 
     # ----------------------------------------------------------------- evaluation
-    def evaluate(self, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor) -> torch.Tensor:
-        """Total reward of one trial of the current policy on each task: ``[B]``.
+    def evaluate(self, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, greedy: bool = False) -> torch.Tensor:
+        """Total reward of one trial of the current policy on each task: ``[B]``. ``greedy``:
+        act by the argmax of the logits instead of sampling (``gumbel_u`` then only sets shapes).
 
         ``tasks`` (leading axis ``B``), ``env_noise`` (leaves ``[T, B]``) and ``gumbel_u``
         (``[T, B, A]``) are given so every method can be scored on the same tasks and noise.
         """
+        if greedy:  # equal Gumbel noise on every action: the sample is the argmax of the logits
+            gumbel_u = torch.full_like(gumbel_u, 0.5)
         trial = rl2_rollout(self.env, self.policy, self.params, tasks, env_noise, gumbel_u)
         return trial.rewards.sum(0)
 
     def evaluate_methods(self, num_tasks: int = 1000, seed: int | None = None,
                          baselines: bool = True) -> dict[str, dict[str, float]]:
-        """Mean total reward per trial, with its standard error, of RL² and (``baselines``) every
+        """Mean total reward per trial, with its standard error, of RL² (sampling its actions:
+        ``"rl2"``; acting greedily on its logits: ``"rl2_greedy"``) and (``baselines``) every
         classic baseline on the same ``num_tasks`` held-out tasks with the same env noise.
 
         Tasks and noise come from their own generator (``seed`` defaults to ``config.seed +
@@ -198,7 +202,8 @@ class RL2Trainer:
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 10_000 if seed is None else seed)
         tasks = self.env.sample_tasks(num_tasks, gen)
         noise = sample_rl2_noise(self.env, num_tasks, 0, gen)
-        totals = {"rl2": self.evaluate(tasks, noise.env, noise.gumbel_u)}
+        totals = {"rl2": self.evaluate(tasks, noise.env, noise.gumbel_u),
+                  "rl2_greedy": self.evaluate(tasks, noise.env, noise.gumbel_u, greedy=True)}
         if baselines:
             agent_gen = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, (), generator=gen)))
             if self.config.env == "bandit":

@@ -1,0 +1,175 @@
+"""RL² throughput: the pure batched rollout + PPO step against gymnasium-style single envs.
+
+    python benchmarks/rl2_throughput.py                       # bandits k=5 n=10 and MDP n=10
+    python benchmarks/rl2_throughput.py --trials 64 --repeats 2 --hidden 64
+
+Both sides do the same work per iteration: one trial on each of ``--trials`` tasks with the GRU
+policy (``--hidden`` units), then the same PPO update (``--epochs`` x ``--minibatches``
+steps of ``meta.rl2_ppo_loss`` with Adam). They differ only in how the trials are collected:
+
+- **pure**: ``meta.rl2_train_step`` -- the task family as tensors, every trial stepping together
+  (one batched env call per time step);
+- **gym loop**: one ``gymnasium.Env`` object per trial (numpy RNG, Python scalars), stepped one
+  by one in a Python loop each time step; the policy still runs once per step on the batch
+  (as with a synchronous vector env), then the collected trials go through the same PPO update.
+
+Prints env steps/s of each (median over ``--repeats`` timed iterations after one warm-up) and
+the ratio pure / gym loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from functional_metarl.envs import BernoulliBandits, TabularMDP
+from functional_metarl.meta import PPOConfig, Trial, rl2_advantages, rl2_ppo_loss, rl2_train_step, sample_rl2_noise
+from functional_metarl.nn import gru_actor_critic, rl2_inputs
+from functional_metarl.optim import adam, apply_updates
+from functional_metarl.rl import categorical_log_prob, normalize_advantages
+from functional_metarl.tree import tree_norm, tree_scale
+from torch.func import grad_and_value
+
+
+class GymBandit(gym.Env):
+    """A k-armed Bernoulli bandit, one trial of n pulls, as a single gymnasium env."""
+
+    def __init__(self, k: int, n: int):
+        self.k, self.n = k, n
+        self.observation_space = gym.spaces.Box(1.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(k)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.means = self.np_random.uniform(size=self.k)
+        self.t = 0
+        return np.ones(1, np.float32), {}
+
+    def step(self, action: int):
+        reward = float(self.np_random.uniform() < self.means[action])
+        self.t += 1
+        return np.ones(1, np.float32), reward, True, self.t >= self.n, {}
+
+
+class GymMDP(gym.Env):
+    """A random tabular MDP (10 states, 5 actions, episodes of 10 steps), one trial of n episodes."""
+
+    def __init__(self, n: int, states: int = 10, actions: int = 5, horizon: int = 10):
+        self.n, self.S, self.A, self.H = n, states, actions, horizon
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (states,), np.float32)
+        self.action_space = gym.spaces.Discrete(actions)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.R = self.np_random.normal(1.0, 1.0, (self.S, self.A))
+        self.P = self.np_random.dirichlet(np.ones(self.S), (self.S, self.A))
+        self.s, self.t = 0, 0
+        return self._obs(), {}
+
+    def _obs(self) -> np.ndarray:
+        o = np.zeros(self.S, np.float32)
+        o[self.s] = 1.0
+        return o
+
+    def step(self, action: int):
+        reward = self.R[self.s, action] + self.np_random.normal()
+        self.s = int(self.np_random.choice(self.S, p=self.P[self.s, action]))
+        self.t += 1
+        done = self.t % self.H == 0
+        if done:
+            self.s = 0
+        return self._obs(), reward, done, self.t >= self.n * self.H, {}
+
+
+def gym_iteration(envs: list[gym.Env], policy, params, opt, opt_state, cfg: PPOConfig, T: int, seed: int):
+    """Collect one trial per env with a Python loop over envs, then the same PPO update."""
+    A = policy.num_actions
+    gen = torch.Generator().manual_seed(seed)
+    obs = torch.as_tensor(np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]))
+    B = len(envs)
+    prev_a, prev_r, prev_d = torch.full((B,), -1), torch.zeros(B), torch.zeros(B)
+    h = policy.initial_state((B,))
+    rows: dict[str, list] = {k: [] for k in Trial._fields}
+    with torch.no_grad():
+        for _ in range(T):
+            x = rl2_inputs(obs, prev_a, prev_r, prev_d, A)
+            logits, value, h = policy.apply(params, x, h)
+            action = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(-1)
+            outs = [env.step(int(a)) for env, a in zip(envs, action.tolist())]
+            obs = torch.as_tensor(np.stack([o[0] for o in outs]))
+            reward = torch.tensor([o[1] for o in outs], dtype=torch.float32)
+            done = torch.tensor([o[2] for o in outs])
+            for k, v in zip(Trial._fields, (x, action, reward, done, categorical_log_prob(logits, action), value)):
+                rows[k].append(v)
+            prev_a, prev_r, prev_d = action, reward, done.float()
+    trial = Trial(*(torch.stack(rows[k]) for k in Trial._fields))
+    adv, ret = rl2_advantages(trial, cfg.gamma, cfg.gae_lambda)
+    adv = normalize_advantages(adv, torch.ones_like(adv))
+    fn = grad_and_value(rl2_ppo_loss, has_aux=True)
+    mb = B // cfg.num_minibatches
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(B, generator=gen)
+        for i in range(cfg.num_minibatches):
+            idx = perm[i * mb:(i + 1) * mb]
+            g, _ = fn(params, policy, Trial(*(x[:, idx] for x in trial)), adv[:, idx], ret[:, idx],
+                      cfg.clip_eps, cfg.value_coef, cfg.entropy_coef)
+            norm = tree_norm(g)
+            g = tree_scale(g, torch.clamp(cfg.max_grad_norm / (norm + 1e-6), max=1.0))
+            updates, opt_state = opt.update(g, opt_state, params)
+            params = apply_updates(params, updates)
+    return params, opt_state
+
+
+def bench(name: str, env, gym_envs, args) -> dict[str, float]:
+    policy = gru_actor_critic(env.obs_dim, env.num_actions, args.hidden)
+    cfg = PPOConfig(epochs=args.epochs, num_minibatches=args.minibatches)
+    opt = adam(1e-3)
+    B, T = args.trials, env.trial_length
+    rates: dict[str, list[float]] = {"pure": [], "gym": []}
+    gen = torch.Generator().manual_seed(0)
+    params = policy.init(0)
+    state = opt.init(params)
+    for rep in range(args.repeats + 1):
+        tasks = env.sample_tasks(B, gen)
+        noise = sample_rl2_noise(env, B, cfg.epochs, gen)
+        t0 = time.perf_counter()
+        params, state, _ = rl2_train_step(env, policy, opt, params, state, tasks, noise, cfg)
+        pure = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        params, state = gym_iteration(gym_envs, policy, params, opt, state, cfg, T, seed=rep * 10_000)
+        loop = time.perf_counter() - t0
+        if rep > 0:  # the first iteration is warm-up
+            rates["pure"].append(B * T / pure)
+            rates["gym"].append(B * T / loop)
+    out = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"{name:>16}: pure {out['pure']:9.0f} env steps/s | gym loop {out['gym']:9.0f} env steps/s | "
+          f"ratio {out['pure'] / out['gym']:.2f}x   ({B} trials x {T} steps, hidden {args.hidden})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--minibatches", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mdp-episodes", type=int, default=10)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results = {
+        "bandit_k5_n10": bench("bandits k=5 n=10", BernoulliBandits(5, 10), [GymBandit(5, 10) for _ in range(args.trials)], args),
+        f"mdp_n{args.mdp_episodes}": bench(f"MDP n={args.mdp_episodes}", TabularMDP(args.mdp_episodes),
+                                           [GymMDP(args.mdp_episodes) for _ in range(args.trials)], args),
+    }
+    return results
+
+
+if __name__ == "__main__":
+    main()
