@@ -243,3 +243,18 @@ def test_package_ships_py_typed():
     docs_extra = config["project"]["optional-dependencies"]["docs"]
     assert any(d.startswith("mkdocs-material") for d in docs_extra)
     assert any(d.startswith("mkdocstrings") for d in docs_extra)
+
+
+def test_readme_set_up_lines_match_ci():
+    """The README's two set-up lines install what .ci/run installs and end with its commands."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    bash = [line for _, code in _blocks(ROOT / "README.md", "bash") for line in code.splitlines() if line.strip()]
+    extras = re.search(r'pip install --quiet -e "(\.\[[^\]]*\])"', ci).group(1)
+    torch_pin = re.search(r"pip install --quiet (torch==[\d.]+)", ci).group(1)
+    assert ci.strip().splitlines()[-1] == "python -m pytest -q"
+    assert "mkdocs build --strict" in ci
+    main_job = [line for line in bash if line.endswith("&& python examples/maml_nav.py")]
+    tests = [line for line in bash if line.endswith("&& python -m pytest -q")]
+    assert len(main_job) == 1 and len(tests) == 1, bash
+    assert f"pip install {torch_pin}" in main_job[0] and f"pip install {torch_pin}" in tests[0]
+    assert f'pip install -e "{extras}"' in tests[0], f"README's test line must install {extras}, as .ci/run does"

@@ -53,7 +53,8 @@ class TabularMDP:
 
     Args:
         num_episodes: ``n >= 1`` episodes per trial.
-        num_states, num_actions: 10 and 5 in the paper.
+        num_states: number of states, 10 in the paper.
+        num_actions: number of actions, 5 in the paper.
         horizon: steps per episode, 10 in the paper.
         reward_std: std of the per-step reward noise (1).
     """
