@@ -245,19 +245,20 @@ def test_sampler_masks_episode_ends_the_gymnasium_way(autoreset_mode, vectorizat
     make = lambda: gym.wrappers.TimeLimit(_CountdownEnv(), max_episode_steps=4)  # noqa: E731
     policy = gaussian_policy(2, 1, hidden=(4,))
     params = policy.init(0)
-    tasks = [1, 3, 9]  # ends after 1, 3 steps, and by truncation after 4
+    tasks = [1, 2, 9]  # ends after 1, 2 steps (its success comes on its last step), and by truncation after 4
     with TaskVectorSampler(make, 3, 2, horizon, vectorization=vectorization, autoreset_mode=autoreset_mode,
                            seed=0) as sampler:
         episodes, info = sampler.sample_with_info(params, tasks, policy, info_keys=("success",))
     lengths = episodes.mask.sum(dim=1)
-    assert lengths.tolist() == [[1, 1], [3, 3], [4, 4]]
-    for i, length in enumerate((1, 3, 4)):
+    assert lengths.tolist() == [[1, 1], [2, 2], [4, 4]]
+    for i, length in enumerate((1, 2, 4)):
         steps = torch.arange(1, horizon + 1, dtype=torch.float32)
         expected = torch.where(steps <= length, 10 * steps + tasks[i], 0.0)
         torch.testing.assert_close(episodes.rewards[i], expected.unsqueeze(-1).expand(horizon, 2))
         assert torch.all(episodes.obs[i, :length, :, 1] == tasks[i]) and torch.all(episodes.obs[i, length:] == 0)
         assert torch.all(episodes.actions[i, length:] == 0)
-    # success only at step 2: counted for the episodes that got there
+    # success only at step 2: counted for the episodes that got there (with SAME_STEP, the info of
+    # an episode's last step comes under "final_info")
     assert info["success"].sum(dim=1).tolist() == [[0, 0], [1, 1], [1, 1]]
     assert episode_success(info["success"], episodes.mask).tolist() == [[False, False], [True, True], [True, True]]
 
