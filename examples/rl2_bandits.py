@@ -44,6 +44,8 @@ def add_common_args(parser: argparse.ArgumentParser, iterations: int, trials: in
     parser.add_argument("--entropy-coef", type=float, default=0.01)
     parser.add_argument("--gamma", type=float, default=0.99)
     parser.add_argument("--gae-lambda", type=float, default=0.3)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop training (with a checkpoint) after this many minutes of wall time, then evaluate")
     parser.add_argument("--eval-tasks", type=int, default=2000, help="held-out tasks for the final evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda'")
@@ -63,7 +65,8 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
         trainer.load_checkpoint(output / RL2_CHECKPOINT)
         print(f"resumed at iteration {trainer.iteration}")
     start = time.perf_counter()
-    trainer.train(progress=not args.no_progress)
+    trainer.train(progress=not args.no_progress,
+                  max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     train_seconds = time.perf_counter() - start
     total_train_seconds = sum(m["seconds"] for m in trainer.history)
     start = time.perf_counter()
@@ -75,6 +78,7 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
         "wall_seconds_this_session": train_seconds,
         "train_seconds_total": total_train_seconds,
         "eval_seconds": eval_seconds,
+        "iterations_done": trainer.iteration,
         "env_steps": trainer.env_steps,
         "env_steps_per_second": trainer.env_steps / max(total_train_seconds, 1e-9),
         "machine": f"{torch.get_num_threads()} torch thread(s), device {trainer.device}",

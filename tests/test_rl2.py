@@ -289,6 +289,11 @@ def test_resume_is_bit_identical(tmp_path):
     assert [{k: v for k, v in m.items() if k not in drop} for m in straight.history] == \
            [{k: v for k, v in m.items() if k not in drop} for m in resumed.history]
     assert (tmp_path / "a" / "metrics.json").is_file() and any((tmp_path / "a" / "tensorboard").iterdir())
+    stopped = RL2Trainer(_tiny(), tmp_path / "d")
+    stopped.train(progress=False, max_seconds=1e-9)  # stops after the first iteration, with a checkpoint
+    assert stopped.iteration == 1 and (tmp_path / "d" / RL2_CHECKPOINT).is_file()
+    with pytest.raises(ValueError, match="max_seconds"):
+        stopped.train(progress=False, max_seconds=0)
     with pytest.raises(ValueError, match="different settings"):
         RL2Trainer(_tiny(hidden=16)).load_checkpoint(tmp_path / "b" / RL2_CHECKPOINT)
 

@@ -156,9 +156,16 @@ class RL2Trainer:
         self.history.append(metrics)
         return metrics
 
-    def train(self, progress: bool = True) -> list[dict[str, float]]:
-        """Run until ``config.iterations``, checkpointing every ``checkpoint_every`` iterations."""
+    def train(self, progress: bool = True, max_seconds: float | None = None) -> list[dict[str, float]]:
+        """Run until ``config.iterations``, checkpointing every ``checkpoint_every`` iterations.
+
+        ``max_seconds``: also stop (after a checkpoint) at the first iteration boundary past this
+        much wall time; ``--resume`` continues from there exactly as if it had not stopped.
+        """
         cfg = self.config
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be None or positive, got {max_seconds!r}")
+        start = time.perf_counter()
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc="RL2 iterations")
         try:
             while self.iteration < cfg.iterations:
@@ -168,8 +175,11 @@ class RL2Trainer:
                         self._logger.scalar(f"train/{key}", value, metrics["iteration"])
                 bar.update(1)
                 bar.set_postfix(trial_return=f"{metrics['trial_return']:.2f}", sps=f"{metrics['steps_per_second']:.0f}")
-                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                out_of_time = max_seconds is not None and time.perf_counter() - start > max_seconds
+                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations or out_of_time:
                     self.save_checkpoint()
+                if out_of_time:
+                    break
         finally:
             bar.close()
             self._logger.flush()
