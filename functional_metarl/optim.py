@@ -122,5 +122,11 @@ def adam(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 
 
 def apply_updates(params: Params, updates: Tree) -> Params:
-    """``params + updates``, out of place."""
+    """``params + updates``, out of place. Keys and shapes must match (nothing broadcasts)."""
+    if isinstance(params, dict) and isinstance(updates, dict):
+        for key, p in params.items():
+            u = updates.get(key)
+            if isinstance(u, torch.Tensor) and isinstance(p, torch.Tensor) and u.shape != p.shape:
+                raise ValueError(f"apply_updates: updates[{key!r}] expected shape {tuple(p.shape)} (as params), "
+                                 f"got {tuple(u.shape)}")
     return tree_add(params, updates)

@@ -54,6 +54,17 @@ def _check_positive_int(value: object, name: str) -> int:
     return value
 
 
+def _check_input_matches_params(x: torch.Tensor, params: Params) -> None:
+    """The input must have the params' floating dtype and device: name both instead of torch's
+    "mat1 and mat2 must have the same dtype". Cheap (reads one param), so it runs on every call."""
+    reference = next(iter(params.values()))
+    if x.dtype != reference.dtype:
+        raise TypeError(f"input has dtype {x.dtype} but the params are {reference.dtype}; convert the input "
+                        f"(x.to({reference.dtype})) or the params")
+    if x.device != reference.device:
+        raise ValueError(f"input is on {x.device} but the params are on {reference.device}; move one of them")
+
+
 class Functional:
     """A pure network: ``init(seed) -> Params`` and ``apply(params, x)``.
 
@@ -121,6 +132,7 @@ class Functional:
             raise TypeError(f"input must be a Tensor, got {type(x).__name__}")
         if x.ndim == 0 or x.shape[-1] != self.in_dim:
             raise ValueError(f"input expected shape [..., {self.in_dim}], got {tuple(x.shape)}")
+        _check_input_matches_params(x, params)
         if self._pure_apply is not None:
             return self._pure_apply(params, x)
         return functional_call(self.module, params, (x,))
@@ -144,6 +156,7 @@ class Functional:
                       if isinstance(params, dict) else type(params).__name__)
             raise ValueError(f"stacked params expected leaves [{num}, *shape] (N = x.shape[0]), got {shapes}")
         self.check({k: p[0] for k, p in params.items()})
+        _check_input_matches_params(x, params)
         if self._stacked_apply is None:
             return vmap(self.apply)(params, x)
         return self._stacked_apply(params, x)

@@ -93,12 +93,21 @@ def _check_gamma(gamma: float) -> None:
 
 
 # ---------------------------------------------------------------------------- unbatched pieces
+def _same_shape(where: str, **tensors: torch.Tensor) -> None:
+    """All tensors share the first one's shape: per-transition values never broadcast."""
+    (first_name, first), *rest = tensors.items()
+    for name, x in rest:
+        if x.shape != first.shape:
+            raise ValueError(f"{where}: {name} expected shape {tuple(first.shape)} (as {first_name}), got {tuple(x.shape)}")
+
+
 def td_target(r_t: torch.Tensor, discount_t: torch.Tensor, q_tp1: torch.Tensor) -> torch.Tensor:
     """DDPG target for one transition: ``r_t + discount_t * q_tp1`` (all scalars ``[]``).
 
     ``discount_t = gamma * (1 - terminated_t)``; ``q_tp1 = Q'(s_{t+1}, mu'(s_{t+1}))`` from the
     target networks. The result carries no gradient (it is a regression target).
     """
+    _same_shape("td_target", r_t=r_t, discount_t=discount_t, q_tp1=q_tp1)
     return (r_t + discount_t * q_tp1).detach()
 
 
@@ -106,6 +115,7 @@ def clipped_double_q_target(
     r_t: torch.Tensor, discount_t: torch.Tensor, q1_tp1: torch.Tensor, q2_tp1: torch.Tensor
 ) -> torch.Tensor:
     """TD3 clipped double-Q target for one transition: ``r_t + discount_t * min(q1_tp1, q2_tp1)``."""
+    _same_shape("clipped_double_q_target", r_t=r_t, discount_t=discount_t, q1_tp1=q1_tp1, q2_tp1=q2_tp1)
     return (r_t + discount_t * torch.minimum(q1_tp1, q2_tp1)).detach()
 
 
@@ -119,11 +129,13 @@ def smoothed_target_action(
     ``sigma = 0.2`` and ``c = 0.5`` for actions in ``[-1, 1]``; for other ranges the runner
     scales both by the action half-range (as the authors' code does with ``max_action``).
     """
+    _same_shape("smoothed_target_action", a_tp1=a_tp1, noise=noise)
     return torch.clamp(a_tp1 + torch.clamp(noise, -noise_clip, noise_clip), low, high)
 
 
 def squared_td_error(q_t: torch.Tensor, target_t: torch.Tensor) -> torch.Tensor:
     """``(q_t - target_t)^2`` for one transition; the target is treated as a constant."""
+    _same_shape("squared_td_error", q_t=q_t, target_t=target_t)
     return (q_t - target_t.detach()) ** 2
 
 
@@ -239,6 +251,7 @@ def ou_noise_step(x: torch.Tensor, eps: torch.Tensor, theta: float = 0.15, sigma
 
     Lillicrap et al. 2015 (sec. 7) explore with OU noise, ``theta = 0.15``, ``sigma = 0.2``.
     """
+    _same_shape("ou_noise_step", x=x, eps=eps)
     return x + theta * (mu - x) * dt + sigma * math.sqrt(dt) * eps
 
 

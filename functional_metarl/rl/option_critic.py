@@ -109,8 +109,16 @@ def linear_option_heads(params: dict[str, torch.Tensor], phi: torch.Tensor) -> t
     return q, logits, beta
 
 
+def _check_index(where: str, name: str, index: torch.Tensor) -> None:
+    """An option / action index: a 0-d integer tensor (a float would index nothing, or wrongly)."""
+    if not isinstance(index, torch.Tensor) or index.ndim != 0 or index.is_floating_point() or index.dtype == torch.bool:
+        got = f"{index.dtype} {tuple(index.shape)}" if isinstance(index, torch.Tensor) else type(index).__name__
+        raise TypeError(f"{where}: {name} must be a 0-d integer tensor (an index), got {got}")
+
+
 def option_value_upon_arrival(q_t: torch.Tensor, beta_t: torch.Tensor, option: torch.Tensor) -> torch.Tensor:
     """``U(w, s_t) = (1 - beta_w) Q(s_t, w) + beta_w max_w' Q(s_t, w')``. q_t, beta_t: ``[O]``; option: ``[]``."""
+    _check_index("option_value_upon_arrival", "option", option)
     b = beta_t[option]
     return (1.0 - b) * q_t[option] + b * q_t.max()
 
@@ -129,6 +137,7 @@ def termination_advantage(q_t: torch.Tensor, option: torch.Tensor, xi: float = 0
     """``Q(s_t, w) - V(s_t) + xi`` with ``V`` from :func:`epsilon_greedy_value` (detached). q_t: ``[O]`` -> ``[]``."""
     _check_margin(xi, value_epsilon)
     q_t = q_t.detach()
+    _check_index("termination_advantage", "option", option)
     return q_t[option] - epsilon_greedy_value(q_t, value_epsilon) + xi
 
 
@@ -147,7 +156,8 @@ def intra_option_q_target(
 
 
 def intra_option_critic_loss(q_tm1: torch.Tensor, option: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``0.5 * (target - Q(s_tm1, option))^2``; target held fixed. q_tm1: ``[O]``."""
+    """``0.5 * (target - Q(s_tm1, option))^2``; target held fixed. q_tm1: ``[O]``, option, target: ``[]``."""
+    _check_index("intra_option_critic_loss", "option", option)
     return 0.5 * (target.detach() - q_tm1[option]) ** 2
 
 
@@ -170,6 +180,7 @@ def intra_option_policy_loss(
     """:func:`intra_option_pg_loss` for one option's softmax ``logits_tm1 [A]`` and integer action ``a_tm1 []``."""
     if logits_tm1.ndim != 1:
         raise ValueError(f"logits_tm1 expected shape [A] (the running option's logits), got {tuple(logits_tm1.shape)}")
+    _check_index("intra_option_policy_loss", "a_tm1", a_tm1)
     log_pi = torch.log_softmax(logits_tm1, dim=-1)
     entropy = -(log_pi.exp() * log_pi).sum()
     return intra_option_pg_loss(log_pi[a_tm1], entropy, advantage, entropy_coef)
@@ -186,6 +197,7 @@ def termination_loss(
     """
     if beta_t.shape != q_t.shape or q_t.ndim != 1:
         raise ValueError(f"beta_t and q_t expected the same shape [O], got {tuple(beta_t.shape)} and {tuple(q_t.shape)}")
+    _check_index("termination_loss", "option", option)
     return beta_t[option] * termination_advantage(q_t, option, xi, value_epsilon)
 
 
