@@ -216,7 +216,7 @@ def test_bandit_baselines_ranked_and_bad_method():
     assert abs(totals["random"] - 5.0) < 0.15  # E[mean] * n
     assert totals["greedy"] > totals["random"] + 1.0 and totals["thompson"] > totals["random"] + 0.5
     with pytest.raises(ValueError, match="method must be one of"):
-        bandit_baseline(env, tasks, "gittins", noise)
+        bandit_baseline(env, tasks, "oracle", noise)
     with pytest.raises(ValueError, match="env_noise expected shape"):
         bandit_baseline(env, tasks, "ucb1", noise[:, :10])
 
@@ -254,5 +254,52 @@ def test_value_checks_and_public_types():
     assert isinstance(task, MDPTask) and isinstance(mdp.reset(task)[0], MDPState)
     run = bandit_baseline(bandits, bandits.sample_tasks(2), BANDIT_BASELINES[0], torch.rand(3, 2))
     assert isinstance(run, BaselineRun) and run.actions.shape == run.rewards.shape == (3, 2)
-    assert set(BANDIT_BASELINES) == {"random", "greedy", "ucb1", "thompson"} and set(MDP_BASELINES) == {"random", "psrl"}
+    assert set(BANDIT_BASELINES) == {"random", "greedy", "ucb1", "thompson", "gittins"} and set(MDP_BASELINES) == {"random", "psrl"}
     assert RL2_PAPER_GITTINS == {(5, 10): 6.6, (10, 100): 82.8}  # the numbers issue #12 quotes from the paper
+
+
+def _gittins_reference(s0: int, f0: int, gamma: float, depth: int) -> float:
+    """The index of one state by bisection on the retirement rate, with a memoised recursion."""
+    def pull_beats_retire(lam: float) -> bool:
+        memo: dict[tuple[int, int], float] = {}
+
+        def v(s: int, f: int) -> float:
+            p = (s + 1) / (s + f + 2)
+            if s + f >= depth:
+                return max(lam, p) / (1 - gamma)
+            if (s, f) not in memo:
+                memo[(s, f)] = max(lam / (1 - gamma), p + gamma * (p * v(s + 1, f) + (1 - p) * v(s, f + 1)))
+            return memo[(s, f)]
+
+        p = (s0 + 1) / (s0 + f0 + 2)
+        return p + gamma * (p * v(s0 + 1, f0) + (1 - p) * v(s0, f0 + 1)) >= lam / (1 - gamma)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if pull_beats_retire(mid) else (lo, mid)
+    return lo
+
+
+def test_gittins_indices_against_a_per_state_bisection_and_the_published_value():
+    from functional_metarl.envs import gittins_indices, tune_gittins_gamma
+
+    table = gittins_indices(0.8, 10, grid=4001)
+    for s, f in ((0, 0), (2, 1), (0, 4), (5, 3)):
+        assert float(table[s, f]) == pytest.approx(_gittins_reference(s, f, 0.8, 10), abs=3e-4)
+    assert torch.isnan(table[6, 6]) and torch.isnan(table[5, 5])  # on and beyond the truncation depth
+    # posterior mean <= index; the uniform-prior arm at gamma = 0.9: 0.7029 (Gittins' tables)
+    s, f = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
+    inside = s + f < 10
+    assert torch.all(table[:6, :6][inside] >= ((s + 1) / (s + f + 2)).double()[inside] - 3e-4)
+    assert float(gittins_indices(0.9, 300)[0, 0]) == pytest.approx(0.7029, abs=1e-3)
+    with pytest.raises(ValueError, match="gamma must lie in"):
+        gittins_indices(1.0, 10)
+    with pytest.raises(ValueError, match="depth"):
+        gittins_indices(0.9, 0)
+    env = BernoulliBandits(5, 10)
+    tasks = env.sample_tasks(300, gen(20))
+    best, scores = tune_gittins_gamma(env, tasks, env.sample_noise((300,), gen(21)), gammas=(0.5, 0.9), generator=gen(22))
+    assert best in (0.5, 0.9) and scores[best] == max(scores.values())
+    with pytest.raises(ValueError, match="gammas"):
+        tune_gittins_gamma(env, tasks, env.sample_noise((300,), gen(21)), gammas=())

@@ -68,3 +68,7 @@ __all__ += [
     "HalfCheetahVelEnv",
     "make_mujoco_family",
 ]
+
+from .baselines import gittins_indices, tune_gittins_gamma  # noqa: E402
+
+__all__ += ["gittins_indices", "tune_gittins_gamma"]

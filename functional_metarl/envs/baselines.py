@@ -4,9 +4,12 @@ Bandits (:func:`bandit_baseline`): ``"random"``; ``"greedy"`` (greedy with the u
 pull the arm of highest posterior mean ``(s + 1) / (c + 2)``); ``"ucb1"`` (Auer et al. 2002:
 every arm once, then ``argmax s / c + sqrt(2 ln t / c)``); ``"thompson"`` (Beta(1, 1) prior,
 pull the argmax of one draw from each arm's ``Beta(s + 1, c - s + 1)`` posterior). Ties are
-broken uniformly at random. The Gittins index is not computed here: it is the optimal policy
-for a *discounted, infinite* horizon, and the RL² paper's Gittins numbers depend on the
-discount / truncation the authors chose, which the paper does not state; we cite its numbers.
+broken uniformly at random. ``"gittins"``: pull the arm of highest Gittins index (Gittins 1979)
+of its ``Beta(s + 1, c - s + 1)`` posterior for a discount ``gamma`` (:func:`gittins_indices`:
+a table computed by calibration -- value iteration against a retirement reward, on a grid of
+retirement rates). The index policy is optimal for a *discounted, infinite* horizon; a trial
+is finite, so ``gamma`` is a setting (the RL² paper does not state its choice, so its Gittins
+numbers are also cited, ``RL2_PAPER_GITTINS``).
 
 Tabular MDPs (:func:`mdp_baseline`): ``"random"`` and ``"psrl"`` (posterior sampling,
 Osband et al. 2013): at the start of every episode draw an MDP from the posterior -- known
@@ -31,10 +34,10 @@ from ..tree import tree_map
 from .bandits import BanditTask, BernoulliBandits
 from .tabular_mdp import MDPNoise, MDPTask, TabularMDP
 
-__all__ = ["BaselineRun", "BANDIT_BASELINES", "MDP_BASELINES", "sample_gamma", "bandit_baseline", "mdp_baseline",
+__all__ = ["gittins_indices", "tune_gittins_gamma", "BaselineRun", "BANDIT_BASELINES", "MDP_BASELINES", "sample_gamma", "bandit_baseline", "mdp_baseline",
            "RL2_PAPER_GITTINS"]
 
-BANDIT_BASELINES = ("random", "greedy", "ucb1", "thompson")
+BANDIT_BASELINES = ("random", "greedy", "ucb1", "thompson", "gittins")
 MDP_BASELINES = ("random", "psrl")
 # Duan et al. 2016, Table 1 (as quoted in issue #12): Gittins index, mean total reward per
 # trial, keyed by (k, n). Only the two settings this project runs are recorded.
@@ -70,6 +73,51 @@ def sample_gamma(alpha: torch.Tensor, generator: torch.Generator | None = None, 
     return (d * torch.gather(v, 0, first)).squeeze(0)
 
 
+def gittins_indices(gamma: float, depth: int, grid: int = 2001, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Gittins indices of Beta-Bernoulli arms with a uniform prior: ``[depth + 1, depth + 1]``,
+    entry ``[s, f]`` for ``s`` successes and ``f`` failures seen (``s + f < depth``; the rest NaN).
+
+    Calibration: for a retirement rate ``lam`` (a reward of ``lam`` per step forever after
+    retiring), ``V(s, f) = max(lam / (1 - gamma), p + gamma (p V(s+1, f) + (1-p) V(s, f+1)))``
+    with ``p = (s + 1) / (s + f + 2)``, truncated at ``s + f = depth`` by ``max(lam, p) / (1 -
+    gamma)``. The index of ``(s, f)`` is the largest ``lam`` on a ``grid`` over [0, 1] at which
+    pulling is still at least as good as retiring (accurate to ``1 / (grid - 1)``). One value
+    iteration serves every state at once, for all ``lam`` of the grid.
+    """
+    if not 0.0 < gamma < 1.0:
+        raise ValueError(f"gamma must lie in (0, 1), got {gamma!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive int, got {depth!r}")
+    lam = torch.linspace(0.0, 1.0, grid, dtype=dtype)  # [L]
+    retire = lam / (1.0 - gamma)
+    index = torch.full((depth + 1, depth + 1), float("nan"), dtype=dtype)
+    s = torch.arange(depth + 1, dtype=dtype)
+    p = (s + 1) / (depth + 2)  # on the last diagonal s + f = depth
+    value = torch.maximum(lam[:, None], p[None, :]) / (1.0 - gamma)  # [L, s] along the diagonal
+    for total in range(depth - 1, -1, -1):
+        s = torch.arange(total + 1, dtype=dtype)
+        p = (s + 1) / (total + 2)
+        pull = p + gamma * (p * value[:, 1:total + 2] + (1 - p) * value[:, :total + 1])  # [L, total + 1]
+        keep = pull >= retire[:, None]  # pulling is worth it at this lam
+        # largest lam on the grid where pulling still wins (keep is monotone: True, then False)
+        index[s.long(), total - s.long()] = lam[keep.to(torch.int64).sum(0).clamp_min(1) - 1]
+        value = torch.maximum(pull, retire[:, None])
+    return index
+
+
+def tune_gittins_gamma(
+    env: BernoulliBandits, tasks: BanditTask, env_noise: torch.Tensor, gammas: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99),
+    generator: torch.Generator | None = None,
+) -> tuple[float, dict[float, float]]:
+    """The discount in ``gammas`` whose Gittins policy earns the most total reward per trial on
+    ``tasks`` (use tuning tasks, not the evaluation ones). Returns ``(best, {gamma: mean})``."""
+    if not gammas:
+        raise ValueError("gammas must be a non-empty sequence of discounts in (0, 1)")
+    scores = {g: float(bandit_baseline(env, tasks, "gittins", env_noise, generator, gittins_gamma=g).rewards.sum(0).mean())
+              for g in gammas}
+    return max(scores, key=scores.get), scores
+
+
 def _argmax_random_ties(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     best = scores.max(dim=-1, keepdim=True).values
     u = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
@@ -77,10 +125,12 @@ def _argmax_random_ties(scores: torch.Tensor, generator: torch.Generator | None)
 
 
 def bandit_baseline(
-    env: BernoulliBandits, tasks: BanditTask, method: str, env_noise: torch.Tensor, generator: torch.Generator | None = None
+    env: BernoulliBandits, tasks: BanditTask, method: str, env_noise: torch.Tensor, generator: torch.Generator | None = None,
+    gittins_gamma: float = 0.9,
 ) -> BaselineRun:
     """Play one trial of ``method`` (see the module docstring) on every bandit of ``tasks``
-    (``means [B, k]``) with the env's uniforms ``env_noise [n, B]``."""
+    (``means [B, k]``) with the env's uniforms ``env_noise [n, B]``. ``gittins_gamma``: the
+    discount of the Gittins indices (``"gittins"`` only)."""
     if method not in BANDIT_BASELINES:
         raise ValueError(f"method must be one of {BANDIT_BASELINES}, got {method!r}")
     means = tasks.means
@@ -93,8 +143,13 @@ def bandit_baseline(
     counts = torch.zeros(B, k, dtype=means.dtype, device=means.device)
     successes = torch.zeros_like(counts)
     actions, rewards = [], []
+    if method == "gittins":
+        table = gittins_indices(gittins_gamma, env.num_pulls).to(device=means.device, dtype=means.dtype)
     for t in range(env.num_pulls):
-        if method == "random":
+        if method == "gittins":
+            f = (counts - successes).long()
+            scores = table[successes.long(), f]
+        elif method == "random":
             scores = torch.zeros_like(counts)
         elif method == "greedy":
             scores = (successes + 1) / (counts + 2)

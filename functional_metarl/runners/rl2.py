@@ -21,7 +21,7 @@ from torch.func import grad_and_value
 from tqdm.auto import tqdm
 
 from ..envs.bandits import BernoulliBandits
-from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline
+from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline, tune_gittins_gamma
 from ..envs.tabular_mdp import TabularMDP
 from ..meta.rl2 import PPOConfig, _check_ppo_config, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
 from ..nn.recurrent import gru_actor_critic
@@ -204,6 +204,7 @@ class RL2Trainer:
         ``"rl2"``; acting greedily on its logits: ``"rl2_greedy"``) and (``baselines``) every
         classic baseline on the same ``num_tasks`` held-out tasks with the same env noise.
 
+        The Gittins discount is tuned on 500 separate tasks (``envs.tune_gittins_gamma``).
         Tasks and noise come from their own generator (``seed`` defaults to ``config.seed +
         10_000``), not from the training stream. Returns ``{method: {"mean", "stderr", "num_tasks"}}``.
         """
@@ -217,12 +218,20 @@ class RL2Trainer:
         if baselines:
             agent_gen = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, (), generator=gen)))
             if self.config.env == "bandit":
+                # Gittins: the discount tuned on 500 other tasks (their own generator)
+                tune = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, (), generator=gen)))
+                tune_tasks = self.env.sample_tasks(500, tune)
+                gittins_gamma, _ = tune_gittins_gamma(self.env, tune_tasks, self.env.sample_noise((500,), tune), generator=tune)
                 for method in BANDIT_BASELINES:
-                    totals[method] = bandit_baseline(self.env, tasks, method, noise.env, agent_gen).rewards.sum(0)
+                    totals[method] = bandit_baseline(self.env, tasks, method, noise.env, agent_gen,
+                                                     gittins_gamma=gittins_gamma).rewards.sum(0)
             else:
                 for method in MDP_BASELINES:
                     totals[method] = mdp_baseline(self.env, tasks, method, noise.env, agent_gen).rewards.sum(0)
-        return {k: mean_and_stderr(v) for k, v in totals.items()}
+        out = {k: mean_and_stderr(v) for k, v in totals.items()}
+        if "gittins" in out:
+            out["gittins"]["gamma"] = gittins_gamma
+        return out
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
