@@ -52,6 +52,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--inner-lr", type=float, default=0.1)
     parser.add_argument("--first-order", action="store_true")
     parser.add_argument("--vectorization", choices=("sync", "async"), default="sync")
+    parser.add_argument("--action-scale", type=float, default=0.1,
+                        help="the env gets clip(scale * action, -1, 1); 0.1 = pytorch-maml-rl's normalization_scale 10, "
+                             "1.0 = the policy acts in the env's box directly (rllab's normalize)")
     parser.add_argument("--eval-tasks", type=int, default=10)
     parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per task, before and after the step")
     parser.add_argument("--seed", type=int, default=0)
@@ -91,7 +94,7 @@ def main() -> None:
     config = GymMAMLConfig(
         meta_iterations=args.meta_iterations, meta_batch_size=args.meta_batch_size,
         episodes_per_task=args.episodes_per_task, inner_lr=args.inner_lr, first_order=args.first_order,
-        vectorization=args.vectorization, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
+        vectorization=args.vectorization, action_scale=args.action_scale, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
     )
     output = Path(args.output)
     trainer = GymMAMLTrainer(family, config, output_dir=output)

@@ -49,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--horizon", type=int, default=None, help="default 150 (500 with --paper)")
     parser.add_argument("--inner-lr", type=float, default=0.1)
     parser.add_argument("--vectorization", choices=("sync", "async"), default="sync")
+    parser.add_argument("--action-scale", type=float, default=1.0, help="the env gets clip(scale * action, -1, 1)")
     parser.add_argument("--eval-tasks", type=int, default=10, help="tasks per split (ML10: spread over its classes)")
     parser.add_argument("--adapt-episodes", type=int, default=10, help="adaptation rollouts per evaluated task")
     parser.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes per task after adapting")
@@ -94,6 +95,7 @@ def main() -> None:
     config = GymMAMLConfig(
         meta_iterations=args.meta_iterations, meta_batch_size=args.meta_batch_size,
         episodes_per_task=args.episodes_per_task, inner_lr=args.inner_lr, vectorization=args.vectorization,
+        action_scale=args.action_scale,
         seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
     )
     output = Path(args.output)

@@ -159,7 +159,7 @@ def _stacked(policy, num, seed=0):
     return {k: torch.stack([s[k] for s in sets]) for k in sets[0]}
 
 
-def _one_by_one(family_make, tasks, params, policy, noise, seeds, horizon, per_task, low, high):
+def _one_by_one(family_make, tasks, params, policy, noise, seeds, horizon, per_task, low, high, scale=1.0):
     """Reference: N * E separate envs (no vector env), each set to its task, reset with its seed
     and stepped by hand until its episode ends. The policy is evaluated on the same [N, E, d]
     batch the sampler forms (a batched and a single-row matmul differ in the last bit, and
@@ -185,7 +185,9 @@ def _one_by_one(family_make, tasks, params, policy, noise, seeds, horizon, per_t
                 continue
             a, b = divmod(i, e)
             out["obs"][a, t, b], out["actions"][a, t, b], out["mask"][a, t, b] = x[a, b], actions[a, b], 1.0
-            obs[i], reward, terminated, truncated, _ = env.step(np.clip(actions[a, b].numpy(), low, high))
+            # scaled in float64, handed over in the action space's float32 (as the sampler does)
+            env_action = np.clip(scale * actions[a, b].numpy().astype(np.float64), low, high).astype(np.float32)
+            obs[i], reward, terminated, truncated, _ = env.step(env_action)
             out["rewards"][a, t, b] = float(reward)
             alive[i] = not (terminated or truncated)
     for env in envs:
@@ -194,8 +196,8 @@ def _one_by_one(family_make, tasks, params, policy, noise, seeds, horizon, per_t
 
 
 @needs_mujoco
-@pytest.mark.parametrize("per_task", [False, True])
-def test_vector_sampler_equals_sub_envs_stepped_one_by_one(per_task):
+@pytest.mark.parametrize("per_task,scale", [(False, 1.0), (True, 0.1)])
+def test_vector_sampler_equals_sub_envs_stepped_one_by_one(per_task, scale):
     family = HalfCheetahVel(horizon=12)
     n, e, horizon = 2, 2, 12
     policy = gaussian_policy(17, 6, hidden=(16,))
@@ -203,9 +205,9 @@ def test_vector_sampler_equals_sub_envs_stepped_one_by_one(per_task):
     tasks = [0.4, 1.6]
     noise = torch.randn(horizon, n, e, 6, generator=torch.Generator().manual_seed(0))
     seeds = [11, 12, 13, 14]
-    with TaskVectorSampler(family.make_env, n, e, horizon, seed=0) as sampler:
+    with TaskVectorSampler(family.make_env, n, e, horizon, seed=0, action_scale=scale) as sampler:
         episodes = sampler.sample(params, tasks, policy, params_per_task=per_task, noise=noise, reset_seeds=seeds)
-    ref = _one_by_one(family.make_env, tasks, params, policy, noise, seeds, horizon, per_task, -1.0, 1.0)
+    ref = _one_by_one(family.make_env, tasks, params, policy, noise, seeds, horizon, per_task, -1.0, 1.0, scale)
     for key in ("obs", "actions", "rewards", "mask"):
         torch.testing.assert_close(getattr(episodes, key), ref[key], rtol=0, atol=0)
     assert episodes.mask.sum() == n * e * horizon  # truncated at the horizon, nothing earlier
@@ -463,6 +465,8 @@ def test_bad_sampler_input():
         TaskVectorSampler(family.make_env, 1, 1, 5, autoreset_mode="disabled")
     with pytest.raises(ValueError, match="vectorization"):
         TaskVectorSampler(family.make_env, 1, 1, 5, vectorization="threads")
+    with pytest.raises(ValueError, match="action_scale"):
+        TaskVectorSampler(family.make_env, 1, 1, 5, action_scale=0.0)
     with pytest.raises(ValueError, match="num_tasks"):
         TaskVectorSampler(family.make_env, 0, 1, 5)
     with pytest.raises(TypeError, match="settable 'task'"):
@@ -499,6 +503,8 @@ def test_bad_runner_config():
         GymMAMLConfig(inner_lr=-1.0)
     with pytest.raises(ValueError, match="vectorization"):
         GymMAMLConfig(vectorization="gpu")
+    with pytest.raises(ValueError, match="action_scale"):
+        GymMAMLConfig(action_scale=float("inf"))
     with pytest.raises(TypeError, match="first_order must be a bool"):
         GymMAMLConfig(first_order=1)
     with pytest.raises(TypeError, match="family must have"):

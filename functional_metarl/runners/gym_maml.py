@@ -58,6 +58,7 @@ class GymMAMLConfig:
     first_order: bool = False
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
     vectorization: str = "sync"
+    action_scale: float = 1.0  # the env gets clip(action_scale * action): 0.1 = pytorch-maml-rl's normalization_scale 10
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 5
@@ -78,6 +79,9 @@ class GymMAMLConfig:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if not isinstance(self.first_order, bool):
             raise TypeError(f"first_order must be a bool, got {self.first_order!r}")
+        if isinstance(self.action_scale, bool) or not (isinstance(self.action_scale, (int, float))
+                                                       and self.action_scale > 0 and math.isfinite(self.action_scale)):
+            raise ValueError(f"action_scale must be a positive finite number, got {self.action_scale!r}")
         if self.vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
 
@@ -120,7 +124,8 @@ class GymMAMLTrainer:
         self.best_post_return = -math.inf
         self.task_rng = np.random.default_rng(config.seed)
         self.sampler = TaskVectorSampler(family.make_env, config.meta_batch_size, config.episodes_per_task,
-                                         family.horizon, vectorization=config.vectorization, seed=config.seed)
+                                         family.horizon, vectorization=config.vectorization, seed=config.seed,
+                                         action_scale=config.action_scale)
         self.sampler.check_policy(self.policy, self.params)
         self.iteration = 0
         self.history: list[dict[str, float]] = []
@@ -229,11 +234,13 @@ class GymMAMLTrainer:
         self.policy.check(meta_params)
         eval_seed = int(rng.integers(0, 2**31 - 1))
         with TaskVectorSampler(self.family.make_env, len(tasks), adapt_episodes, self.family.horizon,
-                               vectorization=self.config.vectorization, seed=eval_seed) as sampler:
+                               vectorization=self.config.vectorization, seed=eval_seed,
+                               action_scale=self.config.action_scale) as sampler:
             before, solved_before = self._sample(sampler, meta_params, tasks, per_task=False)
         adapted = self.adapt(meta_params, before)
         with TaskVectorSampler(self.family.make_env, len(tasks), eval_episodes, self.family.horizon,
-                               vectorization=self.config.vectorization, seed=eval_seed + 1) as sampler:
+                               vectorization=self.config.vectorization, seed=eval_seed + 1,
+                               action_scale=self.config.action_scale) as sampler:
             after, solved_after = self._sample(sampler, adapted, tasks, per_task=True, deterministic=deterministic_eval)
         out: dict[str, Any] = {"tasks": len(tasks), "split": split, "adapt_episodes": adapt_episodes,
                                "eval_episodes": eval_episodes, "return_before": _mean_return(before.rewards),

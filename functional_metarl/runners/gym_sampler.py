@@ -66,6 +66,10 @@ class TaskVectorSampler:
             enough cores).
         autoreset_mode: ``"next_step"`` (gymnasium's default) or ``"same_step"``.
         seed: seeds the action noise and the reset seeds.
+        action_scale: the simulator gets ``clip(action_scale * action, low, high)``; the episodes
+            keep the policy's own action. ``0.1`` is pytorch-maml-rl's ``normalization_scale: 10``
+            (the policy acts in ``[-10, 10]`` mapped onto a ``[-1, 1]`` box): a unit-std initial
+            policy then explores with std 0.1 in the env's units instead of saturating the box.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class TaskVectorSampler:
         vectorization: str = "sync",
         autoreset_mode: str | gym.vector.AutoresetMode = "next_step",
         seed: int = 0,
+        action_scale: float = 1.0,
     ):
         if not callable(make_env):
             raise TypeError(f"make_env must be a callable () -> gym.Env, got {type(make_env).__name__}")
@@ -92,6 +97,10 @@ class TaskVectorSampler:
             raise ValueError(f"autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if isinstance(action_scale, bool) or not (isinstance(action_scale, (int, float)) and action_scale > 0
+                                                  and np.isfinite(action_scale)):
+            raise ValueError(f"action_scale must be a positive finite number, got {action_scale!r}")
+        self.action_scale = float(action_scale)
         self.vectorization, self.autoreset_mode, self.seed = vectorization, mode, seed
         self.num_envs = self.num_tasks * self.episodes_per_task
         cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
@@ -219,7 +228,8 @@ class TaskVectorSampler:
                 obs_buf[:, t] = torch.where(keep, obs, 0.0)
                 act_buf[:, t] = torch.where(keep, action, 0.0)
                 mask_buf[:, t] = alive_t.float()
-                env_action = np.clip(action.reshape(self.num_envs, a).numpy().astype(np.float64), self._low, self._high)
+                env_action = np.clip(self.action_scale * action.reshape(self.num_envs, a).numpy().astype(np.float64),
+                                     self._low, self._high)
                 obs_np, reward, terminated, truncated, info = self.envs.step(env_action.astype(np.float32))
                 rew_buf[:, t] = torch.where(alive_t, torch.as_tensor(reward, dtype=torch.float32).view(n, e), 0.0)
                 for k in info_keys:
