@@ -227,8 +227,9 @@ class RainbowTrainer:
         self._obs = None
         self._ep_return = np.zeros(cfg.num_envs)
         self._ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
-        # The env stream: episode e of env i began with a reset seeded _episode_seeds[i] and has
-        # taken _episode_actions[i] since; _episodes_started counts seeded resets (all envs).
+        # The env stream: env i's current episode began with a reset seeded _episode_seeds[i]
+        # and has taken the actions _episode_actions[i] since; _episodes_started counts the
+        # seeded resets of all envs (it numbers the next episode for episode_seed).
         self._episodes_started = 0
         self._episode_seeds: list[int] = [0] * cfg.num_envs
         self._episode_actions: list[list[int]] = [[] for _ in range(cfg.num_envs)]
