@@ -261,3 +261,12 @@ def test_readme_set_up_lines_match_ci():
     assert len(main_job) == 1 and len(tests) == 1, bash
     assert f"pip install {torch_pin}" in main_job[0] and f"pip install {torch_pin}" in tests[0]
     assert f'pip install -e "{extras}"' in tests[0], f"README's test line must install {extras}, as .ci/run does"
+
+
+def test_every_page_is_in_the_nav():
+    """A page under docs/ that mkdocs.yml's nav does not list would be built but unreachable."""
+    nav = (ROOT / "mkdocs.yml").read_text().split("\nnav:", 1)[1]
+    listed = set(re.findall(r":\s*([\w./-]+\.md)\s*$", nav, re.MULTILINE))
+    pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md") if not p.relative_to(DOCS).parts[0].startswith("_")}
+    assert pages - listed == set(), f"add these pages to the nav in mkdocs.yml: {sorted(pages - listed)}"
+    assert listed - pages == set(), f"the nav lists pages that do not exist: {sorted(listed - pages)}"
