@@ -85,7 +85,7 @@ def test_ddpg_targets_match_reference():
     actor, critic = nets()
     pa, pc = actor.init(0), critic.init(1)
     batch = small_batch()
-    y = rl.ddpg_targets(actor, pa, critic, pc, batch, gamma=0.9)
+    y = rl.ddpg_targets(pa, pc, batch, actor, critic, gamma=0.9)
     q_next = ref_critic(pc, batch.next_obs, ref_actor(pa, batch.next_obs, LOW, HIGH))
     expected = batch.reward + 0.9 * (1 - batch.terminated) * q_next
     assert torch.allclose(y, expected, atol=1e-6)
@@ -100,15 +100,17 @@ def test_td3_targets_match_reference():
     batch = small_batch()
     noise = torch.tensor([[0.1, -0.2], [2.0, -2.0], [0.0, 0.0], [-0.7, 0.45]])
     clip = torch.tensor([0.5, 1.0])
-    y = rl.td3_targets(actor, pa, critic, twin, batch, 0.99, noise, clip, LOW, HIGH)
+    y = rl.td3_targets(pa, twin, batch, noise, actor, critic, gamma=0.99, noise_clip=clip, action_low=LOW, action_high=HIGH)
     a = ref_actor(pa, batch.next_obs, LOW, HIGH)
     a = torch.max(torch.min(a + torch.max(torch.min(noise, clip), -clip), HIGH), LOW)
     q = torch.minimum(ref_critic(p1, batch.next_obs, a), ref_critic(p2, batch.next_obs, a))
     assert torch.allclose(y, batch.reward + 0.99 * (1 - batch.terminated) * q, atol=1e-6)
     with pytest.raises(ValueError, match="stacked on a leading axis of 2"):
-        rl.td3_targets(actor, pa, critic, {k: v[:1] for k, v in twin.items()}, batch, 0.99, noise, clip, LOW, HIGH)
+        rl.td3_targets(pa, {k: v[:1] for k, v in twin.items()}, batch, noise, actor, critic, gamma=0.99, noise_clip=clip,
+                       action_low=LOW, action_high=HIGH)
     with pytest.raises(ValueError, match="smoothing_noise expected shape"):
-        rl.td3_targets(actor, pa, critic, twin, batch, 0.99, noise[:2], clip, LOW, HIGH)
+        rl.td3_targets(pa, twin, batch, noise[:2], actor, critic, gamma=0.99, noise_clip=clip, action_low=LOW,
+                       action_high=HIGH)
 
 
 def test_losses_and_actor_gradient():
@@ -116,13 +118,13 @@ def test_losses_and_actor_gradient():
     pa, pc = actor.init(0), critic.init(1)
     batch = small_batch()
     y = torch.tensor([0.5, -1.0, 2.0, 0.0])
-    loss = rl.critic_loss(critic, pc, batch, y)
+    loss = rl.critic_loss(pc, batch, y, critic)
     assert torch.allclose(loss, ((ref_critic(pc, batch.obs, batch.action) - y) ** 2).mean())
     twin = {k: torch.stack([v, v * 2]) for k, v in pc.items()}
     pc2 = {k: v * 2 for k, v in pc.items()}
-    assert torch.allclose(rl.twin_critic_loss(critic, twin, batch, y), loss + rl.critic_loss(critic, pc2, batch, y))
+    assert torch.allclose(rl.twin_critic_loss(twin, batch, y, critic), loss + rl.critic_loss(pc2, batch, y, critic))
     # deterministic policy gradient: torch.func.grad equals autograd through the reference nets
-    g = torch.func.grad(lambda p: rl.dpg_actor_loss(actor, p, critic, pc, batch.obs))(pa)
+    g = torch.func.grad(lambda p: rl.dpg_actor_loss(p, pc, batch.obs, actor, critic))(pa)
     leaf = {k: v.clone().requires_grad_(True) for k, v in pa.items()}
     ref = -ref_critic(pc, batch.obs, ref_actor(leaf, batch.obs, LOW, HIGH)).mean()
     ref_g = torch.autograd.grad(ref, list(leaf.values()))
@@ -136,14 +138,14 @@ def test_losses_and_actor_gradient():
 
     def loss_with_targets_from(p):  # y built from p itself: its gradient path must be cut
         y_p = y + 0.5 * ref_critic(p, batch.next_obs, batch.action) - 0.5 * ref_critic(p, batch.next_obs, batch.action).detach()
-        return rl.critic_loss(critic, p, batch, y_p)
+        return rl.critic_loss(p, batch, y_p, critic)
 
-    for gc in (torch.func.grad(lambda p: rl.critic_loss(critic, p, batch, y))(pc), torch.func.grad(loss_with_targets_from)(pc)):
+    for gc in (torch.func.grad(lambda p: rl.critic_loss(p, batch, y, critic))(pc), torch.func.grad(loss_with_targets_from)(pc)):
         assert set(gc) == set(pc)
         for k in pc:
             torch.testing.assert_close(gc[k], ref_g[k], atol=1e-6, rtol=1e-5)
     # ... and no gradient reaches the targets themselves
-    assert torch.equal(torch.func.grad(lambda t: rl.critic_loss(critic, pc, batch, t))(y), torch.zeros_like(y))
+    assert torch.equal(torch.func.grad(lambda t: rl.critic_loss(pc, batch, t, critic))(y), torch.zeros_like(y))
 
 
 def test_polyak_update_formula():

@@ -453,10 +453,10 @@ def test_q_values_is_the_mean_over_atoms_or_the_raw_head():
     logits = net.apply(params, obs, noise)
     want = torch.tensor([[sum(math.exp(float(logits[b, a, j])) * float(atoms[j]) for j in range(5))
                           / sum(math.exp(float(logits[b, a, j])) for j in range(5)) for a in range(2)] for b in range(4)], dtype=DT)
-    torch.testing.assert_close(rl.q_values(net, params, obs, atoms, noise), want, **TOL)
+    torch.testing.assert_close(rl.q_values(params, obs, net, atoms=atoms, noise=noise), want, **TOL)
     scalar = fnn.rainbow_mlp(3, 2, num_atoms=1, hidden=(8,), head_hidden=8, noisy=False)
     sp = scalar.init(0, dtype=DT)
-    assert torch.equal(rl.q_values(scalar, sp, obs, None), scalar.apply(sp, obs))
+    assert torch.equal(rl.q_values(sp, obs, scalar), scalar.apply(sp, obs))
 
 
 # ============================================================================ rl: actor-critic pieces

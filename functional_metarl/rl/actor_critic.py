@@ -140,11 +140,14 @@ def squared_td_error(q_t: torch.Tensor, target_t: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- batched, with networks
-def _q(critic: Functional, params: Params, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+def _q(params: Params, obs: torch.Tensor, action: torch.Tensor, critic: Functional) -> torch.Tensor:
     return critic.apply(params, torch.cat([obs, action], dim=-1))
 
 
-def ddpg_targets(actor: Functional, target_actor_params: Params, critic: Functional, target_critic_params: Params, batch: TransitionBatch, gamma: float) -> torch.Tensor:
+def ddpg_targets(
+    target_actor_params: Params, target_critic_params: Params, batch: TransitionBatch,
+    actor: Functional, critic: Functional, *, gamma: float,
+) -> torch.Tensor:
     """DDPG regression targets ``y_i = r_i + gamma (1 - term_i) Q'(s'_i, mu'(s'_i))``; ``[B]``.
 
     Lillicrap et al. 2015, Algorithm 1. Uses the target actor and target critic.
@@ -152,19 +155,20 @@ def ddpg_targets(actor: Functional, target_actor_params: Params, critic: Functio
     check_transition(batch)
     _check_gamma(gamma)
     with torch.no_grad():
-        q_tp1 = _q(critic, target_critic_params, batch.next_obs, actor.apply(target_actor_params, batch.next_obs))
+        q_tp1 = _q(target_critic_params, batch.next_obs, actor.apply(target_actor_params, batch.next_obs), critic)
         discount = gamma * (1.0 - batch.terminated)
         return vmap(td_target)(batch.reward, discount, q_tp1)
 
 
 def td3_targets(
-    actor: Functional,
     target_actor_params: Params,
-    critic: Functional,
     target_critic_params: Params,
     batch: TransitionBatch,
-    gamma: float,
     smoothing_noise: torch.Tensor,
+    actor: Functional,
+    critic: Functional,
+    *,
+    gamma: float,
     noise_clip: float | torch.Tensor,
     action_low: torch.Tensor,
     action_high: torch.Tensor,
@@ -188,36 +192,37 @@ def td3_targets(
         a_tp1 = vmap(smoothed_target_action, in_dims=(0, 0, None, None, None))(
             a_tp1, smoothing_noise, clip, action_low, action_high
         )
-        q_tp1 = vmap(_q, in_dims=(None, 0, None, None))(critic, target_critic_params, batch.next_obs, a_tp1)  # [2, B]
+        q_tp1 = vmap(_q, in_dims=(0, None, None, None))(target_critic_params, batch.next_obs, a_tp1, critic)  # [2, B]
         discount = gamma * (1.0 - batch.terminated)
         return vmap(clipped_double_q_target)(batch.reward, discount, q_tp1[0], q_tp1[1])
 
 
-def critic_loss(critic: Functional, critic_params: Params, batch: TransitionBatch, targets: torch.Tensor) -> torch.Tensor:
+def critic_loss(critic_params: Params, batch: TransitionBatch, targets: torch.Tensor, critic: Functional) -> torch.Tensor:
     """``mean_i (Q(s_i, a_i) - y_i)^2`` (Lillicrap et al. 2015, Algorithm 1); a 0-d tensor."""
     if targets.shape != batch.reward.shape:
         raise ValueError(f"targets expected shape {tuple(batch.reward.shape)}, got {tuple(targets.shape)}")
-    q = _q(critic, critic_params, batch.obs, batch.action)
+    q = _q(critic_params, batch.obs, batch.action, critic)
     return vmap(squared_td_error)(q, targets).mean()
 
 
-def twin_critic_loss(critic: Functional, critic_params: Params, batch: TransitionBatch, targets: torch.Tensor) -> torch.Tensor:
+def twin_critic_loss(critic_params: Params, batch: TransitionBatch, targets: torch.Tensor, critic: Functional) -> torch.Tensor:
     """TD3: both critics regress on the one shared target; ``sum_j mean_i (Q_j(s_i, a_i) - y_i)^2``.
 
     ``critic_params``: stacked on a leading axis (2 for TD3).
     """
-    per_critic = vmap(critic_loss, in_dims=(None, 0, None, None))(critic, critic_params, batch, targets)
+    per_critic = vmap(critic_loss, in_dims=(0, None, None, None))(critic_params, batch, targets, critic)
     return per_critic.sum()
 
 
-def dpg_actor_loss(actor: Functional, actor_params: Params, critic: Functional, critic_params: Params, obs: torch.Tensor) -> torch.Tensor:
+def dpg_actor_loss(actor_params: Params, critic_params: Params, obs: torch.Tensor, actor: Functional,
+                   critic: Functional) -> torch.Tensor:
     """Deterministic policy gradient loss ``-mean_s Q(s, mu(s))``; a 0-d tensor.
 
     Its gradient w.r.t. ``actor_params`` is ``-mean_s grad_a Q(s, a)|_{a=mu(s)} grad_theta mu(s)``
     (Silver et al. 2014; Lillicrap et al. 2015 eq. 6). TD3 passes the first critic's params.
     ``obs: [B, obs_dim]``.
     """
-    return -_q(critic, critic_params, obs, actor.apply(actor_params, obs)).mean()
+    return -_q(critic_params, obs, actor.apply(actor_params, obs), critic).mean()
 
 
 # ---------------------------------------------------------------------------- small helpers

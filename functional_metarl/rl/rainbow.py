@@ -20,7 +20,7 @@ from .value_learning import q_learning_loss
 __all__ = ["q_values", "rainbow_loss"]
 
 
-def q_values(net: QNetwork, params: Params, obs: torch.Tensor, atoms: torch.Tensor | None,
+def q_values(params: Params, obs: torch.Tensor, net: QNetwork, *, atoms: torch.Tensor | None = None,
              noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Mean action values ``[..., A]``: the expectation over atoms when ``atoms`` is given."""
     out = net.apply(params, obs, noise)

@@ -317,14 +317,14 @@ class DDPGTrainer:
 
     # ----------------------------------------------------------------- pure pieces, bound
     def _critic_objective(self, params: Params, batch: TransitionBatch, targets: torch.Tensor) -> torch.Tensor:
-        loss = (twin_critic_loss if self.twin else critic_loss)(self.critic, params, batch, targets)
+        loss = (twin_critic_loss if self.twin else critic_loss)(params, batch, targets, self.critic)
         if self.config.critic_l2 > 0:
             loss = loss + 0.5 * self.config.critic_l2 * tree_dot(params, params)
         return loss
 
     def _actor_objective(self, params: Params, critic_params: Params, obs: torch.Tensor) -> torch.Tensor:
         q1 = {k: v[0] for k, v in critic_params.items()} if self.twin else critic_params
-        return dpg_actor_loss(self.actor, params, self.critic, q1, obs)
+        return dpg_actor_loss(params, q1, obs, self.actor, self.critic)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy's action for ``obs: [obs_dim]`` (no exploration noise)."""
@@ -337,11 +337,13 @@ class DDPGTrainer:
         batch = self.replay.sample(cfg.batch_size, self.generator)
         if self.twin:
             eps = torch.randn(batch.action.shape, generator=self.generator, device=self.device)
-            targets = td3_targets(self.actor, self.target_actor_params, self.critic, self.target_critic_params, batch,
-                                  cfg.gamma, eps * cfg.policy_noise * self.half_range, cfg.noise_clip * self.half_range,
-                                  self.action_low, self.action_high)
+            targets = td3_targets(self.target_actor_params, self.target_critic_params, batch,
+                                  eps * cfg.policy_noise * self.half_range, self.actor, self.critic, gamma=cfg.gamma,
+                                  noise_clip=cfg.noise_clip * self.half_range, action_low=self.action_low,
+                                  action_high=self.action_high)
         else:
-            targets = ddpg_targets(self.actor, self.target_actor_params, self.critic, self.target_critic_params, batch, cfg.gamma)
+            targets = ddpg_targets(self.target_actor_params, self.target_critic_params, batch, self.actor, self.critic,
+                                   gamma=cfg.gamma)
         grads, closs = self._critic_grad(self.critic_params, batch, targets)
         updates, self.critic_opt_state = self.critic_opt.update(grads, self.critic_opt_state, self.critic_params)
         self.critic_params = apply_updates(self.critic_params, updates)

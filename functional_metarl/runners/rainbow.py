@@ -253,7 +253,7 @@ class RainbowTrainer:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, params: Params | None = None, noise: dict | None = None, epsilon: float = 0.0) -> torch.Tensor:
         """Greedy actions ``[N]`` for ``obs [N, *obs_shape]``, ε-greedy when ``epsilon > 0``."""
-        q = q_values(self.net, self.params if params is None else params, obs, self.atoms, noise)
+        q = q_values(self.params if params is None else params, obs, self.net, atoms=self.atoms, noise=noise)
         greedy = torch.argmax(q, dim=-1)
         if epsilon <= 0.0:
             return greedy
