@@ -173,6 +173,12 @@ def test_reference_has_a_page_per_subpackage():
     assert not extra, f"reference pages for modules that functional_metarl.__all__ does not export: {extra}"
 
 
+def test_every_public_module_declares_all():
+    """``__all__`` is what the reference renders, so a public module without one would go unchecked."""
+    missing = [name for name in _public_modules() if not hasattr(importlib.import_module(name), "__all__")]
+    assert not missing, f"these public modules define no __all__: {missing}"
+
+
 def test_every_exported_name_has_a_reference_target():
     """Every name in every module's ``__all__`` is rendered by some ``:::`` line."""
     missing = sorted(path for path, page in _documented_paths().items() if page is None)
