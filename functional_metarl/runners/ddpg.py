@@ -116,6 +116,7 @@ class TensorReplay:
 
     def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
             terminated: torch.Tensor) -> None:
+        """Append a batch of ``B`` transitions (leaves ``[B, ...]``), overwriting the oldest when full."""
         if not isinstance(reward, torch.Tensor) or reward.ndim != 1:
             raise ValueError(f"replay.add: reward expected a tensor of shape [B], got "
                              f"{tuple(reward.shape) if isinstance(reward, torch.Tensor) else type(reward).__name__}")
@@ -153,9 +154,11 @@ class TensorReplay:
         return TransitionBatch(*(store[idx] for store in self.storage))
 
     def state_dict(self) -> dict[str, Any]:
+        """The stored transitions (the filled part only), the write position and the size."""
         return {"storage": [s[: self.size].cpu() for s in self.storage], "position": self.position, "size": self.size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` wrote (refuses more transitions than the capacity)."""
         size = int(state["size"])
         if size > self.capacity:
             raise ValueError(f"saved replay holds {size} transitions, more than capacity {self.capacity}")
@@ -246,6 +249,7 @@ class DDPGConfig:
         return cls(**base)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
         out = dataclasses.asdict(self)
         out["hidden"] = list(self.hidden)
         return out
@@ -471,6 +475,7 @@ class DDPGTrainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run (what ``save_checkpoint`` writes; see docs/resume.md)."""
         cpu = lambda t: tree_map(lambda x: x.detach().cpu(), t)  # noqa: E731
         opt = lambda s: {"count": s.count.cpu(), "mu": cpu(s.mu), "nu": cpu(s.nu)}  # noqa: E731
         return {
@@ -498,6 +503,7 @@ class DDPGTrainer:
         }
 
     def save_checkpoint(self) -> Path | None:
+        """Write ``state_dict()`` atomically to the output directory and refresh metrics.json; None without one."""
         if self.output_dir is None:
             return None
         path = atomic_save(self.state_dict(), self.output_dir / DDPG_CHECKPOINT_NAME)
@@ -550,6 +556,7 @@ class DDPGTrainer:
         self._ep_return, self._ep_length = float(saved["return"]), int(saved["length"])
 
     def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
+        """Write the run's settings, counters, episodes and evaluations (plus ``extra``) to metrics.json."""
         if self.output_dir is None:
             return
         path = self.output_dir / "metrics.json"

@@ -148,6 +148,7 @@ class DeepOptionCriticConfig:
             raise TypeError(f"env_kwargs must be a dict, got {type(self.env_kwargs).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
         return dataclasses.asdict(self)
 
 
@@ -236,6 +237,7 @@ class DeepOptionCriticTrainer:
         return {k: v for k, v in params.items() if _group(k) == group}
 
     def epsilon(self) -> float:
+        """The ε of ε-greedy over options now: linear from ``epsilon_start`` to ``epsilon_end``."""
         cfg = self.config
         frac = min(self.steps / cfg.epsilon_decay_steps, 1.0)
         return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
@@ -439,10 +441,12 @@ class DeepOptionCriticTrainer:
         return self.episodes
 
     def mean_return(self, last: int = 20) -> float:
+        """Mean return of the last ``last`` finished episodes (nan if none)."""
         recent = self.episodes[-last:]
         return float(np.mean([e["return"] for e in recent])) if recent else float("nan")
 
     def mean_success(self, last: int = 20) -> float:
+        """Success rate of the last ``last`` finished episodes that report success (nan if none)."""
         recent = [e["success"] for e in self.episodes[-last:] if "success" in e]
         return float(np.mean(recent)) if recent else float("nan")
 
@@ -512,6 +516,7 @@ class DeepOptionCriticTrainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run; only between rounds (raises mid-round)."""
         if self._in_round:
             raise RuntimeError("checkpoints are taken between rounds only (call env_step until the round ends)")
         cpu = lambda t: tree_map(lambda x: x.detach().cpu(), t)
@@ -526,6 +531,7 @@ class DeepOptionCriticTrainer:
         }
 
     def save_checkpoint(self) -> Path | None:
+        """Write ``state_dict()`` atomically to the output directory; None without one."""
         if self.output_dir is None:
             return None
         path = atomic_save(self.state_dict(), self.output_dir / DEEP_OPTION_CRITIC_CHECKPOINT)
@@ -548,6 +554,7 @@ class DeepOptionCriticTrainer:
         self._in_round = False
 
     def write_metrics(self) -> None:
+        """Write the run's settings, counters and episode records to metrics.json."""
         if self.output_dir is None:
             return
         payload = {"config": self.config.to_dict(), "steps": self.steps, "rounds": self.rounds,
@@ -557,6 +564,7 @@ class DeepOptionCriticTrainer:
         atomic_write_json(payload, self.output_dir / "metrics.json")
 
     def close(self) -> None:
+        """Close the envs and the TensorBoard writer."""
         for env in self.envs:
             env.close()
         self._logger.close()

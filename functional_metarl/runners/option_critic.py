@@ -77,6 +77,9 @@ OPTION_CRITIC_CHECKPOINT = "checkpoint.pt"
 
 @dataclass
 class OptionCriticConfig:
+    """Tabular Option-Critic on Four Rooms (Bacon et al. 2017, section 5.1): ``num_runs``
+    independent learners stepped side by side, each for ``num_episodes`` episodes."""
+
     num_options: int = 4
     num_runs: int = 10  # independent learners stepped side by side
     num_episodes: int = 2000  # per run
@@ -116,10 +119,14 @@ class OptionCriticConfig:
             raise ValueError(f"initial_goal must be a cell index in [0, 104), got {self.initial_goal}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
         return dataclasses.asdict(self)
 
 
 class OptionCriticTrainer:
+    """Runs :class:`OptionCriticConfig`'s learners on the pure Four Rooms env: linear (tabular)
+    option-critic updates every step, goal moves as in the paper, exact resume from a checkpoint."""
+
     def __init__(self, config: OptionCriticConfig, output_dir: str | Path | None = None):
         self.config = cfg = config
         self.device = resolve_device(cfg.device)
@@ -192,6 +199,7 @@ class OptionCriticTrainer:
 
     # ----------------------------------------------------------------- one step of every run
     def step(self) -> None:
+        """One env step of every learner that is still running: act, learn, reset finished episodes."""
         cfg, R = self.config, self.config.num_runs
         if self._state is None:
             self._reset_runs(torch.ones(R, dtype=torch.bool, device=self.device))
@@ -243,6 +251,7 @@ class OptionCriticTrainer:
 
     # ----------------------------------------------------------------- training
     def done(self) -> bool:
+        """Whether every run has finished its ``num_episodes`` episodes."""
         return bool((self.episode_count >= self.config.num_episodes).all())
 
     def train(self, progress: bool = True) -> torch.Tensor:
@@ -329,6 +338,7 @@ class OptionCriticTrainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run (what ``save_checkpoint`` writes)."""
         cpu = lambda t: t.detach().cpu()
         return {
             "config": self.config.to_dict(), "steps": self.steps,
@@ -343,6 +353,7 @@ class OptionCriticTrainer:
         }
 
     def save_checkpoint(self) -> Path | None:
+        """Write ``state_dict()`` atomically to the output directory and refresh metrics.json; None without one."""
         if self.output_dir is None:
             return None
         path = atomic_save(self.state_dict(), self.output_dir / OPTION_CRITIC_CHECKPOINT)
@@ -363,6 +374,7 @@ class OptionCriticTrainer:
         self.arrivals = dev(st["arrivals"])
 
     def write_metrics(self) -> None:
+        """Write the settings and the mean steps-to-goal per episode so far to metrics.json."""
         if self.output_dir is None:
             return
         done = int(self.episode_count.min())

@@ -143,6 +143,7 @@ class RainbowConfig:
             raise ValueError(f"network must be 'mlp', 'nature_cnn' or 'data_efficient_cnn', got {self.network!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
         out = dataclasses.asdict(self)
         out["hidden"] = list(self.hidden)
         return out
@@ -247,6 +248,7 @@ class RainbowTrainer:
         return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
 
     def beta(self) -> float:
+        """The importance-sampling exponent now: linear from ``beta0`` to 1 over ``total_steps``."""
         cfg = self.config
         return min(1.0, cfg.beta0 + (1.0 - cfg.beta0) * self.step / cfg.total_steps)
 
@@ -385,6 +387,7 @@ class RainbowTrainer:
         return self.history
 
     def metrics(self) -> dict[str, float]:
+        """A summary for logging: step, episodes, mean return of the last 100, mean recent loss, ε, β, updates."""
         recent = [h["return"] for h in self.history[-100:]]
         return {
             "step": self.step,
@@ -431,6 +434,7 @@ class RainbowTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run, env stream included (see docs/resume.md)."""
         cpu = lambda t: {k: v.detach().cpu() for k, v in t.items()}  # noqa: E731
         return {
             "config": self.config.to_dict(),
@@ -496,6 +500,7 @@ class RainbowTrainer:
         self._ep_length = saved["episode_length"].numpy().copy()
 
     def save_checkpoint(self) -> Path | None:
+        """Write ``state_dict()`` atomically to the output directory and refresh metrics.json; None without one."""
         if self.output_dir is None:
             return None
         path = atomic_save(self.state_dict(), self.output_dir / RAINBOW_CHECKPOINT)
@@ -503,6 +508,7 @@ class RainbowTrainer:
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
+        """Exact resume from ``path``: params, targets, Adam state, replay and priorities, n-step buffers, the env stream, generator and counters."""
         free = ("total_steps", "device", "checkpoint_every", "log_every", "eval_every", "eval_episodes")
         state = read_checkpoint(path, self.config.to_dict(), free)
         missing = [k for k in ("losses", "since_update", "nstep", "envs") if k not in state]
@@ -524,6 +530,7 @@ class RainbowTrainer:
         self._restore_envs(state["envs"])
 
     def write_metrics(self, evaluation: dict[str, float] | None = None) -> None:
+        """Write the run's settings, counters, history and evaluations to metrics.json."""
         if self.output_dir is None:
             return
         path = self.output_dir / "metrics.json"
@@ -537,4 +544,5 @@ class RainbowTrainer:
         atomic_write_json(payload, path)
 
     def close(self) -> None:
+        """Close the envs and the TensorBoard writer."""
         self.envs.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Sequence
 
+import numpy as np
 import torch
 
 from ..nn.core import _check_positive_int as _positive_int
@@ -44,6 +45,11 @@ class Transition(NamedTuple):
     next_obs: torch.Tensor
     done: torch.Tensor
     n_steps: torch.Tensor
+
+
+# What the buffers accept per field: a tensor, or anything ``torch.as_tensor`` takes (a numpy
+# array from a gymnasium vector env).
+ArrayLike = torch.Tensor | np.ndarray
 
 
 def _as_tensor(x: object, name: str) -> torch.Tensor:
@@ -154,7 +160,8 @@ class UniformReplay:
         }
 
     # ------------------------------------------------------------------ public API
-    def add(self, obs, action, reward, next_obs, done, n_steps=None) -> torch.Tensor:
+    def add(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
+            done: ArrayLike, n_steps: ArrayLike | None = None) -> torch.Tensor:
         """Store a batch of ``B`` transitions; returns the slots written ``[B]`` (int64).
 
         Raises ``ValueError`` / ``TypeError`` before writing anything if any field is bad.
@@ -196,6 +203,7 @@ class UniformReplay:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
+        """Capacity, size, cursor and the stored transitions (CPU tensors)."""
         return {
             "capacity": self.capacity,
             "size": self.size,
@@ -204,6 +212,7 @@ class UniformReplay:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` wrote (the capacity must match)."""
         if state["capacity"] != self.capacity:
             raise ValueError(f"buffer capacity {self.capacity} differs from the saved {state['capacity']}")
         self.size, self.cursor = int(state["size"]), int(state["cursor"])
@@ -238,6 +247,7 @@ class SumTree:
         return self.tree[1]
 
     def get(self, index: torch.Tensor) -> torch.Tensor:
+        """The priorities stored at leaf ``index`` (any shape of int64 indices)."""
         return self.tree[self.leaf_base + index.to(self.tree.device)]
 
     def update(self, index: torch.Tensor, value: torch.Tensor) -> None:
@@ -334,7 +344,9 @@ class PrioritizedReplay(UniformReplay):
         self.tree = SumTree(self.capacity, device=self.device)
         self.max_priority = 1.0  # raw priority (before ** alpha)
 
-    def add(self, obs, action, reward, next_obs, done, n_steps=None) -> torch.Tensor:
+    def add(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
+            done: ArrayLike, n_steps: ArrayLike | None = None) -> torch.Tensor:
+        """Store a batch like :meth:`UniformReplay.add`, each new slot at the highest priority seen so far."""
         slots = super().add(obs, action, reward, next_obs, done, n_steps)
         self.tree.update(slots, torch.full(slots.shape, self.max_priority**self.alpha, dtype=torch.float64))
         return slots
@@ -365,11 +377,13 @@ class PrioritizedReplay(UniformReplay):
         self.max_priority = max(self.max_priority, float(p.max()))
 
     def state_dict(self) -> dict:
+        """The uniform buffer's state plus the sum tree and the running maximum priority."""
         out = super().state_dict()
         out.update(tree=self.tree.tree.cpu(), max_priority=self.max_priority)
         return out
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` wrote, sum tree included."""
         super().load_state_dict(state)
         self.tree.tree = state["tree"].to(self.tree.tree.device, torch.float64).clone()
         self.max_priority = float(state["max_priority"])
@@ -412,6 +426,7 @@ class NStepAggregator:
         return {"n": self.n, "gamma": self.gamma, "num_envs": self.num_envs, "pending": pending}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the pending steps written by ``state_dict`` (n, gamma and num_envs must match)."""
         for key in ("n", "gamma", "num_envs"):
             if state[key] != getattr(self, key):
                 raise ValueError(f"n-step {key} {getattr(self, key)} differs from the saved {state[key]}")
@@ -425,7 +440,8 @@ class NStepAggregator:
         last = steps[-1]
         return obs, action, ret, last[3], bool(last[4]), len(steps)
 
-    def push(self, obs, action, reward, next_obs, terminated, truncated) -> dict | None:
+    def push(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
+             terminated: ArrayLike, truncated: ArrayLike) -> dict | None:
         """One vector-env step: every argument has leading axis ``[num_envs]``.
 
         ``next_obs`` must be the true next observation (the final one at an episode end, not
