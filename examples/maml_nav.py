@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from functional_metarl.meta import TRPOConfig  # noqa: E402
+from functional_metarl.meta import ESTIMATORS, ProMPConfig, TRPOConfig  # noqa: E402
 from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer, resolve_device  # noqa: E402
 
 PAPER_MAML = {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
@@ -56,7 +56,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--action-scale", type=float, default=1.0,
                         help="velocity = clip(scale * action, -0.1, 0.1); 0.1 = the paper code's normalized actions")
     parser.add_argument("--first-order", action="store_true", help="first-order MAML (no grad through the inner step)")
-    parser.add_argument("--meta-optimizer", choices=("trpo", "adam"), default="trpo")
+    parser.add_argument("--meta-optimizer", choices=("trpo", "adam", "promp"), default="trpo",
+                        help="promp: ProMP-style meta-step (clipped surrogate, several Adam epochs per batch, "
+                             "adaptive KL penalty on the inner step), learning rate --meta-lr")
+    parser.add_argument("--estimator", choices=ESTIMATORS, default="maml",
+                        help="meta-gradient estimator (meta.estimators): maml (the default surrogate), e-maml "
+                             "(adds the pre-update score term), dice (unbiased inner Hessian), lvc (ProMP's)")
+    parser.add_argument("--meta-lr", type=float, default=1e-3, help="Adam / ProMP meta-step learning rate")
+    parser.add_argument("--promp-epochs", type=int, default=ProMPConfig.epochs, help="ProMP: epochs per meta-batch")
+    parser.add_argument("--promp-clip", type=float, default=ProMPConfig.clip_eps, help="ProMP: PPO clip range")
+    parser.add_argument("--promp-target-kl", type=float, default=ProMPConfig.target_kl,
+                        help="ProMP: target KL of the inner step (the penalty coefficient adapts to it)")
     parser.add_argument("--curvature", choices=("exact", "adapted"), default="exact",
                         help="TRPO curvature: Fisher of the adapted policies, or exactly through the adaptation")
     parser.add_argument("--eval-tasks", type=int, default=40)
@@ -102,6 +112,9 @@ def make_config(args: argparse.Namespace) -> MAMLConfig:
         action_scale=args.action_scale,
         first_order=args.first_order,
         meta_optimizer=args.meta_optimizer,
+        meta_lr=args.meta_lr,
+        estimator=args.estimator,
+        promp=ProMPConfig(epochs=args.promp_epochs, clip_eps=args.promp_clip, target_kl=args.promp_target_kl),
         seed=args.seed,
         device=args.device,
         compile=args.compile,

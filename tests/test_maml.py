@@ -231,7 +231,7 @@ def ref_masked_mean(x, mask):
 
 
 def ref_adapt(p, batch_i, lr, create_graph):
-    obs, actions, adv, mask = batch_i
+    obs, actions, adv, mask = batch_i[:4]  # RLBatch also carries rewards, advantage_std
     inner = -ref_masked_mean(ref_log_prob(p, obs, actions) * adv, mask)
     gs = torch.autograd.grad(inner, list(p.values()), create_graph=create_graph)
     return {k: v - lr * gk for (k, v), gk in zip(p.items(), gs)}
@@ -389,7 +389,7 @@ def test_maml_surrogate_with_learned_step_sizes_matches_autograd_loop():
     leaves, lr_leaves = _leaves(params), _leaves(lrs)
     total = 0.0
     for i in range(N_TASKS):
-        obs, actions, adv, mask = task(train, i)
+        obs, actions, adv, mask = task(train, i)[:4]
         inner = -ref_masked_mean(ref_log_prob(leaves, obs, actions) * adv, mask)
         gs = torch.autograd.grad(inner, list(leaves.values()), create_graph=True)
         adapted = {k: v - lr_leaves[k] * gk for (k, v), gk in zip(leaves.items(), gs)}

@@ -84,3 +84,27 @@ __all__ += [
     "PPOConfig", "RL2Noise", "Trial", "gumbel_sample", "rl2_advantages", "rl2_ppo_loss", "rl2_rollout",
     "rl2_train_step", "sample_rl2_noise",
 ]
+
+# Meta-policy-gradient estimators (E-MAML, DiCE, LVC) and the ProMP-style meta-step
+from .estimators import (  # noqa: E402
+    ESTIMATORS,
+    ProMPConfig,
+    ProMPState,
+    ProMPStats,
+    check_estimator,
+    dice_inner_loss,
+    dice_objective,
+    emaml_score_term,
+    estimator_surrogate,
+    inner_loss,
+    lvc_inner_loss,
+    magic_box,
+    maml_promp_step,
+    promp_init,
+)
+
+__all__ += [
+    "ESTIMATORS", "ProMPConfig", "ProMPState", "ProMPStats", "check_estimator", "dice_inner_loss", "dice_objective",
+    "emaml_score_term", "estimator_surrogate", "inner_loss", "lvc_inner_loss", "magic_box", "maml_promp_step",
+    "promp_init",
+]

@@ -63,12 +63,21 @@ __all__ = [
 
 class RLBatch(NamedTuple):
     """Episodes of one task with their advantages. obs ``[T, E, d]``, actions ``[T, E, a]``,
-    advantages ``[T, E]``, mask ``[T, E]`` (a leading task axis when batched)."""
+    advantages ``[T, E]``, mask ``[T, E]`` (a leading task axis when batched).
+
+    Two optional fields, filled by :func:`make_rl_batch` and read only by the meta-gradient
+    estimators that need them (``meta.estimators``; E-MAML's score term needs the post-update
+    returns): ``rewards [T, E]`` (per-step rewards) and ``advantage_std`` (0-d; the detached
+    scale the advantages were divided by when normalized, 1 otherwise). A batch built from the
+    first four fields alone has them ``None``.
+    """
 
     obs: torch.Tensor
     actions: torch.Tensor
     advantages: torch.Tensor
     mask: torch.Tensor
+    rewards: torch.Tensor | None = None
+    advantage_std: torch.Tensor | None = None
 
 
 def _check_episodes(episodes: Episodes) -> None:
@@ -112,8 +121,20 @@ def make_rl_batch(
     values = linear_baseline_values(obs, returns, mask)
     advantages = gae(rewards, values, mask, gamma, gae_lambda)
     if normalize:
+        std = _advantage_std(advantages, mask)
         advantages = normalize_advantages(advantages, mask)
-    return RLBatch(obs, actions, advantages, mask)
+    else:
+        std = torch.ones((), dtype=advantages.dtype, device=advantages.device)
+    return RLBatch(obs, actions, advantages, mask, rewards, std)
+
+
+def _advantage_std(advantages: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """The scale ``sqrt(var + eps)`` that ``rl.normalize_advantages`` divides by. ``[T, E] -> []``."""
+    mask = mask.to(advantages.dtype)
+    count = mask.sum().clamp_min(1.0)
+    mean = (advantages * mask).sum() / count
+    var = (((advantages - mean) * mask) ** 2).sum() / count
+    return torch.sqrt(var + eps).detach()
 
 
 def make_rl_batches(episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True) -> RLBatch:
@@ -230,6 +251,11 @@ def _check_rl_batch(batch: RLBatch, name: str, policy: Functional, task_axis: bo
                              f"got {tuple(batch.actions.shape)} {batch.actions.dtype}")
     elif batch.actions.shape[:lead] != shape or batch.actions.ndim != lead + 1:
         raise ValueError(f"{name}.actions expected shape {tuple(shape)} + [act_dim], got {tuple(batch.actions.shape)}")
+    if batch.rewards is not None and batch.rewards.shape != shape:
+        raise ValueError(f"{name}.rewards expected shape {tuple(shape)} (as mask), got {tuple(batch.rewards.shape)}")
+    if batch.advantage_std is not None and batch.advantage_std.shape != shape[: lead - 2]:
+        raise ValueError(f"{name}.advantage_std expected shape {tuple(shape[: lead - 2])} (one scale per task), "
+                         f"got {tuple(batch.advantage_std.shape)}")
 
 
 def _task_losses(policy: Functional, stacked: Params, batch: RLBatch) -> torch.Tensor:
@@ -256,6 +282,19 @@ def adapt_tasks(
     (Meta-SGD's learned step sizes); default ``inner_opt.init`` per task.
     """
     _check_policy(policy, "adapt_tasks")
+    return _adapt_stacked(params, train, policy, inner_opt, steps=steps, first_order=first_order,
+                          params_per_task=params_per_task, inner_state=inner_state)[-1]
+
+
+def _adapt_stacked(
+    params: Params, train: TrainData, policy: Functional, inner_opt: GradientTransformation, *,
+    steps: int, first_order: bool, params_per_task: bool = False, inner_state: Any = None,
+    task_losses: Callable[[Functional, Params, RLBatch], torch.Tensor] | None = None,
+) -> list[Params]:
+    """:func:`adapt_tasks` returning the stacked params before every inner step and after the
+    last (``steps + 1`` entries); ``task_losses(policy, stacked, batch) -> [N]`` replaces the
+    REINFORCE losses (the meta-gradient estimators' inner objectives)."""
+    task_losses = _task_losses if task_losses is None else task_losses
     batches = _per_step_batches(train, steps)
     for k, batch in enumerate(batches):
         _check_rl_batch(batch, f"train[{k}]" if len(batches) > 1 else "train", policy, task_axis=True)
@@ -265,13 +304,15 @@ def adapt_tasks(
         state = vmap(inner_opt.init)(stacked)
     else:
         state = tree_map(lambda a: a.expand(num_tasks, *a.shape), inner_state)
+    path = [stacked]
     for batch in batches:
-        grads = grad(lambda sp, b=batch: _task_losses(policy, sp, b).sum())(stacked)
+        grads = grad(lambda sp, b=batch: task_losses(policy, sp, b).sum())(stacked)
         if first_order:
             grads = tree_detach(grads)
         updates, state = vmap(inner_opt.update)(grads, state, stacked)
         stacked = apply_updates(stacked, updates)
-    return stacked
+        path.append(stacked)
+    return path
 
 
 def adapted_distribution(
@@ -407,7 +448,22 @@ def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
     """Every ``every``-th episode of the first ``tasks`` tasks (leaves ``[N, T, E, ...]``)."""
     if not isinstance(batch, RLBatch):
         return tuple(_subsample(b, every, tasks) for b in batch)
-    return RLBatch(*(x[:tasks, :, ::every] for x in batch))
+    per_step = (None if x is None else x[:tasks, :, ::every] for x in batch[:5])
+    return RLBatch(*per_step, None if batch.advantage_std is None else batch.advantage_std[:tasks])
+
+
+def _estimator_pieces(
+    estimator: str, policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
+) -> tuple[Callable, Callable | None]:
+    """``(surrogate, stacked inner losses or None)`` of a meta-gradient estimator; ``"maml"`` gives
+    ``maml_surrogate`` itself, so the default path is the one it always was."""
+    from .estimators import _inner_task_losses, check_estimator, estimator_surrogate
+
+    if check_estimator(estimator) == "maml":
+        return partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=steps, first_order=first_order), None
+    surrogate = partial(estimator_surrogate, policy=policy, inner_opt=inner_opt, steps=steps, first_order=first_order,
+                        estimator=estimator)
+    return surrogate, _inner_task_losses(estimator)
 
 
 def maml_trpo_step(
@@ -421,6 +477,7 @@ def maml_trpo_step(
     first_order: bool = False,
     config: TRPOConfig = TRPOConfig(),
     grad_fn: Callable | None = None,
+    estimator: str = "maml",
 ) -> tuple[Params | MetaParams, TRPOStats]:
     """One TRPO meta-update of ``params`` on a meta-batch (leaves ``[N, T, E, ...]``): the
     MAML-RL meta-step of Finn et al. (2017). Returns ``(new_params, stats)``.
@@ -430,11 +487,14 @@ def maml_trpo_step(
     through the exact curvature), and the result has the same structure.
     ``grad_fn`` optionally replaces ``grad_and_value(maml_surrogate, has_aux=True)`` (e.g. by a
     compiled version of it), called as ``grad_fn(params, train, valid, None)``.
+    ``estimator`` picks the meta-gradient estimator (``meta.estimators``; ``"maml"``, the default,
+    is this function as it always was); with ``"dice"`` / ``"lvc"`` the exact curvature also
+    differentiates through that estimator's inner objective (same values, its Jacobian).
     """
     _check_policy(policy, "maml_trpo_step")
     if not isinstance(config, TRPOConfig):
         raise TypeError(f"config must be a TRPOConfig, got {type(config).__name__}")
-    surrogate = partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=steps, first_order=first_order)
+    surrogate, task_losses = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
     # One pass gives the meta-gradient, the loss and the adapted params at the current point.
     grads, (old_loss, adapted0) = grad_fn(params, train, valid, None)
@@ -453,8 +513,12 @@ def maml_trpo_step(
 
         def outputs_fn(flat: torch.Tensor) -> Dist:
             policy_params, inner_state = _split_meta(unravel(flat))
-            adapted = adapt_tasks(policy_params, sub_train, policy, inner_opt, steps=steps, first_order=first_order,
-                                  inner_state=inner_state)
+            if task_losses is None:
+                adapted = adapt_tasks(policy_params, sub_train, policy, inner_opt, steps=steps, first_order=first_order,
+                                      inner_state=inner_state)
+            else:
+                adapted = _adapt_stacked(policy_params, sub_train, policy, inner_opt, steps=steps,
+                                         first_order=first_order, inner_state=inner_state, task_losses=task_losses)[-1]
             return _as_dist(policy, policy.apply_stacked(adapted, sub_valid.obs))
     else:
         if isinstance(params, MetaParams):
@@ -505,15 +569,16 @@ def maml_gradient_step(
     steps: int = 1,
     first_order: bool = False,
     grad_fn: Callable | None = None,
+    estimator: str = "maml",
 ) -> tuple[Params | MetaParams, Any, TRPOStats]:
     """A plain first-order-optimizer meta-step (e.g. Adam) on the exact meta-gradient.
 
     ``meta_opt_state = meta_opt.init(params)`` to start. Returns ``(new_params,
     new_meta_opt_state, stats)``; ``stats.kl`` is the mean KL of the adapted policies before and
-    after the step, for monitoring.
+    after the step, for monitoring. ``estimator``: the meta-gradient estimator (``meta.estimators``).
     """
     _check_policy(policy, "maml_gradient_step")
-    surrogate = partial(maml_surrogate, policy=policy, inner_opt=inner_opt, steps=steps, first_order=first_order)
+    surrogate, _ = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
     grads, (loss, adapted0) = grad_fn(params, train, valid, None)
     if not torch.isfinite(loss):

@@ -23,11 +23,17 @@ from tqdm.auto import tqdm
 
 from ..envs import Episodes, Navigation2D, NavTask, rollout, sample_noise
 from ..meta import (
+    ESTIMATORS,
     MetaParams,
+    ProMPConfig,
+    ProMPState,
     RLBatch,
     TRPOConfig,
     adapt_tasks,
+    check_estimator,
+    estimator_surrogate,
     maml_gradient_step,
+    maml_promp_step,
     maml_surrogate,
     maml_trpo_step,
     make_rl_batches,
@@ -63,9 +69,11 @@ class MAMLConfig:
     mean_bound: float | None = None  # squash the policy mean into [-mean_bound, mean_bound]; None: unbounded
     activation: str = "tanh"
     first_order: bool = False
-    meta_optimizer: str = "trpo"  # or "adam"
-    meta_lr: float = 1e-3  # Adam meta-step only
+    meta_optimizer: str = "trpo"  # or "adam", or "promp" (meta.maml_promp_step, Adam inside)
+    meta_lr: float = 1e-3  # Adam and ProMP meta-steps only
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    estimator: str = "maml"  # meta-gradient estimator: one of meta.ESTIMATORS (maml, e-maml, dice, lvc)
+    promp: ProMPConfig = field(default_factory=ProMPConfig)  # meta_optimizer="promp" only
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 10
@@ -74,6 +82,15 @@ class MAMLConfig:
     def __post_init__(self):
         if isinstance(self.trpo, dict):
             self.trpo = TRPOConfig(**self.trpo)
+        if isinstance(self.promp, dict):
+            self.promp = ProMPConfig(**self.promp)
+        if not isinstance(self.trpo, TRPOConfig) or not isinstance(self.promp, ProMPConfig):
+            raise TypeError(f"trpo / promp must be a TRPOConfig / ProMPConfig, got {type(self.trpo).__name__} / "
+                            f"{type(self.promp).__name__}")
+        try:
+            check_estimator(self.estimator)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"estimator: {error} (choices: {', '.join(ESTIMATORS)})") from None
         self.hidden = tuple(self.hidden)
         for name in ("meta_iterations", "meta_batch_size", "episodes_per_task", "horizon", "inner_steps", "checkpoint_every"):
             value = getattr(self, name)
@@ -90,8 +107,8 @@ class MAMLConfig:
         for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        if self.meta_optimizer not in ("trpo", "adam"):
-            raise ValueError(f"meta_optimizer must be 'trpo' or 'adam', got {self.meta_optimizer!r}")
+        if self.meta_optimizer not in ("trpo", "adam", "promp"):
+            raise ValueError(f"meta_optimizer must be 'trpo', 'adam' or 'promp', got {self.meta_optimizer!r}")
         if self.learn_inner_lr and (self.meta_optimizer != "trpo" or self.trpo.curvature != "exact"):
             raise ValueError(
                 "learn_inner_lr needs meta_optimizer='trpo' with curvature='exact' (the step sizes enter the "
@@ -139,7 +156,9 @@ class MAMLTrainer:
         self.params: Params = self.policy.init(config.seed, device=self.device)
         # Meta-SGD's per-parameter step sizes (None with a fixed inner_lr): meta-learned with params.
         self.learned_lrs: Params | None = self.inner_opt.init(self.params).lr if config.learn_inner_lr else None
-        self.meta_opt_state = self.meta_opt.init(self.params) if config.meta_optimizer == "adam" else None
+        self.meta_opt_state = self.meta_opt.init(self.params) if config.meta_optimizer in ("adam", "promp") else None
+        # ProMP's adaptive KL coefficient (a Python float; None for the other meta-steps).
+        self.promp_kl_coef: float | None = config.promp.init_kl_coef if config.meta_optimizer == "promp" else None
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.iteration = 0
         self.history: list[dict[str, float]] = []
@@ -154,9 +173,16 @@ class MAMLTrainer:
     # ----------------------------------------------------------------- pure pieces, bound
     def _make_grad_fn(self):
         cfg = self.config
-        surrogate = partial(
-            maml_surrogate, policy=self.policy, inner_opt=self.inner_opt, steps=cfg.inner_steps, first_order=cfg.first_order
-        )
+        if cfg.estimator == "maml":
+            surrogate = partial(
+                maml_surrogate, policy=self.policy, inner_opt=self.inner_opt, steps=cfg.inner_steps,
+                first_order=cfg.first_order,
+            )
+        else:
+            surrogate = partial(
+                estimator_surrogate, policy=self.policy, inner_opt=self.inner_opt, steps=cfg.inner_steps,
+                first_order=cfg.first_order, estimator=cfg.estimator,
+            )
         fn = grad_and_value(surrogate, has_aux=True)
         return torch.compile(fn, dynamic=False) if cfg.compile else fn
 
@@ -219,13 +245,22 @@ class MAMLTrainer:
             meta = MetaParams(self.params, MetaSgdState(self.learned_lrs)) if cfg.learn_inner_lr else self.params
             new_meta, stats = maml_trpo_step(
                 meta, train, valid, self.policy, self.inner_opt, steps=cfg.inner_steps, first_order=cfg.first_order,
-                config=cfg.trpo, grad_fn=self._grad_fn,
+                config=cfg.trpo, grad_fn=self._grad_fn, estimator=cfg.estimator,
             )
             new_params, new_learned_lrs = (new_meta.params, new_meta.inner_state.lr) if cfg.learn_inner_lr else (new_meta, None)
+        elif cfg.meta_optimizer == "promp":
+            leaf = next(iter(self.params.values()))
+            state = ProMPState(self.meta_opt_state, torch.tensor(self.promp_kl_coef, dtype=leaf.dtype, device=leaf.device))
+            new_params, state, stats = maml_promp_step(
+                self.params, state, train, valid, self.policy, self.inner_opt, self.meta_opt,
+                steps=cfg.inner_steps, first_order=cfg.first_order, estimator=cfg.estimator, config=cfg.promp,
+            )
+            self.meta_opt_state, self.promp_kl_coef = state.opt_state, float(state.kl_coef)
+            new_learned_lrs = None
         else:
             new_params, self.meta_opt_state, stats = maml_gradient_step(
                 self.params, self.meta_opt_state, train, valid, self.policy, self.inner_opt, self.meta_opt,
-                steps=cfg.inner_steps, first_order=cfg.first_order, grad_fn=self._grad_fn,
+                steps=cfg.inner_steps, first_order=cfg.first_order, grad_fn=self._grad_fn, estimator=cfg.estimator,
             )
             new_learned_lrs = None
         post_return = _episode_return(valid_episodes.rewards)
@@ -243,6 +278,8 @@ class MAMLTrainer:
             "grad_norm": stats.grad_norm,
             "seconds": time.perf_counter() - start,
         }
+        if cfg.meta_optimizer == "promp":
+            metrics["inner_kl"], metrics["kl_coef"] = stats.inner_kl, stats.kl_coef
         self.history.append(metrics)
         return metrics
 
@@ -352,6 +389,7 @@ class MAMLTrainer:
             "meta_opt_state": None if opt is None else {"count": opt.count, "mu": opt.mu, "nu": opt.nu},
             "generator_state": self.generator.get_state(),
             "history": self.history,
+            **({} if self.promp_kl_coef is None else {"promp_kl_coef": self.promp_kl_coef}),
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -400,6 +438,8 @@ class MAMLTrainer:
                 _moved(opt["mu"], self.device),
                 _moved(opt["nu"], self.device),
             )
+        if self.config.meta_optimizer == "promp":
+            self.promp_kl_coef = float(state.get("promp_kl_coef", self.config.promp.init_kl_coef))
         self.generator.set_state(state["generator_state"])
         self.iteration = int(state["iteration"])
         self.history = list(state["history"])
