@@ -2,6 +2,7 @@
 
     python benchmarks/maml_nav_iteration.py               # default, adapted curvature, pytorch-maml-rl's step
     python benchmarks/maml_nav_iteration.py --iterations 10 --compile
+    python benchmarks/maml_nav_iteration.py --estimators-only   # maml vs e-maml / dice / lvc / ProMP rows
 
 Each variant is a fresh ``MAMLTrainer`` (seed 0, meta-batch 20 x 20 episodes, horizon 100) that
 runs a few warm-up meta-iterations and then ``--iterations`` timed ones; the variants are
@@ -34,6 +35,15 @@ VARIANTS = {
 # (vmapped for per-task params) instead of the templates' pure and batched-matmul forwards (what
 # the fast paths in nn.core buy).
 FUNCTIONAL_CALL = "default, policy through functional_call"
+# The meta-gradient estimators (meta.estimators) on the default TRPO step, and the ProMP-style
+# meta-step, each against the default (estimator "maml") in the same interleaved rounds.
+ESTIMATOR_ROWS = {
+    "estimator e-maml (TRPO)": dict(estimator="e-maml"),
+    "estimator dice (TRPO)": dict(estimator="dice"),
+    "estimator lvc (TRPO)": dict(estimator="lvc"),
+    "ProMP meta-step, lvc, 5 epochs": dict(estimator="lvc", meta_optimizer="promp"),
+    "ProMP meta-step, maml, 5 epochs": dict(meta_optimizer="promp"),
+}
 
 
 def main() -> None:
@@ -42,16 +52,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time the default with a compiled meta-gradient")
+    parser.add_argument("--estimators-only", action="store_true",
+                        help="time only the default and the estimator / ProMP rows")
     parser.add_argument("--json", default="benchmarks/results/maml_nav_iteration.json")
     args = parser.parse_args()
     if args.iterations < 1 or args.warmup < 0:
         raise ValueError(f"need --iterations >= 1 and --warmup >= 0, got {args.iterations} and {args.warmup}")
     torch.set_num_threads(args.threads)
 
-    trainers = {name: MAMLTrainer(MAMLConfig(trpo=cfg, device="cpu")) for name, cfg in VARIANTS.items()}
-    trainers[FUNCTIONAL_CALL] = MAMLTrainer(MAMLConfig(device="cpu"))
-    trainers[FUNCTIONAL_CALL].policy._pure_apply = None
-    trainers[FUNCTIONAL_CALL].policy._stacked_apply = None
+    variants = dict(list(VARIANTS.items())[:1]) if args.estimators_only else VARIANTS
+    trainers = {name: MAMLTrainer(MAMLConfig(trpo=cfg, device="cpu")) for name, cfg in variants.items()}
+    if not args.estimators_only:
+        trainers[FUNCTIONAL_CALL] = MAMLTrainer(MAMLConfig(device="cpu"))
+        trainers[FUNCTIONAL_CALL].policy._pure_apply = None
+        trainers[FUNCTIONAL_CALL].policy._stacked_apply = None
+    for name, overrides in ESTIMATOR_ROWS.items():
+        trainers[name] = MAMLTrainer(MAMLConfig(device="cpu", **overrides))
     if args.compile:
         trainers["default + compile=True"] = MAMLTrainer(MAMLConfig(compile=True, device="cpu"))
     for name, trainer in trainers.items():

@@ -348,6 +348,9 @@ CLI_CASES = [
     (["--inner-lr", "-0.1"], "inner_lr"),
     (["--device", "banana"], "device"),
     (["--resume", "--output", "{tmp}/nothing"], "no checkpoint"),
+    (["--estimator", "dicey"], "--estimator"),
+    (["--promp-epochs", "0"], "epochs"),
+    (["--promp-clip", "-0.2"], "clip_eps"),
 ]
 
 

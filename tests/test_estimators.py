@@ -536,3 +536,71 @@ def test_promp_refuses_meta_params_and_bad_state():
         maml_promp_step(params, optim.adam().init(params), train, valid, policy, inner, optim.adam())
     with pytest.raises(TypeError, match="ProMPConfig"):
         promp_init(params, optim.adam(), config={"epochs": 3})
+
+
+# ----------------------------------------------------------------------------- the trainer and the example
+
+
+def _tiny(**overrides):
+    from functional_metarl.runners import MAMLConfig
+
+    base = dict(meta_iterations=2, meta_batch_size=3, episodes_per_task=3, horizon=10, hidden=(8,), seed=0,
+                device="cpu", checkpoint_every=1)
+    base.update(overrides)
+    return MAMLConfig(**base)
+
+
+@pytest.mark.parametrize("overrides", [dict(estimator="dice"), dict(estimator="e-maml", meta_optimizer="adam"),
+                                       dict(estimator="lvc", meta_optimizer="promp", meta_lr=1e-2)])
+def test_trainer_resume_with_an_estimator_is_bit_identical(tmp_path, overrides):
+    from functional_metarl.runners import CHECKPOINT_NAME, MAMLTrainer
+
+    straight = MAMLTrainer(_tiny(meta_iterations=4, **overrides))
+    straight.train(progress=False)
+    first = MAMLTrainer(_tiny(meta_iterations=2, checkpoint_every=50, **overrides), tmp_path)
+    first.train(progress=False)
+    second = MAMLTrainer(_tiny(meta_iterations=4, **overrides), tmp_path)
+    second.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    second.train(progress=False)
+    for name in straight.params:
+        assert torch.equal(second.params[name], straight.params[name]), name
+    drop = lambda h: [{k: v for k, v in m.items() if k != "seconds"} for m in h]  # noqa: E731
+    assert drop(second.history) == drop(straight.history)
+    assert second.promp_kl_coef == straight.promp_kl_coef
+    if overrides.get("meta_optimizer") == "promp":
+        assert "kl_coef" in straight.history[0] and straight.promp_kl_coef is not None
+    # the estimator changed the training (not silently ignored): maml's run differs
+    plain = MAMLTrainer(_tiny(meta_iterations=4, **{k: v for k, v in overrides.items() if k != "estimator"}))
+    plain.train(progress=False)
+    assert any(not torch.equal(plain.params[n], straight.params[n]) for n in plain.params)
+
+
+@pytest.mark.parametrize("field,value,error", [("estimator", "dicey", ValueError), ("estimator", 3, TypeError),
+                                               ("meta_optimizer", "ppo", ValueError), ("promp", 5, TypeError)])
+def test_bad_estimator_config_names_the_field(field, value, error):
+    with pytest.raises(error, match=field):
+        _tiny(**{field: value})
+
+
+def test_config_round_trips_the_promp_settings():
+    from functional_metarl.runners import MAMLConfig
+
+    cfg = _tiny(meta_optimizer="promp", promp=ProMPConfig(epochs=2, clip_eps=0.2))
+    again = MAMLConfig(**cfg.to_dict())
+    assert again.promp == cfg.promp and again.estimator == "maml"
+
+
+def test_example_cli_passes_the_estimator_and_promp_flags(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "maml_nav.py"
+    spec = importlib.util.spec_from_file_location("example_maml_nav_estimators", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    monkeypatch.setattr(sys, "argv", ["maml_nav.py", "--estimator", "lvc", "--meta-optimizer", "promp", "--meta-lr",
+                                      "3e-3", "--promp-epochs", "4", "--promp-target-kl", "0.02", "--output", str(tmp_path)])
+    cfg = example.parse_args().config
+    assert (cfg.estimator, cfg.meta_optimizer, cfg.meta_lr) == ("lvc", "promp", 3e-3)
+    assert cfg.promp == ProMPConfig(epochs=4, target_kl=0.02)
