@@ -44,6 +44,8 @@ def add_common_args(parser: argparse.ArgumentParser, iterations: int, trials: in
     parser.add_argument("--entropy-coef", type=float, default=0.01)
     parser.add_argument("--gamma", type=float, default=0.99)
     parser.add_argument("--gae-lambda", type=float, default=0.3)
+    parser.add_argument("--reward-scale", type=float, default=1.0,
+                        help="rewards x this for advantages and value targets (keep value targets O(1) on long trials)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop training (with a checkpoint) after this many minutes of wall time, then evaluate")
     parser.add_argument("--eval-tasks", type=int, default=2000, help="held-out tasks for the final evaluation")
@@ -119,12 +121,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k", type=int, default=5, help="arms")
     parser.add_argument("--n", type=int, default=10, help="pulls per trial")
-    add_common_args(parser, iterations=600, trials=256, hidden=256, output="runs/rl2_bandits")
+    add_common_args(parser, iterations=1500, trials=256, hidden=256, output="runs/rl2_bandits")
     args = parser.parse_args()
     config = RL2Config(env="bandit", num_arms=args.k, num_pulls=args.n, iterations=args.iterations,
                        trials_per_iteration=args.trials, hidden=args.hidden, lr=args.lr, epochs=args.epochs,
                        num_minibatches=args.minibatches, entropy_coef=args.entropy_coef, gamma=args.gamma,
-                       gae_lambda=args.gae_lambda, seed=args.seed, device=args.device, compile=args.compile)
+                       gae_lambda=args.gae_lambda, reward_scale=args.reward_scale, seed=args.seed, device=args.device,
+                       compile=args.compile)
     paper = dict(PAPER.get((args.k, args.n), {}))
     if (args.k, args.n) in RL2_PAPER_GITTINS:
         paper["gittins"] = RL2_PAPER_GITTINS[(args.k, args.n)]

@@ -32,7 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     config = RL2Config(env="mdp", num_episodes=args.n, iterations=args.iterations, trials_per_iteration=args.trials,
                        hidden=args.hidden, lr=args.lr, epochs=args.epochs, num_minibatches=args.minibatches,
-                       entropy_coef=args.entropy_coef, gamma=args.gamma, gae_lambda=args.gae_lambda, seed=args.seed,
+                       entropy_coef=args.entropy_coef, gamma=args.gamma, gae_lambda=args.gae_lambda,
+                       reward_scale=args.reward_scale, seed=args.seed,
                        device=args.device, compile=args.compile)
     run(config, args, PAPER.get(args.n, {}), f"RL² on tabular MDPs, n={args.n} episodes")
 

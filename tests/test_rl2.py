@@ -12,6 +12,7 @@ from functional_metarl.meta import (
     Trial,
     gumbel_sample,
     rl2_advantages,
+    rl2_ppo_grad,
     rl2_ppo_loss,
     rl2_rollout,
     rl2_train_step,
@@ -222,6 +223,9 @@ def test_ppo_loss_gradient_equals_an_explicit_autograd_reference():
     moved = {k: v + 0.3 * torch.randn(v.shape, generator=gen(11)) for k, v in params.items()}
     clip, vc, ec = 0.1, 0.7, 0.05
     g = grad(lambda p: rl2_ppo_loss(p, net, trial, adv, ret, clip, vc, ec)[0])(moved)
+    g_autograd, (loss, aux) = rl2_ppo_grad(moved, net, trial, adv, ret, clip, vc, ec)
+    torch.testing.assert_close(g_autograd, g)
+    assert not any(v.requires_grad for v in moved.values())  # the inputs are left alone
 
     cell = torch.nn.GRUCell(net.in_dim, 10)
     pol, val = torch.nn.Linear(10, 3), torch.nn.Linear(10, 1)
@@ -259,6 +263,8 @@ def test_train_step_bad_input():
         rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(epochs=3, num_minibatches=2))
     with pytest.raises(ValueError, match="config.gamma must lie in"):
         rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(epochs=2, num_minibatches=2, gamma=1.5))
+    with pytest.raises(ValueError, match="config.reward_scale must be positive"):
+        rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(2, 2, reward_scale=0.0))
     with pytest.raises(ValueError, match="num_trials"):
         sample_rl2_noise(env, 0, 1)
     with pytest.raises(ValueError, match="advantages expected shape"):
@@ -318,7 +324,7 @@ def test_short_rl2_run_beats_random_on_k5_n10():
     trainer = RL2Trainer(cfg)
     trainer.train(progress=False)
     results = trainer.evaluate_methods(num_tasks=2000, seed=123)
-    assert set(results) == {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "thompson"}
+    assert set(results) == {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "thompson", "gittins"}
     rl2, rand = results["rl2"], results["random"]
     # random is 5.0 in expectation; require a gap of several standard errors
     assert rl2["mean"] > rand["mean"] + 4 * (rl2["stderr"] ** 2 + rand["stderr"] ** 2) ** 0.5, results

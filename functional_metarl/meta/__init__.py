@@ -108,3 +108,7 @@ __all__ += [
     "emaml_score_term", "estimator_surrogate", "inner_loss", "lvc_inner_loss", "magic_box", "maml_promp_step",
     "promp_init",
 ]
+
+from .rl2 import rl2_ppo_grad  # noqa: E402
+
+__all__ += ["rl2_ppo_grad"]

@@ -20,7 +20,8 @@ Pieces:
 - :func:`rl2_train_step` -- rollout + ``epochs`` x ``num_minibatches`` Adam steps on the loss.
 
 Everything is tensors on the params' device, with no per-step Python env objects and no reads of
-tensor values, so :func:`rl2_train_step` can be passed to ``torch.compile``; eager is the default.
+tensor values, so :func:`rl2_train_step` can be passed to ``torch.compile`` (with ``grad_fn`` the
+``torch.func`` gradient); eager is the default.
 The randomness of a step is one :class:`RL2Noise` drawn up front (:func:`sample_rl2_noise`).
 """
 
@@ -29,8 +30,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import torch
-from torch.func import grad_and_value
-
 from ..nn.recurrent import RecurrentFunctional, rl2_inputs
 from ..optim import GradientTransformation, apply_updates
 from ..rl.distributions import categorical_entropy, categorical_log_prob
@@ -47,6 +46,7 @@ __all__ = [
     "rl2_rollout",
     "rl2_advantages",
     "rl2_ppo_loss",
+    "rl2_ppo_grad",
     "rl2_train_step",
 ]
 
@@ -81,7 +81,9 @@ class RL2Noise(NamedTuple):
 
 class PPOConfig(NamedTuple):
     """PPO settings. ``gamma`` / ``gae_lambda`` for GAE over the trial; ``num_minibatches``
-    must divide the number of trials."""
+    must divide the number of trials. ``reward_scale`` keeps the value targets of long trials
+    O(1): with a value loss of a return of ~50 the clipped global gradient is almost all value
+    gradient and the policy barely moves."""
 
     epochs: int = 4
     num_minibatches: int = 4
@@ -92,6 +94,7 @@ class PPOConfig(NamedTuple):
     gae_lambda: float = 0.3
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
+    reward_scale: float = 1.0  # rewards are multiplied by this for the advantages and value targets
 
 
 def _check_ppo_config(config: PPOConfig, num_trials: int) -> None:
@@ -103,7 +106,7 @@ def _check_ppo_config(config: PPOConfig, num_trials: int) -> None:
             raise ValueError(f"config.{name} must be a positive int, got {v!r}")
     if num_trials % config.num_minibatches != 0:
         raise ValueError(f"config.num_minibatches ({config.num_minibatches}) must divide the number of trials ({num_trials})")
-    for name in ("clip_eps", "max_grad_norm"):
+    for name in ("clip_eps", "max_grad_norm", "reward_scale"):
         if not getattr(config, name) > 0:
             raise ValueError(f"config.{name} must be positive, got {getattr(config, name)!r}")
     for name in ("value_coef", "entropy_coef"):
@@ -235,6 +238,21 @@ def rl2_ppo_loss(
                   "approx_kl": approx_kl}
 
 
+def rl2_ppo_grad(
+    params: Params, policy: RecurrentFunctional, trial: Trial, advantages: torch.Tensor, returns: torch.Tensor,
+    clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
+) -> tuple[Params, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """``grad_and_value(rl2_ppo_loss, has_aux=True)`` computed with ``torch.autograd.grad`` on
+    detached copies of ``params`` (the inputs are not touched): the same numbers, about 1.6x
+    faster eager on CPU for the GRU loop than ``torch.func.grad``'s per-op dispatch. It is the
+    eager default of :func:`rl2_train_step`; use the ``torch.func`` form under ``torch.compile``
+    or when nesting transforms."""
+    leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+    loss, aux = rl2_ppo_loss(leaves, policy, trial, advantages, returns, clip_eps, value_coef, entropy_coef)
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return dict(zip(leaves, grads)), (loss.detach(), aux)
+
+
 def _minibatch(trial: Trial, idx: torch.Tensor) -> Trial:
     return Trial(*(x[:, idx] for x in trial))
 
@@ -250,16 +268,17 @@ def rl2_train_step(
 
     Returns ``(params, opt_state, stats)``; ``stats`` are 0-d tensors (``trial_return``: mean total
     reward per trial of the rollout; the losses and ``approx_kl``/``grad_norm`` of the last
-    minibatch). ``grad_fn`` replaces ``grad_and_value(rl2_ppo_loss, has_aux=True)`` (e.g. with a
-    compiled one); it takes the loss's arguments.
+    minibatch). ``grad_fn`` replaces the default :func:`rl2_ppo_grad` (e.g. with a compiled
+    ``torch.func.grad_and_value(rl2_ppo_loss, has_aux=True)``); it takes the loss's arguments.
     """
     num = _tasks_batch(tasks)
     _check_ppo_config(config, num)
     if tuple(noise.perms.shape) != (config.epochs, num):
         raise ValueError(f"noise.perms expected shape {(config.epochs, num)} [epochs, B], got {tuple(noise.perms.shape)}")
-    grad_fn = grad_and_value(rl2_ppo_loss, has_aux=True) if grad_fn is None else grad_fn
+    grad_fn = rl2_ppo_grad if grad_fn is None else grad_fn
     trial = rl2_rollout(env, policy, params, tasks, noise.env, noise.gumbel_u)
-    advantages, returns = rl2_advantages(trial, config.gamma, config.gae_lambda)
+    scaled = trial._replace(rewards=trial.rewards * config.reward_scale)
+    advantages, returns = rl2_advantages(scaled, config.gamma, config.gae_lambda)
     if config.normalize_advantages:
         advantages = normalize_advantages(advantages, torch.ones_like(advantages))
     mb = num // config.num_minibatches

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..envs.bandits import BernoulliBandits
 from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline, tune_gittins_gamma
 from ..envs.tabular_mdp import TabularMDP
-from ..meta.rl2 import PPOConfig, _check_ppo_config, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
+from ..meta.rl2 import PPOConfig, _check_ppo_config, rl2_ppo_grad, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
 from ..nn.recurrent import gru_actor_critic
 from ..optim import AdamState, adam
 from ..tree import Params
@@ -56,6 +56,7 @@ class RL2Config:
     gamma: float = 0.99
     gae_lambda: float = 0.3
     max_grad_norm: float = 0.5
+    reward_scale: float = 1.0
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 25
@@ -82,7 +83,8 @@ class RL2Config:
     def ppo(self) -> PPOConfig:
         """The PPO part as a ``meta.PPOConfig``."""
         return PPOConfig(self.epochs, self.num_minibatches, float(self.clip_eps), float(self.value_coef),
-                         float(self.entropy_coef), float(self.gamma), float(self.gae_lambda), float(self.max_grad_norm))
+                         float(self.entropy_coef), float(self.gamma), float(self.gae_lambda), float(self.max_grad_norm),
+                         reward_scale=float(self.reward_scale))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (what checkpoints record)."""
@@ -131,8 +133,9 @@ class RL2Trainer:
         self.env_steps = 0
         self.history: list[dict[str, float]] = []
         self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
-        fn = grad_and_value(rl2_ppo_loss, has_aux=True)
-        self._grad_fn = torch.compile(fn, dynamic=False) if config.compile else fn
+        # eager: autograd on detached copies (faster on CPU); compiled: the torch.func gradient
+        self._grad_fn = (torch.compile(grad_and_value(rl2_ppo_loss, has_aux=True), dynamic=False)
+                         if config.compile else rl2_ppo_grad)
 
     # ----------------------------------------------------------------- training
     def train_iteration(self) -> dict[str, float]:
@@ -258,7 +261,8 @@ class RL2Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore params, Adam state, RNG state, iteration and history from ``path``; the run
         length, device, cadence and compile flag may differ, every other setting must match."""
-        state = read_checkpoint(path, self.config.to_dict(), ("iterations", "device", "checkpoint_every", "compile"))
+        state = read_checkpoint(path, self.config.to_dict(), ("iterations", "device", "checkpoint_every", "compile"),
+                                defaults=RL2Config().to_dict())
         self.policy.check(state["params"])
         self.params = _moved(state["params"], self.device)
         opt = state["opt_state"]
