@@ -7,9 +7,11 @@
 Trains a GRU actor-critic (input: previous arm one-hot, previous reward, previous done) with
 PPO on trials of n pulls of a k-armed bandit with arm means uniform in [0, 1]; GAE runs over the
 whole trial and gradients flow through the whole trial. Then scores RL² and the classic agents
-(random, greedy with a uniform prior, UCB1, Thompson sampling) on the same --eval-tasks held-out
+(random, greedy with a uniform prior, UCB1, Thompson sampling, the Gittins index with its
+discount tuned on separate tasks) and, with --maml-iterations, MAML-TRPO with a categorical
+policy (half the trial before its inner step, half after) on the same --eval-tasks held-out
 bandits with the same reward noise: mean total reward per trial and its standard error. The
-Gittins index is cited from the paper (see ``envs.baselines``). Writes metrics.json (training
+paper's numbers are printed beside ours. Writes metrics.json (training
 curve, final evaluation, wall time, env steps/s), checkpoint.pt, TensorBoard events and
 learning_curve.png into --output.
 """
@@ -27,7 +29,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from functional_metarl.envs import RL2_PAPER_GITTINS  # noqa: E402
-from functional_metarl.runners import RL2_CHECKPOINT, RL2Config, RL2Trainer  # noqa: E402
+from functional_metarl.runners import (  # noqa: E402
+    MAML_DISCRETE_CHECKPOINT,
+    RL2_CHECKPOINT,
+    DiscreteMAMLConfig,
+    DiscreteMAMLTrainer,
+    RL2Config,
+    RL2Trainer,
+)
 
 # Duan et al. 2016, Table 1, as quoted in issue #12: mean total reward per trial by (k, n).
 PAPER = {(5, 10): {"rl2": 6.7, "ucb1": 6.7, "thompson": 5.7}, (10, 100): {"rl2": 83.5, "ucb1": 82.4, "thompson": 76.7}}
@@ -49,6 +58,11 @@ def add_common_args(parser: argparse.ArgumentParser, iterations: int, trials: in
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop training (with a checkpoint) after this many minutes of wall time, then evaluate")
     parser.add_argument("--eval-tasks", type=int, default=2000, help="held-out tasks for the final evaluation")
+    parser.add_argument("--maml-iterations", type=int, default=0,
+                        help="also meta-train MAML-TRPO (categorical MLP policy) for this many iterations; 0: skip")
+    parser.add_argument("--maml-meta-batch", type=int, default=40, help="MAML tasks per meta-iteration")
+    parser.add_argument("--maml-inner-lr", type=float, default=0.5)
+    parser.add_argument("--maml-hidden", type=int, nargs="+", default=[32])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda'")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
@@ -71,8 +85,20 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
                   max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     train_seconds = time.perf_counter() - start
     total_train_seconds = sum(m["seconds"] for m in trainer.history)
+    others, maml_extra = {}, {}
+    if args.maml_iterations > 0:
+        fields = {k: getattr(config, k) for k in ("env", "num_arms", "num_pulls", "num_episodes", "seed", "device")}
+        maml = DiscreteMAMLTrainer(DiscreteMAMLConfig(**fields, iterations=args.maml_iterations,
+                                                      meta_batch_size=args.maml_meta_batch, inner_lr=args.maml_inner_lr,
+                                                      hidden=tuple(args.maml_hidden)), output)
+        if args.resume and (output / MAML_DISCRETE_CHECKPOINT).is_file():
+            maml.load_checkpoint(output / MAML_DISCRETE_CHECKPOINT)
+        maml.train(progress=not args.no_progress)
+        others["maml"] = maml.evaluate
+        maml_extra = {"maml_config": maml.config.to_dict(), "maml_iterations": maml.history,
+                      "maml_train_seconds_total": sum(m["seconds"] for m in maml.history)}
     start = time.perf_counter()
-    evaluation = trainer.evaluate_methods(args.eval_tasks)
+    evaluation = trainer.evaluate_methods(args.eval_tasks, others=others)
     eval_seconds = time.perf_counter() - start
     extra = {
         "eval": evaluation,
@@ -84,6 +110,7 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
         "env_steps": trainer.env_steps,
         "env_steps_per_second": trainer.env_steps / max(total_train_seconds, 1e-9),
         "machine": f"{torch.get_num_threads()} torch thread(s), device {trainer.device}",
+        **maml_extra,
     }
     trainer.write_metrics(extra)
     plot(trainer.history, evaluation, paper, output / "learning_curve.png", title)

@@ -356,3 +356,103 @@ def test_throughput_benchmark_smoke():
                        "--mdp-episodes", "1"])
     assert set(out) == {"bandit_k5_n10", "mdp_n1"}
     assert all(r["pure"] > 0 and r["gym"] > 0 for r in out.values())
+
+
+# ----------------------------------------------------------------------------- MAML on the same families
+def _policy_trial_loop(env, net, params, tasks, env_noise, gumbel_u):
+    """A non-recurrent categorical policy playing whole trials step by step, one task at a time."""
+    T, B, _ = gumbel_u.shape
+    totals = []
+    for b in range(B):
+        task_b = type(tasks)(*(x[b:b + 1] for x in tasks))
+        state, obs = env.reset(task_b)
+        total = 0.0
+        for t in range(T):
+            logits = net.apply(params, obs)[0]
+            a = int(torch.argmax(logits - torch.log(-torch.log(gumbel_u[t, b]))))
+            noise_t = env_noise[t, b:b + 1] if isinstance(env_noise, torch.Tensor) else MDPNoise(
+                env_noise.transition[t, b:b + 1], env_noise.reward[t, b:b + 1])
+            state, obs, reward, _ = env.step(state, torch.tensor([a]), task_b, noise_t)
+            total += float(reward[0])
+        totals.append(total)
+    return torch.tensor(totals)
+
+
+@pytest.mark.parametrize("family", ["bandit", "mdp"])
+def test_maml_episodes_and_trial_returns_match_a_loop_over_the_trial(family):
+    from functional_metarl.meta import categorical_episodes, episode_env, maml_trial_returns, split_trial_noise
+    from functional_metarl.nn import categorical_policy
+    from functional_metarl.optim import sgd
+
+    env = BernoulliBandits(3, 6) if family == "bandit" else TabularMDP(num_episodes=4, num_states=3, num_actions=2, horizon=3)
+    net = categorical_policy(env.obs_dim, env.num_actions, hidden=(8,))
+    params = net.init(0)
+    B = 3
+    tasks = env.sample_tasks(B, gen(30))
+    noise = sample_rl2_noise(env, B, 0, gen(31))
+    assert episode_env(env).trial_length == env.episode_length
+    # with a vanishing inner step, the split protocol is the meta-policy playing the whole trial
+    totals = maml_trial_returns(env, net, params, sgd(1e-12), tasks, noise.env, noise.gumbel_u, 2)
+    torch.testing.assert_close(totals, _policy_trial_loop(env, net, params, tasks, noise.env, noise.gumbel_u))
+    # episodes 1..2 of the trial, as independent episodes: the same rewards as the trial's steps
+    n_env, n_u = split_trial_noise(env, noise.env, noise.gumbel_u, 1, 2)
+    eps = categorical_episodes(env, net, params, tasks, n_env, n_u)
+    H = env.episode_length
+    assert eps.actions.shape == (B, H, 2) and eps.actions.dtype == torch.int64 and eps.obs.shape == (B, H, 2, env.obs_dim)
+    for e in range(2):
+        sub_env = (noise.env[(1 + e) * H:(2 + e) * H] if family == "bandit" else
+                                MDPNoise(*(x[(1 + e) * H:(2 + e) * H] for x in noise.env)))
+        one = episode_env(env)
+        ref = _policy_trial_loop(one, net, params, tasks, sub_env, noise.gumbel_u[(1 + e) * H:(2 + e) * H])
+        torch.testing.assert_close(eps.rewards[:, :, e].sum(1), ref)
+    with pytest.raises(ValueError, match="num_pre must be an int in"):
+        maml_trial_returns(env, net, params, sgd(0.1), tasks, noise.env, noise.gumbel_u, 0)
+    with pytest.raises(ValueError, match="must lie within the trial"):
+        split_trial_noise(env, noise.env, noise.gumbel_u, 3, env.trial_length // env.episode_length - 2)
+    with pytest.raises(ValueError, match="categorical policy"):
+        categorical_episodes(env, gru_actor_critic(env.obs_dim, env.num_actions, 4), params, tasks, n_env, n_u)
+
+
+def test_discrete_maml_trainer_resume_is_bit_identical(tmp_path):
+    from functional_metarl.runners import MAML_DISCRETE_CHECKPOINT, DiscreteMAMLConfig, DiscreteMAMLTrainer
+
+    def cfg(**kw):
+        return DiscreteMAMLConfig(**{**dict(num_arms=3, num_pulls=4, iterations=4, meta_batch_size=4, hidden=(4,),
+                                            device="cpu", checkpoint_every=2), **kw})
+
+    straight = DiscreteMAMLTrainer(cfg(), tmp_path / "a")
+    straight.train(progress=False)
+    DiscreteMAMLTrainer(cfg(iterations=2), tmp_path / "b").train(progress=False)
+    resumed = DiscreteMAMLTrainer(cfg(), tmp_path / "c")
+    resumed.load_checkpoint(tmp_path / "b" / MAML_DISCRETE_CHECKPOINT)
+    resumed.train(progress=False)
+    for k in straight.params:
+        assert torch.equal(straight.params[k], resumed.params[k]), k
+    drop = ("seconds",)
+    assert [{k: v for k, v in m.items() if k not in drop} for m in straight.history] == \
+           [{k: v for k, v in m.items() if k not in drop} for m in resumed.history]
+    assert cfg().pre_episodes == 2 and cfg(num_pre=3).pre_episodes == 3
+    with pytest.raises(ValueError, match="num_pre must be an int in"):
+        cfg(num_pre=4)
+    with pytest.raises(ValueError, match=">= 2 episodes"):
+        cfg(num_pulls=1)
+    with pytest.raises(ValueError, match="inner_lr"):
+        cfg(inner_lr=-1.0)
+
+
+def test_mdp_example_smoke(tmp_path, monkeypatch):
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    monkeypatch.syspath_prepend(str(examples))
+    monkeypatch.setattr(sys, "argv", ["rl2_mdp.py", "--n", "2", "--iterations", "2", "--trials", "8", "--hidden", "8",
+                                      "--minibatches", "2", "--eval-tasks", "20", "--maml-iterations", "1",
+                                      "--maml-meta-batch", "4", "--output", str(tmp_path), "--no-progress"])
+    runpy.run_path(str(examples / "rl2_mdp.py"), run_name="__main__")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["eval"]) == {"rl2", "rl2_greedy", "random", "psrl", "maml"}
+    assert len(metrics["iterations"]) == 2 and (tmp_path / "learning_curve.png").is_file()
+    assert all(r["num_tasks"] == 20 for r in metrics["eval"].values())

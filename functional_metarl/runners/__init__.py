@@ -49,3 +49,7 @@ from .gym_sampler import TaskVectorSampler  # noqa: E402
 from .gym_maml import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer  # noqa: E402
 
 __all__ += ["TaskVectorSampler", "GYM_MAML_CHECKPOINT", "GymMAMLConfig", "GymMAMLTrainer"]
+
+from .rl2 import MAML_DISCRETE_CHECKPOINT, DiscreteMAMLConfig, DiscreteMAMLTrainer  # noqa: E402
+
+__all__ += ["MAML_DISCRETE_CHECKPOINT", "DiscreteMAMLConfig", "DiscreteMAMLTrainer"]

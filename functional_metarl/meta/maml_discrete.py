@@ -1,0 +1,128 @@
+"""MAML with a categorical policy on the RL² task families (bandits, tabular MDPs).
+
+The comparison with RL² is on the same trial budget: a trial of ``n`` episodes of a task is
+split into ``n_pre`` episodes of the meta-learned policy, one inner policy-gradient step
+(``meta.adapt_tasks``) on them, and ``n - n_pre`` episodes of the adapted policy; the trial's
+total reward is the sum over both parts. Meta-training uses the same split (``train`` = the
+first ``n_pre`` episodes, ``valid`` = the rest) through the MAML-RL path (``meta.maml_trpo_step``
+with ``nn.categorical_policy``).
+
+Episodes of one task are independent copies of the task stepping side by side (batch
+``[N tasks, E episodes]``); their noise is cut from the env's trial noise, so MAML and RL² can
+be scored on the very same draws: the env noise of trial step ``e * H + h`` is step ``h`` of
+episode ``e``.
+
+Shapes: env noise leaves ``[H, N, E]``, Gumbel uniforms ``[H, N, E, A]``; ``envs.Episodes``
+task-major ``[N, H, E, ...]`` (categorical actions int64 ``[N, H, E]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..envs.bandits import BernoulliBandits
+from ..envs.rollout import Episodes
+from ..envs.tabular_mdp import TabularMDP
+from ..nn.core import Functional
+from ..optim import GradientTransformation
+from ..tree import Params, tree_map
+from .maml_rl import adapt_tasks, make_rl_batches
+from .rl2 import gumbel_sample
+
+__all__ = ["episode_env", "split_trial_noise", "categorical_episodes", "maml_trial_returns"]
+
+
+def episode_env(env: BernoulliBandits | TabularMDP) -> BernoulliBandits | TabularMDP:
+    """The same family with trials of one episode (a bandit pull; an ``H``-step MDP episode)."""
+    if isinstance(env, BernoulliBandits):
+        return BernoulliBandits(env.num_arms, 1)
+    if isinstance(env, TabularMDP):
+        return TabularMDP(1, env.num_states, env.num_actions, env.horizon, env.reward_std)
+    raise TypeError(f"env must be BernoulliBandits or TabularMDP, got {type(env).__name__}")
+
+
+def _expand_tasks(tasks: Any, num_episodes: int) -> Any:
+    """Task leaves ``[N, ...]`` -> ``[N, E, ...]`` (the same task for every episode)."""
+    return type(tasks)(*(x.unsqueeze(1).expand(x.shape[0], num_episodes, *x.shape[1:]) for x in tasks))
+
+
+def split_trial_noise(env: BernoulliBandits | TabularMDP, env_noise: Any, gumbel_u: torch.Tensor,
+                      first: int, count: int) -> tuple[Any, torch.Tensor]:
+    """Episodes ``first .. first + count - 1`` of a trial's noise, laid out for
+    :func:`categorical_episodes`: env leaves ``[n H, B] -> [H, B, count]``, Gumbel
+    ``[n H, B, A] -> [H, B, count, A]``."""
+    H = env.episode_length
+    n = env.trial_length // H
+    if not (0 <= first and count >= 1 and first + count <= n):
+        raise ValueError(f"episodes first={first}, count={count} must lie within the trial's {n} episodes")
+
+    def cut(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != env.trial_length:
+            raise ValueError(f"trial noise expected a leading axis of {env.trial_length} steps, got {tuple(x.shape)}")
+        y = x.reshape(n, H, *x.shape[1:])[first:first + count]  # [count, H, B, ...]
+        return y.movedim(0, 2)  # [H, B, count, ...]
+
+    return tree_map(cut, env_noise), cut(gumbel_u)
+
+
+def categorical_episodes(
+    env: BernoulliBandits | TabularMDP, policy: Functional, params: Params, tasks: Any, env_noise: Any,
+    gumbel_u: torch.Tensor, *, params_per_task: bool = False,
+) -> Episodes:
+    """``E`` independent episodes of each of the ``N`` tasks with a categorical policy.
+
+    Args:
+        env: the family (its episode length ``H`` is used; trials are ignored).
+        policy: ``nn.categorical_policy(env.obs_dim, env.num_actions)``.
+        params: shared, or (``params_per_task``) leaves ``[N, *shape]``.
+        tasks: leaves ``[N, ...]``.
+        env_noise: leaves ``[H, N, E]``; gumbel_u: ``[H, N, E, A]`` (see :func:`split_trial_noise`).
+
+    Returns ``envs.Episodes`` with obs ``[N, H, E, obs_dim]``, actions int64 ``[N, H, E]``,
+    rewards ``[N, H, E]`` and mask ones. Runs without gradients.
+    """
+    if getattr(policy, "distribution", None) != "categorical":
+        raise ValueError(f"policy must be a categorical policy (nn.categorical_policy), got distribution="
+                         f"{getattr(policy, 'distribution', None)!r}")
+    H, N, E, A = gumbel_u.shape
+    if A != env.num_actions or H != env.episode_length:
+        raise ValueError(f"gumbel_u expected shape [{env.episode_length}, N, E, {env.num_actions}], got {tuple(gumbel_u.shape)}")
+    one = episode_env(env)
+    batch = _expand_tasks(tasks, E)
+    forward = policy.apply_stacked if params_per_task else policy.apply
+    obs_l, act_l, rew_l = [], [], []
+    with torch.no_grad():
+        state, obs = one.reset(batch)
+        for h in range(H):
+            logits = forward(params, obs)
+            action = gumbel_sample(logits, gumbel_u[h])
+            obs_l.append(obs)
+            act_l.append(action)
+            state, obs, reward, _ = one.step(state, action, batch, tree_map(lambda x: x[h], env_noise), validate=False)
+            rew_l.append(reward)
+    rewards = torch.stack(rew_l, dim=1)
+    return Episodes(torch.stack(obs_l, dim=1), torch.stack(act_l, dim=1), rewards, torch.ones_like(rewards))
+
+
+def maml_trial_returns(
+    env: BernoulliBandits | TabularMDP, policy: Functional, params: Params, inner_opt: GradientTransformation,
+    tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, num_pre: int, *, gamma: float = 0.99,
+    gae_lambda: float = 1.0,
+) -> torch.Tensor:
+    """Total reward per trial of MAML under the split protocol (module docstring): ``[B]``.
+
+    ``env_noise`` / ``gumbel_u``: the trial's noise (leaves ``[n H, B]`` / ``[n H, B, A]``), the
+    same the RL² evaluation uses; ``num_pre`` episodes before the inner step, the rest after.
+    """
+    n = env.trial_length // env.episode_length
+    if isinstance(num_pre, bool) or not isinstance(num_pre, int) or not 1 <= num_pre < n:
+        raise ValueError(f"num_pre must be an int in [1, {n - 1}] (episodes before the inner step), got {num_pre!r}")
+    pre_noise, pre_u = split_trial_noise(env, env_noise, gumbel_u, 0, num_pre)
+    post_noise, post_u = split_trial_noise(env, env_noise, gumbel_u, num_pre, n - num_pre)
+    pre = categorical_episodes(env, policy, params, tasks, pre_noise, pre_u)
+    adapted = adapt_tasks(params, make_rl_batches(pre, gamma, gae_lambda), policy, inner_opt, steps=1, first_order=True)
+    adapted = tree_map(lambda p: p.detach(), adapted)
+    post = categorical_episodes(env, policy, adapted, tasks, post_noise, post_u, params_per_task=True)
+    return pre.rewards.sum(dim=(1, 2)) + post.rewards.sum(dim=(1, 2))
