@@ -519,6 +519,15 @@ def test_emaml_needs_the_post_update_rewards():
                             estimator="e-maml")
 
 
+def test_emaml_score_term_needs_one_batch_per_params():
+    params, train, valid, policy = _nav_problem(seed=10)
+    stack = {k: v.expand(3, *v.shape) for k, v in params.items()}
+    with pytest.raises(ValueError, match="path and train"):
+        emaml_score_term([stack, stack], (train,), valid, policy)
+    with pytest.raises(ValueError, match="path and train"):
+        emaml_score_term([], (), valid, policy)
+
+
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("clip_eps", 0.0), ("target_kl", -1.0),
                                          ("init_kl_coef", float("nan")), ("epochs", 2.5)])
 def test_bad_promp_config_names_the_field(field, value):

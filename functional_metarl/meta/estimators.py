@@ -223,6 +223,10 @@ def emaml_score_term(
     path leaves ``[N, ...]``; train / valid leaves ``[N, T, E, ...]``.
     """
     _require_rewards(valid, "emaml_score_term")
+    if not isinstance(path, (list, tuple)) or not isinstance(train, (list, tuple)) or len(path) != len(train) or not train:
+        raise ValueError("emaml_score_term: path and train must be sequences of equal, non-zero length (the params "
+                         f"before each inner step and that step's batch), got {type(path).__name__} / "
+                         f"{type(train).__name__}")
     score = 0.0
     for stacked, batch in zip(path, train):
         dist = _as_dist(policy, policy.apply_stacked(stacked, batch.obs))
