@@ -213,37 +213,41 @@ class TaskVectorSampler:
         self.envs.set_attr("task", [tasks[i // e] for i in range(self.num_envs)])
         obs_np, _ = self.envs.reset(seed=[int(s) for s in reset_seeds])
         alive = np.ones(self.num_envs, dtype=bool)
-        obs_buf = torch.zeros(n, t_max, e, self.obs_dim)
-        act_buf = torch.zeros(n, t_max, e, a)
-        rew_buf = torch.zeros(n, t_max, e)
-        mask_buf = torch.zeros(n, t_max, e)
-        info_bufs = {k: torch.zeros(n, t_max, e) for k in info_keys}
+        # Step records in numpy, time-major over the flat sub-env axis; padding is zeroed and the
+        # task axis split off once at the end (cheaper per step than tensor writes).
+        obs_buf = np.zeros((t_max, self.num_envs, self.obs_dim), dtype=np.float32)
+        act_buf = np.zeros((t_max, self.num_envs, a), dtype=np.float32)
+        rew_buf = np.zeros((t_max, self.num_envs), dtype=np.float32)
+        mask_buf = np.zeros((t_max, self.num_envs), dtype=bool)
+        info_bufs = {k: np.zeros((t_max, self.num_envs), dtype=np.float32) for k in info_keys}
         with torch.no_grad():
             for t in range(t_max):
-                obs = torch.as_tensor(np.asarray(obs_np, dtype=np.float32)).view(n, e, self.obs_dim)
+                obs_buf[t] = obs_np
+                mask_buf[t] = alive
+                obs = torch.from_numpy(obs_buf[t]).view(n, e, self.obs_dim)
                 mean, log_std = forward(params, obs.to(device))
-                action = (mean + torch.exp(log_std) * noise[t]).cpu()
-                alive_t = torch.as_tensor(alive).view(n, e)
-                keep = alive_t.unsqueeze(-1)
-                obs_buf[:, t] = torch.where(keep, obs, 0.0)
-                act_buf[:, t] = torch.where(keep, action, 0.0)
-                mask_buf[:, t] = alive_t.float()
-                env_action = np.clip(self.action_scale * action.reshape(self.num_envs, a).numpy().astype(np.float64),
-                                     self._low, self._high)
+                action = (mean + torch.exp(log_std) * noise[t]).cpu().reshape(self.num_envs, a).numpy()
+                act_buf[t] = action
+                env_action = np.clip(self.action_scale * action.astype(np.float64), self._low, self._high)
                 obs_np, reward, terminated, truncated, info = self.envs.step(env_action.astype(np.float32))
-                rew_buf[:, t] = torch.where(alive_t, torch.as_tensor(reward, dtype=torch.float32).view(n, e), 0.0)
+                rew_buf[t] = reward
                 for k in info_keys:
-                    values = self._info_values(info, k)
-                    info_bufs[k][:, t] = torch.where(alive_t, torch.as_tensor(values, dtype=torch.float32).view(n, e), 0.0)
+                    info_bufs[k][t] = self._info_values(info, k)
                 self.steps_taken += int(alive.sum())
                 alive = alive & ~(np.asarray(terminated) | np.asarray(truncated))
                 if not alive.any():
                     break
-        episodes = Episodes(obs=obs_buf.to(device), actions=act_buf.to(device), rewards=rew_buf.to(device),
-                            mask=mask_buf.to(device))
+
+        def task_major(buf: np.ndarray) -> torch.Tensor:
+            m = mask_buf.reshape(mask_buf.shape + (1,) * (buf.ndim - 2))
+            out = torch.from_numpy(np.where(m, buf, 0).astype(np.float32))
+            return out.view(t_max, n, e, *buf.shape[2:]).transpose(0, 1).contiguous().to(device)
+
+        episodes = Episodes(obs=task_major(obs_buf), actions=task_major(act_buf), rewards=task_major(rew_buf),
+                            mask=task_major(mask_buf.astype(np.float32)))
         if not torch.isfinite(episodes.rewards).all() or not torch.isfinite(episodes.obs).all():
             raise FloatingPointError("the simulator returned non-finite observations or rewards")
-        return episodes, {k: v.to(device) for k, v in info_bufs.items()}
+        return episodes, {k: task_major(v) for k, v in info_bufs.items()}
 
     def _info_values(self, info: dict, key: str) -> np.ndarray:
         # SAME_STEP puts the ending step's info under "final_info" for the sub-envs that ended.
