@@ -303,3 +303,31 @@ def test_gittins_indices_against_a_per_state_bisection_and_the_published_value()
     assert best in (0.5, 0.9) and scores[best] == max(scores.values())
     with pytest.raises(ValueError, match="gammas"):
         tune_gittins_gamma(env, tasks, env.sample_noise((300,), gen(21)), gammas=())
+
+
+def test_ucb_exploration_constant_and_its_tuning():
+    from functional_metarl.envs import tune_ucb_c
+
+    env = BernoulliBandits(2, 50)
+    tasks = BanditTask(torch.tensor([[0.6, 0.4]]).expand(200, 2))
+    noise = env.sample_noise((200,), gen(40))
+    # c = 0: after one pull of each arm, UCB1 is greedy on the empirical means
+    run = bandit_baseline(env, tasks, "ucb1", noise, gen(41), ucb_c=0.0)
+    counts = torch.nn.functional.one_hot(run.actions[:2].T, 2).sum(1)
+    assert torch.all(counts == 1)  # the first two pulls try both arms
+    s = torch.zeros(200, 2)
+    c = torch.zeros(200, 2)
+    for t in range(50):  # replay: every later pull is the arm of highest mean so far (ties: either)
+        a = run.actions[t]
+        if t >= 2:
+            mean = s / c
+            best = mean.max(1).values
+            assert torch.all(mean.gather(1, a[:, None]).squeeze(1) == best)
+        c[torch.arange(200), a] += 1
+        s[torch.arange(200), a] += run.rewards[t]
+    best, scores = tune_ucb_c(env, tasks, noise, values=(0.0, 1.0), generator=gen(42))
+    assert best in (0.0, 1.0) and scores[best] == max(scores.values())
+    with pytest.raises(ValueError, match="ucb_c must be"):
+        bandit_baseline(env, tasks, "ucb1", noise, ucb_c=-1.0)
+    with pytest.raises(ValueError, match="values must be"):
+        tune_ucb_c(env, tasks, noise, values=())

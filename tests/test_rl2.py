@@ -324,7 +324,7 @@ def test_short_rl2_run_beats_random_on_k5_n10():
     trainer = RL2Trainer(cfg)
     trainer.train(progress=False)
     results = trainer.evaluate_methods(num_tasks=2000, seed=123)
-    assert set(results) == {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "thompson", "gittins"}
+    assert set(results) == {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "ucb1_tuned", "thompson", "gittins"}
     rl2, rand = results["rl2"], results["random"]
     # random is 5.0 in expectation; require a gap of several standard errors
     assert rl2["mean"] > rand["mean"] + 4 * (rl2["stderr"] ** 2 + rand["stderr"] ** 2) ** 0.5, results

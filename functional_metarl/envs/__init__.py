@@ -72,3 +72,7 @@ __all__ += [
 from .baselines import gittins_indices, tune_gittins_gamma  # noqa: E402
 
 __all__ += ["gittins_indices", "tune_gittins_gamma"]
+
+from .baselines import tune_ucb_c  # noqa: E402
+
+__all__ += ["tune_ucb_c"]

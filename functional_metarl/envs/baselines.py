@@ -2,7 +2,8 @@
 
 Bandits (:func:`bandit_baseline`): ``"random"``; ``"greedy"`` (greedy with the uniform prior:
 pull the arm of highest posterior mean ``(s + 1) / (c + 2)``); ``"ucb1"`` (Auer et al. 2002:
-every arm once, then ``argmax s / c + sqrt(2 ln t / c)``); ``"thompson"`` (Beta(1, 1) prior,
+every arm once, then ``argmax s / c + ucb_c sqrt(ln t / c)``, ``ucb_c = sqrt(2)`` in the paper
+that defines it; :func:`tune_ucb_c` picks it on tuning tasks); ``"thompson"`` (Beta(1, 1) prior,
 pull the argmax of one draw from each arm's ``Beta(s + 1, c - s + 1)`` posterior). Ties are
 broken uniformly at random. ``"gittins"``: pull the arm of highest Gittins index (Gittins 1979)
 of its ``Beta(s + 1, c - s + 1)`` posterior for a discount ``gamma`` (:func:`gittins_indices`:
@@ -34,7 +35,7 @@ from ..tree import tree_map
 from .bandits import BanditTask, BernoulliBandits
 from .tabular_mdp import MDPNoise, MDPTask, TabularMDP
 
-__all__ = ["gittins_indices", "tune_gittins_gamma", "BaselineRun", "BANDIT_BASELINES", "MDP_BASELINES", "sample_gamma", "bandit_baseline", "mdp_baseline",
+__all__ = ["gittins_indices", "tune_gittins_gamma", "tune_ucb_c", "BaselineRun", "BANDIT_BASELINES", "MDP_BASELINES", "sample_gamma", "bandit_baseline", "mdp_baseline",
            "RL2_PAPER_GITTINS"]
 
 BANDIT_BASELINES = ("random", "greedy", "ucb1", "thompson", "gittins")
@@ -105,6 +106,20 @@ def gittins_indices(gamma: float, depth: int, grid: int = 2001, dtype: torch.dty
     return index
 
 
+def tune_ucb_c(
+    env: BernoulliBandits, tasks: BanditTask, env_noise: torch.Tensor,
+    values: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, math.sqrt(2.0)),
+    generator: torch.Generator | None = None,
+) -> tuple[float, dict[float, float]]:
+    """The UCB1 exploration constant in ``values`` with the most total reward per trial on
+    ``tasks`` (use tuning tasks, not the evaluation ones). Returns ``(best, {c: mean})``."""
+    if not values:
+        raise ValueError("values must be a non-empty sequence of exploration constants >= 0")
+    scores = {c: float(bandit_baseline(env, tasks, "ucb1", env_noise, generator, ucb_c=c).rewards.sum(0).mean())
+              for c in values}
+    return max(scores, key=scores.get), scores
+
+
 def tune_gittins_gamma(
     env: BernoulliBandits, tasks: BanditTask, env_noise: torch.Tensor, gammas: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99),
     generator: torch.Generator | None = None,
@@ -126,11 +141,14 @@ def _argmax_random_ties(scores: torch.Tensor, generator: torch.Generator | None)
 
 def bandit_baseline(
     env: BernoulliBandits, tasks: BanditTask, method: str, env_noise: torch.Tensor, generator: torch.Generator | None = None,
-    gittins_gamma: float = 0.9,
+    gittins_gamma: float = 0.9, ucb_c: float = math.sqrt(2.0),
 ) -> BaselineRun:
     """Play one trial of ``method`` (see the module docstring) on every bandit of ``tasks``
     (``means [B, k]``) with the env's uniforms ``env_noise [n, B]``. ``gittins_gamma``: the
-    discount of the Gittins indices (``"gittins"`` only)."""
+    discount of the Gittins indices (``"gittins"`` only); ``ucb_c``: UCB1's exploration
+    constant, bonus ``ucb_c * sqrt(ln t / c)`` (``"ucb1"`` only; ``sqrt(2)`` is Auer et al.'s)."""
+    if not (isinstance(ucb_c, (int, float)) and ucb_c >= 0 and math.isfinite(ucb_c)):
+        raise ValueError(f"ucb_c must be a finite float >= 0, got {ucb_c!r}")
     if method not in BANDIT_BASELINES:
         raise ValueError(f"method must be one of {BANDIT_BASELINES}, got {method!r}")
     means = tasks.means
@@ -154,7 +172,7 @@ def bandit_baseline(
         elif method == "greedy":
             scores = (successes + 1) / (counts + 2)
         elif method == "ucb1":
-            bonus = torch.sqrt(2.0 * math.log(max(t, 1)) / counts.clamp_min(1))
+            bonus = ucb_c * torch.sqrt(math.log(max(t, 1)) / counts.clamp_min(1))
             scores = torch.where(counts == 0, torch.full_like(counts, math.inf), successes / counts.clamp_min(1) + bonus)
         else:  # thompson
             a = sample_gamma(successes + 1, generator)

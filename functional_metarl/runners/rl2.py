@@ -21,7 +21,7 @@ from torch.func import grad_and_value
 from tqdm.auto import tqdm
 
 from ..envs.bandits import BernoulliBandits
-from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline, tune_gittins_gamma
+from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline, tune_gittins_gamma, tune_ucb_c
 from ..envs.tabular_mdp import TabularMDP
 from ..meta.maml_discrete import categorical_episodes, maml_trial_returns, split_trial_noise
 from ..meta.maml_rl import TRPOConfig, adapt_tasks, maml_trpo_step, make_rl_batches
@@ -213,7 +213,9 @@ class RL2Trainer:
         ``"rl2"``; acting greedily on its logits: ``"rl2_greedy"``) and (``baselines``) every
         classic baseline on the same ``num_tasks`` held-out tasks with the same env noise.
 
-        The Gittins discount is tuned on 500 separate tasks (``envs.tune_gittins_gamma``).
+        The Gittins discount and the exploration constant of ``"ucb1_tuned"`` (``"ucb1"`` keeps
+        Auer et al.'s ``sqrt(2)``) are tuned on 500 separate tasks (``envs.tune_gittins_gamma``,
+        ``envs.tune_ucb_c``).
         Tasks and noise come from their own generator (``seed`` defaults to ``config.seed +
         10_000``), not from the training stream. ``others``: more agents, ``name -> fn(tasks,
         env_noise, gumbel_u) -> totals [B]``, scored on the same tasks and noise (e.g.
@@ -232,10 +234,14 @@ class RL2Trainer:
                 # Gittins: the discount tuned on 500 other tasks (their own generator)
                 tune = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, (), generator=gen)))
                 tune_tasks = self.env.sample_tasks(500, tune)
-                gittins_gamma, _ = tune_gittins_gamma(self.env, tune_tasks, self.env.sample_noise((500,), tune), generator=tune)
+                tune_noise = self.env.sample_noise((500,), tune)
+                gittins_gamma, _ = tune_gittins_gamma(self.env, tune_tasks, tune_noise, generator=tune)
+                ucb_c, _ = tune_ucb_c(self.env, tune_tasks, tune_noise, generator=tune)
                 for method in BANDIT_BASELINES:
                     totals[method] = bandit_baseline(self.env, tasks, method, noise.env, agent_gen,
                                                      gittins_gamma=gittins_gamma).rewards.sum(0)
+                totals["ucb1_tuned"] = bandit_baseline(self.env, tasks, "ucb1", noise.env, agent_gen,
+                                                       ucb_c=ucb_c).rewards.sum(0)
             else:
                 for method in MDP_BASELINES:
                     totals[method] = mdp_baseline(self.env, tasks, method, noise.env, agent_gen).rewards.sum(0)
@@ -244,6 +250,7 @@ class RL2Trainer:
         out = {k: mean_and_stderr(v) for k, v in totals.items()}
         if "gittins" in out:
             out["gittins"]["gamma"] = gittins_gamma
+            out["ucb1_tuned"]["c"] = ucb_c
         return out
 
     # ----------------------------------------------------------------- checkpoints
