@@ -14,7 +14,8 @@ steps of ``meta.rl2_ppo_loss`` with Adam). They differ only in how the trials ar
   (as with a synchronous vector env), then the collected trials go through the same PPO update.
 
 Prints env steps/s of each (median over ``--repeats`` timed iterations after one warm-up) and
-the ratio pure / gym loop.
+the ratio pure / gym loop, for the whole iteration and for the trial collection alone (the PPO
+update is the same work on both sides, so it bounds the whole-iteration ratio).
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ import numpy as np
 import torch
 
 from functional_metarl.envs import BernoulliBandits, TabularMDP
-from functional_metarl.meta import PPOConfig, Trial, rl2_advantages, rl2_ppo_loss, rl2_train_step, sample_rl2_noise
+from functional_metarl.meta import (
+    PPOConfig,
+    Trial,
+    rl2_advantages,
+    rl2_ppo_loss,
+    rl2_rollout,
+    rl2_train_step,
+    sample_rl2_noise,
+)
 from functional_metarl.nn import gru_actor_critic, rl2_inputs
 from functional_metarl.optim import adam, apply_updates
 from functional_metarl.rl import categorical_log_prob, normalize_advantages
@@ -86,10 +95,9 @@ class GymMDP(gym.Env):
         return self._obs(), reward, done, self.t >= self.n * self.H, {}
 
 
-def gym_iteration(envs: list[gym.Env], policy, params, opt, opt_state, cfg: PPOConfig, T: int, seed: int):
-    """Collect one trial per env with a Python loop over envs, then the same PPO update."""
+def gym_collect(envs: list[gym.Env], policy, params, T: int, gen: torch.Generator, seed: int) -> Trial:
+    """One trial per env, the envs stepped one by one in a Python loop each time step."""
     A = policy.num_actions
-    gen = torch.Generator().manual_seed(seed)
     obs = torch.as_tensor(np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]))
     B = len(envs)
     prev_a, prev_r, prev_d = torch.full((B,), -1), torch.zeros(B), torch.zeros(B)
@@ -107,7 +115,14 @@ def gym_iteration(envs: list[gym.Env], policy, params, opt, opt_state, cfg: PPOC
             for k, v in zip(Trial._fields, (x, action, reward, done, categorical_log_prob(logits, action), value)):
                 rows[k].append(v)
             prev_a, prev_r, prev_d = action, reward, done.float()
-    trial = Trial(*(torch.stack(rows[k]) for k in Trial._fields))
+    return Trial(*(torch.stack(rows[k]) for k in Trial._fields))
+
+
+def gym_iteration(envs: list[gym.Env], policy, params, opt, opt_state, cfg: PPOConfig, T: int, seed: int):
+    """Collect one trial per env with a Python loop over envs, then the same PPO update."""
+    gen = torch.Generator().manual_seed(seed)
+    B = len(envs)
+    trial = gym_collect(envs, policy, params, T, gen, seed)
     adv, ret = rl2_advantages(trial, cfg.gamma, cfg.gae_lambda)
     adv = normalize_advantages(adv, torch.ones_like(adv))
     fn = grad_and_value(rl2_ppo_loss, has_aux=True)
@@ -130,7 +145,7 @@ def bench(name: str, env, gym_envs, args) -> dict[str, float]:
     cfg = PPOConfig(epochs=args.epochs, num_minibatches=args.minibatches)
     opt = adam(1e-3)
     B, T = args.trials, env.trial_length
-    rates: dict[str, list[float]] = {"pure": [], "gym": []}
+    rates: dict[str, list[float]] = {"pure": [], "gym": [], "pure_rollout": [], "gym_rollout": []}
     gen = torch.Generator().manual_seed(0)
     params = policy.init(0)
     state = opt.init(params)
@@ -143,12 +158,22 @@ def bench(name: str, env, gym_envs, args) -> dict[str, float]:
         t0 = time.perf_counter()
         params, state = gym_iteration(gym_envs, policy, params, opt, state, cfg, T, seed=rep * 10_000)
         loop = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rl2_rollout(env, policy, params, tasks, noise.env, noise.gumbel_u)
+        pure_rollout = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gym_collect(gym_envs, policy, params, T, gen, seed=rep * 10_000 + 1)
+        gym_rollout = time.perf_counter() - t0
         if rep > 0:  # the first iteration is warm-up
             rates["pure"].append(B * T / pure)
             rates["gym"].append(B * T / loop)
+            rates["pure_rollout"].append(B * T / pure_rollout)
+            rates["gym_rollout"].append(B * T / gym_rollout)
     out = {k: statistics.median(v) for k, v in rates.items()}
     print(f"{name:>16}: pure {out['pure']:9.0f} env steps/s | gym loop {out['gym']:9.0f} env steps/s | "
           f"ratio {out['pure'] / out['gym']:.2f}x   ({B} trials x {T} steps, hidden {args.hidden})")
+    print(f"{'rollout only':>16}: pure {out['pure_rollout']:9.0f} env steps/s | gym loop {out['gym_rollout']:9.0f} env steps/s | "
+          f"ratio {out['pure_rollout'] / out['gym_rollout']:.2f}x")
     return out
 
 

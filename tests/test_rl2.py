@@ -355,7 +355,7 @@ def test_throughput_benchmark_smoke():
     out = module.main(["--trials", "4", "--hidden", "8", "--repeats", "1", "--epochs", "1", "--minibatches", "1",
                        "--mdp-episodes", "1"])
     assert set(out) == {"bandit_k5_n10", "mdp_n1"}
-    assert all(r["pure"] > 0 and r["gym"] > 0 for r in out.values())
+    assert all(r["pure"] > 0 and r["gym"] > 0 and r["pure_rollout"] > 0 and r["gym_rollout"] > 0 for r in out.values())
 
 
 # ----------------------------------------------------------------------------- MAML on the same families
