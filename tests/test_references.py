@@ -322,7 +322,7 @@ def test_adapt_tasks_matches_per_task_loop(first_order):
     tasks, lr = 3, 0.2
     params = GAUSS.init(6, dtype=DT)
     train = (_rl_batch(7, GAUSS, tasks), _rl_batch(8, GAUSS, tasks))
-    task = lambda b, i: RLBatch(*(x[i] for x in b))  # noqa: E731
+    task = lambda b, i: RLBatch(*(None if x is None else x[i] for x in b))  # noqa: E731
 
     def per_task_reference(p_of_task, lrs):
         return [hand_sgd_steps(p_of_task(i), [task(b, i) for b in train], _ref_loss(GAUSS), lrs, first_order)
