@@ -12,8 +12,12 @@ import pytest
 import torch
 
 from functional_metarl.envs import (
+    METAWORLD_BENCHMARKS,
+    MUJOCO_TASK_FAMILIES,
     AntDir,
+    AntDirEnv,
     HalfCheetahDir,
+    HalfCheetahDirEnv,
     HalfCheetahVel,
     HalfCheetahVelEnv,
     MetaWorldFamily,
@@ -23,7 +27,7 @@ from functional_metarl.envs import (
     success_rates,
 )
 from functional_metarl.nn import categorical_policy, gaussian_policy
-from functional_metarl.runners import GymMAMLConfig, GymMAMLTrainer, TaskVectorSampler
+from functional_metarl.runners import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer, TaskVectorSampler
 
 try:
     import mujoco  # noqa: F401
@@ -138,6 +142,30 @@ def test_tasks_differ_only_in_reward():
         assert (ta, ua) == (tb, ub) and ia["x_velocity"] == ib["x_velocity"]
         v = ia["x_velocity"]
         assert ra - rb == pytest.approx(-abs(v - 0.3) + abs(v - 1.7), abs=1e-9)
+
+
+@needs_mujoco
+def test_family_registry_builds_each_wrapper_over_its_gymnasium_env():
+    """make_mujoco_family / MUJOCO_TASK_FAMILIES: each name gives its family, whose make_env
+    wraps the right gymnasium env with the family's horizon as its time limit."""
+    expected = {"HalfCheetahVel": (HalfCheetahVelEnv, "HalfCheetah-v5", 1.0),
+                "HalfCheetahDir": (HalfCheetahDirEnv, "HalfCheetah-v5", -1.0),
+                "AntDir": (AntDirEnv, "Ant-v5", (0.0, 1.0))}
+    assert set(MUJOCO_TASK_FAMILIES) == set(expected)
+    for name, (wrapper, env_id, task) in expected.items():
+        family = make_mujoco_family(name, horizon=7)
+        assert isinstance(family, MUJOCO_TASK_FAMILIES[name]) and family.horizon == 7
+        env = family.make_env(task)
+        assert isinstance(env, wrapper) and env.unwrapped.spec.id == env_id
+        assert env.observation_space.shape == (family.obs_dim,) and env.action_space.shape == (family.act_dim,)
+        env.reset(seed=0)
+        steps = 0
+        while True:
+            steps += 1
+            if any(env.step(np.zeros(family.act_dim, dtype=np.float32))[2:4]):
+                break
+        assert steps == 7  # truncated at the family's horizon (nothing terminates standing still)
+        env.close()
 
 
 @needs_mujoco
@@ -387,7 +415,8 @@ def test_runner_resume_continues_exactly(tmp_path):
     first = GymMAMLTrainer(family, GymMAMLConfig(**{**config.to_dict(), "meta_iterations": 1}), output_dir=tmp_path)
     first.train(progress=False)
     resumed = GymMAMLTrainer(family, config, output_dir=tmp_path)
-    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert GYM_MAML_CHECKPOINT == "checkpoint.pt"
+    resumed.load_checkpoint(tmp_path / GYM_MAML_CHECKPOINT)
     assert resumed.iteration == 1
     resumed.train(progress=False)
     for k in straight.params:
@@ -434,6 +463,7 @@ def test_bad_task_family_and_task_values():
 
 @needs_metaworld
 def test_bad_metaworld_names_and_tasks(ml1):
+    assert METAWORLD_BENCHMARKS == ("ML1", "ML10")
     with pytest.raises(ValueError, match=r"expected one of \['ML1', 'ML10'\]"):
         MetaWorldFamily("ML99")
     with pytest.raises(ValueError, match="unknown Meta-World env_name 'reach-v9'.*reach-v3"):
