@@ -126,18 +126,18 @@ def plot(history: list[dict], evaluation: dict, paper: dict, path: Path, title: 
     baselines' held-out levels."""
     steps = [m["env_steps"] for m in history]
     returns = [m["trial_return"] for m in history]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.plot(steps, returns, color="black", lw=1, label="RL² (training batch)")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (method, r) in enumerate(evaluation.items()):
         ax.axhline(r["mean"], ls="--", color=colors[i % len(colors)], label=f"{method} (held-out) {r['mean']:.2f}")
     for method, value in paper.items():
-        if method not in evaluation:
-            ax.axhline(value, ls=":", color="gray", label=f"{method} (paper) {value}")
+        ax.axhline(value, ls=":", color="gray", lw=0.8)
+        ax.annotate(f"{method} (paper) {value}", (0, value), fontsize=6, color="gray", va="bottom")
     ax.set_xlabel("env steps")
     ax.set_ylabel("mean total reward per trial")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
