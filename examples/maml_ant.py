@@ -62,6 +62,12 @@ def parse_args() -> argparse.Namespace:
                                ("episodes_per_task", 10, 40), ("horizon", 100, 200)):
         if getattr(args, name) is None:
             setattr(args, name, paper if args.paper else short)
+    for name in ('meta_iterations', 'meta_batch_size', 'episodes_per_task', 'horizon', 'eval_tasks', 'eval_episodes', 'checkpoint_every'):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
+    for name in ("inner_lr", "action_scale"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     return args
 
 

@@ -67,6 +67,12 @@ def parse_args() -> argparse.Namespace:
     if args.benchmark == "ML10":
         args.env_name = None
     args.output = args.output or f"runs/maml_metaworld_{args.benchmark if args.env_name is None else args.env_name}"
+    for name in ('meta_iterations', 'meta_batch_size', 'episodes_per_task', 'horizon', 'eval_tasks', 'adapt_episodes', 'eval_episodes', 'checkpoint_every'):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
+    for name in ("inner_lr", "action_scale"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     return args
 
 

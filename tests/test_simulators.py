@@ -539,3 +539,23 @@ def test_bad_runner_config():
         GymMAMLConfig(first_order=1)
     with pytest.raises(TypeError, match="family must have"):
         GymMAMLTrainer(object(), GymMAMLConfig(device="cpu"))
+
+
+@pytest.mark.parametrize("example", ["maml_cheetah", "maml_ant", "maml_metaworld"])
+@pytest.mark.parametrize("argv,needle", [(["--meta-batch-size", "0"], "--meta-batch-size"),
+                                         (["--horizon", "-5"], "--horizon"),
+                                         (["--action-scale", "0"], "--action-scale")])
+def test_example_clis_reject_bad_flags_before_building_anything(example, argv, needle, tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{example}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{example}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [path.name, *argv, "--output", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as info:
+        module.parse_args()
+    assert info.value.code == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
