@@ -109,7 +109,8 @@ class MetaWorldTaskEnv(gym.Env):
         self._env.set_task(task)
         self._task = task
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset the current task's env (metaworld ignores ``seed``: a frozen task resets the same way)."""
         super().reset(seed=seed)
         if self._env is None:
             raise RuntimeError("MetaWorldTaskEnv: set .task before reset")
@@ -117,7 +118,8 @@ class MetaWorldTaskEnv(gym.Env):
         obs, info = self._env.reset()  # metaworld ignores seeds: a frozen task resets the same way
         return obs, info
 
-    def step(self, action):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One step of the current task; truncated at ``horizon`` steps (metaworld raises past 500)."""
         if self._env is None:
             raise RuntimeError("MetaWorldTaskEnv: set .task before stepping")
         obs, reward, terminated, truncated, info = self._env.step(np.asarray(action, dtype=np.float32))
@@ -125,7 +127,8 @@ class MetaWorldTaskEnv(gym.Env):
         truncated = bool(truncated) or self._steps >= self.horizon
         return obs, float(reward), bool(terminated), truncated, info
 
-    def close(self):
+    def close(self) -> None:
+        """Close every env class this wrapper has built."""
         for env in self._envs.values():
             env.close()
         self._envs.clear()
@@ -187,6 +190,7 @@ class MetaWorldFamily:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
     def make_env(self) -> MetaWorldTaskEnv:
+        """A new sub-env that can be set to any task of this benchmark (train or test classes)."""
         return MetaWorldTaskEnv({**self.train_classes, **self.test_classes}, self.horizon)
 
     def sample_tasks(self, num_tasks: int, rng: np.random.Generator, split: str = "train") -> list:

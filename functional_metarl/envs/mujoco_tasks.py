@@ -127,7 +127,8 @@ class HalfCheetahVelEnv(_TaskWrapper):
             raise ValueError(f"HalfCheetahVel task (goal velocity) expected in [{self.low}, {self.high}], got {v}")
         return v
 
-    def step(self, action):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One simulator step; the reward is this task's (see the class docstring), the rest is gymnasium's."""
         goal = self._require_task()
         obs, _, terminated, truncated, info = self.env.step(action)
         forward = -abs(float(info["x_velocity"]) - goal)
@@ -148,7 +149,8 @@ class HalfCheetahDirEnv(_TaskWrapper):
             raise ValueError(f"HalfCheetahDir task (direction) expected -1 or +1, got {value!r}")
         return d
 
-    def step(self, action):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One simulator step; the reward is this task's (see the class docstring), the rest is gymnasium's."""
         direction = self._require_task()
         obs, _, terminated, truncated, info = self.env.step(action)
         forward = direction * float(info["x_velocity"])
@@ -174,7 +176,8 @@ class AntDirEnv(_TaskWrapper):
             raise ValueError(f"AntDir task expected a unit direction (norm 1), got {value!r} with norm {norm}")
         return u
 
-    def step(self, action):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One simulator step; the reward is this task's (see the class docstring), the rest is gymnasium's."""
         ux, uy = self._require_task()
         obs, _, terminated, truncated, info = self.env.step(action)
         forward = ux * float(info["x_velocity"]) + uy * float(info["y_velocity"])
@@ -205,6 +208,7 @@ class _MujocoFamily:
         raise NotImplementedError
 
     def _check_sample_args(self, num_tasks: int, rng: Any) -> None:
+        """A new sub-env of this family, set to ``task`` when given (a gymnasium env with a settable ``task``)."""
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks <= 0:
             raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
         if not isinstance(rng, np.random.Generator):
@@ -227,9 +231,11 @@ class HalfCheetahVel(_MujocoFamily):
     low, high = 0.0, 2.0
 
     def make_env(self, task: float | None = None) -> HalfCheetahVelEnv:
+        """A HalfCheetahVel sub-env (horizon ``self.horizon``), set to goal velocity ``task`` when given."""
         return HalfCheetahVelEnv(_make_gym(self.env_id, self.horizon), task, self.low, self.high)
 
     def sample_tasks(self, num_tasks: int, rng: np.random.Generator) -> list[float]:
+        """``num_tasks`` goal velocities uniform in ``[low, high]``."""
         self._check_sample_args(num_tasks, rng)
         return [float(v) for v in rng.uniform(self.low, self.high, size=num_tasks)]
 
@@ -243,9 +249,11 @@ class HalfCheetahDir(_MujocoFamily):
     act_dim = 6
 
     def make_env(self, task: float | None = None) -> HalfCheetahDirEnv:
+        """A HalfCheetahDir sub-env (horizon ``self.horizon``), set to direction ``task`` (+1 / -1) when given."""
         return HalfCheetahDirEnv(_make_gym(self.env_id, self.horizon), task)
 
     def sample_tasks(self, num_tasks: int, rng: np.random.Generator) -> list[float]:
+        """``num_tasks`` directions, +1 or -1 with equal probability."""
         self._check_sample_args(num_tasks, rng)
         return [float(d) for d in 2 * rng.integers(0, 2, size=num_tasks) - 1]
 
@@ -269,9 +277,11 @@ class AntDir(_MujocoFamily):
         self.directions = directions
 
     def make_env(self, task: tuple[float, float] | None = None) -> AntDirEnv:
+        """An AntDir sub-env (horizon ``self.horizon``), set to the unit direction ``task`` when given."""
         return AntDirEnv(_make_gym(self.env_id, self.horizon, include_cfrc_ext_in_observation=False), task)
 
     def sample_tasks(self, num_tasks: int, rng: np.random.Generator) -> list[tuple[float, float]]:
+        """``num_tasks`` unit directions: (+1, 0) / (-1, 0), or uniform angles with ``directions='plane'``."""
         self._check_sample_args(num_tasks, rng)
         if self.directions == "forward_backward":
             return [(float(d), 0.0) for d in 2 * rng.integers(0, 2, size=num_tasks) - 1]

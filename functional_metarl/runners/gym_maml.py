@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..envs import Episodes
 from ..envs.metaworld_tasks import episode_success, success_rates
 from ..meta import TRPOConfig, adapt_tasks, maml_trpo_step, make_rl_batches
 from ..nn import gaussian_policy
@@ -86,6 +87,7 @@ class GymMAMLConfig:
             raise ValueError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
         out = dataclasses.asdict(self)
         out["hidden"] = list(self.hidden)
         return out
@@ -148,7 +150,7 @@ class GymMAMLTrainer:
         solved = episode_success(info[self.success_key], episodes.mask) if self.success_key else None
         return episodes, solved
 
-    def adapt(self, params: Params, episodes, per_task: bool = False) -> Params:
+    def adapt(self, params: Params, episodes: Episodes, per_task: bool = False) -> Params:
         """One inner SGD step per task on ``episodes`` (normalized GAE advantages); leaves ``[N, ...]``."""
         batch = make_rl_batches(episodes, gamma=self.config.gamma, gae_lambda=self.config.gae_lambda, normalize=True)
         with torch.no_grad():
@@ -253,6 +255,8 @@ class GymMAMLTrainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run: params (latest and best), the task and sampler
+        generators, counters and history (TRPO keeps no optimizer state)."""
         return {
             "config": self.config.to_dict(),
             "family": repr(self.family),
@@ -266,6 +270,7 @@ class GymMAMLTrainer:
         }
 
     def save_checkpoint(self) -> Path | None:
+        """Write ``state_dict()`` atomically to the output directory and refresh metrics.json; None without one."""
         if self.output_dir is None:
             return None
         path = atomic_save(self.state_dict(), self.output_dir / GYM_MAML_CHECKPOINT)
@@ -304,5 +309,6 @@ class GymMAMLTrainer:
         atomic_write_json(payload, path)
 
     def close(self) -> None:
+        """Close the sampler's sub-envs and the TensorBoard writer."""
         self.sampler.close()
         self._logger.close()

@@ -267,10 +267,12 @@ class TaskVectorSampler:
         return {"generator": self.generator.get_state(), "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generators' states written by ``state_dict``."""
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
 
     def close(self) -> None:
+        """Close the vector env (and its worker processes)."""
         envs = getattr(self, "envs", None)
         if envs is not None:
             envs.close()
