@@ -131,8 +131,8 @@ def gym_iteration(envs: list[gym.Env], policy, params, opt, opt_state, cfg: PPOC
         perm = torch.randperm(B, generator=gen)
         for i in range(cfg.num_minibatches):
             idx = perm[i * mb:(i + 1) * mb]
-            g, _ = fn(params, policy, Trial(*(x[:, idx] for x in trial)), adv[:, idx], ret[:, idx],
-                      cfg.clip_eps, cfg.value_coef, cfg.entropy_coef)
+            g, _ = fn(params, Trial(*(x[:, idx] for x in trial)), adv[:, idx], ret[:, idx], policy,
+                      clip_eps=cfg.clip_eps, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
             norm = tree_norm(g)
             g = tree_scale(g, torch.clamp(cfg.max_grad_norm / (norm + 1e-6), max=1.0))
             updates, opt_state = opt.update(g, opt_state, params)
@@ -153,13 +153,13 @@ def bench(name: str, env, gym_envs, args) -> dict[str, float]:
         tasks = env.sample_tasks(B, gen)
         noise = sample_rl2_noise(env, B, cfg.epochs, gen)
         t0 = time.perf_counter()
-        params, state, _ = rl2_train_step(env, policy, opt, params, state, tasks, noise, cfg)
+        params, state, _ = rl2_train_step(params, state, tasks, noise, env, policy, opt, config=cfg)
         pure = time.perf_counter() - t0
         t0 = time.perf_counter()
         params, state = gym_iteration(gym_envs, policy, params, opt, state, cfg, T, seed=rep * 10_000)
         loop = time.perf_counter() - t0
         t0 = time.perf_counter()
-        rl2_rollout(env, policy, params, tasks, noise.env, noise.gumbel_u)
+        rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, policy)
         pure_rollout = time.perf_counter() - t0
         t0 = time.perf_counter()
         gym_collect(gym_envs, policy, params, T, gen, seed=rep * 10_000 + 1)

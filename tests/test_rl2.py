@@ -131,7 +131,7 @@ def test_batched_rollout_equals_step_by_step_loop(family):
     tasks = env.sample_tasks(B, gen(2))
     noise = sample_rl2_noise(env, B, 0, gen(3))
     assert isinstance(noise, RL2Noise) and noise.gumbel_u.shape == (env.trial_length, B, env.num_actions)
-    trial = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    trial = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
     ref = _reference_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
     for b in range(B):
         for t, (a, r, d, lp, v) in enumerate(ref[b]):
@@ -157,12 +157,12 @@ def test_hidden_state_starts_every_trial_at_zero():
     params = net.init(0)
     tasks = env.sample_tasks(6, gen(4))
     noise = sample_rl2_noise(env, 6, 0, gen(5))
-    a = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
-    b = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u, hidden=torch.zeros(6, 8))
-    c = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u, hidden=torch.ones(6, 8))
+    a = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
+    b = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net, hidden=torch.zeros(6, 8))
+    c = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net, hidden=torch.ones(6, 8))
     assert torch.equal(a.values, b.values) and not torch.allclose(a.values[0], c.values[0])
     # a trial run after another one on the same batch starts afresh: same numbers again
-    again = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    again = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
     assert torch.equal(a.values, again.values) and torch.equal(a.actions, again.actions)
     # the first input carries no previous action, reward or done
     assert torch.equal(a.inputs[0], torch.cat([torch.ones(6, 1), torch.zeros(6, 5)], -1))
@@ -183,13 +183,13 @@ def test_rollout_bad_input():
     tasks = env.sample_tasks(4, gen())
     noise = sample_rl2_noise(env, 4, 0, gen())
     with pytest.raises(ValueError, match=r"gumbel_u expected shape \(5, 4, 3\)"):
-        rl2_rollout(env, net, net.init(0), tasks, noise.env, noise.gumbel_u[:, :3])
+        rl2_rollout(net.init(0), tasks, noise.env, noise.gumbel_u[:, :3], env, net)
     with pytest.raises(ValueError, match="env_noise leaves expected shape"):
-        rl2_rollout(env, net, net.init(0), tasks, noise.env[:4], noise.gumbel_u)
+        rl2_rollout(net.init(0), tasks, noise.env[:4], noise.gumbel_u, env, net)
     with pytest.raises(ValueError, match="num_actions 3 to match env"):
-        rl2_rollout(env, gru_actor_critic(1, 4, 8), gru_actor_critic(1, 4, 8).init(0), tasks, noise.env, noise.gumbel_u)
+        rl2_rollout(gru_actor_critic(1, 4, 8).init(0), tasks, noise.env, noise.gumbel_u, env, gru_actor_critic(1, 4, 8))
     with pytest.raises(ValueError, match=r"hidden expected shape \(4, 8\)"):
-        rl2_rollout(env, net, net.init(0), tasks, noise.env, noise.gumbel_u, hidden=torch.zeros(4, 7))
+        rl2_rollout(net.init(0), tasks, noise.env, noise.gumbel_u, env, net, hidden=torch.zeros(4, 7))
 
 
 # ----------------------------------------------------------------------------- advantages and loss
@@ -217,13 +217,13 @@ def test_ppo_loss_gradient_equals_an_explicit_autograd_reference():
     B = 5
     tasks = env.sample_tasks(B, gen(9))
     noise = sample_rl2_noise(env, B, 0, gen(10))
-    trial = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    trial = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
     adv, ret = rl2_advantages(trial, 0.99, 0.9)
     # act with other params so ratios differ from 1 and some clip
     moved = {k: v + 0.3 * torch.randn(v.shape, generator=gen(11)) for k, v in params.items()}
     clip, vc, ec = 0.1, 0.7, 0.05
-    g = grad(lambda p: rl2_ppo_loss(p, net, trial, adv, ret, clip, vc, ec)[0])(moved)
-    g_autograd, (loss, aux) = rl2_ppo_grad(moved, net, trial, adv, ret, clip, vc, ec)
+    g = grad(lambda p: rl2_ppo_loss(p, trial, adv, ret, net, clip_eps=clip, value_coef=vc, entropy_coef=ec)[0])(moved)
+    g_autograd, (loss, aux) = rl2_ppo_grad(moved, trial, adv, ret, net, clip_eps=clip, value_coef=vc, entropy_coef=ec)
     torch.testing.assert_close(g_autograd, g)
     assert not any(v.requires_grad for v in moved.values())  # the inputs are left alone
 
@@ -258,18 +258,18 @@ def test_train_step_bad_input():
     tasks = env.sample_tasks(6, gen())
     noise = sample_rl2_noise(env, 6, 2, gen())
     with pytest.raises(ValueError, match=r"num_minibatches \(4\) must divide the number of trials \(6\)"):
-        rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(epochs=2, num_minibatches=4))
+        rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=PPOConfig(epochs=2, num_minibatches=4))
     with pytest.raises(ValueError, match=r"noise.perms expected shape \(3, 6\)"):
-        rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(epochs=3, num_minibatches=2))
+        rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=PPOConfig(epochs=3, num_minibatches=2))
     with pytest.raises(ValueError, match="config.gamma must lie in"):
-        rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(epochs=2, num_minibatches=2, gamma=1.5))
+        rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=PPOConfig(epochs=2, num_minibatches=2, gamma=1.5))
     with pytest.raises(ValueError, match="config.reward_scale must be positive"):
-        rl2_train_step(env, net, opt, params, opt.init(params), tasks, noise, PPOConfig(2, 2, reward_scale=0.0))
+        rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=PPOConfig(2, 2, reward_scale=0.0))
     with pytest.raises(ValueError, match="num_trials"):
         sample_rl2_noise(env, 0, 1)
     with pytest.raises(ValueError, match="advantages expected shape"):
-        trial = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
-        rl2_ppo_loss(params, net, trial, torch.zeros(4, 5), torch.zeros(4, 6))
+        trial = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
+        rl2_ppo_loss(params, trial, torch.zeros(4, 5), torch.zeros(4, 6), net)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -392,11 +392,11 @@ def test_maml_episodes_and_trial_returns_match_a_loop_over_the_trial(family):
     noise = sample_rl2_noise(env, B, 0, gen(31))
     assert episode_env(env).trial_length == env.episode_length
     # with a vanishing inner step, the split protocol is the meta-policy playing the whole trial
-    totals = maml_trial_returns(env, net, params, sgd(1e-12), tasks, noise.env, noise.gumbel_u, 2)
+    totals = maml_trial_returns(params, tasks, noise.env, noise.gumbel_u, env, net, sgd(1e-12), num_pre=2)
     torch.testing.assert_close(totals, _policy_trial_loop(env, net, params, tasks, noise.env, noise.gumbel_u))
     # episodes 1..2 of the trial, as independent episodes: the same rewards as the trial's steps
     n_env, n_u = split_trial_noise(env, noise.env, noise.gumbel_u, 1, 2)
-    eps = categorical_episodes(env, net, params, tasks, n_env, n_u)
+    eps = categorical_episodes(params, tasks, n_env, n_u, env, net)
     H = env.episode_length
     assert eps.actions.shape == (B, H, 2) and eps.actions.dtype == torch.int64 and eps.obs.shape == (B, H, 2, env.obs_dim)
     for e in range(2):
@@ -406,11 +406,11 @@ def test_maml_episodes_and_trial_returns_match_a_loop_over_the_trial(family):
         ref = _policy_trial_loop(one, net, params, tasks, sub_env, noise.gumbel_u[(1 + e) * H:(2 + e) * H])
         torch.testing.assert_close(eps.rewards[:, :, e].sum(1), ref)
     with pytest.raises(ValueError, match="num_pre must be an int in"):
-        maml_trial_returns(env, net, params, sgd(0.1), tasks, noise.env, noise.gumbel_u, 0)
+        maml_trial_returns(params, tasks, noise.env, noise.gumbel_u, env, net, sgd(0.1), num_pre=0)
     with pytest.raises(ValueError, match="must lie within the trial"):
         split_trial_noise(env, noise.env, noise.gumbel_u, 3, env.trial_length // env.episode_length - 2)
     with pytest.raises(ValueError, match="categorical policy"):
-        categorical_episodes(env, gru_actor_critic(env.obs_dim, env.num_actions, 4), params, tasks, n_env, n_u)
+        categorical_episodes(params, tasks, n_env, n_u, env, gru_actor_critic(env.obs_dim, env.num_actions, 4))
 
 
 def test_discrete_maml_trainer_resume_is_bit_identical(tmp_path):
@@ -468,10 +468,10 @@ def test_compiled_ppo_gradient_equals_eager():
     params = net.init(0)
     tasks = env.sample_tasks(2, gen(50))
     noise = sample_rl2_noise(env, 2, 0, gen(51))
-    trial = rl2_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)
+    trial = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
     adv, ret = rl2_advantages(trial, 0.99, 0.3)
     compiled = torch.compile(grad_and_value(rl2_ppo_loss, has_aux=True), dynamic=False, backend="aot_eager")
-    g, (loss, _) = compiled(params, net, trial, adv, ret, 0.2, 0.5, 0.01)
-    g_eager, (loss_eager, _) = rl2_ppo_grad(params, net, trial, adv, ret, 0.2, 0.5, 0.01)
+    g, (loss, _) = compiled(params, trial, adv, ret, net, clip_eps=0.2, value_coef=0.5, entropy_coef=0.01)
+    g_eager, (loss_eager, _) = rl2_ppo_grad(params, trial, adv, ret, net, clip_eps=0.2, value_coef=0.5, entropy_coef=0.01)
     torch.testing.assert_close(loss, loss_eager)
     torch.testing.assert_close(g, g_eager)

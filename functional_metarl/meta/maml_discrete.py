@@ -68,8 +68,8 @@ def split_trial_noise(env: BernoulliBandits | TabularMDP, env_noise: Any, gumbel
 
 
 def categorical_episodes(
-    env: BernoulliBandits | TabularMDP, policy: Functional, params: Params, tasks: Any, env_noise: Any,
-    gumbel_u: torch.Tensor, *, params_per_task: bool = False,
+    params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, env: BernoulliBandits | TabularMDP,
+    policy: Functional, *, params_per_task: bool = False,
 ) -> Episodes:
     """``E`` independent episodes of each of the ``N`` tasks with a categorical policy.
 
@@ -107,8 +107,8 @@ def categorical_episodes(
 
 
 def maml_trial_returns(
-    env: BernoulliBandits | TabularMDP, policy: Functional, params: Params, inner_opt: GradientTransformation,
-    tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, num_pre: int, *, gamma: float = 0.99,
+    params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, env: BernoulliBandits | TabularMDP,
+    policy: Functional, inner_opt: GradientTransformation, *, num_pre: int, gamma: float = 0.99,
     gae_lambda: float = 1.0,
 ) -> torch.Tensor:
     """Total reward per trial of MAML under the split protocol (module docstring): ``[B]``.
@@ -121,8 +121,8 @@ def maml_trial_returns(
         raise ValueError(f"num_pre must be an int in [1, {n - 1}] (episodes before the inner step), got {num_pre!r}")
     pre_noise, pre_u = split_trial_noise(env, env_noise, gumbel_u, 0, num_pre)
     post_noise, post_u = split_trial_noise(env, env_noise, gumbel_u, num_pre, n - num_pre)
-    pre = categorical_episodes(env, policy, params, tasks, pre_noise, pre_u)
+    pre = categorical_episodes(params, tasks, pre_noise, pre_u, env, policy)
     adapted = adapt_tasks(params, make_rl_batches(pre, gamma, gae_lambda), policy, inner_opt, steps=1, first_order=True)
     adapted = tree_map(lambda p: p.detach(), adapted)
-    post = categorical_episodes(env, policy, adapted, tasks, post_noise, post_u, params_per_task=True)
+    post = categorical_episodes(adapted, tasks, post_noise, post_u, env, policy, params_per_task=True)
     return pre.rewards.sum(dim=(1, 2)) + post.rewards.sum(dim=(1, 2))

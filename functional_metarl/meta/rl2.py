@@ -150,7 +150,7 @@ def _tasks_batch(tasks: Any) -> int:
 
 
 def rl2_rollout(
-    env: Any, policy: RecurrentFunctional, params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor,
+    params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, env: Any, policy: RecurrentFunctional, *,
     hidden: torch.Tensor | None = None,
 ) -> Trial:
     """Play one trial (``env.trial_length`` steps) on every task of ``tasks`` (leading axis ``B``).
@@ -211,7 +211,7 @@ def rl2_advantages(trial: Trial, gamma: float, gae_lambda: float) -> tuple[torch
 
 
 def rl2_ppo_loss(
-    params: Params, policy: RecurrentFunctional, trial: Trial, advantages: torch.Tensor, returns: torch.Tensor,
+    params: Params, trial: Trial, advantages: torch.Tensor, returns: torch.Tensor, policy: RecurrentFunctional, *,
     clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO loss on a batch of trials, differentiated through the whole trial (no truncation).
@@ -239,7 +239,7 @@ def rl2_ppo_loss(
 
 
 def rl2_ppo_grad(
-    params: Params, policy: RecurrentFunctional, trial: Trial, advantages: torch.Tensor, returns: torch.Tensor,
+    params: Params, trial: Trial, advantages: torch.Tensor, returns: torch.Tensor, policy: RecurrentFunctional, *,
     clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
 ) -> tuple[Params, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """``grad_and_value(rl2_ppo_loss, has_aux=True)`` computed with ``torch.autograd.grad`` on
@@ -248,7 +248,8 @@ def rl2_ppo_grad(
     eager default of :func:`rl2_train_step`; use the ``torch.func`` form under ``torch.compile``
     or when nesting transforms."""
     leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-    loss, aux = rl2_ppo_loss(leaves, policy, trial, advantages, returns, clip_eps, value_coef, entropy_coef)
+    loss, aux = rl2_ppo_loss(leaves, trial, advantages, returns, policy, clip_eps=clip_eps, value_coef=value_coef,
+                             entropy_coef=entropy_coef)
     grads = torch.autograd.grad(loss, list(leaves.values()))
     return dict(zip(leaves, grads)), (loss.detach(), aux)
 
@@ -258,8 +259,8 @@ def _minibatch(trial: Trial, idx: torch.Tensor) -> Trial:
 
 
 def rl2_train_step(
-    env: Any, policy: RecurrentFunctional, optimizer: GradientTransformation, params: Params, opt_state: Any,
-    tasks: Any, noise: RL2Noise, config: PPOConfig = PPOConfig(),
+    params: Params, opt_state: Any, tasks: Any, noise: RL2Noise, env: Any, policy: RecurrentFunctional,
+    optimizer: GradientTransformation, *, config: PPOConfig = PPOConfig(),
     grad_fn: Callable[..., Any] | None = None,
 ) -> tuple[Params, Any, dict[str, torch.Tensor]]:
     """One RL² iteration: a trial on each of the ``B`` tasks, then ``config.epochs`` PPO epochs of
@@ -276,7 +277,7 @@ def rl2_train_step(
     if tuple(noise.perms.shape) != (config.epochs, num):
         raise ValueError(f"noise.perms expected shape {(config.epochs, num)} [epochs, B], got {tuple(noise.perms.shape)}")
     grad_fn = rl2_ppo_grad if grad_fn is None else grad_fn
-    trial = rl2_rollout(env, policy, params, tasks, noise.env, noise.gumbel_u)
+    trial = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, policy)
     scaled = trial._replace(rewards=trial.rewards * config.reward_scale)
     advantages, returns = rl2_advantages(scaled, config.gamma, config.gae_lambda)
     if config.normalize_advantages:
@@ -286,8 +287,9 @@ def rl2_train_step(
     for epoch in range(config.epochs):
         for i in range(config.num_minibatches):
             idx = noise.perms[epoch, i * mb:(i + 1) * mb]
-            grads, (loss, aux) = grad_fn(params, policy, _minibatch(trial, idx), advantages[:, idx], returns[:, idx],
-                                         config.clip_eps, config.value_coef, config.entropy_coef)
+            grads, (loss, aux) = grad_fn(params, _minibatch(trial, idx), advantages[:, idx], returns[:, idx], policy,
+                                         clip_eps=config.clip_eps, value_coef=config.value_coef,
+                                         entropy_coef=config.entropy_coef)
             norm = tree_norm(grads)
             grads = tree_scale(grads, torch.clamp(config.max_grad_norm / (norm + 1e-6), max=1.0))
             updates, opt_state = optimizer.update(grads, opt_state, params)

@@ -150,8 +150,8 @@ class RL2Trainer:
         tasks = self.env.sample_tasks(cfg.trials_per_iteration, self.generator)
         noise = sample_rl2_noise(self.env, cfg.trials_per_iteration, cfg.epochs, self.generator)
         self.params, self.opt_state, stats = rl2_train_step(
-            self.env, self.policy, self.optimizer, self.params, self.opt_state, tasks, noise, cfg.ppo(),
-            grad_fn=self._grad_fn,
+            self.params, self.opt_state, tasks, noise, self.env, self.policy, self.optimizer,
+            config=cfg.ppo(), grad_fn=self._grad_fn,
         )
         values = {k: float(v) for k, v in stats.items()}
         if not all(math.isfinite(v) for v in values.values()):
@@ -203,7 +203,7 @@ class RL2Trainer:
         """
         if greedy:  # equal Gumbel noise on every action: the sample is the argmax of the logits
             gumbel_u = torch.full_like(gumbel_u, 0.5)
-        trial = rl2_rollout(self.env, self.policy, self.params, tasks, env_noise, gumbel_u)
+        trial = rl2_rollout(self.params, tasks, env_noise, gumbel_u, self.env, self.policy)
         return trial.rewards.sum(0)
 
     def evaluate_methods(self, num_tasks: int = 1000, seed: int | None = None, baselines: bool = True,
@@ -382,11 +382,11 @@ class DiscreteMAMLTrainer:
         noise = sample_rl2_noise(self.env, cfg.meta_batch_size, 0, self.generator)
         pre_noise, pre_u = split_trial_noise(self.env, noise.env, noise.gumbel_u, 0, k)
         post_noise, post_u = split_trial_noise(self.env, noise.env, noise.gumbel_u, k, n - k)
-        pre = categorical_episodes(self.env, self.policy, self.params, tasks, pre_noise, pre_u)
+        pre = categorical_episodes(self.params, tasks, pre_noise, pre_u, self.env, self.policy)
         train = make_rl_batches(pre, cfg.gamma, cfg.gae_lambda)
         with torch.no_grad():
             adapted = adapt_tasks(self.params, train, self.policy, self.inner_opt, steps=1, first_order=True)
-        post = categorical_episodes(self.env, self.policy, adapted, tasks, post_noise, post_u, params_per_task=True)
+        post = categorical_episodes(adapted, tasks, post_noise, post_u, self.env, self.policy, params_per_task=True)
         valid = make_rl_batches(post, cfg.gamma, cfg.gae_lambda)
         self.params, stats = maml_trpo_step(self.params, train, valid, self.policy, self.inner_opt, steps=1,
                                             config=TRPOConfig(max_kl=cfg.max_kl))
@@ -419,8 +419,9 @@ class DiscreteMAMLTrainer:
 
     def evaluate(self, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor) -> torch.Tensor:
         """Total reward per trial ``[B]`` on given tasks and trial noise (``meta.maml_trial_returns``)."""
-        return maml_trial_returns(self.env, self.policy, self.params, self.inner_opt, tasks, env_noise, gumbel_u,
-                                  self.config.pre_episodes, gamma=self.config.gamma, gae_lambda=self.config.gae_lambda)
+        return maml_trial_returns(self.params, tasks, env_noise, gumbel_u, self.env, self.policy, self.inner_opt,
+                                  num_pre=self.config.pre_episodes, gamma=self.config.gamma,
+                                  gae_lambda=self.config.gae_lambda)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a bit-identical resume needs, tensors on CPU."""
