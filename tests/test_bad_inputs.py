@@ -8,6 +8,7 @@ the argument (or the thing) that is wrong. The reproducers of issue #10 are mark
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -296,9 +297,12 @@ def test_bad_input_raises_a_clear_error(case):
         call()
 
 
-def test_case_count_is_what_the_docs_state():
-    # docs/reliability.md quotes this count; keep them together.
-    assert len(CASES) + len(CHECKPOINT_CASES) + len(CLI_CASES) >= 60
+def test_case_count_is_what_the_readme_states():
+    # The README's reliability section quotes the number of cases; keep them together.
+    count = len(CASES) + len(CHECKPOINT_CASES) + len(CLI_CASES)
+    stated = re.search(r"holds (\d+) such cases", (ROOT / "README.md").read_text())
+    assert stated is not None and int(stated.group(1)) == count
+    assert count >= 60
 
 
 # ----------------------------------------------------------------------------- checkpoints
