@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..nn import Functional
+from ..nn.core import _check_positive_int
 from ..tree import Params
 
 __all__ = ["Episodes", "rollout", "sample_noise"]
@@ -36,14 +37,6 @@ class Episodes(NamedTuple):
     mask: torch.Tensor
 
 
-def _check_size(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 def sample_noise(
     horizon: int, num_tasks: int, num_episodes: int, act_dim: int, generator: torch.Generator | None,
     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32, *, distribution: str = "gaussian",
@@ -56,7 +49,7 @@ def sample_noise(
     """
     for value, name in ((horizon, "horizon"), (num_tasks, "num_tasks"), (num_episodes, "num_episodes"),
                         (act_dim, "act_dim")):
-        _check_size(value, name)
+        _check_positive_int(value, name)
     if distribution not in ("gaussian", "categorical"):
         raise ValueError(f"distribution must be 'gaussian' or 'categorical', got {distribution!r}")
     if not dtype.is_floating_point:
