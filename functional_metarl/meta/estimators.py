@@ -55,15 +55,17 @@ from torch.func import grad_and_value, vmap
 
 from ..nn import Functional
 from ..optim import GradientTransformation
-from ..rl import masked_episode_mean, policy_gradient_loss, ppo_clip_loss, surrogate_loss
+from ..rl import masked_episode_mean, policy_gradient_loss, ppo_clip_loss
 from ..tree import Params, ravel, tree_map
 from .maml_rl import (
     RLBatch,
     TrainData,
     _adapt_stacked,
+    _adapted_surrogate,
     _as_dist,
     _check_policy,
     _check_rl_batch,
+    _check_surrogate_inputs,
     _log_prob,
     _mean_kl,
     _per_step_batches,
@@ -259,23 +261,14 @@ def estimator_surrogate(
     estimator = check_estimator(estimator)
     if estimator == "maml":
         return maml_surrogate(params, train, valid, old_log_prob, policy, inner_opt, steps=steps, first_order=first_order)
-    _check_policy(policy, "estimator_surrogate")
-    _check_rl_batch(valid, "valid", policy, task_axis=True)
-    if old_log_prob is not None and old_log_prob.shape != valid.mask.shape:
-        raise ValueError(f"old_log_prob expected shape {tuple(valid.mask.shape)} (as valid.mask), "
-                         f"got {tuple(old_log_prob.shape)}")
+    _check_surrogate_inputs(valid, old_log_prob, policy, "estimator_surrogate")
     if estimator == "e-maml":
         _require_rewards(valid, "estimator_surrogate")
     policy_params, inner_state = _split_meta(params)
     path = _adapt_stacked(policy_params, train, policy, inner_opt, steps=steps, first_order=first_order,
                           inner_state=inner_state, task_losses=_stacked_inner_losses(estimator))
     adapted = path[-1]
-    if adapted[next(iter(adapted))].shape[0] != valid.mask.shape[0]:
-        raise ValueError(f"train has {adapted[next(iter(adapted))].shape[0]} tasks but valid has {valid.mask.shape[0]}")
-    dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
-    log_prob = _log_prob(policy, dist, valid.actions)
-    old = log_prob.detach() if old_log_prob is None else old_log_prob
-    loss = vmap(surrogate_loss)(log_prob, old, valid.advantages, valid.mask).mean()
+    loss = _adapted_surrogate(adapted, valid, old_log_prob, policy)
     if estimator == "e-maml":
         loss = loss + emaml_score_term(path[:-1], _per_step_batches(train, steps), valid, policy)
     return loss, adapted

@@ -346,21 +346,33 @@ def maml_surrogate(
     optimizer's state as well (Meta-SGD: ``optim.meta_sgd`` with ``MetaSgdState(lr)``).
     Returns ``(loss, adapted)`` with adapted leaves ``[N, *param_shape]``.
     """
-    _check_policy(policy, "maml_surrogate")
+    _check_surrogate_inputs(valid, old_log_prob, policy, "maml_surrogate")
+    policy_params, inner_state = _split_meta(params)
+    adapted = adapt_tasks(policy_params, train, policy, inner_opt, steps=steps, first_order=first_order,
+                          inner_state=inner_state)
+    return _adapted_surrogate(adapted, valid, old_log_prob, policy), adapted
+
+
+def _check_surrogate_inputs(valid: RLBatch, old_log_prob: torch.Tensor | None, policy: Functional, where: str) -> None:
+    """The checks every outer surrogate makes before adapting (``maml_surrogate`` and the estimators')."""
+    _check_policy(policy, where)
     _check_rl_batch(valid, "valid", policy, task_axis=True)
     if old_log_prob is not None and old_log_prob.shape != valid.mask.shape:
         raise ValueError(f"old_log_prob expected shape {tuple(valid.mask.shape)} (as valid.mask), "
                          f"got {tuple(old_log_prob.shape)}")
-    policy_params, inner_state = _split_meta(params)
-    adapted = adapt_tasks(policy_params, train, policy, inner_opt, steps=steps, first_order=first_order,
-                          inner_state=inner_state)
-    if adapted[next(iter(adapted))].shape[0] != valid.mask.shape[0]:
-        raise ValueError(f"train has {adapted[next(iter(adapted))].shape[0]} tasks but valid has {valid.mask.shape[0]}")
+
+
+def _adapted_surrogate(adapted: Params, valid: RLBatch, old_log_prob: torch.Tensor | None,
+                       policy: Functional) -> torch.Tensor:
+    """Mean over tasks of the TRPO surrogate of the adapted policies (leaves ``[N, ...]``) on ``valid``;
+    ``old_log_prob=None`` takes the adapted policy itself (detached) as the old one."""
+    num_train_tasks = next(iter(adapted.values())).shape[0]
+    if num_train_tasks != valid.mask.shape[0]:
+        raise ValueError(f"train has {num_train_tasks} tasks but valid has {valid.mask.shape[0]}")
     dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
     log_prob = _log_prob(policy, dist, valid.actions)
     old = log_prob.detach() if old_log_prob is None else old_log_prob
-    losses = vmap(surrogate_loss)(log_prob, old, valid.advantages, valid.mask)
-    return losses.mean(), adapted
+    return vmap(surrogate_loss)(log_prob, old, valid.advantages, valid.mask).mean()
 
 
 def _mean_kl(policy: Functional, old: Dist, new: Dist, mask: torch.Tensor) -> torch.Tensor:
