@@ -413,6 +413,34 @@ def test_maml_episodes_and_trial_returns_match_a_loop_over_the_trial(family):
         categorical_episodes(params, tasks, n_env, n_u, env, gru_actor_critic(env.obs_dim, env.num_actions, 4))
 
 
+def test_split_trial_rollouts_is_pre_episodes_one_inner_step_then_post_episodes():
+    from functional_metarl.meta import (adapt_tasks, categorical_episodes, make_rl_batches, split_trial_noise,
+                                        split_trial_rollouts)
+    from functional_metarl.nn import categorical_policy
+    from functional_metarl.optim import sgd
+
+    env = BernoulliBandits(3, 6)
+    net = categorical_policy(env.obs_dim, env.num_actions, hidden=(8,))
+    params, inner = net.init(0), sgd(0.5)
+    tasks = env.sample_tasks(4, gen(40))
+    noise = sample_rl2_noise(env, 4, 0, gen(41))
+    pre, post, train = split_trial_rollouts(params, tasks, noise.env, noise.gumbel_u, env, net, inner, num_pre=2)
+    # the reference: the same steps written out by hand
+    pre_env, pre_u = split_trial_noise(env, noise.env, noise.gumbel_u, 0, 2)
+    post_env, post_u = split_trial_noise(env, noise.env, noise.gumbel_u, 2, 4)
+    ref_pre = categorical_episodes(params, tasks, pre_env, pre_u, env, net)
+    ref_train = make_rl_batches(ref_pre)
+    adapted = adapt_tasks(params, ref_train, net, inner, first_order=True)
+    ref_post = categorical_episodes({k: v.detach() for k, v in adapted.items()}, tasks, post_env, post_u, env, net,
+                                    params_per_task=True)
+    for got, want in ((pre, ref_pre), (post, ref_post), (train, ref_train)):
+        for a, b in zip(got, want):
+            assert (a is None and b is None) or torch.equal(a, b)
+    assert pre.rewards.shape == (4, 1, 2) and post.rewards.shape == (4, 1, 4)
+    with pytest.raises(ValueError, match="num_pre must be an int in"):
+        split_trial_rollouts(params, tasks, noise.env, noise.gumbel_u, env, net, inner, num_pre=6)
+
+
 def test_discrete_maml_trainer_resume_is_bit_identical(tmp_path):
     from functional_metarl.runners import MAML_DISCRETE_CHECKPOINT, DiscreteMAMLConfig, DiscreteMAMLTrainer
 

@@ -114,6 +114,6 @@ from .rl2 import rl2_ppo_grad  # noqa: E402
 __all__ += ["rl2_ppo_grad"]
 
 # MAML with a categorical policy on the RL² families (split-trial protocol)
-from .maml_discrete import categorical_episodes, episode_env, maml_trial_returns, split_trial_noise  # noqa: E402
+from .maml_discrete import categorical_episodes, episode_env, maml_trial_returns, split_trial_noise, split_trial_rollouts  # noqa: E402
 
-__all__ += ["categorical_episodes", "episode_env", "maml_trial_returns", "split_trial_noise"]
+__all__ += ["categorical_episodes", "episode_env", "maml_trial_returns", "split_trial_noise", "split_trial_rollouts"]

@@ -28,10 +28,10 @@ from ..envs.tabular_mdp import TabularMDP
 from ..nn.core import Functional
 from ..optim import GradientTransformation
 from ..tree import Params, tree_map
-from .maml_rl import adapt_tasks, make_rl_batches
+from .maml_rl import RLBatch, adapt_tasks, make_rl_batches
 from .rl2 import gumbel_sample
 
-__all__ = ["episode_env", "split_trial_noise", "categorical_episodes", "maml_trial_returns"]
+__all__ = ["episode_env", "split_trial_noise", "categorical_episodes", "split_trial_rollouts", "maml_trial_returns"]
 
 
 def episode_env(env: BernoulliBandits | TabularMDP) -> BernoulliBandits | TabularMDP:
@@ -106,6 +106,31 @@ def categorical_episodes(
     return Episodes(torch.stack(obs_l, dim=1), torch.stack(act_l, dim=1), rewards, torch.ones_like(rewards))
 
 
+def split_trial_rollouts(
+    params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, env: BernoulliBandits | TabularMDP,
+    policy: Functional, inner_opt: GradientTransformation, *, num_pre: int, gamma: float = 0.99,
+    gae_lambda: float = 1.0,
+) -> tuple[Episodes, Episodes, RLBatch]:
+    """One trial of MAML under the split protocol (module docstring), without gradients.
+
+    ``num_pre`` episodes of ``params`` on the trial's first noise, one first-order inner step per
+    task on them, then the remaining episodes of the adapted params. ``env_noise`` / ``gumbel_u``:
+    the trial's noise (leaves ``[n H, B]`` / ``[n H, B, A]``). Returns ``(pre, post, train)``:
+    the episodes before and after the step (``[B, H, E, ...]``) and the inner step's RLBatch.
+    """
+    n = env.trial_length // env.episode_length
+    if isinstance(num_pre, bool) or not isinstance(num_pre, int) or not 1 <= num_pre < n:
+        raise ValueError(f"num_pre must be an int in [1, {n - 1}] (episodes before the inner step), got {num_pre!r}")
+    pre_noise, pre_u = split_trial_noise(env, env_noise, gumbel_u, 0, num_pre)
+    post_noise, post_u = split_trial_noise(env, env_noise, gumbel_u, num_pre, n - num_pre)
+    pre = categorical_episodes(params, tasks, pre_noise, pre_u, env, policy)
+    train = make_rl_batches(pre, gamma, gae_lambda)
+    with torch.no_grad():
+        adapted = adapt_tasks(params, train, policy, inner_opt, steps=1, first_order=True)
+    post = categorical_episodes(adapted, tasks, post_noise, post_u, env, policy, params_per_task=True)
+    return pre, post, train
+
+
 def maml_trial_returns(
     params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, env: BernoulliBandits | TabularMDP,
     policy: Functional, inner_opt: GradientTransformation, *, num_pre: int, gamma: float = 0.99,
@@ -114,15 +139,9 @@ def maml_trial_returns(
     """Total reward per trial of MAML under the split protocol (module docstring): ``[B]``.
 
     ``env_noise`` / ``gumbel_u``: the trial's noise (leaves ``[n H, B]`` / ``[n H, B, A]``), the
-    same the RL² evaluation uses; ``num_pre`` episodes before the inner step, the rest after.
+    same the RL² evaluation uses; ``num_pre`` episodes before the inner step, the rest after
+    (:func:`split_trial_rollouts`).
     """
-    n = env.trial_length // env.episode_length
-    if isinstance(num_pre, bool) or not isinstance(num_pre, int) or not 1 <= num_pre < n:
-        raise ValueError(f"num_pre must be an int in [1, {n - 1}] (episodes before the inner step), got {num_pre!r}")
-    pre_noise, pre_u = split_trial_noise(env, env_noise, gumbel_u, 0, num_pre)
-    post_noise, post_u = split_trial_noise(env, env_noise, gumbel_u, num_pre, n - num_pre)
-    pre = categorical_episodes(params, tasks, pre_noise, pre_u, env, policy)
-    adapted = adapt_tasks(params, make_rl_batches(pre, gamma, gae_lambda), policy, inner_opt, steps=1, first_order=True)
-    adapted = tree_map(lambda p: p.detach(), adapted)
-    post = categorical_episodes(adapted, tasks, post_noise, post_u, env, policy, params_per_task=True)
+    pre, post, _ = split_trial_rollouts(params, tasks, env_noise, gumbel_u, env, policy, inner_opt, num_pre=num_pre,
+                                        gamma=gamma, gae_lambda=gae_lambda)
     return pre.rewards.sum(dim=(1, 2)) + post.rewards.sum(dim=(1, 2))

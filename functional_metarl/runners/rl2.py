@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 from ..envs.bandits import BernoulliBandits
 from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline, tune_gittins_gamma, tune_ucb_c
 from ..envs.tabular_mdp import TabularMDP
-from ..meta.maml_discrete import categorical_episodes, maml_trial_returns, split_trial_noise
-from ..meta.maml_rl import TRPOConfig, adapt_tasks, maml_trpo_step, make_rl_batches
+from ..meta.maml_discrete import maml_trial_returns, split_trial_rollouts
+from ..meta.maml_rl import TRPOConfig, maml_trpo_step, make_rl_batches
 from ..nn.core import categorical_policy
 from ..optim import sgd
 from ..meta.rl2 import PPOConfig, _check_ppo_config, rl2_ppo_grad, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
@@ -376,17 +376,11 @@ class DiscreteMAMLTrainer:
         """One MAML-TRPO meta-iteration; returns its metrics (also appended to ``history``)."""
         cfg = self.config
         start = time.perf_counter()
-        n = self.env.trial_length // self.env.episode_length
-        k = cfg.pre_episodes
         tasks = self.env.sample_tasks(cfg.meta_batch_size, self.generator)
         noise = sample_rl2_noise(self.env, cfg.meta_batch_size, 0, self.generator)
-        pre_noise, pre_u = split_trial_noise(self.env, noise.env, noise.gumbel_u, 0, k)
-        post_noise, post_u = split_trial_noise(self.env, noise.env, noise.gumbel_u, k, n - k)
-        pre = categorical_episodes(self.params, tasks, pre_noise, pre_u, self.env, self.policy)
-        train = make_rl_batches(pre, cfg.gamma, cfg.gae_lambda)
-        with torch.no_grad():
-            adapted = adapt_tasks(self.params, train, self.policy, self.inner_opt, steps=1, first_order=True)
-        post = categorical_episodes(adapted, tasks, post_noise, post_u, self.env, self.policy, params_per_task=True)
+        pre, post, train = split_trial_rollouts(self.params, tasks, noise.env, noise.gumbel_u, self.env, self.policy,
+                                                self.inner_opt, num_pre=cfg.pre_episodes, gamma=cfg.gamma,
+                                                gae_lambda=cfg.gae_lambda)
         valid = make_rl_batches(post, cfg.gamma, cfg.gae_lambda)
         self.params, stats = maml_trpo_step(self.params, train, valid, self.policy, self.inner_opt, steps=1,
                                             config=TRPOConfig(max_kl=cfg.max_kl))
