@@ -77,7 +77,8 @@ def parse_args() -> argparse.Namespace:
                         help="step size of evaluation step k = EVAL_LRS[min(k, len-1)] (default: inner-lr, inner-lr/10)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the meta-gradient")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the meta-gradient and the line search's surrogate (the eager path is the reference)")
     parser.add_argument("--output", default="runs/maml_nav", help="directory for metrics, checkpoint, plots")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     parser.add_argument("--no-progress", action="store_true")

@@ -490,6 +490,7 @@ def maml_trpo_step(
     config: TRPOConfig = TRPOConfig(),
     grad_fn: Callable | None = None,
     estimator: str = "maml",
+    surrogate_fn: Callable | None = None,
 ) -> tuple[Params | MetaParams, TRPOStats]:
     """One TRPO meta-update of ``params`` on a meta-batch (leaves ``[N, T, E, ...]``): the
     MAML-RL meta-step of Finn et al. (2017). Returns ``(new_params, stats)``.
@@ -498,7 +499,10 @@ def maml_trpo_step(
     the learned inner-optimizer state too (its effect on the adapted policies enters the KL
     through the exact curvature), and the result has the same structure.
     ``grad_fn`` optionally replaces ``grad_and_value(maml_surrogate, has_aux=True)`` (e.g. by a
-    compiled version of it), called as ``grad_fn(params, train, valid, None)``.
+    compiled version of it), called as ``grad_fn(params, train, valid, None)``; likewise
+    ``surrogate_fn`` replaces the estimator's surrogate in the line search, called as
+    ``surrogate_fn(params, train, valid, old_log_prob) -> (loss, adapted)`` under ``no_grad``
+    (the line search's evaluations are a quarter of the step: compiling them pays).
     ``estimator`` picks the meta-gradient estimator (``meta.estimators``; ``"maml"``, the default,
     is this function as it always was); with ``"dice"`` / ``"lvc"`` the exact curvature also
     differentiates through that estimator's inner objective (same values, its Jacobian).
@@ -508,6 +512,7 @@ def maml_trpo_step(
         raise TypeError(f"config must be a TRPOConfig, got {type(config).__name__}")
     surrogate, task_losses = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
+    line_search_surrogate = surrogate_fn or surrogate
     # One pass gives the meta-gradient, the loss and the adapted params at the current point.
     grads, (old_loss, adapted0) = grad_fn(params, train, valid, None)
     if not torch.isfinite(old_loss):
@@ -552,7 +557,7 @@ def maml_trpo_step(
     full_step = trpo_step_direction(curvature, flat_grad.detach(), config.max_kl, config.cg_iters, config.cg_damping)
 
     def loss_and_kl(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, adapted = surrogate(unravel(flat), train, valid, old_log_prob)
+        loss, adapted = line_search_surrogate(unravel(flat), train, valid, old_log_prob)
         return loss, _mean_kl(policy, old_dist, _as_dist(policy, policy.apply_stacked(adapted, valid.obs)), valid.mask)
 
     result = backtracking_line_search(
@@ -582,12 +587,15 @@ def maml_gradient_step(
     first_order: bool = False,
     grad_fn: Callable | None = None,
     estimator: str = "maml",
+    surrogate_fn: Callable | None = None,
 ) -> tuple[Params | MetaParams, Any, TRPOStats]:
     """A plain first-order-optimizer meta-step (e.g. Adam) on the exact meta-gradient.
 
     ``meta_opt_state = meta_opt.init(params)`` to start. Returns ``(new_params,
     new_meta_opt_state, stats)``; ``stats.kl`` is the mean KL of the adapted policies before and
     after the step, for monitoring. ``estimator``: the meta-gradient estimator (``meta.estimators``).
+    ``grad_fn`` / ``surrogate_fn``: replacements (e.g. compiled) of the meta-gradient and of the
+    surrogate that scores the new params, as in :func:`maml_trpo_step`.
     """
     _check_policy(policy, "maml_gradient_step")
     surrogate, _ = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
@@ -600,7 +608,7 @@ def maml_gradient_step(
     with torch.no_grad():
         old_dist = _as_dist(policy, policy.apply_stacked(tree_detach(adapted0), valid.obs))
         old_log_prob = _log_prob(policy, old_dist, valid.actions)
-        loss_after, adapted1 = surrogate(new_params, train, valid, old_log_prob)
+        loss_after, adapted1 = (surrogate_fn or surrogate)(new_params, train, valid, old_log_prob)
         kl = _mean_kl(policy, old_dist, _as_dist(policy, policy.apply_stacked(adapted1, valid.obs)), valid.mask)
     flat_grad, _ = ravel(grads)
     stats = TRPOStats(float(loss), float(loss_after), float(kl), 1.0, float(flat_grad.norm()))

@@ -29,9 +29,57 @@ __all__ = ["Functional", "mlp", "gaussian_policy", "categorical_policy", "ACTIVA
 #: The action distributions a policy template may declare (``Functional.distribution``).
 POLICY_DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "categorical")
 
+class _SigmoidFormTanh(torch.autograd.Function):
+    """``tanh(x) = 2 sigmoid(2x) - 1``, with torch's own ``tanh`` derivative.
+
+    Why: on the CPU, ``torch.tanh`` is about 3x slower than ``torch.sigmoid`` on the same tensor
+    (its kernel is a high-accuracy polynomial), and a tanh policy's forward passes are a quarter
+    of a MAML-TRPO meta-iteration. This form costs one sigmoid and two in-place scalings; its
+    error is at most 2e-7 (float32) / 4e-16 (float64) absolute, against torch's 3e-8 / 0.
+    The backward and forward-mode rules are ``aten.tanh_backward`` on the saved output: the
+    op torch's tanh differentiates with, so first and higher derivatives cost what they always did.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x * 2).mul_(2).sub_(1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (output,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad_output, output)
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
+        (output,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(tangent, output)
+
+
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    """The templates' tanh: the sigmoid form on the CPU (see ``_SigmoidFormTanh``), ``torch.tanh`` elsewhere."""
+    return _SigmoidFormTanh.apply(x) if x.device.type == "cpu" else torch.tanh(x)
+
+
+class Tanh(nn.Module):
+    """``nn.Tanh`` computed as the templates compute it (``ACTIVATIONS["tanh"]``): on the CPU as
+    ``2 sigmoid(2x) - 1`` (faster there; within 2e-7 of ``torch.tanh`` in float32), so that a
+    template module and its pure fast path give the same bits."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Elementwise tanh of ``x`` (any shape)."""
+        return _tanh(x)
+
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
-    "tanh": nn.Tanh,
+    "tanh": Tanh,
     "elu": nn.ELU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
@@ -39,7 +87,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 # The functions those modules call in forward (default arguments), for the pure fast path.
 _ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
-    "tanh": torch.tanh,
+    "tanh": _tanh,
     "elu": F.elu,
     "gelu": F.gelu,
     "silu": F.silu,
