@@ -714,3 +714,18 @@ def test_template_tanh_derivatives_match_torch_tanh():
     (g,) = torch.autograd.grad(_tanh(leaf).sum(), leaf, create_graph=True)
     (gg,) = torch.autograd.grad(g.sum(), leaf)
     torch.testing.assert_close(gg, -2 * torch.tanh(x) * (1 - torch.tanh(x) ** 2), **tol)
+
+
+def test_template_tanh_without_autograd_gives_the_same_bits():
+    """Under no_grad the templates' tanh skips its autograd.Function: same values, bit for bit,
+    and forward-mode derivatives (not switched off by no_grad) are still tanh's."""
+    from torch.func import jvp
+
+    from functional_metarl.nn.core import _tanh
+
+    x = _randn(4, 6, seed=5, dtype=torch.float32) * 3
+    with torch.no_grad():
+        plain = _tanh(x)
+        _, tangent = jvp(_tanh, (x.double(),), (torch.ones(4, 6, dtype=torch.float64),))
+    assert torch.equal(plain, _tanh(x))
+    torch.testing.assert_close(tangent, 1 - torch.tanh(x.double()) ** 2, rtol=1e-12, atol=1e-12)

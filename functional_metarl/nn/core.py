@@ -63,8 +63,14 @@ class _SigmoidFormTanh(torch.autograd.Function):
 
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """The templates' tanh: the sigmoid form on the CPU (see ``_SigmoidFormTanh``), ``torch.tanh`` elsewhere."""
-    return _SigmoidFormTanh.apply(x) if x.device.type == "cpu" else torch.tanh(x)
+    """The templates' tanh: the sigmoid form on the CPU (see ``_SigmoidFormTanh``), ``torch.tanh`` elsewhere.
+    With autograd off (rollouts, line-search scoring) the same three ops run without the
+    autograd.Function around them, whose call costs as much as the ops on a rollout step's tensors."""
+    if x.device.type != "cpu":
+        return torch.tanh(x)
+    if not torch.is_grad_enabled():
+        return _SigmoidFormTanh.forward(x)
+    return _SigmoidFormTanh.apply(x)
 
 
 class Tanh(nn.Module):
