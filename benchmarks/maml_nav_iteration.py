@@ -36,7 +36,7 @@ import _roofline
 import torch
 
 from functional_metarl.meta import TRPOConfig
-from functional_metarl.runners import MAMLConfig, MAMLTrainer
+from functional_metarl.runners import MAMLConfig, MAMLTrainer, keep_freed_cpu_memory
 
 VARIANTS = {
     "default (exact curvature, every 4th episode of 10 tasks)": TRPOConfig(),
@@ -146,6 +146,9 @@ def main() -> None:
                         help="add the FLOP floor per variant and a breakdown of the iteration by phase")
     parser.add_argument("--meta-batch-sizes", type=int, nargs="+", default=None,
                         help="time only the default variant, at each of these meta-batch sizes, with its FLOPs")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="keep: runners.keep_freed_cpu_memory() first, as examples/maml_nav.py does; "
+                             "default: glibc's own settings")
     parser.add_argument("--json", default="benchmarks/results/maml_nav_iteration.json")
     args = parser.parse_args()
     if args.iterations < 1 or args.warmup < 0:
@@ -153,6 +156,8 @@ def main() -> None:
     if args.meta_batch_sizes and min(args.meta_batch_sizes) < 1:
         parser.error(f"--meta-batch-sizes must be positive, got {args.meta_batch_sizes}")
     torch.set_num_threads(args.threads)
+    if args.malloc == "keep" and not keep_freed_cpu_memory():
+        print("keep_freed_cpu_memory: not glibc, malloc left as it is")
 
     trainers = build_trainers(args)
     for name, trainer in trainers.items():
@@ -186,7 +191,8 @@ def main() -> None:
 
     base = statistics.median(seconds[next(iter(trainers))])
     rows = []
-    print(f"\nmedian over {args.iterations} meta-iterations each, {args.threads} threads, load {os.getloadavg()[0]:.2f}")
+    print(f"\nmedian over {args.iterations} meta-iterations each, {args.threads} threads, malloc {args.malloc}, "
+          f"load {os.getloadavg()[0]:.2f}")
     print(f"{'variant':58} | {'s / iteration':>13} | {'500 its, min':>12} | {'vs default':>10} | {'ls fraction':>11}"
           + (" | GFLOP / it" if recorded else ""))
     for name in trainers:
@@ -214,7 +220,7 @@ def main() -> None:
         rows[0]["logging_checkpoint_s"] = extra
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"torch": torch.__version__, "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M"),
+    out.write_text(json.dumps({"torch": torch.__version__, "threads": args.threads, "malloc": args.malloc, "date": time.strftime("%Y-%m-%d %H:%M"),
                                "load_average": os.getloadavg(), "rows": rows}, indent=1))
     print(f"wrote {out}")
 

@@ -49,10 +49,15 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30, help="timed meta-iterations per version")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="keep: runners.keep_freed_cpu_memory() first (both versions share the process, so "
+                             "this never favours one); default: glibc's own settings")
     args = parser.parse_args()
     if args.iterations < 2 or args.warmup < 0:
         raise ValueError(f"need --iterations >= 2 and --warmup >= 0, got {args.iterations} and {args.warmup}")
     torch.set_num_threads(args.threads)
+    if args.malloc == "keep":
+        functional_metarl.runners.keep_freed_cpu_memory()
     with tempfile.TemporaryDirectory() as tmp:
         other = import_commit_package(args.commit, Path(tmp))
         trainers = {
@@ -70,7 +75,7 @@ def main() -> None:
                 metrics = trainers[name].train_iteration()
                 seconds[name].append(metrics["seconds"])
                 fractions[name].append(metrics["step_fraction"])
-    print(f"median over {args.iterations} interleaved meta-iterations each, {args.threads} threads")
+    print(f"median over {args.iterations} interleaved meta-iterations each, {args.threads} threads, malloc {args.malloc}")
     for name in names:
         print(f"{name:>14}: {statistics.median(seconds[name]):.3f} s / meta-iteration, "
               f"mean line-search fraction {statistics.mean(fractions[name]):.2f}")

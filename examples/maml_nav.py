@@ -33,7 +33,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from functional_metarl.meta import ESTIMATORS, ProMPConfig, TRPOConfig  # noqa: E402
-from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer, resolve_device  # noqa: E402
+from functional_metarl.runners import (  # noqa: E402
+    CHECKPOINT_NAME,
+    MAMLConfig,
+    MAMLTrainer,
+    keep_freed_cpu_memory,
+    resolve_device,
+)
 
 PAPER_MAML = {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
 
@@ -169,6 +175,7 @@ def plot_trajectories(tasks, episodes_per_step, path: Path, num_goals: int = 4) 
 
 def main() -> None:
     args = parse_args()
+    keep_freed_cpu_memory()  # large activations are reused instead of page-faulted in anew (runners.cpu_memory)
     config = args.config
     output = Path(args.output)
     trainer = MAMLTrainer(config, output_dir=output)

@@ -1,6 +1,7 @@
 """Stateful runners: the only layer that owns devices, generators, logs and checkpoints."""
 
 from .checkpoint import atomic_save, atomic_write_json, load_checkpoint_file, read_checkpoint, resolve_device
+from .cpu_memory import keep_freed_cpu_memory
 from .maml_trainer import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "MAMLTrainer",
     "atomic_save",
     "atomic_write_json",
+    "keep_freed_cpu_memory",
     "load_checkpoint_file",
     "read_checkpoint",
     "resolve_device",
