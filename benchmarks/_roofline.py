@@ -92,7 +92,8 @@ def instrumented(trainer: maml_trainer.MAMLTrainer, clock: PhaseClock) -> Iterat
     call time, so wrapping them there reaches ``maml_trpo_step``; the line search's objective is
     wrapped to count its evaluations.
     """
-    saved_trainer = {name: getattr(maml_trainer, name) for name in ("rollout", "make_rl_batches", "adapt_tasks")}
+    saved_trainer = {name: getattr(maml_trainer, name) for name in
+                     ("rollout", "make_rl_batches", "adapt_tasks", "_adapt_tasks_vjp", "_surrogate_grad_through")}
     saved_rl = {name: getattr(maml_rl, name) for name in
                 ("gauss_newton_operator", "trpo_step_direction", "backtracking_line_search")}
     saved_grad_fn = trainer._grad_fn
@@ -107,6 +108,9 @@ def instrumented(trainer: maml_trainer.MAMLTrainer, clock: PhaseClock) -> Iterat
     maml_trainer.rollout = clock.timed(saved_trainer["rollout"], "rollout")
     maml_trainer.make_rl_batches = clock.timed(saved_trainer["make_rl_batches"], "baseline")
     maml_trainer.adapt_tasks = clock.timed(saved_trainer["adapt_tasks"], "adaptation")
+    # The default trainer keeps the adaptation's vjp and differentiates through it later.
+    maml_trainer._adapt_tasks_vjp = clock.timed(saved_trainer["_adapt_tasks_vjp"], "adaptation")
+    maml_trainer._surrogate_grad_through = clock.timed(saved_trainer["_surrogate_grad_through"], "gradient")
     maml_rl.gauss_newton_operator = clock.timed(saved_rl["gauss_newton_operator"], "curvature build")
     maml_rl.trpo_step_direction = clock.timed(saved_rl["trpo_step_direction"], "CG")
     maml_rl.backtracking_line_search = clock.timed(line_search, LINE_SEARCH)

@@ -361,15 +361,22 @@ def _assert_last_good_checkpoint(tmp_path, trainer, good):
 
 
 @pytest.mark.parametrize("meta_optimizer", ["trpo", "adam"])
-def test_non_finite_meta_loss_stops_training(tmp_path, meta_optimizer):
+def test_non_finite_meta_loss_stops_training(tmp_path, monkeypatch, meta_optimizer):
+    import functional_metarl.runners.maml_trainer as maml_trainer
+
     trainer, good = _two_good_iterations(tmp_path, meta_optimizer)
-    real = trainer._grad_fn
 
-    def nan_loss(*args):
-        grads, (loss, adapted) = real(*args)
-        return grads, (loss * float("nan"), adapted)
+    def with_nan_loss(real):
+        def nan_loss(*args):
+            grads, (loss, adapted) = real(*args)
+            return grads, (loss * float("nan"), adapted)
 
-    trainer._grad_fn = nan_loss
+        return nan_loss
+
+    # Both ways the trainer computes the meta-gradient: its grad_fn, and through the kept adaptation.
+    assert trainer._keeps_adaptation()
+    trainer._grad_fn = with_nan_loss(trainer._grad_fn)
+    monkeypatch.setattr(maml_trainer, "_surrogate_grad_through", with_nan_loss(maml_trainer._surrogate_grad_through))
     with pytest.raises(FloatingPointError, match="meta-loss is not finite"):
         trainer.train(progress=False)
     for name in good:
@@ -537,8 +544,15 @@ def test_raw_inner_advantages_reach_the_inner_steps_only(monkeypatch):
         return original_adapt(params, batch, *args, **kwargs)
 
     original_step = trainer_module.maml_trpo_step
+    original_vjp = trainer_module._adapt_tasks_vjp
+
+    def spy_vjp(params, batch, *args, **kwargs):  # the training adaptation, kept for the meta-gradient
+        adapted_on.append(batch)
+        return original_vjp(params, batch, *args, **kwargs)
+
     monkeypatch.setattr(trainer, "sample", spy_sample)
     monkeypatch.setattr(trainer, "adapt_batch", spy_adapt)
+    monkeypatch.setattr(trainer_module, "_adapt_tasks_vjp", spy_vjp)
     monkeypatch.setattr(trainer_module, "maml_trpo_step", spy_step)
     trainer.train_iteration()
     cfg = trainer.config

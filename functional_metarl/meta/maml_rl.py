@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import torch
-from torch.func import grad, grad_and_value, vmap
+from torch.func import grad, grad_and_value, vjp, vmap
 
 from ..envs.rollout import Episodes
 from ..nn import Functional
@@ -351,6 +351,38 @@ def maml_surrogate(
     adapted = adapt_tasks(policy_params, train, policy, inner_opt, steps=steps, first_order=first_order,
                           inner_state=inner_state)
     return _adapted_surrogate(adapted, valid, old_log_prob, policy), adapted
+
+
+def _adapt_tasks_vjp(
+    params: Params, train: TrainData, policy: Functional, inner_opt: GradientTransformation, *,
+    steps: int = 1, first_order: bool = False,
+) -> tuple[Params, Callable[[Params], tuple[Params]]]:
+    """:func:`adapt_tasks` of shared ``params`` and its vector-Jacobian product: ``(adapted,
+    pullback)``, ``pullback(cotangent of adapted) -> (cotangent of params,)``.
+
+    A runner that adapts to collect the post-update episodes can keep this instead of adapting
+    again inside the meta-gradient: :func:`_surrogate_grad_through` then gives
+    ``grad_and_value(maml_surrogate, has_aux=True)``'s result from it, without recomputing the
+    inner forward and backward passes.
+    """
+    return vjp(lambda p: adapt_tasks(p, train, policy, inner_opt, steps=steps, first_order=first_order), params)
+
+
+def _surrogate_grad_through(
+    adapted: Params, pullback: Callable[[Params], tuple[Params]], valid: RLBatch, policy: Functional,
+) -> tuple[Params, tuple[torch.Tensor, Params]]:
+    """``(grads, (loss, adapted))`` as ``grad_and_value(maml_surrogate, has_aux=True)(params,
+    train, valid, None)`` gives them, from ``_adapt_tasks_vjp(params, train, ...)``: the chain
+    rule through the kept adaptation, ``d loss / d params = pullback(d loss / d adapted)``."""
+    _check_surrogate_inputs(valid, None, policy, "maml_surrogate")
+
+    def outer(stacked: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = _adapted_surrogate(stacked, valid, None, policy)
+        return loss, loss
+
+    adapted_grads, loss = grad(outer, has_aux=True)(adapted)
+    (grads,) = pullback(adapted_grads)
+    return grads, (loss, adapted)
 
 
 def _check_surrogate_inputs(valid: RLBatch, old_log_prob: torch.Tensor | None, policy: Functional, where: str) -> None:

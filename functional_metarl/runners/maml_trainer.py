@@ -38,6 +38,7 @@ from ..meta import (
     maml_trpo_step,
     make_rl_batches,
 )
+from ..meta.maml_rl import _adapt_tasks_vjp, _surrogate_grad_through
 from ..nn import gaussian_policy
 from ..nn.core import _check_mean_bound
 from ..optim import AdamState, MetaSgdState, adam, meta_sgd, sgd
@@ -127,6 +128,14 @@ def _moved(tree: Params | None, device: torch.device | str) -> Params | None:
     return None if tree is None else {k: v.detach().to(device) for k, v in tree.items()}
 
 
+def _gradient_through_kept_adaptation(adapted: Params, pullback: Any, policy: Any, params: Params, train: RLBatch,
+                                      valid: RLBatch, old_log_prob: None) -> Any:
+    """A ``grad_fn`` for ``maml_trpo_step`` / ``maml_gradient_step`` from a kept adaptation of
+    ``params`` on ``train`` (``meta.maml_rl._adapt_tasks_vjp``); ``params`` and ``train`` are the
+    ones that adaptation used, so only ``valid`` is read."""
+    return _surrogate_grad_through(adapted, pullback, valid, policy)
+
+
 def _episode_return(rewards: torch.Tensor) -> float:
     """Mean over tasks and episodes of the summed reward. rewards ``[N, T, E]``."""
     return float(rewards.sum(dim=1).mean())
@@ -192,6 +201,13 @@ class MAMLTrainer:
             return grad_fn, surrogate
         return torch.compile(grad_fn, dynamic=False), torch.compile(surrogate, dynamic=False)
 
+    def _keeps_adaptation(self) -> bool:
+        """Whether ``train_iteration`` keeps the adaptation's vjp for the meta-gradient: with the
+        default surrogate, one inner step, fixed inner step sizes and no compiled gradient."""
+        cfg = self.config
+        return (cfg.estimator == "maml" and cfg.inner_steps == 1 and not cfg.learn_inner_lr and not cfg.compile
+                and cfg.meta_optimizer in ("trpo", "adam"))
+
     def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False, lr: float | None = None,
                     learned_lrs: Params | None = None) -> Params:
         """One inner SGD step of ``lr`` (default ``config.inner_lr``) per task on ``batch``;
@@ -240,7 +256,15 @@ class MAMLTrainer:
         # step, as pytorch-maml-rl samples them); the meta-step then replays those steps.
         train_episodes = self.sample(self.params, tasks)
         train_batches = [self.inner_batch(train_episodes)]
-        adapted = self.adapt_batch(self.params, train_batches[0])
+        grad_fn = self._grad_fn
+        if self._keeps_adaptation():
+            # Keep the adaptation's vjp: the meta-gradient then differentiates through it instead
+            # of adapting again (the same gradient; one inner forward and backward pass fewer).
+            adapted, pullback = _adapt_tasks_vjp(self.params, train_batches[0], self.policy, self.inner_opt,
+                                                 first_order=cfg.first_order)
+            grad_fn = partial(_gradient_through_kept_adaptation, adapted, pullback, self.policy)
+        else:
+            adapted = self.adapt_batch(self.params, train_batches[0])
         for _ in range(cfg.inner_steps - 1):
             train_batches.append(self.inner_batch(self.sample(adapted, tasks, per_task=True)))
             adapted = self.adapt_batch(adapted, train_batches[-1], per_task=True)
@@ -251,7 +275,7 @@ class MAMLTrainer:
             meta = MetaParams(self.params, MetaSgdState(self.learned_lrs)) if cfg.learn_inner_lr else self.params
             new_meta, stats = maml_trpo_step(
                 meta, train, valid, self.policy, self.inner_opt, steps=cfg.inner_steps, first_order=cfg.first_order,
-                config=cfg.trpo, grad_fn=self._grad_fn, estimator=cfg.estimator, surrogate_fn=self._surrogate_fn,
+                config=cfg.trpo, grad_fn=grad_fn, estimator=cfg.estimator, surrogate_fn=self._surrogate_fn,
             )
             new_params, new_learned_lrs = (new_meta.params, new_meta.inner_state.lr) if cfg.learn_inner_lr else (new_meta, None)
         elif cfg.meta_optimizer == "promp":
@@ -266,7 +290,7 @@ class MAMLTrainer:
         else:
             new_params, self.meta_opt_state, stats = maml_gradient_step(
                 self.params, self.meta_opt_state, train, valid, self.policy, self.inner_opt, self.meta_opt,
-                steps=cfg.inner_steps, first_order=cfg.first_order, grad_fn=self._grad_fn, estimator=cfg.estimator,
+                steps=cfg.inner_steps, first_order=cfg.first_order, grad_fn=grad_fn, estimator=cfg.estimator,
                 surrogate_fn=self._surrogate_fn,
             )
             new_learned_lrs = None
