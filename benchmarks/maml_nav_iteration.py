@@ -165,6 +165,12 @@ def main() -> None:
         for _ in range(args.warmup):
             trainer.train_iteration()
         print(f"warm-up {name}: {time.perf_counter() - start:.1f} s", flush=True)
+    if args.compile:
+        from torch._dynamo.utils import counters  # dynamo's own tally, filled while compiling the warm-up
+
+        breaks = sum(counters["graph_break"].values())
+        print(f"compile=True: {breaks} graph breaks in the compiled meta-gradient and line-search surrogate"
+              + "".join(f"\n  {n} x {reason}" for reason, n in counters["graph_break"].items()))
     # FLOPs of one recorded iteration per variant (not one of the timed ones: recording slows it down).
     recorded = {}
     if args.roofline or args.meta_batch_sizes:

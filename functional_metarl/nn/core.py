@@ -253,7 +253,13 @@ def _mlp_forward_stacked(params: Params, x: torch.Tensor, prefix: str, num_layer
     h = x.reshape(x.shape[0], -1, x.shape[-1])  # [N, M, in]
     for i in range(num_layers):
         weight, bias = params[f"{prefix}{2 * i}.weight"], params[f"{prefix}{2 * i}.bias"]
-        h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        if weight.shape[1] < weight.shape[2]:
+            # A layer narrower than its input (a policy's 64 -> 2 head) as [N, out, in] @ [N, in, M]:
+            # its products and their derivatives then have the narrow side as rows, which the CPU
+            # BLAS runs several times faster than as columns (a 2-column output is a near-scalar loop).
+            h = torch.baddbmm(bias.unsqueeze(2), weight, h.transpose(1, 2)).transpose(1, 2)
+        else:
+            h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
         if i < num_layers - 1:
             h = act(h)
     return h.reshape(*x.shape[:-1], h.shape[-1])
