@@ -169,11 +169,12 @@ def test_resume_is_bit_identical(tmp_path, meta_optimizer):
 
 def test_compiled_trainer_matches_eager_and_resumes_bit_identically(tmp_path):
     """compile=True (meta-gradient and line-search surrogate compiled) against the eager
-    reference, one meta-iteration from the same seed: the same line-search step and a TRPO step
-    within 1e-4 of eager's in relative norm (float32 reassociation in the fused kernels, passed
-    through CG; on a curvature sample this small CG amplifies it, so the check is on one step,
-    not on a trajectory). Then a compiled run resumed from its checkpoint is bit-identical to an
-    uninterrupted compiled run."""
+    reference, one meta-iteration from the same seed: the meta-gradient norm within 1e-4
+    relative, the meta-loss (0 at the old policy) within 1e-7, the same accepted line-search fraction, and the TRPO step in the same
+    direction (cosine > 0.9999, norm within 1 %). The step itself is compared loosely on purpose:
+    compiled code uses torch.tanh where eager CPU code uses the sigmoid form (1e-7 apart), and
+    ten CG iterations on a curvature sample this small amplify that to about 1e-2. Then a compiled
+    run resumed from its checkpoint is bit-identical to an uninterrupted compiled run."""
     from functional_metarl.tree import ravel
 
     settings = dict(meta_batch_size=3, episodes_per_task=8, hidden=(16,))
@@ -184,10 +185,13 @@ def test_compiled_trainer_matches_eager_and_resumes_bit_identically(tmp_path):
     straight.train(progress=False)
     first = MAMLTrainer(tiny_config(compile=True, meta_iterations=1, checkpoint_every=50, **settings), tmp_path)
     first.train(progress=False)
+    (e,), (c,) = eager.history, first.history
+    assert c["grad_norm"] == pytest.approx(e["grad_norm"], rel=1e-4)
+    assert abs(c["meta_loss"] - e["meta_loss"]) < 1e-7  # the surrogate at the old policy: 0 up to rounding
+    assert c["step_fraction"] == e["step_fraction"]
     eager_step, compiled_step = ravel(eager.params)[0] - start, ravel(first.params)[0] - start
-    assert eager_step.norm() > 0
-    assert (compiled_step - eager_step).norm() <= 1e-4 * eager_step.norm()
-    assert first.history[0]["step_fraction"] == eager.history[0]["step_fraction"]
+    assert torch.nn.functional.cosine_similarity(eager_step, compiled_step, dim=0) > 0.9999
+    assert compiled_step.norm() == pytest.approx(float(eager_step.norm()), rel=1e-2)
     second = MAMLTrainer(tiny_config(compile=True, meta_iterations=2, **settings), tmp_path)
     second.load_checkpoint(tmp_path / CHECKPOINT_NAME)
     second.train(progress=False)

@@ -63,10 +63,13 @@ class _SigmoidFormTanh(torch.autograd.Function):
 
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """The templates' tanh: the sigmoid form on the CPU (see ``_SigmoidFormTanh``), ``torch.tanh`` elsewhere.
+    """The templates' tanh: the sigmoid form on the CPU (see ``_SigmoidFormTanh``), ``torch.tanh``
+    elsewhere and inside ``torch.compile``.
     With autograd off (rollouts, line-search scoring) the same three ops run without the
     autograd.Function around them, whose call costs as much as the ops on a rollout step's tensors."""
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        # Under torch.compile the generated kernel fuses tanh itself (and dynamo cannot trace an
+        # autograd.Function with a custom jvp: it would break the graph there).
         return torch.tanh(x)
     if not torch.is_grad_enabled():
         return _SigmoidFormTanh.forward(x)
