@@ -13,6 +13,7 @@ from functional_metarl.envs import (
     MDPNoise,
     TabularMDP,
     bandit_baseline,
+    bayes_optimal_bandit_value,
     mdp_baseline,
     sample_gamma,
 )
@@ -331,3 +332,53 @@ def test_ucb_exploration_constant_and_its_tuning():
         bandit_baseline(env, tasks, "ucb1", noise, ucb_c=-1.0)
     with pytest.raises(ValueError, match="values must be"):
         tune_ucb_c(env, tasks, noise, values=())
+
+
+# ----------------------------------------------------------------------------- the Bayes-optimal bandit value
+def _bayes_value_by_brute_force(num_arms: int, num_pulls: int) -> float:
+    """The same Bellman recursion over ordered per-arm (successes, failures), with none of the
+    symmetry reduction (sorting, skipping equal arms) that the library's version uses."""
+    def value(state, remaining):
+        if remaining == 0:
+            return 0.0
+        best = 0.0
+        for i, (s, f) in enumerate(state):
+            p = (s + 1) / (s + f + 2)
+            win = state[:i] + ((s + 1, f),) + state[i + 1:]
+            lose = state[:i] + ((s, f + 1),) + state[i + 1:]
+            best = max(best, p * (1 + value(win, remaining - 1)) + (1 - p) * value(lose, remaining - 1))
+        return best
+
+    return value(((0, 0),) * num_arms, num_pulls)
+
+
+def test_bayes_optimal_bandit_value_by_hand_and_by_brute_force():
+    assert bayes_optimal_bandit_value(1, 7) == pytest.approx(3.5)  # one arm: E[mean] per pull whatever one does
+    assert bayes_optimal_bandit_value(3, 1) == pytest.approx(0.5)
+    # k=2, n=2: pull once (1/2); stay after a success (posterior mean 2/3), switch after a failure (1/2)
+    assert bayes_optimal_bandit_value(2, 2) == pytest.approx(0.5 + 0.5 * 2 / 3 + 0.5 * 0.5)
+    for k, n in ((2, 5), (3, 4), (4, 3)):
+        assert bayes_optimal_bandit_value(k, n) == pytest.approx(_bayes_value_by_brute_force(k, n), rel=1e-12)
+    assert bayes_optimal_bandit_value(5, 10) == pytest.approx(6.65999, abs=1e-5)
+
+
+def test_bayes_optimal_bandit_value_bounds_every_baseline():
+    """No agent beats it in expectation: the baselines' means on 4000 tasks stay below it (to
+    3 standard errors), and the best of them comes within 0.1 of it."""
+    env = BernoulliBandits(5, 10)
+    tasks = env.sample_tasks(4000, gen(21))
+    noise = env.sample_noise((4000,), gen(22))
+    optimum = bayes_optimal_bandit_value(5, 10)
+    means = {}
+    for method in ("greedy", "thompson", "ucb1", "gittins"):
+        totals = bandit_baseline(env, tasks, method, noise, gen(23)).rewards.sum(0)
+        means[method] = float(totals.mean())
+        assert means[method] < optimum + 3 * float(totals.std()) / math.sqrt(totals.numel()), (method, means)
+    assert max(means.values()) > optimum - 0.1, means
+
+
+@pytest.mark.parametrize("args, match", [((0, 10), "num_arms"), ((5, 0), "num_pulls"), ((5.0, 10), "num_arms"),
+                                         ((True, 10), "num_arms"), ((5, 26), "num_pulls must be <= 25")])
+def test_bayes_optimal_bandit_value_bad_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        bayes_optimal_bandit_value(*args)

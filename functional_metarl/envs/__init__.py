@@ -76,3 +76,7 @@ __all__ += ["gittins_indices", "tune_gittins_gamma"]
 from .baselines import tune_ucb_c  # noqa: E402
 
 __all__ += ["tune_ucb_c"]
+
+from .baselines import bayes_optimal_bandit_value  # noqa: E402
+
+__all__ += ["bayes_optimal_bandit_value"]
