@@ -21,7 +21,7 @@ import torch
 from torch.func import grad_and_value
 from tqdm.auto import tqdm
 
-from ..envs import Episodes, Navigation2D, NavTask, rollout, sample_noise
+from ..envs import Episodes, Navigation2D, rollout, sample_noise
 from ..meta import (
     ESTIMATORS,
     MetaParams,
@@ -136,13 +136,24 @@ def _gradient_through_kept_adaptation(adapted: Params, pullback: Any, policy: An
     return _surrogate_grad_through(adapted, pullback, valid, policy)
 
 
+def _num_tasks(tasks: Any) -> int:
+    """The leading (task) axis of a batch of tasks: a NamedTuple of tensors ``[N, ...]`` (any
+    pure task family, e.g. ``NavTask(goal [N, 2])``)."""
+    leaves = [x for x in tasks if isinstance(x, torch.Tensor)] if isinstance(tasks, tuple) else []
+    if not leaves or leaves[0].ndim == 0:
+        raise TypeError(f"tasks must be a NamedTuple of tensors with a leading task axis, got {type(tasks).__name__}")
+    return leaves[0].shape[0]
+
+
 def _episode_return(rewards: torch.Tensor) -> float:
     """Mean over tasks and episodes of the summed reward. rewards ``[N, T, E]``."""
     return float(rewards.sum(dim=1).mean())
 
 
 class MAMLTrainer:
-    """Trains a Gaussian MLP policy with MAML on a pure task family (default Navigation2D).
+    """Trains a Gaussian MLP policy with MAML on a pure continuous-action task family (default
+    Navigation2D; any env with ``obs_dim``, ``act_dim``, ``horizon``, ``sample_tasks``, ``reset``
+    and ``step`` whose tasks are a NamedTuple of tensors with a leading task axis).
 
     Args:
         config: the settings.
@@ -233,13 +244,13 @@ class MAMLTrainer:
         cfg = self.config
         return make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda, normalize=cfg.normalize_inner_advantages)
 
-    def sample(self, params: Params, tasks: NavTask, per_task: bool = False, generator: torch.Generator | None = None,
+    def sample(self, params: Params, tasks: Any, per_task: bool = False, generator: torch.Generator | None = None,
                episodes_per_task: int | None = None) -> Episodes:
         """Episodes ``[N, T, E, ...]`` of ``params`` (shared, or per task) on ``tasks``, with noise
         from ``generator`` (default: the trainer's)."""
         cfg = self.config
         num_episodes = cfg.episodes_per_task if episodes_per_task is None else episodes_per_task
-        noise = sample_noise(cfg.horizon, tasks.goal.shape[0], num_episodes, self.env.act_dim,
+        noise = sample_noise(cfg.horizon, _num_tasks(tasks), num_episodes, self.env.act_dim,
                              self.generator if generator is None else generator)
         episodes = rollout(params, tasks, noise, self.env, self.policy, params_per_task=per_task)
         if not torch.isfinite(episodes.rewards).all():
@@ -352,7 +363,7 @@ class MAMLTrainer:
         inner_lrs: Sequence[float] | None = None,
         params: Params | None = None,
         learned_lrs: Params | None = None,
-    ) -> tuple[dict[str, float], tuple[NavTask, list[Episodes]]]:
+    ) -> tuple[dict[str, float], tuple[Any, list[Episodes]]]:
         """Held-out evaluation in the MAML paper's protocol (section 5.3 and appendix A.2).
 
         Each of ``max_steps`` steps adapts on ``episodes_per_task`` fresh episodes of the current
