@@ -79,10 +79,6 @@ class PhaseClock:
 
         return wrapper
 
-    def reset(self) -> None:
-        self.seconds.clear()
-        self.line_search_evals = 0
-
 
 @contextmanager
 def instrumented(trainer: maml_trainer.MAMLTrainer, clock: PhaseClock) -> Iterator[None]:

@@ -120,8 +120,8 @@ def print_roofline(name: str, recorder: _roofline.MatmulRecorder, recorded_evals
     total = statistics.median(seconds)
     breakdown = []
     for phase in _roofline.PHASES:
-        times = [p.get(phase, 0.0) if phase != "rest" else s - sum(p.values()) + p.get("rest", 0.0)
-                 for p, s in zip(phase_seconds, seconds)]
+        # "rest" is never entered: it is what the iteration spent outside the wrapped calls.
+        times = [s - sum(p.values()) if phase == "rest" else p.get(phase, 0.0) for p, s in zip(phase_seconds, seconds)]
         scale = mean_evals / recorded_evals if phase == _roofline.LINE_SEARCH else 1.0
         floor, gflop = floors.get(phase, 0.0) * scale, flops.get(phase, 0) * scale / 1e9
         med = statistics.median(times)
