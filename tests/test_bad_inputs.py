@@ -276,6 +276,11 @@ def _cases():
          ValueError, "train has 2 tasks but valid has 3"),
         ("trpo-config-type", lambda: meta.maml_trpo_step(GAUSS_PARAMS, batches, batches, GAUSS, optim.sgd(0.1),
                                                          config={"max_kl": 0.01}), TypeError, "config must be a TRPOConfig"),
+        ("trpo-surrogate-fn-type", lambda: meta.maml_trpo_step(GAUSS_PARAMS, batches, batches, GAUSS, optim.sgd(0.1),
+                                                               surrogate_fn="compiled"), TypeError, "surrogate_fn must be"),
+        ("gradient-step-grad-fn-type",
+         lambda: meta.maml_gradient_step(GAUSS_PARAMS, None, batches, batches, GAUSS, optim.sgd(0.1), optim.adam(1e-3),
+                                         grad_fn=1), TypeError, "grad_fn must be"),
         ("trpo-config-max-kl", lambda: meta.TRPOConfig(max_kl=0.0), ValueError, "max_kl"),
         ("trpo-config-curvature", lambda: meta.TRPOConfig(curvature="fisher"), ValueError, "curvature"),
         # --- runners: configs and devices

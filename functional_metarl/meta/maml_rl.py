@@ -496,6 +496,14 @@ def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
     return RLBatch(*per_step, None if batch.advantage_std is None else batch.advantage_std[:tasks])
 
 
+def _check_step_fns(where: str, grad_fn: object, surrogate_fn: object) -> None:
+    """The meta-steps' optional replacements of the meta-gradient and the surrogate: None or callables."""
+    for name, fn in (("grad_fn", grad_fn), ("surrogate_fn", surrogate_fn)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{where}: {name} must be None or a callable (params, train, valid, old_log_prob), "
+                            f"got {type(fn).__name__}")
+
+
 def _estimator_pieces(
     estimator: str, policy: Functional, inner_opt: GradientTransformation, steps: int, first_order: bool,
 ) -> tuple[Callable, Callable | None]:
@@ -540,6 +548,7 @@ def maml_trpo_step(
     differentiates through that estimator's inner objective (same values, its Jacobian).
     """
     _check_policy(policy, "maml_trpo_step")
+    _check_step_fns("maml_trpo_step", grad_fn, surrogate_fn)
     if not isinstance(config, TRPOConfig):
         raise TypeError(f"config must be a TRPOConfig, got {type(config).__name__}")
     surrogate, task_losses = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
@@ -630,6 +639,7 @@ def maml_gradient_step(
     surrogate that scores the new params, as in :func:`maml_trpo_step`.
     """
     _check_policy(policy, "maml_gradient_step")
+    _check_step_fns("maml_gradient_step", grad_fn, surrogate_fn)
     surrogate, _ = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
     grads, (loss, adapted0) = grad_fn(params, train, valid, None)
