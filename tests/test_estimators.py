@@ -423,6 +423,31 @@ def test_multi_step_estimators_keep_the_adapted_params():
             torch.testing.assert_close(adapted[k], ref_adapted[k], rtol=1e-12, atol=1e-12)
 
 
+def test_line_search_scoring_is_every_estimators_surrogate_and_the_kl_in_one_pass():
+    # maml_trpo_step's line search scores new params with meta.maml_rl._surrogate_and_kl (one
+    # forward pass for the loss and the KL): it must equal each estimator's own surrogate value
+    # and the KL computed from a separate forward pass of its adapted params.
+    from functional_metarl.meta.maml_rl import _as_dist, _log_prob, _mean_kl, _surrogate_and_kl
+
+    params, train, valid, policy = _nav_problem(seed=4)
+    inner = optim.sgd(0.1)
+    gen = torch.Generator().manual_seed(5)
+    moved = {k: v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
+    for steps, train_data in ((1, train), (2, (train, train))):
+        _, adapted0 = maml_surrogate(params, train_data, valid, None, policy, inner, steps=steps)
+        old_dist = _as_dist(policy, policy.apply_stacked(adapted0, valid.obs))
+        old_log_prob = _log_prob(policy, old_dist, valid.actions)
+        with torch.no_grad():
+            loss, kl = _surrogate_and_kl(moved, train_data, valid, old_log_prob, old_dist, policy, inner, steps=steps)
+        assert float(kl) > 1e-6  # the moved params are not the old ones
+        for estimator in ESTIMATORS:
+            ref_loss, adapted = estimator_surrogate(moved, train_data, valid, old_log_prob, policy, inner, steps=steps,
+                                                    estimator=estimator)
+            ref_kl = _mean_kl(policy, old_dist, _as_dist(policy, policy.apply_stacked(adapted, valid.obs)), valid.mask)
+            torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(kl, ref_kl.detach(), rtol=1e-12, atol=1e-12)
+
+
 def test_meta_steps_take_the_estimator():
     params, train, valid, policy = _nav_problem(seed=4)
     inner = optim.sgd(0.1)

@@ -412,6 +412,27 @@ def _mean_kl(policy: Functional, old: Dist, new: Dist, mask: torch.Tensor) -> to
     return vmap(masked_episode_mean)(_kl(policy, old, new), mask).mean()
 
 
+def _surrogate_and_kl(
+    params: Params | MetaParams, train: TrainData, valid: RLBatch, old_log_prob: torch.Tensor, old_dist: Dist,
+    policy: Functional, inner_opt: GradientTransformation, *, steps: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a meta-step's line search scores at ``params``: ``(surrogate loss, mean KL(old_dist
+    || adapted))`` from one forward pass of the adapted policies on ``valid.obs`` (scoring the
+    loss and the KL separately took two). Call it under ``no_grad``.
+
+    Every estimator of ``meta.estimators`` has ``maml_surrogate``'s value and adapted params
+    (its inner objective differs from the plain one only in higher derivatives, and E-MAML's
+    extra term is 0 in value), so this one function scores them all.
+    Leaves ``[N, T, E, ...]``; old_log_prob ``[N, T, E]``; old_dist as ``policy_distribution``.
+    """
+    policy_params, inner_state = _split_meta(params)
+    adapted = adapt_tasks(policy_params, train, policy, inner_opt, steps=steps, first_order=True,
+                          inner_state=inner_state)
+    dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
+    loss = vmap(surrogate_loss)(_log_prob(policy, dist, valid.actions), old_log_prob, valid.advantages, valid.mask)
+    return loss.mean(), _mean_kl(policy, old_dist, dist, valid.mask)
+
+
 @dataclass(frozen=True)
 class TRPOConfig:
     """TRPO meta-step settings. max-KL 0.01, 10 CG iterations, damping 1e-5 and 15 line-search
@@ -496,12 +517,13 @@ def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
     return RLBatch(*per_step, None if batch.advantage_std is None else batch.advantage_std[:tasks])
 
 
-def _check_step_fns(where: str, grad_fn: object, surrogate_fn: object) -> None:
-    """The meta-steps' optional replacements of the meta-gradient and the surrogate: None or callables."""
-    for name, fn in (("grad_fn", grad_fn), ("surrogate_fn", surrogate_fn)):
+def _check_step_fns(where: str, grad_fn: object, score_fn: object) -> None:
+    """The meta-steps' optional replacements of the meta-gradient and of the scoring of new
+    params: None or callables."""
+    for name, fn, args in (("grad_fn", grad_fn, "(params, train, valid, old_log_prob)"),
+                           ("score_fn", score_fn, "(params, train, valid, old_log_prob, old_dist)")):
         if fn is not None and not callable(fn):
-            raise TypeError(f"{where}: {name} must be None or a callable (params, train, valid, old_log_prob), "
-                            f"got {type(fn).__name__}")
+            raise TypeError(f"{where}: {name} must be None or a callable {args}, got {type(fn).__name__}")
 
 
 def _estimator_pieces(
@@ -530,7 +552,7 @@ def maml_trpo_step(
     config: TRPOConfig = TRPOConfig(),
     grad_fn: Callable | None = None,
     estimator: str = "maml",
-    surrogate_fn: Callable | None = None,
+    score_fn: Callable | None = None,
 ) -> tuple[Params | MetaParams, TRPOStats]:
     """One TRPO meta-update of ``params`` on a meta-batch (leaves ``[N, T, E, ...]``): the
     MAML-RL meta-step of Finn et al. (2017). Returns ``(new_params, stats)``.
@@ -540,20 +562,20 @@ def maml_trpo_step(
     through the exact curvature), and the result has the same structure.
     ``grad_fn`` optionally replaces ``grad_and_value(maml_surrogate, has_aux=True)`` (e.g. by a
     compiled version of it), called as ``grad_fn(params, train, valid, None)``; likewise
-    ``surrogate_fn`` replaces the estimator's surrogate in the line search, called as
-    ``surrogate_fn(params, train, valid, old_log_prob) -> (loss, adapted)`` under ``no_grad``
-    (the line search's evaluations are a quarter of the step: compiling them pays).
+    ``score_fn`` replaces what the line search evaluates, ``_surrogate_and_kl`` bound to the
+    policy, inner optimizer and steps: ``score_fn(params, train, valid, old_log_prob, old_dist)
+    -> (loss, kl)`` under ``no_grad`` (e.g. compiled: the evaluations are a quarter of the step).
     ``estimator`` picks the meta-gradient estimator (``meta.estimators``; ``"maml"``, the default,
     is this function as it always was); with ``"dice"`` / ``"lvc"`` the exact curvature also
     differentiates through that estimator's inner objective (same values, its Jacobian).
     """
     _check_policy(policy, "maml_trpo_step")
-    _check_step_fns("maml_trpo_step", grad_fn, surrogate_fn)
+    _check_step_fns("maml_trpo_step", grad_fn, score_fn)
     if not isinstance(config, TRPOConfig):
         raise TypeError(f"config must be a TRPOConfig, got {type(config).__name__}")
     surrogate, task_losses = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
-    line_search_surrogate = surrogate_fn or surrogate
+    score_fn = score_fn or partial(_surrogate_and_kl, policy=policy, inner_opt=inner_opt, steps=steps)
     # One pass gives the meta-gradient, the loss and the adapted params at the current point.
     grads, (old_loss, adapted0) = grad_fn(params, train, valid, None)
     if not torch.isfinite(old_loss):
@@ -598,8 +620,7 @@ def maml_trpo_step(
     full_step = trpo_step_direction(curvature, flat_grad.detach(), config.max_kl, config.cg_iters, config.cg_damping)
 
     def loss_and_kl(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, adapted = line_search_surrogate(unravel(flat), train, valid, old_log_prob)
-        return loss, _mean_kl(policy, old_dist, _as_dist(policy, policy.apply_stacked(adapted, valid.obs)), valid.mask)
+        return score_fn(unravel(flat), train, valid, old_log_prob, old_dist)
 
     result = backtracking_line_search(
         loss_and_kl, flat_params.detach(), full_step, float(old_loss), config.max_kl,
@@ -628,18 +649,18 @@ def maml_gradient_step(
     first_order: bool = False,
     grad_fn: Callable | None = None,
     estimator: str = "maml",
-    surrogate_fn: Callable | None = None,
+    score_fn: Callable | None = None,
 ) -> tuple[Params | MetaParams, Any, TRPOStats]:
     """A plain first-order-optimizer meta-step (e.g. Adam) on the exact meta-gradient.
 
     ``meta_opt_state = meta_opt.init(params)`` to start. Returns ``(new_params,
     new_meta_opt_state, stats)``; ``stats.kl`` is the mean KL of the adapted policies before and
     after the step, for monitoring. ``estimator``: the meta-gradient estimator (``meta.estimators``).
-    ``grad_fn`` / ``surrogate_fn``: replacements (e.g. compiled) of the meta-gradient and of the
-    surrogate that scores the new params, as in :func:`maml_trpo_step`.
+    ``grad_fn`` / ``score_fn``: replacements (e.g. compiled) of the meta-gradient and of the
+    function that scores the new params, as in :func:`maml_trpo_step`.
     """
     _check_policy(policy, "maml_gradient_step")
-    _check_step_fns("maml_gradient_step", grad_fn, surrogate_fn)
+    _check_step_fns("maml_gradient_step", grad_fn, score_fn)
     surrogate, _ = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
     grads, (loss, adapted0) = grad_fn(params, train, valid, None)
@@ -650,8 +671,8 @@ def maml_gradient_step(
     with torch.no_grad():
         old_dist = _as_dist(policy, policy.apply_stacked(tree_detach(adapted0), valid.obs))
         old_log_prob = _log_prob(policy, old_dist, valid.actions)
-        loss_after, adapted1 = (surrogate_fn or surrogate)(new_params, train, valid, old_log_prob)
-        kl = _mean_kl(policy, old_dist, _as_dist(policy, policy.apply_stacked(adapted1, valid.obs)), valid.mask)
+        score_fn = score_fn or partial(_surrogate_and_kl, policy=policy, inner_opt=inner_opt, steps=steps)
+        loss_after, kl = score_fn(new_params, train, valid, old_log_prob, old_dist)
     flat_grad, _ = ravel(grads)
     stats = TRPOStats(float(loss), float(loss_after), float(kl), 1.0, float(flat_grad.norm()))
     return new_params, meta_opt_state, stats

@@ -38,7 +38,7 @@ from ..meta import (
     maml_trpo_step,
     make_rl_batches,
 )
-from ..meta.maml_rl import _adapt_tasks_vjp, _surrogate_grad_through
+from ..meta.maml_rl import _adapt_tasks_vjp, _surrogate_and_kl, _surrogate_grad_through
 from ..nn import gaussian_policy
 from ..nn.core import _check_mean_bound
 from ..optim import AdamState, MetaSgdState, adam, meta_sgd, sgd
@@ -188,14 +188,15 @@ class MAMLTrainer:
         self.best_learned_lrs: Params | None = None if self.learned_lrs is None else tree_map(torch.clone, self.learned_lrs)
         self.best_post_return = -math.inf
         self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
-        self._grad_fn, self._surrogate_fn = self._make_step_fns()
+        self._grad_fn, self._score_fn = self._make_step_fns()
 
     # ----------------------------------------------------------------- pure pieces, bound
     def _make_step_fns(self) -> tuple[Any, Any]:
-        """``(meta-gradient, surrogate)`` of the configured estimator, both compiled with
-        ``config.compile``: the meta-gradient and the line search's evaluations are where the
-        iteration's time is (``benchmarks/maml_nav_iteration.py --roofline``). The rollouts stay
-        eager: compiled per step, their call overhead cost more than the fusion saved."""
+        """``(meta-gradient, line-search scoring or None for the default)`` of the configured
+        estimator, both compiled with ``config.compile``: the meta-gradient and the line search's
+        evaluations are where the iteration's time is (``benchmarks/maml_nav_iteration.py
+        --roofline``). The rollouts stay eager: compiled per step, their call overhead cost more
+        than the fusion saved."""
         cfg = self.config
         if cfg.estimator == "maml":
             surrogate = partial(
@@ -209,8 +210,9 @@ class MAMLTrainer:
             )
         grad_fn = grad_and_value(surrogate, has_aux=True)
         if not cfg.compile:
-            return grad_fn, surrogate
-        return torch.compile(grad_fn, dynamic=False), torch.compile(surrogate, dynamic=False)
+            return grad_fn, None
+        score = partial(_surrogate_and_kl, policy=self.policy, inner_opt=self.inner_opt, steps=cfg.inner_steps)
+        return torch.compile(grad_fn, dynamic=False), torch.compile(score, dynamic=False)
 
     def _keeps_adaptation(self) -> bool:
         """Whether ``train_iteration`` keeps the adaptation's vjp for the meta-gradient: with the
@@ -286,7 +288,7 @@ class MAMLTrainer:
             meta = MetaParams(self.params, MetaSgdState(self.learned_lrs)) if cfg.learn_inner_lr else self.params
             new_meta, stats = maml_trpo_step(
                 meta, train, valid, self.policy, self.inner_opt, steps=cfg.inner_steps, first_order=cfg.first_order,
-                config=cfg.trpo, grad_fn=grad_fn, estimator=cfg.estimator, surrogate_fn=self._surrogate_fn,
+                config=cfg.trpo, grad_fn=grad_fn, estimator=cfg.estimator, score_fn=self._score_fn,
             )
             new_params, new_learned_lrs = (new_meta.params, new_meta.inner_state.lr) if cfg.learn_inner_lr else (new_meta, None)
         elif cfg.meta_optimizer == "promp":
@@ -302,7 +304,7 @@ class MAMLTrainer:
             new_params, self.meta_opt_state, stats = maml_gradient_step(
                 self.params, self.meta_opt_state, train, valid, self.policy, self.inner_opt, self.meta_opt,
                 steps=cfg.inner_steps, first_order=cfg.first_order, grad_fn=grad_fn, estimator=cfg.estimator,
-                surrogate_fn=self._surrogate_fn,
+                score_fn=self._score_fn,
             )
             new_learned_lrs = None
         post_return = _episode_return(valid_episodes.rewards)
