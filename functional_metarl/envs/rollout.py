@@ -123,22 +123,25 @@ def rollout(
             if leading != {num_tasks}:
                 raise ValueError(f"params_per_task=True expects every params leaf to lead with the {num_tasks} tasks, "
                                  f"got leading sizes {sorted(leading)}")
-        all_obs, all_actions, all_rewards, all_masks = [], [], [], []
+        all_obs, all_actions, all_rewards, all_done_before = [], [], [], []
         for t in range(horizon):
             out = forward(params, obs)
             if policy.distribution == "gaussian":
                 mean, log_std = out
-                action = mean + torch.exp(log_std) * noise[t]
+                action = torch.addcmul(mean, torch.exp(log_std), noise[t])
             else:
                 action = torch.argmax(out + noise[t], dim=-1)
-            all_masks.append(~state.done)
+            all_done_before.append(state.done)
             all_obs.append(obs)
             all_actions.append(action)
             state, obs, reward, _ = env.step(state, action, tasks)
             all_rewards.append(reward)
+        # The mask (step t happened = the episode was not done before it) in one op at the end:
+        # a rollout step is dispatch-bound, so every op taken out of the loop counts.
+        mask = torch.logical_not(torch.stack(all_done_before, dim=1)).to(noise.dtype)
     return Episodes(
         obs=torch.stack(all_obs, dim=1),
         actions=torch.stack(all_actions, dim=1),
         rewards=torch.stack(all_rewards, dim=1),
-        mask=torch.stack(all_masks, dim=1).to(noise.dtype),
+        mask=mask,
     )
