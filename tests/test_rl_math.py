@@ -760,3 +760,24 @@ def test_backtracking_line_search_bad_args(kw):
     x = torch.zeros(2, dtype=DT)
     with pytest.raises(ValueError):
         backtracking_line_search(lambda c: (torch.tensor(0.0), torch.tensor(0.0)), x, x, 1.0, 0.1, **kw)
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 3, 7, 64, 100])
+def test_returns_and_gae_follow_the_recursion_for_any_mask_and_horizon(horizon):
+    # The doubling scan against the defining recursion, step by step in Python floats, with
+    # masks that have holes (not only padding after an episode's end) and horizons that are
+    # and are not powers of two.
+    gen = torch.Generator().manual_seed(horizon)
+    r = torch.randn(horizon, 3, generator=gen, dtype=torch.float64)
+    v = torch.randn(horizon, 3, generator=gen, dtype=torch.float64)
+    mask = (torch.rand(horizon, 3, generator=gen) < 0.7).to(torch.float64)
+    gamma, lam = 0.97, 0.8
+    got_ret, got_adv = discounted_returns(r, mask, gamma), gae(r, v, mask, gamma, lam)
+    for b in range(3):
+        ret, adv, m = 0.0, 0.0, mask[:, b].tolist()
+        vm = [x * y for x, y in zip(v[:, b].tolist(), m)] + [0.0]
+        for t in range(horizon - 1, -1, -1):
+            ret = m[t] * (float(r[t, b]) + gamma * ret)
+            adv = m[t] * (float(r[t, b]) + gamma * vm[t + 1] - vm[t] + gamma * lam * adv)
+            assert abs(float(got_ret[t, b]) - ret) < 1e-12 * max(1.0, abs(ret))
+            assert abs(float(got_adv[t, b]) - adv) < 1e-12 * max(1.0, abs(adv))

@@ -31,6 +31,27 @@ def _check_discount(name: str, value: float) -> None:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
 
 
+def _reverse_affine_scan(decay: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``y_t = offset_t + decay_t * y_{t+1}`` with ``y_T = 0``, for every ``t`` at once.
+
+    By recursive doubling: after the pass with shift ``k``, ``y_t = offset_t + decay_t *
+    y_{t+k}`` holds with the composed maps (``y`` beyond the end is 0), so ``ceil(log2 T)``
+    passes of a few whole-tensor ops replace ``T`` sequential steps (a step per time index was
+    a third of the cost of a MAML batch's returns, baseline and GAE). The sums run in another
+    order than the loop's, so results agree with it to rounding, not bit for bit.
+    decay, offset: ``[T, ...]`` -> ``[T, ...]``.
+    """
+    horizon = offset.shape[0]
+    shift = 1
+    while shift < horizon:
+        pad = offset.new_zeros((shift, *offset.shape[1:]))
+        offset = offset + decay * torch.cat([offset[shift:], pad])
+        if shift * 2 < horizon:  # the last pass needs no composed decay
+            decay = decay * torch.cat([decay[shift:], pad])
+        shift *= 2
+    return offset
+
+
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
     """``G_t = mask_t * (r_t + gamma * G_{t+1})``, ``G_T = 0``.
 
@@ -39,12 +60,7 @@ def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) 
     _check_time_major("mask", mask, rewards)
     _check_discount("gamma", gamma)
     mask = mask.to(rewards.dtype)
-    out = []
-    running = torch.zeros_like(rewards[0])
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        running = mask[t] * (rewards[t] + gamma * running)
-        out.append(running)
-    return torch.stack(out[::-1])
+    return _reverse_affine_scan(gamma * mask, mask * rewards)
 
 
 def gae(
@@ -65,9 +81,4 @@ def gae(
     values = values * mask
     next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
     deltas = rewards + gamma * next_values - values
-    out = []
-    running = torch.zeros_like(rewards[0])
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        running = mask[t] * (deltas[t] + gamma * lambda_ * running)
-        out.append(running)
-    return torch.stack(out[::-1])
+    return _reverse_affine_scan(gamma * lambda_ * mask, mask * deltas)
