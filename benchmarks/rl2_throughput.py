@@ -15,7 +15,8 @@ steps of ``meta.rl2_ppo_loss`` with Adam). They differ only in how the trials ar
 
 Prints env steps/s of each (median over ``--repeats`` timed iterations after one warm-up) and
 the ratio pure / gym loop, for the whole iteration and for the trial collection alone (the PPO
-update is the same work on both sides, so it bounds the whole-iteration ratio).
+update is the same work on both sides, so it bounds the whole-iteration ratio). Run as a
+script it first calls ``runners.keep_freed_cpu_memory()``, as the rl2 examples do.
 """
 
 from __future__ import annotations
@@ -197,4 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
+    from functional_metarl.runners import keep_freed_cpu_memory
+
+    keep_freed_cpu_memory()  # as the rl2 examples do; both sides share the process, so it favours neither
     main()
