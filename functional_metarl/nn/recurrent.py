@@ -154,8 +154,10 @@ class RecurrentFunctional(Functional):
         gi = F.linear(x, params["gru.weight_ih"], params["gru.bias_ih"])  # [T, *B, 3H]
         hs = []
         h = hidden
-        for t in range(x.shape[0]):
-            h = _gru_from_projection(params, gi[t], h)
+        # unbind, not gi[t]: the backward of each gi[t] would be a zero-filled [T, *B, 3H]
+        # gradient added into the total (T full-size fills and adds); unbind's is one stack.
+        for gi_t in gi.unbind(0):
+            h = _gru_from_projection(params, gi_t, h)
             hs.append(h)
         hiddens = torch.stack(hs)
         logits, values = _heads(params, hiddens)
