@@ -34,11 +34,13 @@ def _check_discount(name: str, value: float) -> None:
 def _reverse_affine_scan(decay: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """``y_t = offset_t + decay_t * y_{t+1}`` with ``y_T = 0``, for every ``t`` at once.
 
-    By recursive doubling: after the pass with shift ``k``, ``y_t = offset_t + decay_t *
-    y_{t+k}`` holds with the composed maps (``y`` beyond the end is 0), so ``ceil(log2 T)``
-    passes of a few whole-tensor ops replace ``T`` sequential steps (a step per time index was
-    a third of the cost of a MAML batch's returns, baseline and GAE). The sums run in another
-    order than the loop's, so results agree with it to rounding, not bit for bit.
+    By recursive doubling: before the pass with shift ``k``, ``y_t = offset_t + decay_t *
+    y_{t+k}`` holds for the current (composed) offset and decay, ``y`` beyond the end being 0;
+    the pass composes each map with the one ``k`` steps later, so the relation then holds for
+    ``2k``. ``ceil(log2 T)`` passes of a few whole-tensor ops replace ``T`` sequential steps
+    (the step-per-index loops were about 40 % of the time of a MAML batch's returns, baseline
+    and GAE). The sums run in another order than the loop's, so results agree with it to
+    rounding, not bit for bit.
     decay, offset: ``[T, ...]`` -> ``[T, ...]``.
     """
     horizon = offset.shape[0]
