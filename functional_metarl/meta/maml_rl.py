@@ -401,7 +401,12 @@ def _adapted_surrogate(adapted: Params, valid: RLBatch, old_log_prob: torch.Tens
     num_train_tasks = next(iter(adapted.values())).shape[0]
     if num_train_tasks != valid.mask.shape[0]:
         raise ValueError(f"train has {num_train_tasks} tasks but valid has {valid.mask.shape[0]}")
-    dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
+    return _surrogate_of_dist(_as_dist(policy, policy.apply_stacked(adapted, valid.obs)), valid, old_log_prob, policy)
+
+
+def _surrogate_of_dist(dist: Dist, valid: RLBatch, old_log_prob: torch.Tensor | None, policy: Functional) -> torch.Tensor:
+    """Mean over tasks of the TRPO surrogate of the adapted policies' distributions ``dist`` on
+    ``valid`` (leaves ``[N, T, E, ...]``); ``old_log_prob=None`` takes ``dist`` itself (detached)."""
     log_prob = _log_prob(policy, dist, valid.actions)
     old = log_prob.detach() if old_log_prob is None else old_log_prob
     return vmap(surrogate_loss)(log_prob, old, valid.advantages, valid.mask).mean()
@@ -429,8 +434,7 @@ def _surrogate_and_kl(
     adapted = adapt_tasks(policy_params, train, policy, inner_opt, steps=steps, first_order=True,
                           inner_state=inner_state)
     dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
-    loss = vmap(surrogate_loss)(_log_prob(policy, dist, valid.actions), old_log_prob, valid.advantages, valid.mask)
-    return loss.mean(), _mean_kl(policy, old_dist, dist, valid.mask)
+    return _surrogate_of_dist(dist, valid, old_log_prob, policy), _mean_kl(policy, old_dist, dist, valid.mask)
 
 
 @dataclass(frozen=True)
