@@ -39,3 +39,19 @@ def parse_and_load_checkpoint(parser):
 
     torch.set_num_threads(args.threads)
     return args, MAMLTrainer.from_checkpoint(args.checkpoint)
+
+
+def add_malloc_flag(parser, keep_help: str) -> None:
+    """``--malloc keep|default``: whether the benchmark first calls
+    ``runners.keep_freed_cpu_memory()`` (``keep``, what the examples do) or leaves glibc's own
+    settings; read back with :func:`apply_malloc`."""
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help=f"keep: runners.keep_freed_cpu_memory() first{keep_help}; default: glibc's own settings")
+
+
+def apply_malloc(choice: str) -> None:
+    """Apply ``--malloc`` (see :func:`add_malloc_flag`) and say so when it cannot be applied."""
+    from functional_metarl.runners import keep_freed_cpu_memory
+
+    if choice == "keep" and not keep_freed_cpu_memory():
+        print("keep_freed_cpu_memory: not glibc, malloc left as it is")

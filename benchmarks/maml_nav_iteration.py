@@ -28,15 +28,15 @@ import json
 import os
 import statistics
 import time
+import tempfile
 from pathlib import Path
 
-import tempfile
-
 import _roofline
+from _common import add_malloc_flag, apply_malloc
 import torch
 
 from functional_metarl.meta import TRPOConfig
-from functional_metarl.runners import MAMLConfig, MAMLTrainer, keep_freed_cpu_memory
+from functional_metarl.runners import MAMLConfig, MAMLTrainer
 
 VARIANTS = {
     "default (exact curvature, every 4th episode of 10 tasks)": TRPOConfig(),
@@ -146,9 +146,7 @@ def main() -> None:
                         help="add the FLOP floor per variant and a breakdown of the iteration by phase")
     parser.add_argument("--meta-batch-sizes", type=int, nargs="+", default=None,
                         help="time only the default variant, at each of these meta-batch sizes, with its FLOPs")
-    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                        help="keep: runners.keep_freed_cpu_memory() first, as examples/maml_nav.py does; "
-                             "default: glibc's own settings")
+    add_malloc_flag(parser, ", as examples/maml_nav.py does")
     parser.add_argument("--json", default="benchmarks/results/maml_nav_iteration.json")
     args = parser.parse_args()
     if args.iterations < 1 or args.warmup < 0:
@@ -156,8 +154,7 @@ def main() -> None:
     if args.meta_batch_sizes and min(args.meta_batch_sizes) < 1:
         parser.error(f"--meta-batch-sizes must be positive, got {args.meta_batch_sizes}")
     torch.set_num_threads(args.threads)
-    if args.malloc == "keep" and not keep_freed_cpu_memory():
-        print("keep_freed_cpu_memory: not glibc, malloc left as it is")
+    apply_malloc(args.malloc)
 
     trainers = build_trainers(args)
     for name, trainer in trainers.items():

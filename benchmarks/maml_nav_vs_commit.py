@@ -25,6 +25,7 @@ from io import BytesIO
 from pathlib import Path
 
 import torch
+from _common import add_malloc_flag, apply_malloc
 
 import functional_metarl
 
@@ -49,15 +50,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30, help="timed meta-iterations per version")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                        help="keep: runners.keep_freed_cpu_memory() first (both versions share the process, so "
-                             "this never favours one); default: glibc's own settings")
+    add_malloc_flag(parser, " (both versions share the process, so this never favours one)")
     args = parser.parse_args()
     if args.iterations < 2 or args.warmup < 0:
         raise ValueError(f"need --iterations >= 2 and --warmup >= 0, got {args.iterations} and {args.warmup}")
     torch.set_num_threads(args.threads)
-    if args.malloc == "keep":
-        functional_metarl.runners.keep_freed_cpu_memory()
+    apply_malloc(args.malloc)
     with tempfile.TemporaryDirectory() as tmp:
         other = import_commit_package(args.commit, Path(tmp))
         trainers = {

@@ -8,7 +8,8 @@ MDPs of 10 states and 5 actions, mean rewards N(1, 1), unit reward noise, flat-D
 transition rows, episodes of 10 steps from state 0, trials of n episodes. Trains a GRU
 actor-critic (input: one-hot state, previous action one-hot, previous reward, previous done; the
 hidden state carries across the episodes of a trial) with PPO, GAE over the whole trial and
-whole-trial backprop. Then scores RL², random, posterior sampling (PSRL) and, with
+whole-trial backprop. Then scores RL², random, greedy (certainty equivalence: plans on the
+posterior mean MDP each episode), posterior sampling (PSRL) and, with
 --maml-iterations, MAML-TRPO with a categorical policy (half the trial's episodes before its
 inner step, half after) on the same
 --eval-tasks held-out MDPs with the same noise: mean total reward per trial and its standard

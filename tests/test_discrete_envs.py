@@ -222,16 +222,47 @@ def test_bandit_baselines_ranked_and_bad_method():
         bandit_baseline(env, tasks, "ucb1", noise[:, :10])
 
 
-def test_psrl_beats_random_on_mdps():
+def test_psrl_and_greedy_beat_random_on_mdps():
     env = TabularMDP(num_episodes=10)
     tasks = env.sample_tasks(200, gen(14))
     noise = env.sample_noise((200,), gen(15))
     psrl = mdp_baseline(env, tasks, "psrl", noise, gen(16)).rewards.sum(0)
+    greedy = mdp_baseline(env, tasks, "greedy", noise, gen(16)).rewards.sum(0)
     rand = mdp_baseline(env, tasks, "random", noise, gen(16)).rewards.sum(0)
     assert abs(float(rand.mean()) - 100.0) < 6.0  # E[R] = 1 per step under any policy that ignores R
     assert float(psrl.mean()) > float(rand.mean()) + 25.0
+    assert float(greedy.mean()) > float(rand.mean()) + 20.0
     with pytest.raises(ValueError, match="method must be one of"):
         mdp_baseline(env, tasks, "ucb1", noise)
+
+
+def test_mdp_planning_is_the_best_of_all_time_dependent_policies():
+    # _planned_policy's H-step value iteration against an exhaustive search over every
+    # deterministic time-dependent policy (A^(H*S) of them) on small random MDPs, scored exactly
+    # by propagating the state distribution from state 0.
+    import itertools
+
+    from functional_metarl.envs.baselines import _planned_policy
+
+    S, A, H = 2, 3, 3
+    env = TabularMDP(num_episodes=1, num_states=S, num_actions=A, horizon=H)
+    tasks = env.sample_tasks(4, gen(21))
+    reward, transitions = tasks.reward_mean.double(), tasks.transitions.double()
+
+    def exact_return(b: int, table: tuple[int, ...]) -> float:
+        dist = torch.zeros(S, dtype=torch.float64)
+        dist[0] = 1.0
+        total = 0.0
+        for h in range(H):
+            acts = torch.tensor(table[h * S:(h + 1) * S])
+            total += float((dist * reward[b, torch.arange(S), acts]).sum())
+            dist = dist @ transitions[b, torch.arange(S), acts]
+        return total
+
+    plan = _planned_policy(env, reward, transitions)  # [B, H, S]
+    for b in range(4):
+        best = max(exact_return(b, t) for t in itertools.product(range(A), repeat=H * S))
+        assert exact_return(b, tuple(plan[b].reshape(-1).tolist())) == pytest.approx(best, abs=1e-12)
 
 
 def test_value_checks_and_public_types():
@@ -255,7 +286,7 @@ def test_value_checks_and_public_types():
     assert isinstance(task, MDPTask) and isinstance(mdp.reset(task)[0], MDPState)
     run = bandit_baseline(bandits, bandits.sample_tasks(2), BANDIT_BASELINES[0], torch.rand(3, 2))
     assert isinstance(run, BaselineRun) and run.actions.shape == run.rewards.shape == (3, 2)
-    assert set(BANDIT_BASELINES) == {"random", "greedy", "ucb1", "thompson", "gittins"} and set(MDP_BASELINES) == {"random", "psrl"}
+    assert set(BANDIT_BASELINES) == {"random", "greedy", "ucb1", "thompson", "gittins"} and set(MDP_BASELINES) == {"random", "greedy", "psrl"}
     assert RL2_PAPER_GITTINS == {(5, 10): 6.6, (10, 100): 82.8}  # the numbers issue #12 quotes from the paper
 
 

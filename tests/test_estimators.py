@@ -424,10 +424,11 @@ def test_multi_step_estimators_keep_the_adapted_params():
 
 
 def test_line_search_scoring_is_every_estimators_surrogate_and_the_kl_in_one_pass():
-    # maml_trpo_step's line search scores new params with meta.maml_rl._surrogate_and_kl (one
-    # forward pass for the loss and the KL): it must equal each estimator's own surrogate value
-    # and the KL computed from a separate forward pass of its adapted params.
-    from functional_metarl.meta.maml_rl import _as_dist, _log_prob, _mean_kl, _surrogate_and_kl
+    # maml_trpo_step's line search scores new params with meta.default_score_fn (one forward pass
+    # for the loss and the KL): it must equal each estimator's own surrogate value and the KL
+    # computed from a separate forward pass of its adapted params.
+    from functional_metarl.meta import default_score_fn
+    from functional_metarl.meta.maml_rl import _as_dist, _log_prob, _mean_kl
 
     params, train, valid, policy = _nav_problem(seed=4)
     inner = optim.sgd(0.1)
@@ -438,7 +439,7 @@ def test_line_search_scoring_is_every_estimators_surrogate_and_the_kl_in_one_pas
         old_dist = _as_dist(policy, policy.apply_stacked(adapted0, valid.obs))
         old_log_prob = _log_prob(policy, old_dist, valid.actions)
         with torch.no_grad():
-            loss, kl = _surrogate_and_kl(moved, train_data, valid, old_log_prob, old_dist, policy, inner, steps=steps)
+            loss, kl = default_score_fn(policy, inner, steps)(moved, train_data, valid, old_log_prob, old_dist)
         assert float(kl) > 1e-6  # the moved params are not the old ones
         for estimator in ESTIMATORS:
             ref_loss, adapted = estimator_surrogate(moved, train_data, valid, old_log_prob, policy, inner, steps=steps,

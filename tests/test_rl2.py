@@ -481,7 +481,7 @@ def test_mdp_example_smoke(tmp_path, monkeypatch):
                                       "--maml-meta-batch", "4", "--output", str(tmp_path), "--no-progress"])
     runpy.run_path(str(examples / "rl2_mdp.py"), run_name="__main__")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["eval"]) == {"rl2", "rl2_greedy", "random", "psrl", "maml"}
+    assert set(metrics["eval"]) == {"rl2", "rl2_greedy", "random", "greedy", "psrl", "maml"}
     assert len(metrics["iterations"]) == 2 and (tmp_path / "learning_curve.png").is_file()
     assert all(r["num_tasks"] == 20 for r in metrics["eval"].values())
 

@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import torch
 
+from ..nn.core import _check_positive_int as _positive_int
+
 __all__ = ["BanditTask", "BanditState", "BernoulliBandits", "check_int_actions", "check_probabilities"]
 
 
@@ -33,14 +35,6 @@ class BanditState(NamedTuple):
 
     t: torch.Tensor  # [*B] int64, pulls taken so far in this trial
     trial_done: torch.Tensor  # [*B] bool, the trial's n pulls are over
-
-
-def _positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
 
 
 def check_int_actions(action: torch.Tensor, num_actions: int, shape: tuple[int, ...], name: str = "action") -> None:

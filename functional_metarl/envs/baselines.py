@@ -12,11 +12,13 @@ retirement rates). The index policy is optimal for a *discounted, infinite* hori
 is finite, so ``gamma`` is a setting (the RL² paper does not state its choice, so its Gittins
 numbers are also cited, ``RL2_PAPER_GITTINS``).
 
-Tabular MDPs (:func:`mdp_baseline`): ``"random"`` and ``"psrl"`` (posterior sampling,
+Tabular MDPs (:func:`mdp_baseline`): ``"random"``; ``"psrl"`` (posterior sampling,
 Osband et al. 2013): at the start of every episode draw an MDP from the posterior -- known
 priors ``R ~ N(1, 1)`` with unit reward noise (a Normal posterior per ``(s, a)``) and flat
 Dirichlet transition rows (a ``Dirichlet(1 + counts)`` posterior) -- solve it by ``H``-step
-value iteration and act greedily on it for the episode.
+value iteration and act greedily on it for the episode; ``"greedy"`` (certainty equivalence):
+the same, but on the posterior *mean* MDP (reward ``(1 + sum) / (1 + count)``, rows
+``(1 + counts) / (S + count)``), so it never explores on purpose.
 
 Each returns a :class:`BaselineRun` with ``actions`` and ``rewards`` ``[T, B]``; the env noise
 is the env's pre-drawn trial noise (leaves ``[T, B]``), so every method can be scored on the same
@@ -40,7 +42,7 @@ __all__ = ["bayes_optimal_bandit_value", "gittins_indices", "tune_gittins_gamma"
            "RL2_PAPER_GITTINS"]
 
 BANDIT_BASELINES = ("random", "greedy", "ucb1", "thompson", "gittins")
-MDP_BASELINES = ("random", "psrl")
+MDP_BASELINES = ("random", "greedy", "psrl")
 # Duan et al. 2016, Table 1 (as quoted in issue #12): Gittins index, mean total reward per
 # trial, keyed by (k, n). Only the two settings this project runs are recorded.
 RL2_PAPER_GITTINS = {(5, 10): 6.6, (10, 100): 82.8}
@@ -232,18 +234,29 @@ def bandit_baseline(
     return BaselineRun(torch.stack(actions), torch.stack(rewards))
 
 
-def _psrl_policy(env: TabularMDP, counts: torch.Tensor, reward_sums: torch.Tensor, next_counts: torch.Tensor,
-                 generator: torch.Generator | None) -> torch.Tensor:
-    """Greedy time-dependent actions ``[B, H, S]`` of one MDP drawn from the posterior."""
+def _posterior_mdp(counts: torch.Tensor, reward_sums: torch.Tensor, next_counts: torch.Tensor, sample: bool,
+                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(reward [B, S, A], transitions [B, S, A, S])`` of one MDP drawn from the posterior
+    (``sample``) or of the posterior mean MDP: N(1, 1) reward prior with unit noise, flat
+    Dirichlet rows."""
+    reward = (1.0 + reward_sums) / (1.0 + counts)
+    if not sample:
+        return reward, (next_counts + 1.0) / (next_counts + 1.0).sum(-1, keepdim=True)
     z = torch.randn(counts.shape, generator=generator, device=counts.device, dtype=counts.dtype)
-    reward = (1.0 + reward_sums) / (1.0 + counts) + z / torch.sqrt(1.0 + counts)  # N(1, 1) prior, unit noise
     g = sample_gamma(next_counts + 1.0, generator)
-    transitions = g / g.sum(-1, keepdim=True)  # [B, S, A, S]
-    value = torch.zeros(counts.shape[:-1], device=counts.device, dtype=counts.dtype)  # [B, S]
+    return reward + z / torch.sqrt(1.0 + counts), g / g.sum(-1, keepdim=True)
+
+
+def _planned_policy(env: TabularMDP, reward: torch.Tensor, transitions: torch.Tensor,
+                    tie_generator: torch.Generator | None = None, random_ties: bool = False) -> torch.Tensor:
+    """Greedy time-dependent actions ``[B, H, S]`` of the MDP ``(reward [B, S, A], transitions
+    [B, S, A, S])`` by ``H``-step value iteration. ``random_ties``: break exact ties uniformly
+    (the posterior mean MDP ties every action of an unvisited state); else the first action."""
+    value = torch.zeros(reward.shape[:-1], device=reward.device, dtype=reward.dtype)  # [B, S]
     policy = []
     for _ in range(env.horizon):
         q = reward + torch.einsum("bsat,bt->bsa", transitions, value)
-        policy.append(torch.argmax(q, dim=-1))
+        policy.append(_argmax_random_ties(q, tie_generator) if random_ties else torch.argmax(q, dim=-1))
         value = q.max(dim=-1).values
     return torch.stack(policy[::-1], dim=1)  # [B, H, S]: step h of the episode
 
@@ -251,7 +264,7 @@ def _psrl_policy(env: TabularMDP, counts: torch.Tensor, reward_sums: torch.Tenso
 def mdp_baseline(
     env: TabularMDP, tasks: MDPTask, method: str, env_noise: MDPNoise, generator: torch.Generator | None = None
 ) -> BaselineRun:
-    """Play one trial of ``method`` (``"random"`` or ``"psrl"``) on every MDP of ``tasks``
+    """Play one trial of ``method`` (``"random"``, ``"greedy"`` or ``"psrl"``) on every MDP of ``tasks``
     (leading axis ``B``) with the env's trial noise (leaves ``[n H, B]``)."""
     if method not in MDP_BASELINES:
         raise ValueError(f"method must be one of {MDP_BASELINES}, got {method!r}")
@@ -275,14 +288,15 @@ def mdp_baseline(
         if method == "random":
             action = torch.randint(A, (B,), generator=generator, device=r.device)
         else:
-            if h == 0:
-                plan = _psrl_policy(env, counts, reward_sums, next_counts, generator)
+            if h == 0:  # plan once per episode, on what the trial has shown so far
+                model = _posterior_mdp(counts, reward_sums, next_counts, method == "psrl", generator)
+                plan = _planned_policy(env, *model, generator, random_ties=method == "greedy")
             action = plan[rows, h, state.s]
         s = state.s
         state, _, reward, done = env.step(state, action, tasks, tree_map(lambda n: n[t], env_noise), validate=False)
         # An episode's last transition is not observed (the next observation is the reset
         # state 0), so it updates the reward posterior only.
-        if method == "psrl":
+        if method != "random":
             seen = (~done).to(r.dtype)
             next_s = state.s
             counts = counts.index_put((rows, s, action), torch.ones(B, dtype=r.dtype, device=r.device), accumulate=True)

@@ -40,6 +40,7 @@ from ..rl import (
     trpo_step_direction,
 )
 from ..tree import Params, ravel, tree_detach, tree_map
+from ._checks import _check_opt
 from .maml import _check_steps, adapt_sequence
 from .supervised import MetaParams
 
@@ -58,6 +59,7 @@ __all__ = [
     "TRPOStats",
     "maml_trpo_step",
     "maml_gradient_step",
+    "default_score_fn",
 ]
 
 
@@ -521,6 +523,16 @@ def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
     return RLBatch(*per_step, None if batch.advantage_std is None else batch.advantage_std[:tasks])
 
 
+def default_score_fn(policy: Functional, inner_opt: GradientTransformation, steps: int) -> Callable:
+    """What the meta-steps evaluate at new params unless given a ``score_fn``: the surrogate and
+    the mean KL from one forward pass, ``(params, train, valid, old_log_prob, old_dist) -> (loss, kl)``.
+    Build it here to compile it (``torch.compile(default_score_fn(...))``) and pass it as ``score_fn``."""
+    _check_policy(policy, "default_score_fn")
+    _check_opt(inner_opt, "inner_opt")
+    _check_steps(steps)
+    return partial(_surrogate_and_kl, policy=policy, inner_opt=inner_opt, steps=steps)
+
+
 def _check_step_fns(where: str, grad_fn: object, score_fn: object) -> None:
     """The meta-steps' optional replacements of the meta-gradient and of the scoring of new
     params: None or callables."""
@@ -579,7 +591,7 @@ def maml_trpo_step(
         raise TypeError(f"config must be a TRPOConfig, got {type(config).__name__}")
     surrogate, task_losses = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
-    score_fn = score_fn or partial(_surrogate_and_kl, policy=policy, inner_opt=inner_opt, steps=steps)
+    score_fn = score_fn or default_score_fn(policy, inner_opt, steps)
     # One pass gives the meta-gradient, the loss and the adapted params at the current point.
     grads, (old_loss, adapted0) = grad_fn(params, train, valid, None)
     if not torch.isfinite(old_loss):
@@ -675,7 +687,7 @@ def maml_gradient_step(
     with torch.no_grad():
         old_dist = _as_dist(policy, policy.apply_stacked(tree_detach(adapted0), valid.obs))
         old_log_prob = _log_prob(policy, old_dist, valid.actions)
-        score_fn = score_fn or partial(_surrogate_and_kl, policy=policy, inner_opt=inner_opt, steps=steps)
+        score_fn = score_fn or default_score_fn(policy, inner_opt, steps)
         loss_after, kl = score_fn(new_params, train, valid, old_log_prob, old_dist)
     flat_grad, _ = ravel(grads)
     stats = TRPOStats(float(loss), float(loss_after), float(kl), 1.0, float(flat_grad.norm()))

@@ -38,17 +38,12 @@ import torch
 
 from ..envs import Episodes, sample_noise
 from ..nn import Functional
+from ..nn.core import _check_positive_int as _positive_int
 from ..tree import Params
 
 __all__ = ["TaskVectorSampler"]
 
 _MODES = {"sync", "async"}
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class TaskVectorSampler:

@@ -31,14 +31,12 @@ from ..meta import (
     TRPOConfig,
     adapt_tasks,
     check_estimator,
-    estimator_surrogate,
     maml_gradient_step,
     maml_promp_step,
-    maml_surrogate,
     maml_trpo_step,
     make_rl_batches,
 )
-from ..meta.maml_rl import _adapt_tasks_vjp, _surrogate_and_kl, _surrogate_grad_through
+from ..meta.maml_rl import _adapt_tasks_vjp, _estimator_pieces, _surrogate_grad_through, default_score_fn
 from ..nn import gaussian_policy
 from ..nn.core import _check_mean_bound
 from ..optim import AdamState, MetaSgdState, adam, meta_sgd, sgd
@@ -198,20 +196,11 @@ class MAMLTrainer:
         --roofline``). The rollouts stay eager: compiled per step, their call overhead cost more
         than the fusion saved."""
         cfg = self.config
-        if cfg.estimator == "maml":
-            surrogate = partial(
-                maml_surrogate, policy=self.policy, inner_opt=self.inner_opt, steps=cfg.inner_steps,
-                first_order=cfg.first_order,
-            )
-        else:
-            surrogate = partial(
-                estimator_surrogate, policy=self.policy, inner_opt=self.inner_opt, steps=cfg.inner_steps,
-                first_order=cfg.first_order, estimator=cfg.estimator,
-            )
+        surrogate, _ = _estimator_pieces(cfg.estimator, self.policy, self.inner_opt, cfg.inner_steps, cfg.first_order)
         grad_fn = grad_and_value(surrogate, has_aux=True)
         if not cfg.compile:
             return grad_fn, None
-        score = partial(_surrogate_and_kl, policy=self.policy, inner_opt=self.inner_opt, steps=cfg.inner_steps)
+        score = default_score_fn(self.policy, self.inner_opt, cfg.inner_steps)
         return torch.compile(grad_fn, dynamic=False), torch.compile(score, dynamic=False)
 
     def _keeps_adaptation(self) -> bool:
