@@ -25,19 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from pathlib import Path
 
-import matplotlib
+from _gym_maml_cli import add_run_flags, evaluate_before_after, finish_run_flags, plot_returns, train
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from functional_metarl.envs import HalfCheetahDir, HalfCheetahVel  # noqa: E402
-from functional_metarl.runners import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer  # noqa: E402
+from functional_metarl.envs import HalfCheetahDir, HalfCheetahVel
 
 PAPER_AFTER_ONE_STEP = {"dir": 293.2, "vel": -80.0}  # horizon 200; vel read off Fig. 5
 FAMILIES = {"vel": HalfCheetahVel, "dir": HalfCheetahDir}
+SIZES = {"meta_iterations": (20, 500), "meta_batch_size": (10, 40), "episodes_per_task": (10, 20), "horizon": (100, 200)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,89 +40,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--task", choices=sorted(FAMILIES), default="dir", help="goal velocity or forward/backward")
     parser.add_argument("--paper", action="store_true",
                         help="the paper's run: 500 meta-iterations, 40 tasks x 20 episodes, horizon 200")
-    parser.add_argument("--meta-iterations", type=int, default=None, help="default 20 (500 with --paper)")
-    parser.add_argument("--meta-batch-size", type=int, default=None, help="default 10 (40 with --paper)")
-    parser.add_argument("--episodes-per-task", type=int, default=None, help="default 10 (20 with --paper)")
-    parser.add_argument("--horizon", type=int, default=None, help="default 100 (200 with --paper)")
-    parser.add_argument("--inner-lr", type=float, default=0.1)
-    parser.add_argument("--first-order", action="store_true")
-    parser.add_argument("--vectorization", choices=("sync", "async"), default="sync")
-    parser.add_argument("--action-scale", type=float, default=0.1,
-                        help="the env gets clip(scale * action, -1, 1); 0.1 = pytorch-maml-rl's normalization_scale 10, "
-                             "1.0 = the policy acts in the env's box directly (rllab's normalize)")
-    parser.add_argument("--eval-tasks", type=int, default=10)
-    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per task, before and after the step")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', ...")
-    parser.add_argument("--checkpoint-every", type=int, default=5)
-    parser.add_argument("--output", default=None, help="directory for metrics, checkpoint, plots (default runs/maml_cheetah_TASK)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args()
-    for name, short, paper in (("meta_iterations", 20, 500), ("meta_batch_size", 10, 40),
-                               ("episodes_per_task", 10, 20), ("horizon", 100, 200)):
-        if getattr(args, name) is None:
-            setattr(args, name, paper if args.paper else short)
+    add_run_flags(parser, SIZES, action_scale=0.1, eval_episodes=10, checkpoint_every=5,
+                  action_scale_help="the env gets clip(scale * action, -1, 1); 0.1 = pytorch-maml-rl's "
+                                    "normalization_scale 10, 1.0 = the policy acts in the env's box directly",
+                  output_help="directory for metrics, checkpoint, plots (default runs/maml_cheetah_TASK)")
+    args = finish_run_flags(parser, parser.parse_args(), SIZES)
     args.output = args.output or f"runs/maml_cheetah_{args.task}"
-    for name in ('meta_iterations', 'meta_batch_size', 'episodes_per_task', 'horizon', 'eval_tasks', 'eval_episodes', 'checkpoint_every'):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
-    for name in ("inner_lr", "action_scale"):
-        if not getattr(args, name) > 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     return args
-
-
-def plot_returns(history: list[dict], path: Path, title: str, paper: float | None) -> None:
-    its = [m["iteration"] for m in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(its, [m["pre_return"] for m in history], label="before adaptation")
-    ax.plot(its, [m["post_return"] for m in history], label="after 1 inner step")
-    if paper is not None:
-        ax.axhline(paper, color="k", ls="--", lw=0.8, label="MAML paper, after 1 step (H=200)")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("mean episode return")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main() -> None:
     args = parse_args()
     family = FAMILIES[args.task](horizon=args.horizon)
-    config = GymMAMLConfig(
-        meta_iterations=args.meta_iterations, meta_batch_size=args.meta_batch_size,
-        episodes_per_task=args.episodes_per_task, inner_lr=args.inner_lr, first_order=args.first_order,
-        vectorization=args.vectorization, action_scale=args.action_scale, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
-    )
-    output = Path(args.output)
-    trainer = GymMAMLTrainer(family, config, output_dir=output)
-    if args.resume:
-        trainer.load_checkpoint(output / GYM_MAML_CHECKPOINT)
-        print(f"resumed from {output / GYM_MAML_CHECKPOINT} at meta-iteration {trainer.iteration}")
-    print(f"{family!r} on {trainer.device}: {config.meta_iterations} meta-iterations of {config.meta_batch_size} tasks "
-          f"x {config.episodes_per_task} episodes -> {output}")
-    start = time.perf_counter()
-    history = trainer.train(progress=not args.no_progress)
-    train_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
-    best = trainer.evaluate(args.eval_tasks, args.eval_episodes, args.eval_episodes, params=trainer.best_params)
-    latest = trainer.evaluate(args.eval_tasks, args.eval_episodes, args.eval_episodes)
-    eval_seconds = time.perf_counter() - start
-    paper = PAPER_AFTER_ONE_STEP[args.task] if args.horizon == 200 else None
-    trainer.write_metrics(extra={"eval": best, "eval_final": latest, "paper_after_one_step_h200": PAPER_AFTER_ONE_STEP[args.task],
+    trainer, history, train_seconds = train(family, args)
+    best, latest, eval_seconds = evaluate_before_after(trainer, args)
+    paper = PAPER_AFTER_ONE_STEP[args.task]
+    trainer.write_metrics(extra={"eval": best, "eval_final": latest, "paper_after_one_step_h200": paper,
                                  "train_seconds_this_run": train_seconds, "eval_seconds": eval_seconds})
-    plot_returns(history, output / "returns.png", f"MAML on {family.name} (H={args.horizon})", paper)
+    if history:
+        plot_returns(history, trainer.output_dir / "returns.png", f"MAML on {family.name} (H={args.horizon})",
+                     paper if args.horizon == 200 else None, "MAML paper, after 1 step (H=200)")
     trainer.close()
-
-    print(f"\nheld-out evaluation on {args.eval_tasks} tasks x {args.eval_episodes} episodes (mean episode return)")
-    print(f"{'':>14} | {'before':>8} | {'after 1 step':>12}")
-    print(f"{'best params':>14} | {best['return_before']:8.1f} | {best['return_after']:12.1f}")
-    print(f"{'latest params':>14} | {latest['return_before']:8.1f} | {latest['return_after']:12.1f}")
-    print(f"MAML paper after one step (horizon 200): {PAPER_AFTER_ONE_STEP[args.task]}")
+    print(f"MAML paper after one step (horizon 200): {paper}")
     print(f"training {train_seconds:.0f} s this run, evaluation {eval_seconds:.0f} s")
     print(json.dumps({"eval": {k: best[k] for k in ("return_before", "return_after")},
                       "eval_final": {k: latest[k] for k in ("return_before", "return_after")}}))

@@ -31,11 +31,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _gym_maml_cli import add_run_flags, finish_run_flags, train  # noqa: E402
 
 from functional_metarl.envs import METAWORLD_BENCHMARKS, MetaWorldFamily  # noqa: E402
-from functional_metarl.runners import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer  # noqa: E402
 
 PAPER_MAML = {"ML10": {"meta_train": 0.444, "meta_test": 0.316}}
+SIZES = {"meta_iterations": (10, 300), "meta_batch_size": (10, 20), "episodes_per_task": (5, 10), "horizon": (150, 500)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,36 +44,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--benchmark", choices=METAWORLD_BENCHMARKS, default="ML1")
     parser.add_argument("--env-name", default="reach-v3", help="ML1's environment (ignored by ML10)")
     parser.add_argument("--paper", action="store_true", help="meta-batch 20 x 10 episodes, horizon 500, 300 meta-iterations")
-    parser.add_argument("--meta-iterations", type=int, default=None, help="default 10 (300 with --paper)")
-    parser.add_argument("--meta-batch-size", type=int, default=None, help="default 10 (20 with --paper)")
-    parser.add_argument("--episodes-per-task", type=int, default=None, help="default 5 (10 with --paper)")
-    parser.add_argument("--horizon", type=int, default=None, help="default 150 (500 with --paper)")
-    parser.add_argument("--inner-lr", type=float, default=0.1)
-    parser.add_argument("--vectorization", choices=("sync", "async"), default="sync")
-    parser.add_argument("--action-scale", type=float, default=1.0, help="the env gets clip(scale * action, -1, 1)")
-    parser.add_argument("--eval-tasks", type=int, default=10, help="tasks per split (ML10: spread over its classes)")
     parser.add_argument("--adapt-episodes", type=int, default=10, help="adaptation rollouts per evaluated task")
-    parser.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes per task after adapting")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--checkpoint-every", type=int, default=2)
-    parser.add_argument("--output", default=None, help="default runs/maml_metaworld_BENCHMARK")
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args()
-    for name, short, paper in (("meta_iterations", 10, 300), ("meta_batch_size", 10, 20),
-                               ("episodes_per_task", 5, 10), ("horizon", 150, 500)):
-        if getattr(args, name) is None:
-            setattr(args, name, paper if args.paper else short)
+    add_run_flags(parser, SIZES, action_scale=1.0, eval_episodes=3, checkpoint_every=2, first_order=False,
+                  action_scale_help="the env gets clip(scale * action, -1, 1)",
+                  output_help="default runs/maml_metaworld_BENCHMARK")
+    args = finish_run_flags(parser, parser.parse_args(), SIZES, positive_ints=("adapt_episodes",))
     if args.benchmark == "ML10":
         args.env_name = None
     args.output = args.output or f"runs/maml_metaworld_{args.benchmark if args.env_name is None else args.env_name}"
-    for name in ('meta_iterations', 'meta_batch_size', 'episodes_per_task', 'horizon', 'eval_tasks', 'adapt_episodes', 'eval_episodes', 'checkpoint_every'):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
-    for name in ("inner_lr", "action_scale"):
-        if not getattr(args, name) > 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     return args
 
 
@@ -98,22 +77,8 @@ def plot_curves(history: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     args = parse_args()
     family = MetaWorldFamily(args.benchmark, args.env_name, seed=args.seed, horizon=args.horizon)
-    config = GymMAMLConfig(
-        meta_iterations=args.meta_iterations, meta_batch_size=args.meta_batch_size,
-        episodes_per_task=args.episodes_per_task, inner_lr=args.inner_lr, vectorization=args.vectorization,
-        action_scale=args.action_scale,
-        seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
-    )
+    trainer, history, train_seconds = train(family, args, success_key="success")
     output = Path(args.output)
-    trainer = GymMAMLTrainer(family, config, output_dir=output, success_key="success")
-    if args.resume:
-        trainer.load_checkpoint(output / GYM_MAML_CHECKPOINT)
-        print(f"resumed from {output / GYM_MAML_CHECKPOINT} at meta-iteration {trainer.iteration}")
-    print(f"{family!r} on {trainer.device}: {config.meta_iterations} meta-iterations of {config.meta_batch_size} tasks "
-          f"x {config.episodes_per_task} episodes -> {output}")
-    start = time.perf_counter()
-    history = trainer.train(progress=not args.no_progress)
-    train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
     results = {}

@@ -551,6 +551,7 @@ def test_example_clis_reject_bad_flags_before_building_anything(example, argv, n
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "examples" / f"{example}.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # as `python examples/<name>.py` does: _gym_maml_cli
     spec = importlib.util.spec_from_file_location(f"example_{example}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
