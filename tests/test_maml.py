@@ -547,13 +547,30 @@ def test_gradient_through_a_kept_adaptation_equals_the_surrogate_gradient(first_
     ``grad_and_value(maml_surrogate)`` adapting again (float64, to rounding)."""
     params, train, valid, inner, _ = make_problem(seed=10)
     adapted, pullback = maml_rl_module._adapt_tasks_vjp(params, train, POLICY, inner, first_order=first_order)
-    grads, (loss, kept) = maml_rl_module._surrogate_grad_through(adapted, pullback, valid, POLICY)
+    grads, (loss, kept, dist) = maml_rl_module._surrogate_grad_through(adapted, pullback, valid, POLICY)
     surrogate = functools.partial(maml_surrogate, policy=POLICY, inner_opt=inner, steps=1, first_order=first_order)
     ref_grads, (ref_loss, ref_adapted) = grad_and_value(surrogate, has_aux=True)(params, train, valid, None)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-14)
+    # the third aux entry is the adapted policies' distribution on valid.obs, exactly (the meta-step
+    # takes it as its old policy instead of another forward pass)
+    with torch.no_grad():
+        fresh = POLICY.apply_stacked(ref_adapted, valid.obs)
+    assert all(torch.equal(d, f) and not d.requires_grad for d, f in zip(dist, fresh))
     for k in params:
         torch.testing.assert_close(kept[k], ref_adapted[k], rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(grads[k], ref_grads[k], rtol=1e-10, atol=1e-12)
+    # the TRPO step is the same whether its grad_fn hands over that distribution or not
+    def kept_grad_fn(p, t, v, old_log_prob):  # what the trainer passes: aux (loss, adapted, dist)
+        return maml_rl_module._surrogate_grad_through(adapted, pullback, v, POLICY)
+
+    def kept_grad_fn_without_dist(p, t, v, old_log_prob):
+        grads, (loss, adapted_params, _) = kept_grad_fn(p, t, v, old_log_prob)
+        return grads, (loss, adapted_params)
+
+    step_a, stats_a = maml_trpo_step(params, train, valid, POLICY, inner, first_order=first_order, grad_fn=kept_grad_fn)
+    step_b, stats_b = maml_trpo_step(params, train, valid, POLICY, inner, first_order=first_order,
+                                     grad_fn=kept_grad_fn_without_dist)
+    assert stats_a == stats_b and all(torch.equal(step_a[k], step_b[k]) for k in params)
     # and against the explicit autograd reference of this file at second order
     if not first_order:
         _, explicit = ref_maml_surrogate(params, train, valid)

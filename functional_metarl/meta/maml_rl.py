@@ -373,18 +373,20 @@ def _adapt_tasks_vjp(
 def _surrogate_grad_through(
     adapted: Params, pullback: Callable[[Params], tuple[Params]], valid: RLBatch, policy: Functional,
 ) -> tuple[Params, tuple[torch.Tensor, Params]]:
-    """``(grads, (loss, adapted))`` as ``grad_and_value(maml_surrogate, has_aux=True)(params,
-    train, valid, None)`` gives them, from ``_adapt_tasks_vjp(params, train, ...)``: the chain
-    rule through the kept adaptation, ``d loss / d params = pullback(d loss / d adapted)``."""
+    """``(grads, (loss, adapted, dist))``: what ``grad_and_value(maml_surrogate, has_aux=True)(params,
+    train, valid, None)`` gives, plus the adapted policies' distribution on ``valid.obs`` (for the
+    meta-step's old policy), from ``_adapt_tasks_vjp(params, train, ...)``: the chain rule through
+    the kept adaptation, ``d loss / d params = pullback(d loss / d adapted)``."""
     _check_surrogate_inputs(valid, None, policy, "maml_surrogate")
 
-    def outer(stacked: Params) -> tuple[torch.Tensor, torch.Tensor]:
-        loss = _adapted_surrogate(stacked, valid, None, policy)
-        return loss, loss
+    def outer(stacked: Params) -> tuple[torch.Tensor, tuple[torch.Tensor, Dist]]:
+        dist = _adapted_dist(stacked, valid, policy)
+        loss = _surrogate_of_dist(dist, valid, None, policy)
+        return loss, (loss, dist)
 
-    adapted_grads, loss = grad(outer, has_aux=True)(adapted)
+    adapted_grads, (loss, dist) = grad(outer, has_aux=True)(adapted)
     (grads,) = pullback(adapted_grads)
-    return grads, (loss, adapted)
+    return grads, (loss, adapted, dist)
 
 
 def _check_surrogate_inputs(valid: RLBatch, old_log_prob: torch.Tensor | None, policy: Functional, where: str) -> None:
@@ -400,10 +402,15 @@ def _adapted_surrogate(adapted: Params, valid: RLBatch, old_log_prob: torch.Tens
                        policy: Functional) -> torch.Tensor:
     """Mean over tasks of the TRPO surrogate of the adapted policies (leaves ``[N, ...]``) on ``valid``;
     ``old_log_prob=None`` takes the adapted policy itself (detached) as the old one."""
+    return _surrogate_of_dist(_adapted_dist(adapted, valid, policy), valid, old_log_prob, policy)
+
+
+def _adapted_dist(adapted: Params, valid: RLBatch, policy: Functional) -> Dist:
+    """The adapted policies' (leaves ``[N, ...]``) distributions on ``valid.obs``."""
     num_train_tasks = next(iter(adapted.values())).shape[0]
     if num_train_tasks != valid.mask.shape[0]:
         raise ValueError(f"train has {num_train_tasks} tasks but valid has {valid.mask.shape[0]}")
-    return _surrogate_of_dist(_as_dist(policy, policy.apply_stacked(adapted, valid.obs)), valid, old_log_prob, policy)
+    return _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
 
 
 def _surrogate_of_dist(dist: Dist, valid: RLBatch, old_log_prob: torch.Tensor | None, policy: Functional) -> torch.Tensor:
@@ -523,6 +530,25 @@ def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
     return RLBatch(*per_step, None if batch.advantage_std is None else batch.advantage_std[:tasks])
 
 
+def _meta_gradient_at(
+    grad_fn: Callable, params: Params | MetaParams, train: TrainData, valid: RLBatch, policy: Functional,
+) -> tuple[Params | MetaParams, torch.Tensor, Params, Dist]:
+    """Call a meta-step's ``grad_fn``: ``(grads, loss, adapted, old_dist)``, with ``adapted`` and
+    the adapted policies' distribution on ``valid.obs`` (``old_dist``) detached. A ``grad_fn`` may
+    return that distribution as a third aux entry, ``(grads, (loss, adapted, dist))``, from the
+    forward pass it already made (``MAMLTrainer``'s default path does); else it is computed here."""
+    grads, aux = grad_fn(params, train, valid, None)
+    loss, adapted = aux[0], tree_detach(aux[1])
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"meta-loss is not finite ({float(loss)}); stopping before the update")
+    if len(aux) > 2:
+        old_dist = tuple(d.detach() for d in aux[2])
+    else:
+        with torch.no_grad():
+            old_dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
+    return grads, loss, adapted, old_dist
+
+
 def default_score_fn(policy: Functional, inner_opt: GradientTransformation, steps: int) -> Callable:
     """What the meta-steps evaluate at new params unless given a ``score_fn``: the surrogate and
     the mean KL from one forward pass, ``(params, train, valid, old_log_prob, old_dist) -> (loss, kl)``.
@@ -593,12 +619,7 @@ def maml_trpo_step(
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
     score_fn = score_fn or default_score_fn(policy, inner_opt, steps)
     # One pass gives the meta-gradient, the loss and the adapted params at the current point.
-    grads, (old_loss, adapted0) = grad_fn(params, train, valid, None)
-    if not torch.isfinite(old_loss):
-        raise FloatingPointError(f"meta-loss is not finite ({float(old_loss)}); stopping before the update")
-    adapted0 = tree_detach(adapted0)
-    with torch.no_grad():
-        old_dist = _as_dist(policy, policy.apply_stacked(adapted0, valid.obs))
+    grads, old_loss, adapted0, old_dist = _meta_gradient_at(grad_fn, params, train, valid, policy)
     old_log_prob = _log_prob(policy, old_dist, valid.actions)
     flat_params, unravel = ravel(params)
     flat_grad, _ = ravel(grads)
@@ -679,13 +700,10 @@ def maml_gradient_step(
     _check_step_fns("maml_gradient_step", grad_fn, score_fn)
     surrogate, _ = _estimator_pieces(estimator, policy, inner_opt, steps, first_order)
     grad_fn = grad_fn or grad_and_value(surrogate, has_aux=True)
-    grads, (loss, adapted0) = grad_fn(params, train, valid, None)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"meta-loss is not finite ({float(loss)}); stopping before the update")
+    grads, loss, _, old_dist = _meta_gradient_at(grad_fn, params, train, valid, policy)
     updates, meta_opt_state = meta_opt.update(grads, meta_opt_state, params)
     new_params = tree_map(lambda p, u: (p + u).detach(), params, updates)
     with torch.no_grad():
-        old_dist = _as_dist(policy, policy.apply_stacked(tree_detach(adapted0), valid.obs))
         old_log_prob = _log_prob(policy, old_dist, valid.actions)
         score_fn = score_fn or default_score_fn(policy, inner_opt, steps)
         loss_after, kl = score_fn(new_params, train, valid, old_log_prob, old_dist)
