@@ -372,7 +372,7 @@ def _adapt_tasks_vjp(
 
 def _surrogate_grad_through(
     adapted: Params, pullback: Callable[[Params], tuple[Params]], valid: RLBatch, policy: Functional,
-) -> tuple[Params, tuple[torch.Tensor, Params]]:
+) -> tuple[Params, tuple[torch.Tensor, Params, Dist]]:
     """``(grads, (loss, adapted, dist))``: what ``grad_and_value(maml_surrogate, has_aux=True)(params,
     train, valid, None)`` gives, plus the adapted policies' distribution on ``valid.obs`` (for the
     meta-step's old policy), from ``_adapt_tasks_vjp(params, train, ...)``: the chain rule through
@@ -603,9 +603,11 @@ def maml_trpo_step(
     the learned inner-optimizer state too (its effect on the adapted policies enters the KL
     through the exact curvature), and the result has the same structure.
     ``grad_fn`` optionally replaces ``grad_and_value(maml_surrogate, has_aux=True)`` (e.g. by a
-    compiled version of it), called as ``grad_fn(params, train, valid, None)``; likewise
-    ``score_fn`` replaces what the line search evaluates, ``_surrogate_and_kl`` bound to the
-    policy, inner optimizer and steps: ``score_fn(params, train, valid, old_log_prob, old_dist)
+    compiled version of it), called as ``grad_fn(params, train, valid, None)`` and returning
+    ``(grads, (loss, adapted))`` or ``(grads, (loss, adapted, dist))`` with the adapted policies'
+    distribution on ``valid.obs`` (saves the step a forward pass); likewise
+    ``score_fn`` replaces what the line search evaluates, :func:`default_score_fn`'s
+    ``score_fn(params, train, valid, old_log_prob, old_dist)
     -> (loss, kl)`` under ``no_grad`` (e.g. compiled: the evaluations are a quarter of the step).
     ``estimator`` picks the meta-gradient estimator (``meta.estimators``; ``"maml"``, the default,
     is this function as it always was); with ``"dice"`` / ``"lvc"`` the exact curvature also
