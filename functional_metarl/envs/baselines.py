@@ -42,7 +42,8 @@ __all__ = ["bayes_optimal_bandit_value", "gittins_indices", "tune_gittins_gamma"
            "RL2_PAPER_GITTINS"]
 
 BANDIT_BASELINES = ("random", "greedy", "ucb1", "thompson", "gittins")
-MDP_BASELINES = ("random", "psrl", "greedy")  # evaluation order (one agent generator): psrl before greedy, as before greedy existed
+# Also the evaluation order (one agent generator for all): greedy, added last, leaves psrl's draws as they were.
+MDP_BASELINES = ("random", "psrl", "greedy")
 # Duan et al. 2016, Table 1 (as quoted in issue #12): Gittins index, mean total reward per
 # trial, keyed by (k, n). Only the two settings this project runs are recorded.
 RL2_PAPER_GITTINS = {(5, 10): 6.6, (10, 100): 82.8}
