@@ -14,7 +14,7 @@ from typing import Any
 
 from functional_metarl.runners import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer
 
-# The run sizes that --paper switches: flag name -> help word.
+# The run sizes that --paper switches (argparse dest names).
 SIZE_FLAGS = ("meta_iterations", "meta_batch_size", "episodes_per_task", "horizon")
 
 

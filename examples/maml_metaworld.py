@@ -78,7 +78,6 @@ def main() -> None:
     args = parse_args()
     family = MetaWorldFamily(args.benchmark, args.env_name, seed=args.seed, horizon=args.horizon)
     trainer, history, train_seconds = train(family, args, success_key="success")
-    output = Path(args.output)
 
     start = time.perf_counter()
     results = {}
@@ -89,7 +88,7 @@ def main() -> None:
     trainer.write_metrics(extra={"eval": results, "paper_maml": PAPER_MAML.get(args.benchmark),
                                  "train_seconds_this_run": train_seconds, "eval_seconds": eval_seconds})
     if history:
-        plot_curves(history, output / "curves.png", f"MAML on Meta-World {family.name} (H={args.horizon})")
+        plot_curves(history, trainer.output_dir / "curves.png", f"MAML on Meta-World {family.name} (H={args.horizon})")
     trainer.close()
 
     print(f"\nMeta-World protocol: {args.adapt_episodes} adaptation rollouts, 1 inner step, {args.eval_episodes} "

@@ -442,7 +442,7 @@ def _surrogate_and_kl(
     policy_params, inner_state = _split_meta(params)
     adapted = adapt_tasks(policy_params, train, policy, inner_opt, steps=steps, first_order=True,
                           inner_state=inner_state)
-    dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
+    dist = _adapted_dist(adapted, valid, policy)
     return _surrogate_of_dist(dist, valid, old_log_prob, policy), _mean_kl(policy, old_dist, dist, valid.mask)
 
 
@@ -545,7 +545,7 @@ def _meta_gradient_at(
         old_dist = tuple(d.detach() for d in aux[2])
     else:
         with torch.no_grad():
-            old_dist = _as_dist(policy, policy.apply_stacked(adapted, valid.obs))
+            old_dist = _adapted_dist(adapted, valid, policy)
     return grads, loss, adapted, old_dist
 
 
