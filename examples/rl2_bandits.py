@@ -52,6 +52,10 @@ def add_common_args(parser: argparse.ArgumentParser, iterations: int, trials: in
     parser.add_argument("--epochs", type=int, default=4, help="PPO epochs per iteration")
     parser.add_argument("--minibatches", type=int, default=4, help="PPO minibatches per epoch (split over trials)")
     parser.add_argument("--entropy-coef", type=float, default=0.01)
+    parser.add_argument("--entropy-coef-final", type=float, default=None,
+                        help="decay the entropy coefficient linearly to this (needs --entropy-decay-iterations)")
+    parser.add_argument("--entropy-decay-iterations", type=int, default=None,
+                        help="iterations over which --entropy-coef decays to --entropy-coef-final")
     parser.add_argument("--gamma", type=float, default=0.99)
     parser.add_argument("--gae-lambda", type=float, default=0.3)
     parser.add_argument("--reward-scale", type=float, default=1.0,
@@ -148,17 +152,22 @@ def plot(history: list[dict], evaluation: dict, paper: dict, path: Path, title: 
     plt.close(fig)
 
 
+def common_config(args: argparse.Namespace) -> dict:
+    """The RL2Config settings that :func:`add_common_args` defines, from parsed flags."""
+    return dict(iterations=args.iterations, trials_per_iteration=args.trials, hidden=args.hidden, lr=args.lr,
+                epochs=args.epochs, num_minibatches=args.minibatches, entropy_coef=args.entropy_coef,
+                entropy_coef_final=args.entropy_coef_final, entropy_decay_iterations=args.entropy_decay_iterations,
+                gamma=args.gamma, gae_lambda=args.gae_lambda, reward_scale=args.reward_scale, seed=args.seed,
+                device=args.device, compile=args.compile)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k", type=int, default=5, help="arms")
     parser.add_argument("--n", type=int, default=10, help="pulls per trial")
     add_common_args(parser, iterations=1500, trials=256, hidden=256, output="runs/rl2_bandits")
     args = parser.parse_args()
-    config = RL2Config(env="bandit", num_arms=args.k, num_pulls=args.n, iterations=args.iterations,
-                       trials_per_iteration=args.trials, hidden=args.hidden, lr=args.lr, epochs=args.epochs,
-                       num_minibatches=args.minibatches, entropy_coef=args.entropy_coef, gamma=args.gamma,
-                       gae_lambda=args.gae_lambda, reward_scale=args.reward_scale, seed=args.seed, device=args.device,
-                       compile=args.compile)
+    config = RL2Config(env="bandit", num_arms=args.k, num_pulls=args.n, **common_config(args))
     paper = dict(PAPER.get((args.k, args.n), {}))
     if (args.k, args.n) in RL2_PAPER_GITTINS:
         paper["gittins"] = RL2_PAPER_GITTINS[(args.k, args.n)]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from rl2_bandits import add_common_args, run  # the shared training / evaluation / plot code
+from rl2_bandits import add_common_args, common_config, run  # the shared training / evaluation / plot code
 
 from functional_metarl.runners import RL2Config
 
@@ -33,11 +33,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10, help="episodes per trial")
     add_common_args(parser, iterations=150, trials=128, hidden=128, output="runs/rl2_mdp")
     args = parser.parse_args()
-    config = RL2Config(env="mdp", num_episodes=args.n, iterations=args.iterations, trials_per_iteration=args.trials,
-                       hidden=args.hidden, lr=args.lr, epochs=args.epochs, num_minibatches=args.minibatches,
-                       entropy_coef=args.entropy_coef, gamma=args.gamma, gae_lambda=args.gae_lambda,
-                       reward_scale=args.reward_scale, seed=args.seed,
-                       device=args.device, compile=args.compile)
+    config = RL2Config(env="mdp", num_episodes=args.n, **common_config(args))
     run(config, args, PAPER.get(args.n, {}), f"RL² on tabular MDPs, n={args.n} episodes")
 
 

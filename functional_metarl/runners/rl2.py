@@ -58,6 +58,10 @@ class RL2Config:
     clip_eps: float = 0.2
     value_coef: float = 0.5
     entropy_coef: float = 0.01
+    # linear entropy schedule: entropy_coef at iteration 0 -> entropy_coef_final at
+    # entropy_decay_iterations, constant after; None keeps entropy_coef throughout
+    entropy_coef_final: float | None = None
+    entropy_decay_iterations: int | None = None
     gamma: float = 0.99
     gae_lambda: float = 0.3
     max_grad_norm: float = 0.5
@@ -79,16 +83,32 @@ class RL2Config:
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not isinstance(self.compile, bool):
             raise TypeError(f"compile must be a bool, got {self.compile!r}")
+        if (self.entropy_coef_final is None) != (self.entropy_decay_iterations is None):
+            raise ValueError("entropy_coef_final and entropy_decay_iterations go together (both None: a constant "
+                             f"entropy_coef), got {self.entropy_coef_final!r} and {self.entropy_decay_iterations!r}")
+        if self.entropy_coef_final is not None:
+            final, decay = self.entropy_coef_final, self.entropy_decay_iterations
+            if isinstance(final, bool) or not (isinstance(final, (int, float)) and final >= 0 and math.isfinite(final)):
+                raise ValueError(f"entropy_coef_final must be a finite number >= 0, got {final!r}")
+            if isinstance(decay, bool) or not isinstance(decay, int) or decay <= 0:
+                raise ValueError(f"entropy_decay_iterations must be a positive int, got {decay!r}")
         make_rl2_env(self)  # k >= 2, n >= 1 checked by the env
         if self.trials_per_iteration % self.num_minibatches:
             raise ValueError(f"num_minibatches ({self.num_minibatches}) must divide trials_per_iteration "
                              f"({self.trials_per_iteration})")
         _check_ppo_config(self.ppo(), self.trials_per_iteration)
 
-    def ppo(self) -> PPOConfig:
-        """The PPO part as a ``meta.PPOConfig``."""
+    def entropy_coef_at(self, iteration: int) -> float:
+        """The entropy coefficient of the update that follows ``iteration`` completed iterations."""
+        if self.entropy_coef_final is None:
+            return float(self.entropy_coef)
+        done = min(iteration / self.entropy_decay_iterations, 1.0)
+        return float(self.entropy_coef + (self.entropy_coef_final - self.entropy_coef) * done)
+
+    def ppo(self, iteration: int = 0) -> PPOConfig:
+        """The PPO part as a ``meta.PPOConfig``, with the entropy coefficient of ``iteration``."""
         return PPOConfig(self.epochs, self.num_minibatches, float(self.clip_eps), float(self.value_coef),
-                         float(self.entropy_coef), float(self.gamma), float(self.gae_lambda), float(self.max_grad_norm),
+                         self.entropy_coef_at(iteration), float(self.gamma), float(self.gae_lambda), float(self.max_grad_norm),
                          reward_scale=float(self.reward_scale))
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,9 +169,12 @@ class RL2Trainer:
         start = time.perf_counter()
         tasks = self.env.sample_tasks(cfg.trials_per_iteration, self.generator)
         noise = sample_rl2_noise(self.env, cfg.trials_per_iteration, cfg.epochs, self.generator)
+        ppo = cfg.ppo(self.iteration)
+        if cfg.compile and cfg.entropy_coef_final is not None:  # a tensor input, not a new constant to recompile for
+            ppo = ppo._replace(entropy_coef=torch.tensor(ppo.entropy_coef, device=self.device))
         self.params, self.opt_state, stats = rl2_train_step(
             self.params, self.opt_state, tasks, noise, self.env, self.policy, self.optimizer,
-            config=cfg.ppo(), grad_fn=self._grad_fn,
+            config=ppo, grad_fn=self._grad_fn,
         )
         values = {k: float(v) for k, v in stats.items()}
         if not all(math.isfinite(v) for v in values.values()):
@@ -159,7 +182,8 @@ class RL2Trainer:
         self.iteration += 1
         self.env_steps += cfg.trials_per_iteration * self.env.trial_length
         seconds = time.perf_counter() - start
-        metrics = {"iteration": self.iteration, "env_steps": self.env_steps, **values, "seconds": seconds,
+        metrics = {"iteration": self.iteration, "env_steps": self.env_steps, **values,
+                   "entropy_coef": cfg.entropy_coef_at(self.iteration - 1), "seconds": seconds,
                    "steps_per_second": cfg.trials_per_iteration * self.env.trial_length / seconds}
         self.history.append(metrics)
         return metrics
