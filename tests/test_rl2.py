@@ -317,6 +317,51 @@ def test_config_bad_input():
         _tiny(gamma=2.0)
 
 
+def test_entropy_schedule_is_linear_then_constant_and_drives_the_updates(tmp_path):
+    cfg = _tiny(entropy_coef=0.04, entropy_coef_final=0.01, entropy_decay_iterations=3)
+    assert [cfg.entropy_coef_at(i) for i in range(5)] == pytest.approx([0.04, 0.03, 0.02, 0.01, 0.01])
+    assert _tiny(entropy_coef=0.04).entropy_coef_at(1000) == 0.04  # no schedule: constant
+    trainer = RL2Trainer(cfg)
+    trainer.train(progress=False)
+    assert [m["entropy_coef"] for m in trainer.history] == pytest.approx([0.04, 0.03, 0.02, 0.01])
+    # reference: the same iterations by hand, each rl2_train_step given that iteration's coefficient
+    ref = RL2Trainer(_tiny(entropy_coef=0.04))
+    for coef in [cfg.entropy_coef_at(i) for i in range(4)]:
+        tasks = ref.env.sample_tasks(cfg.trials_per_iteration, ref.generator)
+        noise = sample_rl2_noise(ref.env, cfg.trials_per_iteration, cfg.epochs, ref.generator)
+        ppo = ref.config.ppo()._replace(entropy_coef=coef)
+        ref.params, ref.opt_state, _ = rl2_train_step(ref.params, ref.opt_state, tasks, noise, ref.env, ref.policy,
+                                                      ref.optimizer, config=ppo)
+    for k in ref.params:
+        assert torch.equal(trainer.params[k], ref.params[k]), k
+    constant = RL2Trainer(_tiny(entropy_coef=0.04))
+    constant.train(progress=False)
+    assert any(not torch.allclose(constant.params[k], trainer.params[k], rtol=0, atol=1e-6) for k in ref.params)
+    # resume in the middle of the schedule: bit-identical
+    first = RL2Trainer(_tiny(entropy_coef=0.04, entropy_coef_final=0.01, entropy_decay_iterations=3, iterations=2),
+                       tmp_path / "b")
+    first.train(progress=False)
+    resumed = RL2Trainer(cfg)
+    resumed.load_checkpoint(tmp_path / "b" / RL2_CHECKPOINT)
+    resumed.train(progress=False)
+    for k in trainer.params:
+        assert torch.equal(trainer.params[k], resumed.params[k]), k
+
+
+def test_entropy_schedule_bad_input():
+    with pytest.raises(ValueError, match="entropy_coef_final and entropy_decay_iterations go together"):
+        _tiny(entropy_coef_final=0.0)
+    with pytest.raises(ValueError, match="entropy_coef_final and entropy_decay_iterations go together"):
+        _tiny(entropy_decay_iterations=10)
+    with pytest.raises(ValueError, match="entropy_coef_final must be a finite number >= 0"):
+        _tiny(entropy_coef_final=-0.1, entropy_decay_iterations=10)
+    with pytest.raises(ValueError, match="entropy_coef_final must be a finite number >= 0"):
+        _tiny(entropy_coef_final=float("nan"), entropy_decay_iterations=10)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="entropy_decay_iterations must be a positive int"):
+            _tiny(entropy_coef_final=0.0, entropy_decay_iterations=bad)
+
+
 def test_short_rl2_run_beats_random_on_k5_n10():
     torch.manual_seed(0)
     cfg = RL2Config(env="bandit", num_arms=5, num_pulls=10, iterations=60, trials_per_iteration=128, hidden=32,
@@ -478,11 +523,14 @@ def test_mdp_example_smoke(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(examples))
     monkeypatch.setattr(sys, "argv", ["rl2_mdp.py", "--n", "2", "--iterations", "2", "--trials", "8", "--hidden", "8",
                                       "--minibatches", "2", "--eval-tasks", "20", "--maml-iterations", "1",
-                                      "--maml-meta-batch", "4", "--output", str(tmp_path), "--no-progress"])
+                                      "--maml-meta-batch", "4", "--entropy-coef", "0.02", "--entropy-coef-final", "0.0",
+                                      "--entropy-decay-iterations", "2", "--output", str(tmp_path), "--no-progress"])
     runpy.run_path(str(examples / "rl2_mdp.py"), run_name="__main__")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["eval"]) == {"rl2", "rl2_greedy", "random", "greedy", "psrl", "maml"}
     assert len(metrics["iterations"]) == 2 and (tmp_path / "learning_curve.png").is_file()
+    assert [m["entropy_coef"] for m in metrics["iterations"]] == pytest.approx([0.02, 0.01])
+    assert metrics["config"]["entropy_decay_iterations"] == 2
     assert all(r["num_tasks"] == 20 for r in metrics["eval"].values())
 
 
