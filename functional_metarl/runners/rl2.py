@@ -43,7 +43,12 @@ RL2_CHECKPOINT = "checkpoint.pt"
 @dataclass
 class RL2Config:
     """RL² + PPO settings. ``env`` is ``"bandit"`` (``num_arms`` k, ``num_pulls`` n) or ``"mdp"``
-    (``num_episodes`` n of the 10-state, 5-action, horizon-10 MDPs)."""
+    (``num_episodes`` n of the 10-state, 5-action, horizon-10 MDPs).
+
+    ``entropy_coef_final`` with ``entropy_decay_iterations``: the entropy coefficient falls
+    linearly from ``entropy_coef`` to ``entropy_coef_final`` over that many iterations and stays
+    there (see :meth:`entropy_coef_at`); the schedule counts iterations, so a resume with a
+    different ``iterations`` keeps it."""
 
     env: str = "bandit"
     num_arms: int = 5
