@@ -91,3 +91,26 @@ def test_maml_nav_runs_table_averages_the_runs(tmp_path):
     proc = subprocess.run([sys.executable, script, str(tmp_path / "unfinished")], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode != 0 and "no complete 'eval' entry" in proc.stderr
+
+
+def test_trpo_cg_convergence_tiny(tmp_path):
+    """benchmarks/trpo_cg_convergence.py records at iterations 1 and 2; a solve with as many CG
+    iterations as the reference is the reference (cosine 1, the same decrease)."""
+    out = tmp_path / "cg.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "trpo_cg_convergence.py"), "--iterations", "2", "--every", "1",
+         "--meta-batch-size", "4", "--cg-iters", "2", "5", "--reference-iters", "5", "--json", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = json.loads(out.read_text())["records"]
+    assert [r["iteration"] for r in records] == [1, 2]
+    for rec in records:
+        short, same = rec["rows"]
+        assert (short["cg_iters"], same["cg_iters"]) == (2, 5)
+        assert abs(same["cosine"] - 1.0) < 1e-5 and abs(same["decrease_ratio"] - 1.0) < 1e-5
+        assert short["cosine"] < 1.0 - 1e-4
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "trpo_cg_convergence.py"), "--every", "0"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "--every must be >= 1" in bad.stderr
