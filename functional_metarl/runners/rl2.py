@@ -63,9 +63,7 @@ class RL2Config:
     clip_eps: float = 0.2
     value_coef: float = 0.5
     entropy_coef: float = 0.01
-    # linear entropy schedule: entropy_coef at iteration 0 -> entropy_coef_final at
-    # entropy_decay_iterations, constant after; None keeps entropy_coef throughout
-    entropy_coef_final: float | None = None
+    entropy_coef_final: float | None = None  # the schedule of the class docstring; None: constant entropy_coef
     entropy_decay_iterations: int | None = None
     gamma: float = 0.99
     gae_lambda: float = 0.3
@@ -175,6 +173,7 @@ class RL2Trainer:
         tasks = self.env.sample_tasks(cfg.trials_per_iteration, self.generator)
         noise = sample_rl2_noise(self.env, cfg.trials_per_iteration, cfg.epochs, self.generator)
         ppo = cfg.ppo(self.iteration)
+        entropy_coef = ppo.entropy_coef  # the float this update uses, for the metrics
         if cfg.compile and cfg.entropy_coef_final is not None:  # a tensor input, not a new constant to recompile for
             ppo = ppo._replace(entropy_coef=torch.tensor(ppo.entropy_coef, device=self.device))
         self.params, self.opt_state, stats = rl2_train_step(
@@ -188,7 +187,7 @@ class RL2Trainer:
         self.env_steps += cfg.trials_per_iteration * self.env.trial_length
         seconds = time.perf_counter() - start
         metrics = {"iteration": self.iteration, "env_steps": self.env_steps, **values,
-                   "entropy_coef": cfg.entropy_coef_at(self.iteration - 1), "seconds": seconds,
+                   "entropy_coef": entropy_coef, "seconds": seconds,
                    "steps_per_second": cfg.trials_per_iteration * self.env.trial_length / seconds}
         self.history.append(metrics)
         return metrics
