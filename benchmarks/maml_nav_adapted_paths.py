@@ -24,6 +24,12 @@ and prints, after 0..3 steps:
   distance moved per step over the last 40 steps: a path that stops has a fixed point that far
   from the goal, one that keeps moving 0.14 per step bounces between clipped diagonal actions.
 
+Then it asks how much of the one-step return a fixed step length costs: from the same first
+batch of episodes it takes one inner step at each of ``--step-scales`` times the run's step size
+and prints the one-step return per band. A step that cannot see the goal's distance has to pick
+one length for all goals; the row "best scale per band" is the return if each band could take its
+own best length (chosen on these same goals, so an optimistic figure).
+
 For a ``--learn-inner-lr`` run it first prints the learned step sizes per parameter tensor. It
 also refits the linear feature baseline of the first batch in float64 and prints the largest
 relative difference of the fitted values, to rule out an ill-conditioned float32 fit.
@@ -32,6 +38,7 @@ relative difference of the fitted values, to rule out an ill-conditioned float32
 from __future__ import annotations
 
 import argparse
+import math
 from functools import partial
 
 import torch
@@ -51,7 +58,11 @@ def main() -> None:
     parser.add_argument("--log-std-shift", type=float, default=0.0,
                         help="add this to the meta-params' log-std first (does wider exploration make the "
                              "first gradient's norm depend on the goal's distance?)")
+    parser.add_argument("--step-scales", type=float, nargs="+", default=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
+                        help="multiples of the run's inner step size for the first-step length scan")
     args, trainer = parse_and_load_checkpoint(parser)
+    if not all(scale > 0 and math.isfinite(scale) for scale in args.step_scales):
+        parser.error(f"--step-scales must be positive finite numbers, got {args.step_scales}")
     config = trainer.config
     params, learned = ((trainer.params, trainer.learned_lrs) if args.params == "latest"
                        else (trainer.best_params, trainer.best_learned_lrs))
@@ -105,7 +116,32 @@ def main() -> None:
             values64 = linear_baseline_values(episodes.obs[0].double(), returns.double(), episodes.mask[0].double())
             rel = float((values.double() - values64).abs().max() / values64.abs().max())
             print(f"      linear baseline of the first task, float32 vs float64 fit: max relative difference {rel:.1e}")
+        if step == 0:
+            first_step_length_scan(trainer, adapted, batch, tasks, bins, args.step_scales, lrs[0], learned, args.seed)
         adapted = trainer.adapt_batch(adapted, batch, per_task=True, lr=lrs[min(step, 1)], learned_lrs=learned)
+
+
+def first_step_length_scan(trainer, meta, batch, tasks, bins, scales, lr, learned, seed) -> None:
+    """One-step return per band after a first step of ``scale * lr`` for each scale, from the same
+    pre-update ``batch``; the post-update episodes of every scale use the same noise (``seed``)."""
+    names = list(bins)
+    per_scale = []
+    for scale in scales:
+        adapted = trainer.adapt_batch(meta, batch, per_task=True, lr=scale * lr, learned_lrs=learned)
+        gen = torch.Generator().manual_seed(seed + 1)
+        episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)
+        task_returns = episodes.rewards.sum(1).mean(-1)  # [N]
+        per_scale.append([float(task_returns[b].mean()) if b.any() else math.nan for b in bins.values()])
+    print(f"      first step of scale x {lr:g} (same pre-update episodes), one-step return "
+          + "/".join(names) + ":")
+    for scale, row in zip(scales, per_scale):
+        print(f"        x {scale:<5g} " + " / ".join(f"{r:.1f}" for r in row))
+    counts = [int(b.sum()) for b in bins.values()]
+    best = [max(row[i] for row in per_scale) for i in range(len(names))]
+    best_scales = [scales[max(range(len(scales)), key=lambda k: per_scale[k][i])] for i in range(len(names))]
+    pooled = sum(c * r for c, r in zip(counts, best) if c) / sum(counts)
+    print("        best scale per band: " + " / ".join(f"{r:.1f} (x {k:g})" for r, k in zip(best, best_scales))
+          + f"; all goals {pooled:.1f}")
 
 
 if __name__ == "__main__":

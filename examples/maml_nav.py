@@ -56,6 +56,9 @@ def parse_args() -> argparse.Namespace:
                         help="Meta-SGD: meta-learn per-parameter inner step sizes, starting from --inner-lr")
     parser.add_argument("--raw-inner-advantages", action="store_true",
                         help="inner steps learn from the baseline residuals as they are (default: normalized)")
+    parser.add_argument("--proportional-inner-step", type=float, default=None, metavar="D0",
+                        help="scale each task's inner step by d / D0, d = its episodes' mean distance to the goal "
+                             "over their last 10 steps (meta.scale_by_final_reward); default: fixed-length steps")
     parser.add_argument("--mean-bound", type=float, default=None,
                         help="squash the policy mean into [-B, B] as B tanh(out / B), "
                              "e.g. onto the velocity box: B = 0.1 / action_scale")
@@ -129,6 +132,7 @@ def make_config(args: argparse.Namespace) -> MAMLConfig:
         compile=args.compile,
         learn_inner_lr=args.learn_inner_lr,
         normalize_inner_advantages=not args.raw_inner_advantages,
+        proportional_inner_step=args.proportional_inner_step,
         mean_bound=args.mean_bound,
         trpo=TRPOConfig(curvature=args.curvature),
     )

@@ -16,6 +16,7 @@ from .maml_rl import (
     make_rl_batch,
     make_rl_batches,
     reinforce_loss,
+    scale_by_final_reward,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "make_rl_batch",
     "make_rl_batches",
     "reinforce_loss",
+    "scale_by_final_reward",
 ]
 
 from .supervised import (  # noqa: E402

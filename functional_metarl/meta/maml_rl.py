@@ -22,6 +22,7 @@ from torch.func import grad, grad_and_value, vjp, vmap
 
 from ..envs.rollout import Episodes
 from ..nn import Functional
+from ..nn.core import _check_positive_int
 from ..optim import GradientTransformation, apply_updates
 from ..rl import (
     backtracking_line_search,
@@ -51,6 +52,7 @@ __all__ = [
     "adapt_tasks",
     "make_rl_batch",
     "make_rl_batches",
+    "scale_by_final_reward",
     "reinforce_loss",
     "adapted_distribution",
     "policy_distribution",
@@ -153,6 +155,53 @@ def make_rl_batches(episodes: Episodes, gamma: float = 0.99, gae_lambda: float =
         raise TypeError(f"make_rl_batches: normalize must be a bool, got {type(normalize).__name__}")
     fn = partial(make_rl_batch, gamma=gamma, gae_lambda=gae_lambda, normalize=normalize)
     return vmap(fn)(episodes.obs, episodes.actions, episodes.rewards, episodes.mask)
+
+
+def scale_by_final_reward(batch: RLBatch, reference: float, window: int = 10) -> RLBatch:
+    """Make each task's inner step as long as its episodes end far from success.
+
+    For a cost-like reward that measures the remaining error (2D navigation: ``-distance`` to
+    the goal), ``d_n = |mean reward of task n over the last window steps of its episodes|`` is
+    how far those episodes end from the goal; padded steps of finished episodes count as 0.
+    A normalized policy gradient has about the same length whatever ``d_n``, so a fixed step
+    overshoots near goals and falls short of far ones (``docs/results/estimators.md``). This
+    multiplies task ``n``'s advantages by ``s_n = d_n / reference``, which makes its REINFORCE
+    step ``s_n`` times as long (the step is linear in the advantages): a proportional
+    correction, with ``reference`` the error at which the step keeps its length. ``s_n`` is
+    data, not a function of the params, so meta-gradients treat it as a constant, as they treat
+    the normalization's scale.
+
+    Args:
+        batch: a task-major :class:`RLBatch` (leaves ``[N, T, E, ...]``) that has ``rewards``
+            (:func:`make_rl_batches` fills them); every reward must be ``<= 0``.
+        reference: the positive error ``d`` at which a task's step is left as it is.
+        window: how many final steps of each episode measure the error (``1 <= window <= T``).
+
+    Returns:
+        The batch with ``advantages [N, T, E]`` times ``s_n`` and ``advantage_std`` divided by
+        it (it stays the scale that turns the advantages back into baseline residuals).
+    """
+    if not isinstance(batch, RLBatch):
+        raise TypeError(f"scale_by_final_reward: batch must be an RLBatch, got {type(batch).__name__}")
+    if batch.rewards is None:
+        raise ValueError("scale_by_final_reward: batch.rewards is None; build the batch with make_rl_batches")
+    if batch.rewards.ndim != 3 or batch.advantages.shape != batch.rewards.shape:
+        raise ValueError(f"scale_by_final_reward: expected a task-major batch, rewards and advantages [N, T, E], "
+                         f"got {tuple(batch.rewards.shape)} and {tuple(batch.advantages.shape)}")
+    if isinstance(reference, bool) or not isinstance(reference, (int, float)) or not (
+            reference > 0 and math.isfinite(reference)):
+        raise ValueError(f"scale_by_final_reward: reference must be a positive finite number, got {reference!r}")
+    horizon = batch.rewards.shape[1]
+    _check_positive_int(window, "window")
+    if window > horizon:
+        raise ValueError(f"scale_by_final_reward: window must be at most the horizon {horizon}, got {window}")
+    if bool((batch.rewards > 0).any()):
+        raise ValueError("scale_by_final_reward: expects cost-like rewards (all <= 0, the negative remaining error), "
+                         f"got a maximum of {float(batch.rewards.max())}")
+    error = -batch.rewards[:, -window:].mean(dim=(1, 2))  # [N]
+    scale = error / reference
+    std = None if batch.advantage_std is None else batch.advantage_std / scale.clamp_min(torch.finfo(scale.dtype).tiny)
+    return batch._replace(advantages=batch.advantages * scale[:, None, None], advantage_std=std)
 
 
 Dist = tuple[torch.Tensor, ...]  # a policy's output as a tuple: (mean, log_std) or (logits,)

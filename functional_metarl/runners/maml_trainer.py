@@ -35,6 +35,7 @@ from ..meta import (
     maml_promp_step,
     maml_trpo_step,
     make_rl_batches,
+    scale_by_final_reward,
 )
 from ..meta.maml_rl import _adapt_tasks_vjp, _estimator_pieces, _surrogate_grad_through, default_score_fn
 from ..nn import gaussian_policy
@@ -47,6 +48,7 @@ from .scalars import ScalarLogger
 __all__ = ["MAMLConfig", "MAMLTrainer", "resolve_device", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+_PROPORTIONAL_WINDOW = 10  # final steps that MAMLConfig.proportional_inner_step reads the error from
 
 
 @dataclass
@@ -62,6 +64,10 @@ class MAMLConfig:
     inner_steps: int = 1
     learn_inner_lr: bool = False  # Meta-SGD: per-parameter inner step sizes, meta-learned from inner_lr
     normalize_inner_advantages: bool = True  # False: the inner steps learn from the raw baseline residuals
+    # A reference error d0: every inner step (training and evaluation) of task n is scaled by
+    # d_n / d0, d_n = |mean reward of its episodes' last 10 steps| (meta.scale_by_final_reward),
+    # for cost-like rewards such as 2D navigation's -distance. None: fixed-length steps (MAML).
+    proportional_inner_step: float | None = None
     gamma: float = 0.99
     gae_lambda: float = 1.0
     hidden: tuple[int, ...] = (64, 64)
@@ -100,6 +106,13 @@ class MAMLConfig:
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         _check_mean_bound(self.mean_bound)  # fail when the config is built, not with the trainer
+        reference = self.proportional_inner_step
+        if reference is not None and (isinstance(reference, bool) or not isinstance(reference, (int, float))
+                                      or not (reference > 0 and math.isfinite(reference))):
+            raise ValueError(f"proportional_inner_step must be None or a positive finite number, got {reference!r}")
+        if reference is not None and self.horizon < _PROPORTIONAL_WINDOW:
+            raise ValueError(f"proportional_inner_step needs horizon >= {_PROPORTIONAL_WINDOW} (it reads the last "
+                             f"{_PROPORTIONAL_WINDOW} steps), got {self.horizon}")
         for name in ("learn_inner_lr", "normalize_inner_advantages", "first_order", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -231,9 +244,13 @@ class MAMLTrainer:
 
     def inner_batch(self, episodes: Episodes) -> RLBatch:
         """The RLBatch an inner step learns from: advantages normalized per task unless
-        ``config.normalize_inner_advantages`` is False. episodes leaves ``[N, T, E, ...]``."""
+        ``config.normalize_inner_advantages`` is False, then scaled per task by the episodes'
+        final error with ``config.proportional_inner_step``. episodes leaves ``[N, T, E, ...]``."""
         cfg = self.config
-        return make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda, normalize=cfg.normalize_inner_advantages)
+        batch = make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda, normalize=cfg.normalize_inner_advantages)
+        if cfg.proportional_inner_step is not None:
+            batch = scale_by_final_reward(batch, cfg.proportional_inner_step, _PROPORTIONAL_WINDOW)
+        return batch
 
     def sample(self, params: Params, tasks: Any, per_task: bool = False, generator: torch.Generator | None = None,
                episodes_per_task: int | None = None) -> Episodes:
