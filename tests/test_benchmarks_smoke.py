@@ -58,11 +58,22 @@ def test_maml_nav_adapted_paths_and_eval_lrs_run_on_a_checkpoint(tmp_path):
     MAMLTrainer(config, tmp_path).train(progress=False)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     checkpoint = str(tmp_path / CHECKPOINT_NAME)
-    for script, extra in (("maml_nav_adapted_paths.py", ["--tasks", "3", "--params", "best"]),
-                          ("maml_nav_eval_lrs.py", ["--tasks", "2", "--ratios", "0.1", "--seeds", "1"])):
+    for script, extra, needle in (
+        ("maml_nav_adapted_paths.py", ["--tasks", "3", "--params", "best", "--step-scales", "0.5", "2"],
+         "best scale per band"),
+        ("maml_nav_eval_lrs.py", ["--tasks", "2", "--ratios", "0.1", "--seeds", "1"], "proportional_inner_step None"),
+        ("maml_nav_eval_lrs.py", ["--tasks", "2", "--ratios", "0.1", "--seeds", "1", "--proportional-inner-step", "0.4"],
+         "proportional_inner_step 0.4"),
+    ):
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), checkpoint, *extra],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, script + proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert needle in proc.stdout, script + proc.stdout[-3000:]
+    for script, flag, needle in (("maml_nav_adapted_paths.py", ["--step-scales", "0"], "--step-scales"),
+                                 ("maml_nav_eval_lrs.py", ["--proportional-inner-step", "-1"], "proportional_inner_step")):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), checkpoint, *flag],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr[-2000:]  # a usage error naming it
     assert "learned step sizes of log_std" in subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "maml_nav_adapted_paths.py"), checkpoint, "--tasks", "2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout

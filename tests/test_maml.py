@@ -20,6 +20,7 @@ from functional_metarl.meta import (
     MetaParams,
     TRPOConfig,
     adapt,
+    adapt_tasks,
     maml_gradient_step,
     maml_loss,
     maml_surrogate,
@@ -27,6 +28,7 @@ from functional_metarl.meta import (
     make_rl_batch,
     make_rl_batches,
     meta_gradient,
+    scale_by_final_reward,
 )
 from functional_metarl.meta import maml_rl as maml_rl_module
 from functional_metarl.nn import gaussian_policy, mlp
@@ -292,6 +294,42 @@ def test_make_rl_batches_shapes_and_per_task_loop():
         adv = train.advantages[i][m]
         assert abs(float(adv.mean())) < 1e-8
         assert abs(float(adv.std(unbiased=False)) - 1) < 1e-6
+
+
+def test_scale_by_final_reward_scales_each_task_by_its_final_error():
+    """s_n = -(mean reward of task n over the last `window` steps) / reference, counted over every
+    episode (a finished episode's padded zeros are zero error); only the advantages and their
+    scale change."""
+    _, train, _, _, _ = make_problem(seed=3)
+    rewards = -torch.rand(train.rewards.shape, dtype=DT, generator=torch.Generator().manual_seed(0))
+    rewards[0, -2:, 0] = 0.0  # this episode finished before the last two steps
+    batch = train._replace(rewards=rewards)
+    scaled = scale_by_final_reward(batch, 0.25, window=2)
+    for n in range(N_TASKS):
+        last = [float(rewards[n, t, e]) for t in (HORIZON - 2, HORIZON - 1) for e in range(N_EPS)]
+        factor = -sum(last) / len(last) / 0.25
+        torch.testing.assert_close(scaled.advantages[n], batch.advantages[n] * factor, rtol=1e-12, atol=0)
+        torch.testing.assert_close(scaled.advantage_std[n], batch.advantage_std[n] / factor, rtol=1e-12, atol=0)
+    for name in ("obs", "actions", "mask", "rewards"):
+        assert torch.equal(getattr(scaled, name), getattr(batch, name)), name
+    # a task whose episodes all ended at the goal takes no step (and its scale stays finite)
+    done = scale_by_final_reward(batch._replace(rewards=torch.zeros_like(rewards)), 0.25, window=2)
+    assert torch.equal(done.advantages, torch.zeros_like(rewards))
+    assert torch.isfinite(done.advantage_std).all()
+
+
+def test_proportional_step_is_the_fixed_step_times_the_task_factor():
+    """The REINFORCE step is linear in the advantages, so the scaled batch moves task n's params
+    exactly s_n times as far as the plain batch, in the same direction."""
+    params, train, _, _, _ = make_problem(seed=4)
+    reference, window = 0.3, 3
+    plain = adapt_tasks(params, train, POLICY, sgd(INNER_LR))
+    proportional = adapt_tasks(params, scale_by_final_reward(train, reference, window), POLICY, sgd(INNER_LR))
+    factor = -train.rewards[:, -window:].mean(dim=(1, 2)) / reference  # [N]
+    assert float(factor.min()) > 0 and float(factor.max() - factor.min()) > 0.01  # tasks really differ
+    for name, p in params.items():
+        step = factor.view(-1, *([1] * p.ndim)) * (plain[name] - p)
+        torch.testing.assert_close(proportional[name] - p, step, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -612,6 +612,55 @@ def test_raw_inner_advantages_reach_the_inner_steps_only(monkeypatch):
     assert torch.equal(adapted_on[0].advantages, eval_raw.advantages)
 
 
+def test_proportional_inner_step_reaches_training_and_evaluation_steps(tmp_path, monkeypatch):
+    """proportional_inner_step: the training adaptation and every evaluation step learn from the
+    batch scaled by meta.scale_by_final_reward (last 10 steps); the meta-step's post-adaptation
+    batch stays as it was; the setting survives the checkpoint."""
+    import functional_metarl.runners.maml_trainer as trainer_module
+    from functional_metarl.meta import make_rl_batches, scale_by_final_reward
+
+    trainer = MAMLTrainer(tiny_config(proportional_inner_step=0.3, meta_iterations=1), tmp_path)
+    sampled, seen, adapted_on = [], {}, []
+    original_sample, original_adapt = trainer.sample, trainer.adapt_batch
+    original_step, original_vjp = trainer_module.maml_trpo_step, trainer_module._adapt_tasks_vjp
+
+    def spy_sample(*args, **kwargs):
+        sampled.append(original_sample(*args, **kwargs))
+        return sampled[-1]
+
+    def spy_step(params, train, valid, *args, **kwargs):
+        seen["valid"] = valid
+        return original_step(params, train, valid, *args, **kwargs)
+
+    def spy_adapt(params, batch, *args, **kwargs):
+        adapted_on.append(batch)
+        return original_adapt(params, batch, *args, **kwargs)
+
+    def spy_vjp(params, batch, *args, **kwargs):
+        adapted_on.append(batch)
+        return original_vjp(params, batch, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "sample", spy_sample)
+    monkeypatch.setattr(trainer, "adapt_batch", spy_adapt)
+    monkeypatch.setattr(trainer_module, "_adapt_tasks_vjp", spy_vjp)
+    monkeypatch.setattr(trainer_module, "maml_trpo_step", spy_step)
+    trainer.train(progress=False)
+    cfg = trainer.config
+    plain = make_rl_batches(sampled[0], cfg.gamma, cfg.gae_lambda)
+    scaled = scale_by_final_reward(plain, 0.3, window=10)
+    assert not torch.allclose(scaled.advantages, plain.advantages)
+    assert torch.equal(adapted_on[0].advantages, scaled.advantages)
+    assert torch.equal(seen["valid"].advantages, make_rl_batches(sampled[1], cfg.gamma, cfg.gae_lambda).advantages)
+
+    sampled.clear(), adapted_on.clear()
+    trainer.evaluate(num_tasks=2, max_steps=2, episodes_per_task=2)
+    for episodes, batch in zip(sampled, adapted_on):  # both evaluation steps
+        expected = scale_by_final_reward(make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda), 0.3, window=10)
+        assert torch.equal(batch.advantages, expected.advantages)
+    assert len(adapted_on) == 2
+    assert MAMLTrainer.from_checkpoint(tmp_path / CHECKPOINT_NAME).config.proportional_inner_step == 0.3
+
+
 # --------------------------------------------------------------------------- learned step sizes
 def test_learned_inner_step_sizes_train_resume_and_evaluate(tmp_path):
     """learn_inner_lr (Meta-SGD): the per-parameter step sizes start at inner_lr, move with the
