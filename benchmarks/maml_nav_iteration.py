@@ -2,7 +2,7 @@
 
     python benchmarks/maml_nav_iteration.py               # default, adapted curvature, pytorch-maml-rl's step
     python benchmarks/maml_nav_iteration.py --iterations 10 --compile
-    python benchmarks/maml_nav_iteration.py --estimators-only   # maml vs e-maml / dice / lvc / ProMP rows
+    python benchmarks/maml_nav_iteration.py --estimators-only   # maml vs e-maml / dice / lvc / ProMP / proportional-step rows
     python benchmarks/maml_nav_iteration.py --roofline --default-only          # FLOP floor and breakdown
     python benchmarks/maml_nav_iteration.py --default-only --meta-batch-sizes 20 40 80 160   # scaling
 
@@ -48,9 +48,11 @@ VARIANTS = {
 # (vmapped for per-task params) instead of the templates' pure and batched-matmul forwards (what
 # the fast paths in nn.core buy).
 FUNCTIONAL_CALL = "default, policy through functional_call"
-# The meta-gradient estimators (meta.estimators) on the default TRPO step, and the ProMP-style
-# meta-step, each against the default (estimator "maml") in the same interleaved rounds.
+# The meta-gradient estimators (meta.estimators) on the default TRPO step, the ProMP-style
+# meta-step and the proportional inner step (MAMLConfig.proportional_inner_step), each against
+# the default (estimator "maml", fixed-length inner steps) in the same interleaved rounds.
 ESTIMATOR_ROWS = {
+    "proportional inner step (D0 0.4), maml (TRPO)": dict(proportional_inner_step=0.4),
     "estimator e-maml (TRPO)": dict(estimator="e-maml"),
     "estimator dice (TRPO)": dict(estimator="dice"),
     "estimator lvc (TRPO)": dict(estimator="lvc"),
@@ -140,7 +142,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time the default with compile=True (meta-gradient and line-search surrogate)")
     parser.add_argument("--estimators-only", action="store_true",
-                        help="time only the default and the estimator / ProMP rows")
+                        help="time only the default and the estimator / ProMP / proportional-step rows")
     parser.add_argument("--default-only", action="store_true", help="time only the default variant")
     parser.add_argument("--roofline", action="store_true",
                         help="add the FLOP floor per variant and a breakdown of the iteration by phase")
