@@ -5,6 +5,7 @@
     python examples/maml_nav.py --output runs/nav --resume   # continue from runs/nav/checkpoint.pt
     python examples/maml_nav.py --estimator dice             # another meta-gradient estimator (meta.estimators)
     python examples/maml_nav.py --estimator lvc --meta-optimizer promp   # the ProMP-style meta-step
+    python examples/maml_nav.py --proportional-inner-step 0.4 --eval-lrs 0.1 0.05   # steps as long as the distance left
 
 Trains a 64x64 tanh Gaussian policy with MAML (meta-batch 20 tasks, 20 trajectories per task,
 horizon 100, one inner SGD step of 0.1, gamma 0.99, lambda 1.0, TRPO meta-step), then evaluates
