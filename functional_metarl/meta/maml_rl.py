@@ -157,7 +157,10 @@ def make_rl_batches(episodes: Episodes, gamma: float = 0.99, gae_lambda: float =
     return vmap(fn)(episodes.obs, episodes.actions, episodes.rewards, episodes.mask)
 
 
-def scale_by_final_reward(batch: RLBatch, reference: float, window: int = 10) -> RLBatch:
+FINAL_REWARD_WINDOW = 10  # final steps of each episode that scale_by_final_reward reads by default
+
+
+def scale_by_final_reward(batch: RLBatch, reference: float, window: int = FINAL_REWARD_WINDOW) -> RLBatch:
     """Make each task's inner step as long as its episodes end far from success.
 
     For a cost-like reward that measures the remaining error (2D navigation: ``-distance`` to
@@ -179,7 +182,8 @@ def scale_by_final_reward(batch: RLBatch, reference: float, window: int = 10) ->
 
     Returns:
         The batch with ``advantages [N, T, E]`` times ``s_n`` and ``advantage_std`` divided by
-        it (it stays the scale that turns the advantages back into baseline residuals).
+        it (it stays the scale that turns the advantages back into baseline residuals; a task
+        with ``s_n = 0``, whose advantages are then all 0, keeps its ``advantage_std``).
     """
     if not isinstance(batch, RLBatch):
         raise TypeError(f"scale_by_final_reward: batch must be an RLBatch, got {type(batch).__name__}")
@@ -200,7 +204,8 @@ def scale_by_final_reward(batch: RLBatch, reference: float, window: int = 10) ->
                          f"got a maximum of {float(batch.rewards.max())}")
     error = -batch.rewards[:, -window:].mean(dim=(1, 2))  # [N]
     scale = error / reference
-    std = None if batch.advantage_std is None else batch.advantage_std / scale.clamp_min(torch.finfo(scale.dtype).tiny)
+    # A task that ended at the goal (s_n = 0) takes no step; its scale is left as it was.
+    std = None if batch.advantage_std is None else batch.advantage_std / torch.where(scale > 0, scale, 1.0)
     return batch._replace(advantages=batch.advantages * scale[:, None, None], advantage_std=std)
 
 

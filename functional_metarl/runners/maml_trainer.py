@@ -37,7 +37,13 @@ from ..meta import (
     make_rl_batches,
     scale_by_final_reward,
 )
-from ..meta.maml_rl import _adapt_tasks_vjp, _estimator_pieces, _surrogate_grad_through, default_score_fn
+from ..meta.maml_rl import (
+    FINAL_REWARD_WINDOW,
+    _adapt_tasks_vjp,
+    _estimator_pieces,
+    _surrogate_grad_through,
+    default_score_fn,
+)
 from ..nn import gaussian_policy
 from ..nn.core import _check_mean_bound
 from ..optim import AdamState, MetaSgdState, adam, meta_sgd, sgd
@@ -48,7 +54,6 @@ from .scalars import ScalarLogger
 __all__ = ["MAMLConfig", "MAMLTrainer", "resolve_device", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-_PROPORTIONAL_WINDOW = 10  # final steps that MAMLConfig.proportional_inner_step reads the error from
 
 
 @dataclass
@@ -110,9 +115,9 @@ class MAMLConfig:
         if reference is not None and (isinstance(reference, bool) or not isinstance(reference, (int, float))
                                       or not (reference > 0 and math.isfinite(reference))):
             raise ValueError(f"proportional_inner_step must be None or a positive finite number, got {reference!r}")
-        if reference is not None and self.horizon < _PROPORTIONAL_WINDOW:
-            raise ValueError(f"proportional_inner_step needs horizon >= {_PROPORTIONAL_WINDOW} (it reads the last "
-                             f"{_PROPORTIONAL_WINDOW} steps), got {self.horizon}")
+        if reference is not None and self.horizon < FINAL_REWARD_WINDOW:
+            raise ValueError(f"proportional_inner_step needs horizon >= {FINAL_REWARD_WINDOW} (it reads the last "
+                             f"{FINAL_REWARD_WINDOW} steps), got {self.horizon}")
         for name in ("learn_inner_lr", "normalize_inner_advantages", "first_order", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -249,7 +254,7 @@ class MAMLTrainer:
         cfg = self.config
         batch = make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda, normalize=cfg.normalize_inner_advantages)
         if cfg.proportional_inner_step is not None:
-            batch = scale_by_final_reward(batch, cfg.proportional_inner_step, _PROPORTIONAL_WINDOW)
+            batch = scale_by_final_reward(batch, cfg.proportional_inner_step)
         return batch
 
     def sample(self, params: Params, tasks: Any, per_task: bool = False, generator: torch.Generator | None = None,
