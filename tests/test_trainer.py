@@ -564,15 +564,15 @@ def test_each_inner_step_learns_from_fresh_episodes_of_the_policy_adapted_so_far
     assert all(torch.equal(a, b) for a, b in zip(seen["valid"], batches[2]))
 
 
-def test_raw_inner_advantages_reach_the_inner_steps_only(monkeypatch):
-    """normalize_inner_advantages=False: the inner steps (training and evaluation) learn from
-    the baseline residuals as they are; the meta-step's post-adaptation batch stays normalized."""
+def _spy_on_inner_batches(trainer, monkeypatch):
+    """Record what ``trainer`` samples (``sampled``), the batches its inner steps learn from, in
+    training (the kept adaptation) and evaluation (``adapted_on``), and the meta-step's ``train`` /
+    ``valid`` batches (``seen``)."""
     import functional_metarl.runners.maml_trainer as trainer_module
-    from functional_metarl.meta import make_rl_batches
 
-    trainer = MAMLTrainer(tiny_config(normalize_inner_advantages=False))
     sampled, seen, adapted_on = [], {}, []
     original_sample, original_adapt = trainer.sample, trainer.adapt_batch
+    original_step, original_vjp = trainer_module.maml_trpo_step, trainer_module._adapt_tasks_vjp
 
     def spy_sample(*args, **kwargs):
         sampled.append(original_sample(*args, **kwargs))
@@ -586,9 +586,6 @@ def test_raw_inner_advantages_reach_the_inner_steps_only(monkeypatch):
         adapted_on.append(batch)
         return original_adapt(params, batch, *args, **kwargs)
 
-    original_step = trainer_module.maml_trpo_step
-    original_vjp = trainer_module._adapt_tasks_vjp
-
     def spy_vjp(params, batch, *args, **kwargs):  # the training adaptation, kept for the meta-gradient
         adapted_on.append(batch)
         return original_vjp(params, batch, *args, **kwargs)
@@ -597,6 +594,16 @@ def test_raw_inner_advantages_reach_the_inner_steps_only(monkeypatch):
     monkeypatch.setattr(trainer, "adapt_batch", spy_adapt)
     monkeypatch.setattr(trainer_module, "_adapt_tasks_vjp", spy_vjp)
     monkeypatch.setattr(trainer_module, "maml_trpo_step", spy_step)
+    return sampled, seen, adapted_on
+
+
+def test_raw_inner_advantages_reach_the_inner_steps_only(monkeypatch):
+    """normalize_inner_advantages=False: the inner steps (training and evaluation) learn from
+    the baseline residuals as they are; the meta-step's post-adaptation batch stays normalized."""
+    from functional_metarl.meta import make_rl_batches
+
+    trainer = MAMLTrainer(tiny_config(normalize_inner_advantages=False))
+    sampled, seen, adapted_on = _spy_on_inner_batches(trainer, monkeypatch)
     trainer.train_iteration()
     cfg = trainer.config
     raw = make_rl_batches(sampled[0], cfg.gamma, cfg.gae_lambda, normalize=False)
@@ -616,34 +623,10 @@ def test_proportional_inner_step_reaches_training_and_evaluation_steps(tmp_path,
     """proportional_inner_step: the training adaptation and every evaluation step learn from the
     batch scaled by meta.scale_by_final_reward (last 10 steps); the meta-step's post-adaptation
     batch stays as it was; the setting survives the checkpoint."""
-    import functional_metarl.runners.maml_trainer as trainer_module
     from functional_metarl.meta import make_rl_batches, scale_by_final_reward
 
     trainer = MAMLTrainer(tiny_config(proportional_inner_step=0.3, meta_iterations=1), tmp_path)
-    sampled, seen, adapted_on = [], {}, []
-    original_sample, original_adapt = trainer.sample, trainer.adapt_batch
-    original_step, original_vjp = trainer_module.maml_trpo_step, trainer_module._adapt_tasks_vjp
-
-    def spy_sample(*args, **kwargs):
-        sampled.append(original_sample(*args, **kwargs))
-        return sampled[-1]
-
-    def spy_step(params, train, valid, *args, **kwargs):
-        seen["valid"] = valid
-        return original_step(params, train, valid, *args, **kwargs)
-
-    def spy_adapt(params, batch, *args, **kwargs):
-        adapted_on.append(batch)
-        return original_adapt(params, batch, *args, **kwargs)
-
-    def spy_vjp(params, batch, *args, **kwargs):
-        adapted_on.append(batch)
-        return original_vjp(params, batch, *args, **kwargs)
-
-    monkeypatch.setattr(trainer, "sample", spy_sample)
-    monkeypatch.setattr(trainer, "adapt_batch", spy_adapt)
-    monkeypatch.setattr(trainer_module, "_adapt_tasks_vjp", spy_vjp)
-    monkeypatch.setattr(trainer_module, "maml_trpo_step", spy_step)
+    sampled, seen, adapted_on = _spy_on_inner_batches(trainer, monkeypatch)
     trainer.train(progress=False)
     cfg = trainer.config
     plain = make_rl_batches(sampled[0], cfg.gamma, cfg.gae_lambda)
