@@ -312,7 +312,7 @@ def test_scale_by_final_reward_scales_each_task_by_its_final_error():
         torch.testing.assert_close(scaled.advantage_std[n], batch.advantage_std[n] / factor, rtol=1e-12, atol=0)
     for name in ("obs", "actions", "mask", "rewards"):
         assert torch.equal(getattr(scaled, name), getattr(batch, name)), name
-    # a task whose episodes all ended at the goal takes no step (and its scale stays finite)
+    # a task whose episodes all ended at the goal takes no step and keeps its advantage_std
     done = scale_by_final_reward(batch._replace(rewards=torch.zeros_like(rewards)), 0.25, window=2)
     assert torch.equal(done.advantages, torch.zeros_like(rewards))
     assert torch.equal(done.advantage_std, batch.advantage_std)

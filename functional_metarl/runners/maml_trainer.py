@@ -106,16 +106,13 @@ class MAMLConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("inner_lr", "meta_lr", "action_scale"):
+        optional = ("proportional_inner_step",) if self.proportional_inner_step is not None else ()
+        for name in ("inner_lr", "meta_lr", "action_scale", *optional):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         _check_mean_bound(self.mean_bound)  # fail when the config is built, not with the trainer
-        reference = self.proportional_inner_step
-        if reference is not None and (isinstance(reference, bool) or not isinstance(reference, (int, float))
-                                      or not (reference > 0 and math.isfinite(reference))):
-            raise ValueError(f"proportional_inner_step must be None or a positive finite number, got {reference!r}")
-        if reference is not None and self.horizon < FINAL_REWARD_WINDOW:
+        if self.proportional_inner_step is not None and self.horizon < FINAL_REWARD_WINDOW:
             raise ValueError(f"proportional_inner_step needs horizon >= {FINAL_REWARD_WINDOW} (it reads the last "
                              f"{FINAL_REWARD_WINDOW} steps), got {self.horizon}")
         for name in ("learn_inner_lr", "normalize_inner_advantages", "first_order", "compile"):
