@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 import optree
 import torch
 
-from .tree import Params, Tree, tree_add, tree_map
+from .tree import Params, Tree, tree_add, tree_map, tree_norm, tree_scale
 
 __all__ = [
     "GradientTransformation",
@@ -23,6 +23,9 @@ __all__ = [
     "sgd",
     "meta_sgd",
     "adam",
+    "ClipState",
+    "clip_by_global_norm",
+    "chain",
     "apply_updates",
 ]
 
@@ -117,6 +120,50 @@ def adam(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
             lambda m, v: -lr * (m * mu_hat_scale) / (torch.sqrt(v * nu_hat_scale) + eps), mu, nu
         )
         return updates, AdamState(count, mu, nu)
+
+    return GradientTransformation(init, update)
+
+
+class ClipState(NamedTuple):
+    """Clipping keeps no state."""
+
+
+def clip_by_global_norm(max_norm: float) -> GradientTransformation:
+    """Scale the whole gradient tree by ``min(1, max_norm / (||g|| + 1e-6))``, ``||g||`` the global
+    L2 norm over every leaf. Compose it before an optimizer: ``chain(clip_by_global_norm(0.5), adam(lr))``.
+
+    The ``1e-6`` keeps a zero gradient finite; it makes a gradient of norm exactly ``max_norm``
+    shrink by a factor ``1 - 1e-6 / max_norm``, which no learning run can tell apart."""
+    max_norm = _check_lr(max_norm, "max_norm")
+
+    def init(params: Params) -> ClipState:
+        return ClipState()
+
+    def update(grads: Tree, state: ClipState, params: Params | None = None) -> tuple[Tree, ClipState]:
+        scale = torch.clamp(max_norm / (tree_norm(grads) + 1e-6), max=1.0)
+        return tree_scale(grads, scale), state
+
+    return GradientTransformation(init, update)
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply ``transforms`` one after the other: each one's updates are the next one's grads.
+    The state is the tuple of their states, in order."""
+    if not transforms:
+        raise ValueError("chain needs at least one GradientTransformation, got none")
+    for i, t in enumerate(transforms):
+        if not isinstance(t, GradientTransformation):
+            raise TypeError(f"chain: transforms[{i}] must be an optim.GradientTransformation, got {type(t).__name__}")
+
+    def init(params: Params) -> tuple[Any, ...]:
+        return tuple(t.init(params) for t in transforms)
+
+    def update(grads: Tree, state: tuple[Any, ...], params: Params | None = None) -> tuple[Tree, tuple[Any, ...]]:
+        new_states = []
+        for t, s in zip(transforms, state):
+            grads, s = t.update(grads, s, params)
+            new_states.append(s)
+        return grads, tuple(new_states)
 
     return GradientTransformation(init, update)
 

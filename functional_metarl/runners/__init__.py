@@ -52,6 +52,6 @@ from .gym_maml import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer  # noqa
 
 __all__ += ["TaskVectorSampler", "GYM_MAML_CHECKPOINT", "GymMAMLConfig", "GymMAMLTrainer"]
 
-from .rl2 import MAML_DISCRETE_CHECKPOINT, DiscreteMAMLConfig, DiscreteMAMLTrainer  # noqa: E402
+from .maml_discrete import MAML_DISCRETE_CHECKPOINT, DiscreteMAMLConfig, DiscreteMAMLTrainer  # noqa: E402
 
 __all__ += ["MAML_DISCRETE_CHECKPOINT", "DiscreteMAMLConfig", "DiscreteMAMLTrainer"]
