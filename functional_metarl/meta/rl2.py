@@ -32,7 +32,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 from ..nn.recurrent import RecurrentFunctional, rl2_inputs
 from ..optim import GradientTransformation, apply_updates
-from ..rl.distributions import categorical_entropy, categorical_log_prob
+from ..distributions import categorical_entropy, categorical_log_prob
 from ..rl.losses import masked_episode_mean, normalize_advantages, ppo_clip_loss
 from ..rl.returns import gae
 from ..tree import Params, tree_map, tree_norm, tree_scale

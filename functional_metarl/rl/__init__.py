@@ -1,7 +1,7 @@
 """Pure RL math: returns, GAE, the linear baseline, policy-gradient / PPO / TRPO pieces."""
 
 from .baseline import baseline_features, fit_linear_baseline, linear_baseline_values, predict_linear_baseline
-from .distributions import (
+from ..distributions import (
     categorical_entropy,
     categorical_kl,
     categorical_log_prob,

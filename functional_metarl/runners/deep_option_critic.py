@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 
 from ..nn.option_critic_nets import OptionHeads, option_critic_net
 from ..optim import AdamState, adam, apply_updates
-from ..rl.distributions import (
+from ..distributions import (
     categorical_entropy,
     categorical_log_prob,
     gaussian_entropy,
