@@ -1,6 +1,6 @@
 """functional_metarl: functional, JAX-style meta-RL for PyTorch, built on torch.func."""
 
-from . import envs, meta, nn, optim, rl, runners, tree
+from . import checks, distributions, envs, meta, nn, optim, rl, runners, tree
 
 __version__ = "0.1.0"
-__all__ = ["envs", "meta", "nn", "optim", "rl", "runners", "tree", "__version__"]
+__all__ = ["checks", "distributions", "envs", "meta", "nn", "optim", "rl", "runners", "tree", "__version__"]

@@ -1,4 +1,10 @@
-"""Log-probabilities, entropies and KL divergences as plain tensor functions.
+"""Action distributions: log-probabilities, entropies and KL divergences as plain tensor
+functions, and :class:`Distribution` values that bundle them per family.
+
+A policy template (``nn.gaussian_policy``, ``nn.categorical_policy``) carries its
+:class:`Distribution`; algorithms call ``policy.distribution.log_prob(...)`` and never dispatch
+on a name (rlax's ``_src/distributions.py`` is the model: a distribution is a value of pure
+functions).
 
 ``torch.distributions`` validates arguments with Python ``if`` on tensor values, which breaks
 under ``vmap``; these functions are pure and work under every torch.func transform. Each
@@ -8,10 +14,15 @@ reduces over the last (event) axis and keeps the leading ones.
 from __future__ import annotations
 
 import math
+from typing import Any, Callable, NamedTuple
 
 import torch
 
 __all__ = [
+    "Distribution",
+    "DistParams",
+    "GAUSSIAN",
+    "CATEGORICAL",
     "gaussian_log_prob",
     "gaussian_entropy",
     "gaussian_kl",
@@ -101,3 +112,66 @@ def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tens
     p = torch.exp(log_p)
     # Terms with p = 0 contribute 0 (their log_p is -inf, which would give nan).
     return torch.sum(torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)), dim=-1)
+
+
+DistParams = tuple[torch.Tensor, ...]  # a distribution's parameters: (mean, log_std) or (logits,)
+
+
+class Distribution(NamedTuple):
+    """An action distribution as a value of pure functions of its parameters (a ``DistParams``
+    tuple: ``(mean, log_std)`` for :data:`GAUSSIAN`, ``(logits,)`` for :data:`CATEGORICAL`).
+
+    Every function works under vmap / grad and keeps the leading axes ``[...]``:
+
+    * ``params(out) -> DistParams``: the policy network's output as the tuple;
+    * ``log_prob(dist, action) -> [...]``: ``action [..., d]`` (float) or ``[...]`` (integer index);
+    * ``entropy(dist) -> [...]``;
+    * ``kl(old, new) -> [...]``: ``KL(old || new)``;
+    * ``sample(dist, noise) -> action``: a sample from explicit noise of :meth:`noise_size` entries
+      per action (standard normal for a Gaussian, standard Gumbel for a categorical: then the
+      argmax of ``logits + noise`` is an exact sample of ``softmax(logits)``);
+    * ``fisher(old, tangent) -> DistParams``: the Hessian of ``kl(old, new)`` in ``new`` at
+      ``new = old`` times ``tangent``, entry by entry, in closed form; ``None`` where none is
+      coded (TRPO then differentiates ``kl`` twice instead).
+
+    ``discrete``: actions are integer indices (``[...]``) rather than vectors (``[..., d]``).
+    """
+
+    name: str
+    discrete: bool
+    params: Callable[[Any], DistParams]
+    log_prob: Callable[[DistParams, torch.Tensor], torch.Tensor]
+    entropy: Callable[[DistParams], torch.Tensor]
+    kl: Callable[[DistParams, DistParams], torch.Tensor]
+    sample: Callable[[DistParams, torch.Tensor], torch.Tensor]
+    fisher: Callable[[DistParams, DistParams], DistParams] | None
+
+
+def _gaussian_fisher(old: DistParams, tangent: DistParams) -> DistParams:
+    # d2 KL / d mean2 = 1 / sigma^2 and d2 KL / d log_std2 = 2, per entry.
+    return tangent[0] * torch.exp(-2 * old[1]), 2.0 * tangent[1]
+
+
+GAUSSIAN = Distribution(
+    name="gaussian",
+    discrete=False,
+    params=lambda out: tuple(out),
+    log_prob=lambda d, action: gaussian_log_prob(d[0], d[1], action),
+    entropy=lambda d: gaussian_entropy(d[1]).expand(d[0].shape[:-1]),
+    kl=lambda old, new: gaussian_kl(old[0], old[1], new[0], new[1]),
+    sample=lambda d, noise: torch.addcmul(d[0], torch.exp(d[1]), noise),
+    fisher=_gaussian_fisher,
+)
+"""Diagonal Gaussian over ``[..., d]`` actions; a policy outputs ``(mean, log_std)``."""
+
+CATEGORICAL = Distribution(
+    name="categorical",
+    discrete=True,
+    params=lambda out: (out,),
+    log_prob=lambda d, action: categorical_log_prob(d[0], action),
+    entropy=lambda d: categorical_entropy(d[0]),
+    kl=lambda old, new: categorical_kl(old[0], new[0]),
+    sample=lambda d, noise: torch.argmax(d[0] + noise, dim=-1),
+    fisher=None,
+)
+"""Categorical over ``num_actions`` integer actions; a policy outputs ``logits [..., num_actions]``."""

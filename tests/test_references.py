@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch.func import grad
 
+import functional_metarl as fm
 from functional_metarl import meta, optim
 from functional_metarl import nn as fnn
 from functional_metarl import rl
@@ -600,8 +601,9 @@ def test_activations_table_drives_the_pure_mlp():
 
 
 def test_policy_distributions_and_policy_distribution():
-    assert fnn.POLICY_DISTRIBUTIONS == ("gaussian", "categorical")
-    assert (GAUSS.distribution, CATEG.distribution, fnn.mlp(2, 2).distribution) == ("gaussian", "categorical", None)
+    assert (GAUSS.distribution.name, CATEG.distribution.name) == ("gaussian", "categorical")
+    assert GAUSS.distribution is fm.distributions.GAUSSIAN and CATEG.distribution is fm.distributions.CATEGORICAL
+    assert fnn.mlp(2, 2).distribution is None
     obs = torch.randn(T, E, OBS, generator=_gen(1), dtype=DT)
     gp, cp = GAUSS.init(0, dtype=DT), CATEG.init(0, dtype=DT)
     mean, log_std = meta.policy_distribution(gp, obs, GAUSS)

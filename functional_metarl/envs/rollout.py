@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ..distributions import GAUSSIAN, Distribution
 from ..nn import Functional
 from ..nn.core import _check_positive_int
 from ..tree import Params
@@ -39,24 +40,24 @@ class Episodes(NamedTuple):
 
 def sample_noise(
     horizon: int, num_tasks: int, num_episodes: int, act_dim: int, generator: torch.Generator | None,
-    device: torch.device | str | None = None, dtype: torch.dtype = torch.float32, *, distribution: str = "gaussian",
+    device: torch.device | str | None = None, dtype: torch.dtype = torch.float32, *, distribution: Distribution = GAUSSIAN,
 ) -> torch.Tensor:
     """Action noise ``[T, N, E, act_dim]`` from ``generator``.
 
-    ``distribution="gaussian"``: standard normal (action = mean + std * noise);
-    ``"categorical"``: standard Gumbel, with ``act_dim`` = the number of actions (action =
-    argmax(logits + noise), an exact sample of softmax(logits)).
+    ``distribution``: the policy's ``distributions.Distribution``. ``GAUSSIAN``: standard normal
+    (action = mean + std * noise); ``CATEGORICAL``: standard Gumbel, with ``act_dim`` = the number
+    of actions (action = argmax(logits + noise), an exact sample of softmax(logits)).
     """
     for value, name in ((horizon, "horizon"), (num_tasks, "num_tasks"), (num_episodes, "num_episodes"),
                         (act_dim, "act_dim")):
         _check_positive_int(value, name)
-    if distribution not in ("gaussian", "categorical"):
-        raise ValueError(f"distribution must be 'gaussian' or 'categorical', got {distribution!r}")
+    if not isinstance(distribution, Distribution):
+        raise TypeError(f"distribution must be a distributions.Distribution (GAUSSIAN, CATEGORICAL), got {distribution!r}")
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
     device = generator.device if generator is not None and device is None else device
     shape = (horizon, num_tasks, num_episodes, act_dim)
-    if distribution == "gaussian":
+    if not distribution.discrete:
         return torch.randn(*shape, generator=generator, device=device, dtype=dtype)
     uniform = torch.rand(*shape, generator=generator, device=device, dtype=dtype)
     tiny = torch.finfo(dtype).tiny  # keeps both logs finite when a uniform draw is exactly 0
@@ -65,9 +66,9 @@ def sample_noise(
 
 def _env_action_size(env: Any, policy: Functional) -> int:
     """The last axis the noise must have: ``env.act_dim`` (Gaussian) or ``env.num_actions``."""
-    attr = "act_dim" if policy.distribution == "gaussian" else "num_actions"
+    attr = "num_actions" if policy.distribution.discrete else "act_dim"
     if not hasattr(env, attr):
-        raise TypeError(f"env {type(env).__name__} has no {attr!r}; a {policy.distribution} policy needs an env "
+        raise TypeError(f"env {type(env).__name__} has no {attr!r}; a {policy.distribution.name} policy needs an env "
                         f"with {'continuous actions (act_dim)' if attr == 'act_dim' else 'discrete actions (num_actions)'}")
     return getattr(env, attr)
 
@@ -110,7 +111,7 @@ def rollout(
     expected = _env_action_size(env, policy)
     if act_dim != expected:
         raise ValueError(f"noise expected {expected} in its last axis (the env's "
-                         f"{'act_dim' if policy.distribution == 'gaussian' else 'num_actions'}), got {act_dim}")
+                         f"{'num_actions' if policy.distribution.discrete else 'act_dim'}), got {act_dim}")
     if not isinstance(params_per_task, bool):
         raise TypeError(f"params_per_task must be a bool, got {type(params_per_task).__name__}")
     forward = policy.apply_stacked if params_per_task else policy.apply
@@ -125,12 +126,7 @@ def rollout(
                                  f"got leading sizes {sorted(leading)}")
         all_obs, all_actions, all_rewards, all_done_before = [], [], [], []
         for t in range(horizon):
-            out = forward(params, obs)
-            if policy.distribution == "gaussian":
-                mean, log_std = out
-                action = torch.addcmul(mean, torch.exp(log_std), noise[t])
-            else:
-                action = torch.argmax(out + noise[t], dim=-1)
+            action = policy.distribution.sample(policy.distribution.params(forward(params, obs)), noise[t])
             all_done_before.append(state.done)
             all_obs.append(obs)
             all_actions.append(action)

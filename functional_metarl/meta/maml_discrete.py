@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..distributions import CATEGORICAL
 from ..envs.bandits import BernoulliBandits
 from ..envs.rollout import Episodes
 from ..envs.tabular_mdp import TabularMDP
@@ -83,9 +84,9 @@ def categorical_episodes(
     Returns ``envs.Episodes`` with obs ``[N, H, E, obs_dim]``, actions int64 ``[N, H, E]``,
     rewards ``[N, H, E]`` and mask ones. Runs without gradients.
     """
-    if getattr(policy, "distribution", None) != "categorical":
-        raise ValueError(f"policy must be a categorical policy (nn.categorical_policy), got distribution="
-                         f"{getattr(policy, 'distribution', None)!r}")
+    if getattr(policy, "distribution", None) is not CATEGORICAL:
+        name = getattr(getattr(policy, "distribution", None), "name", None)
+        raise ValueError(f"policy must be a categorical policy (nn.categorical_policy), got distribution={name!r}")
     H, N, E, A = gumbel_u.shape
     if A != env.num_actions or H != env.episode_length:
         raise ValueError(f"gumbel_u expected shape [{env.episode_length}, N, E, {env.num_actions}], got {tuple(gumbel_u.shape)}")

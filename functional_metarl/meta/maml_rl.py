@@ -226,7 +226,7 @@ def _check_policy(policy: object, where: str) -> Functional:
 
 def _as_dist(policy: Functional, out: Any) -> Dist:
     """The policy's output as a tuple of tensors (see ``Dist``)."""
-    return tuple(out) if policy.distribution == "gaussian" else (out,)
+    return policy.distribution.params(out)
 
 
 def policy_distribution(params: Params, obs: torch.Tensor, policy: Functional, *, params_per_task: bool = False) -> Dist:
@@ -239,15 +239,11 @@ def policy_distribution(params: Params, obs: torch.Tensor, policy: Functional, *
 
 
 def _log_prob(policy: Functional, dist: Dist, actions: torch.Tensor) -> torch.Tensor:
-    if policy.distribution == "gaussian":
-        return gaussian_log_prob(dist[0], dist[1], actions)
-    return categorical_log_prob(dist[0], actions)
+    return policy.distribution.log_prob(dist, actions)
 
 
 def _kl(policy: Functional, old: Dist, new: Dist) -> torch.Tensor:
-    if policy.distribution == "gaussian":
-        return gaussian_kl(old[0], old[1], new[0], new[1])
-    return categorical_kl(old[0], new[0])
+    return policy.distribution.kl(old, new)
 
 
 def reinforce_loss(params: Params, batch: RLBatch, policy: Functional) -> torch.Tensor:
@@ -301,7 +297,7 @@ def _check_rl_batch(batch: RLBatch, name: str, policy: Functional, task_axis: bo
         raise ValueError(f"{name}.advantages expected shape {tuple(shape)} (as mask), got {tuple(batch.advantages.shape)}")
     if batch.obs.shape[:lead] != shape or batch.obs.ndim != lead + 1:
         raise ValueError(f"{name}.obs expected shape {tuple(shape)} + [obs_dim], got {tuple(batch.obs.shape)}")
-    if policy.distribution == "categorical":
+    if policy.distribution.discrete:
         if batch.actions.shape != shape or batch.actions.is_floating_point():
             raise ValueError(f"{name}.actions of a categorical policy expected integer shape {tuple(shape)}, "
                              f"got {tuple(batch.actions.shape)} {batch.actions.dtype}")
@@ -705,7 +701,7 @@ def maml_trpo_step(
             return _as_dist(policy, policy.apply_stacked(moved, sub_valid.obs))
 
     closed_form = (partial(_gaussian_mean_kl_curvature, mask=sub_valid.mask)
-                   if policy.distribution == "gaussian" else None)
+                   if policy.distribution.fisher is not None else None)
     curvature = gauss_newton_operator(
         outputs_fn, lambda old, new: _mean_kl(policy, old, new, sub_valid.mask), flat_params,
         output_curvature=closed_form,

@@ -1,8 +1,8 @@
 """Stateless network templates: ``init(seed) -> params`` and ``apply(params, x)``."""
 
-from .core import ACTIVATIONS, POLICY_DISTRIBUTIONS, Functional, categorical_policy, gaussian_policy, mlp
+from .core import ACTIVATIONS, Functional, categorical_policy, gaussian_policy, mlp
 
-__all__ = ["ACTIVATIONS", "POLICY_DISTRIBUTIONS", "Functional", "categorical_policy", "gaussian_policy", "mlp"]
+__all__ = ["ACTIVATIONS", "Functional", "categorical_policy", "gaussian_policy", "mlp"]
 
 # Rainbow Q-networks
 from .q_networks import NoisyLinear, QNetwork, factorised_noise, noise_transform, rainbow_cnn, rainbow_mlp  # noqa: E402

@@ -22,12 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from ..distributions import CATEGORICAL, GAUSSIAN, Distribution
 from ..tree import Params, check_params
 
-__all__ = ["Functional", "mlp", "gaussian_policy", "categorical_policy", "ACTIVATIONS", "POLICY_DISTRIBUTIONS"]
-
-#: The action distributions a policy template may declare (``Functional.distribution``).
-POLICY_DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "categorical")
+__all__ = ["Functional", "mlp", "gaussian_policy", "categorical_policy", "ACTIVATIONS"]
 
 class _SigmoidFormTanh(torch.autograd.Function):
     """``tanh(x) = 2 sigmoid(2x) - 1``, with torch's own ``tanh`` derivative.
@@ -136,10 +134,11 @@ class Functional:
         stacked_apply: optional ``(stacked_params, x) -> output`` equal to ``vmap(apply)``:
             params with a leading axis ``N`` (one set per task), ``x: [N, ..., in_dim]``;
             ``apply_stacked`` uses it when given.
-        distribution: what the output parameterises when the network is a policy:
-            ``"gaussian"`` (``apply -> (mean, log_std)``), ``"categorical"`` (``apply -> logits``),
-            or ``None`` for a plain network. Rollouts and the MAML-RL losses read it to pick the
-            log-probability and KL, and refuse a network that is not a policy.
+        distribution: what the output parameterises when the network is a policy, as a
+            ``distributions.Distribution`` value (``GAUSSIAN``: ``apply -> (mean, log_std)``;
+            ``CATEGORICAL``: ``apply -> logits``), or ``None`` for a plain network. Rollouts and
+            the MAML-RL losses call its functions (log-probability, KL, sampling) and refuse a
+            network that is not a policy.
     """
 
     def __init__(
@@ -148,10 +147,11 @@ class Functional:
         in_dim: int,
         pure_apply: Callable[[Params, torch.Tensor], object] | None = None,
         stacked_apply: Callable[[Params, torch.Tensor], object] | None = None,
-        distribution: str | None = None,
+        distribution: Distribution | None = None,
     ):
-        if distribution not in POLICY_DISTRIBUTIONS + (None,):
-            raise ValueError(f"distribution must be one of {POLICY_DISTRIBUTIONS} or None, got {distribution!r}")
+        if distribution is not None and not isinstance(distribution, Distribution):
+            raise TypeError(f"distribution must be a distributions.Distribution (GAUSSIAN, CATEGORICAL) or None, "
+                            f"got {distribution!r}")
         self.distribution = distribution
         self._make_module = make_module
         self._pure_apply = pure_apply
@@ -281,7 +281,7 @@ def _check_mlp_args(in_dim: int, out_dim: int, hidden: Sequence[int], activation
 
 
 def _mlp_functional(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str,
-                    distribution: str | None) -> Functional:
+                    distribution: Distribution | None) -> Functional:
     hidden = tuple(hidden)
     _check_mlp_args(in_dim, out_dim, hidden, activation)
     num_layers = len(hidden) + 1
@@ -361,7 +361,7 @@ def gaussian_policy(
 
     return Functional(
         lambda: _GaussianPolicy(obs_dim, act_dim, hidden, activation, float(init_std), mean_bound), obs_dim,
-        pure_apply=pure_apply, stacked_apply=stacked_apply, distribution="gaussian",
+        pure_apply=pure_apply, stacked_apply=stacked_apply, distribution=GAUSSIAN,
     )
 
 
@@ -370,7 +370,7 @@ def categorical_policy(
 ) -> Functional:
     """Categorical policy: ``apply(params, obs: [..., obs_dim]) -> logits: [..., num_actions]``.
 
-    An MLP whose ``distribution`` is ``"categorical"``: actions are integer indices
+    An MLP whose ``distribution`` is ``distributions.CATEGORICAL``: actions are integer indices
     ``[...]`` in ``[0, num_actions)``.
     """
-    return _mlp_functional(obs_dim, num_actions, hidden, activation, "categorical")
+    return _mlp_functional(obs_dim, num_actions, hidden, activation, CATEGORICAL)

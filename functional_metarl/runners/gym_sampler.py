@@ -36,6 +36,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ..distributions import GAUSSIAN
 from ..envs import Episodes, sample_noise
 from ..nn import Functional
 from ..nn.core import _check_positive_int as _positive_int
@@ -122,9 +123,10 @@ class TaskVectorSampler:
         """Raise if the policy's input / output sizes do not fit the env's spaces."""
         if not isinstance(policy, Functional):
             raise TypeError(f"policy must be a Functional (e.g. nn.gaussian_policy), got {type(policy).__name__}")
-        if getattr(policy, "distribution", "gaussian") != "gaussian":
-            raise TypeError(f"the simulators' actions are continuous boxes: policy expected distribution 'gaussian' "
-                            f"(nn.gaussian_policy), got {policy.distribution!r}")
+        if policy.distribution is not GAUSSIAN:
+            name = None if policy.distribution is None else policy.distribution.name
+            raise TypeError(f"the simulators' actions are continuous boxes: policy expected distribution GAUSSIAN "
+                            f"(nn.gaussian_policy), got {name!r}")
         if policy.in_dim != self.obs_dim:
             raise ValueError(
                 f"the env's observations have {self.obs_dim} numbers but the policy expected in_dim {policy.in_dim}; "
