@@ -1,7 +1,7 @@
 """Rainbow on an Atari game (ALE via ale-py), with Data-efficient Rainbow settings by default.
 
     pip install ale-py            # ROMs ship with ale-py >= 0.9
-    python examples/rainbow_atari.py --game Pong --steps 100000 --out runs/rainbow_pong
+    python examples/rainbow_atari.py --game Pong --iterations 100000 --out runs/rainbow_pong
 
 Defaults follow van Hasselt et al. (2019), "When to use parametric models in reinforcement
 learning?" (Data-efficient Rainbow): 100k agent steps (400k frames), n = 20, one update per
@@ -33,7 +33,7 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from functional_metarl.runners import RAINBOW_CHECKPOINT, RainbowConfig, RainbowTrainer  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer  # noqa: E402
 
 
 def make_atari_env(game: str, max_frames: int = 108_000):
@@ -61,7 +61,7 @@ def make_atari_env(game: str, max_frames: int = 108_000):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", type=str, default="Pong")
-    parser.add_argument("--steps", type=int, default=100_000, help="agent steps (4 frames each)")
+    parser.add_argument("--iterations", type=int, default=100_000, help="agent steps (4 frames each)")
     parser.add_argument("--buffer", type=int, default=30_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=str, default=None)
@@ -76,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     common = dict(
-        env_id=f"ALE/{args.game}-v5", total_steps=args.steps, buffer_size=args.buffer, seed=args.seed, device=args.device,
+        env_id=f"ALE/{args.game}-v5", iterations=args.iterations, buffer_size=args.buffer, seed=args.seed, device=args.device,
         gamma=0.99, v_min=-10.0, v_max=10.0, num_atoms=51, batch_size=32, adam_eps=1.5e-4, alpha=0.5, beta0=0.4,
         max_grad_norm=10.0, checkpoint_every=10_000, log_every=1_000,
         **{flag: not getattr(args, f"no_{flag}") for flag in ("double", "prioritized", "dueling", "distributional", "noisy")},
@@ -88,14 +88,14 @@ def main() -> None:
         config = RainbowConfig(network="data_efficient_cnn", n_step=20, lr=1e-4, sigma0=0.1, target_update=2_000,
                                learning_starts=1_600, train_every=1, eps_decay_steps=2_500, eps_end=0.01, **common)
     trainer = RainbowTrainer(config, output_dir=args.out, env_fn=make_atari_env(args.game))
-    if args.resume and args.out and os.path.isfile(os.path.join(args.out, RAINBOW_CHECKPOINT)):
-        trainer.load_checkpoint(os.path.join(args.out, RAINBOW_CHECKPOINT))
+    if args.resume and args.out and os.path.isfile(os.path.join(args.out, CHECKPOINT_FILE)):
+        trainer.load_checkpoint(os.path.join(args.out, CHECKPOINT_FILE))
         print(f"resumed at step {trainer.step}")
     trainer.train()
-    evaluation = {"greedy_mean_net_clipped_return": trainer.evaluate(args.eval_episodes)}
+    evaluation = {"greedy_mean_net_clipped_return": trainer.evaluate(args.eval_episodes)["return"]}
     trainer.write_metrics(evaluation)
     trainer.close()
-    print(json.dumps({**trainer.metrics(), **evaluation}, indent=1))
+    print(json.dumps({**trainer.summary(), **evaluation}, indent=1))
 
 
 if __name__ == "__main__":

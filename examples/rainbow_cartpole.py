@@ -1,6 +1,6 @@
 """Rainbow on CartPole-v1: all six components on, each switchable from the command line.
 
-    python examples/rainbow_cartpole.py --steps 30000 --out runs/rainbow_cartpole
+    python examples/rainbow_cartpole.py --iterations 30000 --out runs/rainbow_cartpole
     python examples/rainbow_cartpole.py --no-noisy --no-distributional   # an ablation
 
 Reports the mean return of the last 100 training episodes (the acting policy, noise on) and
@@ -20,12 +20,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from functional_metarl.runners import RAINBOW_CHECKPOINT, RainbowConfig, RainbowTrainer  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30_000)
+    parser.add_argument("--iterations", type=int, default=30_000, help="env steps (one env)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=str, default=None, help="checkpoint / TensorBoard / metrics.json folder")
     parser.add_argument("--resume", action="store_true")
@@ -41,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     config = RainbowConfig(
-        total_steps=args.steps,
+        iterations=args.iterations,
         seed=args.seed,
         n_step=args.n_step,
         lr=args.lr,
@@ -50,15 +50,15 @@ def main() -> None:
         **{flag: not getattr(args, f"no_{flag}") for flag in ("double", "prioritized", "dueling", "distributional", "noisy")},
     )
     trainer = RainbowTrainer(config, output_dir=args.out)
-    if args.resume and args.out and os.path.isfile(os.path.join(args.out, RAINBOW_CHECKPOINT)):
-        trainer.load_checkpoint(os.path.join(args.out, RAINBOW_CHECKPOINT))
+    if args.resume and args.out and os.path.isfile(os.path.join(args.out, CHECKPOINT_FILE)):
+        trainer.load_checkpoint(os.path.join(args.out, CHECKPOINT_FILE))
         print(f"resumed at step {trainer.step}")
     trainer.train()
-    summary = trainer.metrics()
+    summary = trainer.summary()
     n = args.final_eval_episodes
     evaluation = {
-        f"greedy_mean_net_return_{n}": trainer.evaluate(n),  # noise off: the mean network
-        f"noisy_net_return_{n}": trainer.evaluate(n, noisy=True),  # acting as in training (noise on)
+        f"greedy_mean_net_return_{n}": trainer.evaluate(n)["return"],  # noise off: the mean network
+        f"noisy_net_return_{n}": trainer.evaluate(n, noisy=True)["return"],  # acting as in training (noise on)
     }
     trainer.write_metrics(evaluation)
     trainer.close()

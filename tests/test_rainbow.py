@@ -255,13 +255,13 @@ def test_short_cartpole_run_beats_random():
 
     # Checked on seeds 0, 1, 2 of this config: greedy returns 115, 154, 318 (random: ~22).
     cfg = RainbowConfig(
-        total_steps=2_000, learning_starts=200, batch_size=32, hidden=(64,), head_hidden=64, target_update=200,
+        iterations=2_000, learning_starts=200, batch_size=32, hidden=(64,), head_hidden=64, target_update=200,
         v_max=100.0, train_every=1, lr=2e-3, seed=0, device="cpu", log_every=500,
     )
     trainer = RainbowTrainer(cfg)
     try:
         trainer.train(progress=False)
-        score = trainer.evaluate(10, seed=123)
+        score = trainer.evaluate(10, seed=123)["return"]
     finally:
         trainer.close()
     assert score > 50.0, score
@@ -276,9 +276,9 @@ def test_short_cartpole_run_beats_random():
     ],
 )
 def test_ablations_run_and_checkpoint_resumes(flags, tmp_path):
-    from functional_metarl.runners import RAINBOW_CHECKPOINT, RainbowConfig, RainbowTrainer
+    from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer
 
-    cfg = RainbowConfig(total_steps=80, learning_starts=48, batch_size=16, hidden=(16,), head_hidden=16,
+    cfg = RainbowConfig(iterations=80, learning_starts=48, batch_size=16, hidden=(16,), head_hidden=16,
                         target_update=20, device="cpu", seed=3, log_every=40, checkpoint_every=40, **flags)
     trainer = RainbowTrainer(cfg, output_dir=tmp_path)
     trainer.train(progress=False)
@@ -286,8 +286,8 @@ def test_ablations_run_and_checkpoint_resumes(flags, tmp_path):
     assert trainer.epsilon() == (0.0 if cfg.noisy else pytest.approx(1.0 + 80 / cfg.eps_decay_steps * (cfg.eps_end - 1.0)))
     trainer.close()
     # resume: same params, buffer and generator; training continues from the saved step
-    resumed = RainbowTrainer(RainbowConfig(**{**cfg.to_dict(), "total_steps": 100}), output_dir=tmp_path)
-    resumed.load_checkpoint(tmp_path / RAINBOW_CHECKPOINT)
+    resumed = RainbowTrainer(RainbowConfig.from_dict({**cfg.to_dict(), "iterations": 100}), output_dir=tmp_path)
+    resumed.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert resumed.step == 80 and len(resumed.buffer) == len(trainer.buffer)
     assert all(torch.equal(resumed.params[k], trainer.params[k]) for k in trainer.params)
     assert torch.equal(resumed.generator.get_state(), trainer.generator.get_state())
@@ -295,6 +295,6 @@ def test_ablations_run_and_checkpoint_resumes(flags, tmp_path):
     assert resumed.step == 100 and resumed.updates == trainer.updates + 20
     resumed.close()
     with pytest.raises(ValueError, match="different settings"):
-        RainbowTrainer(RainbowConfig(**{**cfg.to_dict(), "lr": 0.5}), output_dir=tmp_path).load_checkpoint(
-            tmp_path / RAINBOW_CHECKPOINT
+        RainbowTrainer(RainbowConfig.from_dict({**cfg.to_dict(), "lr": 0.5}), output_dir=tmp_path).load_checkpoint(
+            tmp_path / CHECKPOINT_FILE
         )

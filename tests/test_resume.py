@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from functional_metarl.runners import (
+    CHECKPOINT_FILE,
     DDPG_CHECKPOINT_NAME,
     DEEP_OPTION_CRITIC_CHECKPOINT,
     OPTION_CRITIC_CHECKPOINT,
-    RAINBOW_CHECKPOINT,
     DDPGConfig,
     DDPGTrainer,
     DeepOptionCriticConfig,
@@ -116,17 +116,17 @@ def checkpoint_contents(path):
 
 # ------------------------------------------------------------------ Rainbow
 RAINBOW_CASES = {
-    # name: (config overrides, vector steps before the crash); checkpoints every 33 env steps (the full case: episodes end at 59, 70, 80)
+    # name: (config overrides, vector steps before the crash); checkpoints every 33 iterations (env steps) (the full case: episodes end at 59, 70, 80)
     "full": (dict(), 90),
     "ablated": (dict(double=False, prioritized=False, dueling=False, distributional=False, noisy=False, n_step=1), 90),
-    "three_envs_train_every_2": (dict(num_envs=3, train_every=2, total_steps=99, checkpoint_every=45), 31),
+    "three_envs_train_every_2": (dict(num_envs=3, train_every=2, iterations=33, checkpoint_every=15), 31),
 }
 
 
 @pytest.mark.parametrize("case", sorted(RAINBOW_CASES))
 def test_rainbow_resume_is_exact(case, tmp_path):
     overrides, crash_after = RAINBOW_CASES[case]
-    kw = dict(total_steps=100, learning_starts=48, batch_size=16, hidden=(16,), head_hidden=16, target_update=20,
+    kw = dict(iterations=100, learning_starts=48, batch_size=16, hidden=(16,), head_hidden=16, target_update=20,
               device="cpu", seed=3, log_every=40, checkpoint_every=33)
     cfg = RainbowConfig(**{**kw, **overrides})
     straight = RainbowTrainer(cfg)
@@ -135,13 +135,13 @@ def test_rainbow_resume_is_exact(case, tmp_path):
     crashing = RainbowTrainer(cfg, output_dir=tmp_path, env_fn=lambda c: CrashingVectorEnv(make_vector_env(c), crash_after))
     with pytest.raises(Crash):
         crashing.train(progress=False)
-    saved = checkpoint_contents(tmp_path / RAINBOW_CHECKPOINT)
-    assert 0 < saved["step"] < cfg.total_steps and saved["envs"] is not None
-    assert any(len(a) > 0 for a in saved["envs"]["actions"]), "the checkpoint should fall inside an episode"
-    assert saved["history"], "the checkpoint should come after some finished episodes"
+    saved = checkpoint_contents(tmp_path / CHECKPOINT_FILE)
+    assert 0 < saved["iteration"] < cfg.iterations and saved["state"]["envs"] is not None
+    assert any(len(a) > 0 for a in saved["state"]["envs"]["actions"]), "the checkpoint should fall inside an episode"
+    assert saved["state"]["episodes"] > 0, "the checkpoint should come after some finished episodes"
 
     resumed = RainbowTrainer(cfg, output_dir=tmp_path)
-    resumed.load_checkpoint(tmp_path / RAINBOW_CHECKPOINT)
+    resumed.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert_same_state(resumed.state_dict(), saved)  # everything the checkpoint holds is restored
     resumed.train(progress=False)
     assert_same_state(resumed.state_dict(), straight.state_dict())
@@ -157,13 +157,13 @@ class _UnseededResets(gym.vector.VectorWrapper):
 
 
 def test_rainbow_resume_refuses_an_env_that_does_not_replay(tmp_path):
-    cfg = RainbowConfig(total_steps=30, learning_starts=16, batch_size=8, hidden=(8,), head_hidden=8,
+    cfg = RainbowConfig(iterations=30, learning_starts=16, batch_size=8, hidden=(8,), head_hidden=8,
                         device="cpu", checkpoint_every=30, log_every=30)
     first = RainbowTrainer(cfg, output_dir=tmp_path)
     first.train(progress=False)
     other = RainbowTrainer(cfg, env_fn=lambda c: _UnseededResets(make_vector_env(c)))
     with pytest.raises(RuntimeError, match="cannot be resumed exactly"):
-        other.load_checkpoint(tmp_path / RAINBOW_CHECKPOINT)
+        other.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     for t in (first, other):
         t.close()
 

@@ -2,9 +2,17 @@
 
 from .checkpoint import atomic_save, atomic_write_json, load_checkpoint_file, read_checkpoint, resolve_device
 from .cpu_memory import keep_freed_cpu_memory
+from .base import CHECKPOINT_FILE, CHECKPOINT_FORMAT, METRICS_FILE, RunConfig, Runner, restore_like, to_saveable
 from .maml_trainer import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
 
 __all__ = [
+    "CHECKPOINT_FILE",
+    "CHECKPOINT_FORMAT",
+    "METRICS_FILE",
+    "RunConfig",
+    "Runner",
+    "restore_like",
+    "to_saveable",
     "CHECKPOINT_NAME",
     "MAMLConfig",
     "MAMLTrainer",
@@ -22,9 +30,9 @@ from .replay import NStepAggregator, PrioritizedReplay, SumTree, Transition, Uni
 __all__ += ["NStepAggregator", "PrioritizedReplay", "SumTree", "Transition", "UniformReplay", "importance_weights"]
 
 # Rainbow
-from .rainbow import RAINBOW_CHECKPOINT, RainbowConfig, RainbowTrainer  # noqa: E402
+from .rainbow import RainbowConfig, RainbowTrainer  # noqa: E402
 
-__all__ += ["RAINBOW_CHECKPOINT", "RainbowConfig", "RainbowTrainer"]
+__all__ += ["RainbowConfig", "RainbowTrainer"]
 
 # DDPG / TD3
 from .ddpg import DDPG_CHECKPOINT_NAME, DDPGConfig, DDPGTrainer, TensorReplay  # noqa: E402

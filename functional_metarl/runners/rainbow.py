@@ -26,46 +26,53 @@ ones, and continues exactly as an unbroken run would. This needs envs whose epis
 function of the reset seed and the actions (true of gymnasium's classic-control, Box2D, MuJoCo
 and ALE envs); an env that is not raises a ``RuntimeError`` on resume instead of drifting.
 See ``docs/resume.md``.
+
+Gradients are clipped to global norm ``max_grad_norm`` by composing the optimizer,
+``optim.chain(optim.clip_by_global_norm(max_grad_norm), optim.adam(lr, eps=adam_eps))``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 from torch.func import grad_and_value
-from tqdm.auto import tqdm
 
+from .. import checks
 from ..nn import rainbow_cnn, rainbow_mlp
-from ..optim import AdamState, adam, apply_updates
+from ..optim import GradientTransformation, adam, apply_updates, chain, clip_by_global_norm
 from ..rl import q_values, rainbow_loss
-from ..tree import Params, tree_map, tree_norm, tree_scale
-from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
-from .scalars import ScalarLogger
+from ..tree import Params, tree_map
+from .base import RunConfig, Runner, restore_like
 from .replay import NStepAggregator, PrioritizedReplay, UniformReplay
 
-__all__ = ["RainbowConfig", "RainbowTrainer", "RAINBOW_CHECKPOINT", "episode_seed"]
-
-RAINBOW_CHECKPOINT = "rainbow_checkpoint.pt"
+__all__ = ["RainbowConfig", "RainbowTrainer", "episode_seed", "make_vector_env"]
 
 
 @dataclass
-class RainbowConfig:
+class RainbowConfig(RunConfig):
     """Rainbow settings. Defaults are tuned for CartPole-v1 on a CPU; the Atari example sets
-    the paper's / Data-efficient Rainbow's values."""
+    the paper's / Data-efficient Rainbow's values.
 
+    ``iterations`` counts vector-env steps (each is ``num_envs`` env steps); every other step
+    count (``learning_starts``, ``train_every``, ``target_update``, ``eps_decay_steps``,
+    ``log_every``, ``eval_every``) counts env steps summed over the envs. ``checkpoint_every``
+    counts iterations. Refused: settings under which learning never starts
+    (``learning_starts >= iterations * num_envs``, ``batch_size > buffer_size`` or a batch
+    larger than the run's env steps).
+    """
+
+    iterations: int = 30_000  # vector-env steps
+    checkpoint_every: int = 10_000  # iterations
     env_id: str = "CartPole-v1"
     env_kwargs: dict = dataclasses.field(default_factory=dict)
     num_envs: int = 1
-    total_steps: int = 30_000  # env steps, summed over the vector env
     # the six components
     double: bool = True
     prioritized: bool = True
@@ -100,53 +107,50 @@ class RainbowConfig:
     eps_end: float = 0.01
     eps_decay_steps: int = 10_000
     # bookkeeping
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 10_000
-    log_every: int = 1_000
+    log_every: int = 1_000  # env steps between summary rows (return_mean100, loss, epsilon, beta, updates)
     eval_every: int = 0  # env steps between greedy evaluations (0: none during training)
     eval_episodes: int = 10
 
-    def __post_init__(self):
+    RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("log_every", "eval_every", "eval_episodes")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.hidden = tuple(self.hidden)
-        self.env_kwargs = dict(self.env_kwargs)
-        for name in ("num_envs", "total_steps", "n_step", "num_atoms", "head_hidden", "batch_size", "buffer_size",
-                     "learning_starts", "train_every", "target_update", "eps_decay_steps", "checkpoint_every", "log_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValueError(f"eval_every must be an int >= 0, got {self.eval_every!r}")
-        if isinstance(self.eval_episodes, bool) or not isinstance(self.eval_episodes, int) or self.eval_episodes <= 0:
-            raise ValueError(f"eval_episodes must be a positive int, got {self.eval_episodes!r}")
+        checks.instance(self.env_id, "env_id", str)
+        self.env_kwargs = dict(checks.instance(self.env_kwargs, "env_kwargs", dict))
+        for name in ("num_envs", "n_step", "num_atoms", "head_hidden", "batch_size", "buffer_size", "learning_starts",
+                     "train_every", "target_update", "eps_decay_steps", "log_every", "eval_episodes"):
+            checks.positive_int(getattr(self, name), name)
+        checks.non_negative_int(self.eval_every, "eval_every")
+        for i, h in enumerate(self.hidden):
+            checks.positive_int(h, f"hidden[{i}]")
         for name in ("double", "prioritized", "dueling", "distributional", "noisy"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            checks.flag(getattr(self, name), name)
         if self.distributional and self.num_atoms < 2:
             raise ValueError(f"distributional needs num_atoms >= 2, got {self.num_atoms}")
-        if not (math.isfinite(self.v_min) and math.isfinite(self.v_max) and self.v_min < self.v_max):
+        checks.number(self.v_min, "v_min")
+        checks.number(self.v_max, "v_max")
+        if not self.v_min < self.v_max:
             raise ValueError(f"need finite v_min < v_max, got {self.v_min} and {self.v_max}")
+        for name in ("gamma", "beta0", "eps_start", "eps_end", "alpha"):
+            checks.probability(getattr(self, name), name)
+        for name in ("lr", "adam_eps", "sigma0", "priority_eps"):
+            checks.positive_number(getattr(self, name), name)
+        if self.max_grad_norm is not None:
+            checks.positive_number(self.max_grad_norm, "max_grad_norm")
+        checks.one_of(self.network, "network", ("mlp", "nature_cnn", "data_efficient_cnn"))
         if self.n_step > self.buffer_size:
             raise ValueError(f"n_step ({self.n_step}) must not exceed buffer_size ({self.buffer_size})")
+        # Settings under which no gradient step would ever run: refused instead of finishing with 0 updates.
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
-        for name in ("gamma", "beta0", "eps_start", "eps_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        for name in ("lr", "adam_eps"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be positive or None, got {self.max_grad_norm!r}")
-        if self.network not in ("mlp", "nature_cnn", "data_efficient_cnn"):
-            raise ValueError(f"network must be 'mlp', 'nature_cnn' or 'data_efficient_cnn', got {self.network!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
-        out = dataclasses.asdict(self)
-        out["hidden"] = list(self.hidden)
-        return out
+        env_steps = self.iterations * self.num_envs
+        if self.learning_starts >= env_steps:
+            raise ValueError(f"learning_starts ({self.learning_starts}) must be below iterations * num_envs "
+                             f"({env_steps} env steps): no update would ever run")
+        if self.batch_size > env_steps:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed iterations * num_envs ({env_steps} env "
+                             "steps): the replay would never hold one batch")
 
 
 # ---------------------------------------------------------------------- runner
@@ -169,27 +173,39 @@ def make_vector_env(config: RainbowConfig, seed_offset: int = 0):
     )
 
 
-class RainbowTrainer:
-    """Trains Rainbow on ``config.env_id`` (a discrete-action gymnasium env).
+class RainbowTrainer(Runner):
+    """Trains Rainbow on ``config.env_id`` (a discrete-action gymnasium env). One iteration is
+    one vector-env step (``num_envs`` env steps) plus the gradient updates, target copy,
+    summary and evaluation that fall due on it.
 
     Args:
         config: settings.
-        output_dir: where ``rainbow_checkpoint.pt``, ``metrics.json`` and TensorBoard events go
+        output_dir: where ``checkpoint.pt``, ``metrics.json`` and TensorBoard events go
             (``None``: nothing written).
         env_fn: ``config -> gymnasium.vector.VectorEnv`` (default :func:`make_vector_env`); it
             must use same-step auto-reset so that ``info["final_obs"]`` holds final observations.
 
-    Resuming (``load_checkpoint``) is exact: it restores params, target params, the Adam state,
-    the generator, the replay buffer with its priorities, the pending n-step steps, the counters
-    and logs, and rebuilds every env's current episode from its reset seed and the actions taken
-    since (see the module docstring). ``env_fn``'s vector env must accept
+    Metrics of an iteration (its ``history`` row; none when nothing happened): ``step`` (env
+    steps so far) with ``return`` / ``length`` (mean over the envs whose episode ended at this
+    step; one env: that episode's) and ``episodes_ended``; every ``log_every`` env steps also
+    ``episodes``, ``return_mean100`` (once an episode ended), ``loss`` (mean of the last 100
+    updates, once one ran), ``epsilon``, ``beta``, ``updates``; every ``eval_every`` env steps
+    ``eval_return``.
+
+    Resuming (``load_checkpoint``) is exact: it restores params, target params, the optimizer
+    state, the generator, the replay buffer with its priorities, the pending n-step steps, the
+    counters and logs, and rebuilds every env's current episode from its reset seed and the
+    actions taken since (see the module docstring). ``env_fn``'s vector env must accept
     ``reset(seed=[...], options={"reset_mask": mask})`` (gymnasium >= 1.0 vector envs do).
     """
 
+    config_class = RainbowConfig
+    log_prefix = "rainbow"
+    progress_metric = "return_mean100"
+
     def __init__(self, config: RainbowConfig, output_dir: str | Path | None = None, env_fn: Callable | None = None):
-        self.config = cfg = config
-        self.device = resolve_device(cfg.device)
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        super().__init__(config, output_dir)
+        cfg = config
         self._env_fn = env_fn or make_vector_env
         self.envs = self._env_fn(cfg)
         space = self.envs.single_action_space
@@ -211,20 +227,21 @@ class RainbowTrainer:
         )
         self.params: Params = self.net.init(cfg.seed, device=self.device)
         self.target_params: Params = tree_map(torch.clone, self.params)
-        self.opt = adam(cfg.lr, eps=cfg.adam_eps)
-        self.opt_state: AdamState = self.opt.init(self.params)
+        self.opt: GradientTransformation = adam(cfg.lr, eps=cfg.adam_eps)
+        if cfg.max_grad_norm is not None:
+            self.opt = chain(clip_by_global_norm(cfg.max_grad_norm), self.opt)
+        self.opt_state: Any = self.opt.init(self.params)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         if cfg.prioritized:
             self.buffer: UniformReplay = PrioritizedReplay(cfg.buffer_size, cfg.alpha, cfg.priority_eps, self.device, self.num_actions)
         else:
             self.buffer = UniformReplay(cfg.buffer_size, self.device, self.num_actions)
         self.nstep = NStepAggregator(cfg.n_step, cfg.gamma, cfg.num_envs)
-        self.step = 0
+        self.step = 0  # env steps, summed over the envs
         self.updates = 0
-        self.history: list[dict[str, float]] = []  # one row per finished episode
-        self.evaluations: list[dict[str, float]] = []  # one row per periodic evaluation
+        self.episodes = 0  # finished episodes
+        self.recent_returns: deque[float] = deque(maxlen=100)
         self.losses: deque[float] = deque(maxlen=100)
-        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
         self._obs = None
         self._ep_return = np.zeros(cfg.num_envs)
         self._ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
@@ -248,9 +265,9 @@ class RainbowTrainer:
         return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
 
     def beta(self) -> float:
-        """The importance-sampling exponent now: linear from ``beta0`` to 1 over ``total_steps``."""
+        """The importance-sampling exponent now: linear from ``beta0`` to 1 over the run's env steps."""
         cfg = self.config
-        return min(1.0, cfg.beta0 + (1.0 - cfg.beta0) * self.step / cfg.total_steps)
+        return min(1.0, cfg.beta0 + (1.0 - cfg.beta0) * self.step / (cfg.iterations * cfg.num_envs))
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, params: Params | None = None, noise: dict | None = None, epsilon: float = 0.0) -> torch.Tensor:
@@ -280,8 +297,8 @@ class RainbowTrainer:
         self._ep_length[:] = 0
         self.nstep.reset()
 
-    def env_step(self) -> list[dict[str, float]]:
-        """One vector-env step: act, store n-step transitions; returns finished episodes."""
+    def env_step(self) -> list[tuple[float, int]]:
+        """One vector-env step: act, store n-step transitions; returns ``(return, length)`` of each episode that ended."""
         cfg = self.config
         if self._obs is None:
             self._reset_envs()
@@ -313,10 +330,11 @@ class RainbowTrainer:
         self.step += cfg.num_envs
         finished = []
         for e in np.flatnonzero(ended):
-            finished.append({"step": self.step, "return": float(self._ep_return[e]), "length": int(self._ep_length[e])})
+            finished.append((float(self._ep_return[e]), int(self._ep_length[e])))
+            self.recent_returns.append(float(self._ep_return[e]))
             self._ep_return[e] = 0.0
             self._ep_length[e] = 0
-        self.history.extend(finished)
+        self.episodes += len(finished)
         return finished
 
     # ------------------------------------------------------------------ learning
@@ -333,9 +351,6 @@ class RainbowTrainer:
         grads, (loss, priorities) = self._grad_fn(self.params, self.target_params, batch, weights, noise_online, noise_target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite Rainbow loss {float(loss)} at step {self.step}")
-        if cfg.max_grad_norm is not None:
-            norm = tree_norm(grads)
-            grads = tree_scale(grads, torch.clamp(cfg.max_grad_norm / (norm + 1e-6), max=1.0))
         updates, self.opt_state = self.opt.update(grads, self.opt_state, self.params)
         self.params = apply_updates(self.params, updates)
         if cfg.prioritized:
@@ -343,76 +358,62 @@ class RainbowTrainer:
         self.updates += 1
         return float(loss)
 
-    def train(self, progress: bool = True) -> list[dict[str, float]]:
-        """Run until ``config.total_steps`` env steps; returns the finished-episode history."""
+    def run_iteration(self) -> dict[str, float]:
+        """One vector-env step, then the updates, target copy, summary and evaluation due on it."""
         cfg = self.config
-        bar = tqdm(total=cfg.total_steps, initial=self.step, disable=not progress, desc="env steps")
-        # Each schedule fires when the step count crosses a multiple of its period; the next
-        # one is recomputed from the step count alone, so a resumed run keeps the same schedule.
-        after = lambda period: (self.step // period + 1) * period  # noqa: E731
-        next_log, next_ckpt, next_target = after(cfg.log_every), after(cfg.checkpoint_every), after(cfg.target_update)
-        next_eval = after(cfg.eval_every) if cfg.eval_every else None
-        try:
-            while self.step < cfg.total_steps:
-                self.env_step()
-                self._since_update += cfg.num_envs
-                bar.update(cfg.num_envs)
-                if self.step >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
-                    while self._since_update >= cfg.train_every:
-                        self.losses.append(self.update())
-                        self._since_update -= cfg.train_every
-                else:
-                    self._since_update = 0
-                if self.step >= next_target:
-                    self.target_params = tree_map(torch.clone, self.params)
-                    next_target = after(cfg.target_update)
-                if self.step >= next_log:
-                    metrics = self.metrics()
-                    self._log(metrics)
-                    bar.set_postfix(ret100=f"{metrics['return_mean100']:.1f}", loss=f"{metrics['loss']:.3f}")
-                    next_log = after(cfg.log_every)
-                if next_eval is not None and self.step >= next_eval:
-                    row = {"step": self.step, "eval_return": self.evaluate(cfg.eval_episodes, seed=cfg.seed + 20_000 + self.step)}
-                    self.evaluations.append(row)
-                    self._log(row)
-                    bar.write(f"step {self.step}: greedy eval return {row['eval_return']:.1f}")
-                    next_eval = after(cfg.eval_every)
-                if self.step >= next_ckpt:
-                    self.save_checkpoint()
-                    next_ckpt = after(cfg.checkpoint_every)
-            self.save_checkpoint()
-        finally:
-            bar.close()
-            self._logger.flush()
-        return self.history
+        before = self.step
+        finished = self.env_step()
+        self._since_update += cfg.num_envs
+        if self.step >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
+            while self._since_update >= cfg.train_every:
+                self.losses.append(self.update())
+                self._since_update -= cfg.train_every
+        else:
+            self._since_update = 0
+        # A schedule fires when the step count crosses a multiple of its period, so a resumed
+        # run keeps the same schedule.
+        due = lambda period: self.step // period > before // period  # noqa: E731
+        if due(cfg.target_update):
+            self.target_params = tree_map(torch.clone, self.params)
+        out: dict[str, float] = {}
+        if finished:
+            out.update(step=self.step, episodes_ended=len(finished),
+                       **{"return": float(np.mean([f[0] for f in finished])),
+                          "length": float(np.mean([f[1] for f in finished]))})
+        if due(cfg.log_every):
+            out.update(step=self.step, **self.summary())
+        if cfg.eval_every and due(cfg.eval_every):
+            out.update(step=self.step, eval_return=self.evaluate(cfg.eval_episodes, seed=cfg.seed + 20_000 + self.step)["return"])
+        return {k: float(v) for k, v in out.items()}
 
-    def metrics(self) -> dict[str, float]:
-        """A summary for logging: step, episodes, mean return of the last 100, mean recent loss, ε, β, updates."""
-        recent = [h["return"] for h in self.history[-100:]]
-        return {
-            "step": self.step,
-            "episodes": len(self.history),
-            "return_mean100": float(np.mean(recent)) if recent else float("nan"),
-            "loss": float(np.mean(self.losses)) if self.losses else float("nan"),
-            "epsilon": self.epsilon(),
-            "beta": self.beta(),
-            "updates": self.updates,
-        }
-
-    def _log(self, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            if key != "step" and math.isfinite(value):
-                self._logger.scalar(f"{'eval' if key.startswith('eval') else 'train'}/{key}", value, metrics["step"])
+    def summary(self) -> dict[str, float]:
+        """Finished episodes, mean return of the last 100 (once one ended), mean of the last 100
+        losses (once an update ran), ε, β and the update count."""
+        out = {"episodes": float(self.episodes)}
+        if self.recent_returns:
+            out["return_mean100"] = float(np.mean(self.recent_returns))
+        if self.losses:
+            out["loss"] = float(np.mean(self.losses))
+        out.update(epsilon=self.epsilon(), beta=self.beta(), updates=float(self.updates))
+        return out
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, num_episodes: int = 10, seed: int | None = None, noisy: bool = False) -> float:
-        """Mean return of ``num_episodes`` greedy episodes on a fresh one-env copy of the
-        training env (built by the same ``env_fn``, with its own seed).
+    def evaluate(self, num_episodes: int = 10, seed: int | None = None, noisy: bool = False) -> dict[str, float]:
+        """Greedy episodes on a fresh one-env copy of the training env (built by the same
+        ``env_fn``, with its own seed).
 
-        ``noisy=False`` acts with the mean network (noise off); ``True`` samples fresh noise per step.
+        Args:
+            num_episodes: how many episodes.
+            seed: seeds the evaluation's generator (default ``config.seed + 10_000``).
+            noisy: ``False`` acts with the mean network (noise off); ``True`` samples fresh noise per step.
+
+        Returns:
+            ``{"return": mean return, "return_std": its standard deviation over episodes}``.
         """
-        if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes <= 0:
-            raise ValueError(f"num_episodes must be a positive int, got {num_episodes!r}")
+        checks.positive_int(num_episodes, "num_episodes")
+        checks.flag(noisy, "noisy")
+        if seed is not None:
+            checks.int_in_range(seed, "seed")
         env = self._env_fn(dataclasses.replace(self.config, num_envs=1))
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 10_000 if seed is None else seed)
         base = int(torch.randint(2**31 - 1, (1,), generator=gen, device=gen.device))
@@ -430,28 +431,41 @@ class RainbowTrainer:
                 returns.append(total)
         finally:
             env.close()
-        return float(np.mean(returns))
+        return {"return": float(np.mean(returns)), "return_std": float(np.std(returns))}
 
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------ state
+    def runner_state(self) -> dict[str, Any]:
         """Everything that decides the rest of the run, env stream included (see docs/resume.md)."""
-        cpu = lambda t: {k: v.detach().cpu() for k, v in t.items()}  # noqa: E731
         return {
-            "config": self.config.to_dict(),
             "step": self.step,
             "updates": self.updates,
-            "params": cpu(self.params),
-            "target_params": cpu(self.target_params),
-            "opt_state": {"count": self.opt_state.count.cpu(), "mu": cpu(self.opt_state.mu), "nu": cpu(self.opt_state.nu)},
-            "generator_state": self.generator.get_state(),
-            "history": self.history,
-            "evaluations": self.evaluations,
+            "episodes": self.episodes,
+            "params": self.params,
+            "target_params": self.target_params,
+            "opt_state": self.opt_state,
+            "generator": self.generator.get_state(),
+            "recent_returns": list(self.recent_returns),
             "losses": list(self.losses),
             "since_update": self._since_update,
             "buffer": self.buffer.state_dict(),
             "nstep": self.nstep.state_dict(),
             "envs": self._env_stream_state(),
         }
+
+    def load_runner_state(self, state: dict[str, Any]) -> None:
+        """Exact resume: params, targets, optimizer state, replay and priorities, n-step buffers,
+        the env stream, generator and counters."""
+        self.params = restore_like(state["params"], self.params, "params")
+        self.target_params = restore_like(state["target_params"], self.target_params, "target_params")
+        self.opt_state = restore_like(state["opt_state"], self.opt_state, "opt_state")
+        self.generator.set_state(state["generator"])
+        self.step, self.updates, self.episodes = int(state["step"]), int(state["updates"]), int(state["episodes"])
+        self.recent_returns = deque(state["recent_returns"], maxlen=self.recent_returns.maxlen)
+        self.losses = deque(state["losses"], maxlen=self.losses.maxlen)
+        self._since_update = int(state["since_update"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.nstep.load_state_dict(state["nstep"])
+        self._restore_envs(state["envs"])
 
     def _env_stream_state(self) -> dict[str, Any] | None:
         """What rebuilds the envs' current episodes: seeds, actions since, the current
@@ -499,50 +513,7 @@ class RainbowTrainer:
         self._ep_return = saved["episode_return"].numpy().copy()
         self._ep_length = saved["episode_length"].numpy().copy()
 
-    def save_checkpoint(self) -> Path | None:
-        """Write ``state_dict()`` atomically to the output directory and refresh metrics.json; None without one."""
-        if self.output_dir is None:
-            return None
-        path = atomic_save(self.state_dict(), self.output_dir / RAINBOW_CHECKPOINT)
-        self.write_metrics()
-        return path
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Exact resume from ``path``: params, targets, Adam state, replay and priorities, n-step buffers, the env stream, generator and counters."""
-        free = ("total_steps", "device", "checkpoint_every", "log_every", "eval_every", "eval_episodes")
-        state = read_checkpoint(path, self.config.to_dict(), free)
-        missing = [k for k in ("losses", "since_update", "nstep", "envs") if k not in state]
-        if missing:
-            raise ValueError(f"checkpoint {path} lacks {missing}: it was written before exact resume and cannot be resumed")
-        self.net.check(state["params"])
-        to_dev = lambda t: {k: v.to(self.device) for k, v in t.items()}  # noqa: E731
-        self.params, self.target_params = to_dev(state["params"]), to_dev(state["target_params"])
-        opt = state["opt_state"]
-        self.opt_state = AdamState(opt["count"].to(self.device), to_dev(opt["mu"]), to_dev(opt["nu"]))
-        self.generator.set_state(state["generator_state"])
-        self.step, self.updates = int(state["step"]), int(state["updates"])
-        self.history = list(state["history"])
-        self.evaluations = list(state["evaluations"])
-        self.losses = deque(state["losses"], maxlen=self.losses.maxlen)
-        self._since_update = int(state["since_update"])
-        self.buffer.load_state_dict(state["buffer"])
-        self.nstep.load_state_dict(state["nstep"])
-        self._restore_envs(state["envs"])
-
-    def write_metrics(self, evaluation: dict[str, float] | None = None) -> None:
-        """Write the run's settings, counters, history and evaluations to metrics.json."""
-        if self.output_dir is None:
-            return
-        path = self.output_dir / "metrics.json"
-        payload: dict[str, Any] = {
-            "config": self.config.to_dict(), "summary": self.metrics(), "evaluations": self.evaluations, "episodes": self.history,
-        }
-        if evaluation is None and path.is_file():
-            payload["eval"] = json.loads(path.read_text()).get("eval")
-        elif evaluation is not None:
-            payload["eval"] = evaluation
-        atomic_write_json(payload, path)
-
     def close(self) -> None:
         """Close the envs and the TensorBoard writer."""
         self.envs.close()
+        super().close()
