@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from functional_metarl.runners.ddpg import DDPGConfig, DDPGTrainer  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_FILE, DDPGConfig, DDPGTrainer  # noqa: E402
 
 TARGET = -170.0
 
@@ -34,7 +34,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", choices=("ddpg", "td3"), default="td3")
     p.add_argument("--lillicrap", action="store_true", help="original DDPG settings (Lillicrap et al. 2015)")
-    p.add_argument("--total-steps", type=int, default=20_000)
+    p.add_argument("--iterations", type=int, default=20_000, help="env steps")
     p.add_argument("--start-steps", type=int, default=5_000)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--gamma", type=float, default=0.98)
@@ -48,14 +48,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     output = args.output or f"runs/{args.algo}_pendulum"
 
-    common = dict(env_id="Pendulum-v1", total_steps=args.total_steps, gamma=args.gamma, buffer_size=200_000,
+    common = dict(env_id="Pendulum-v1", iterations=args.iterations, gamma=args.gamma, buffer_size=200_000,
                   seed=args.seed, device=args.device, checkpoint_every=5_000)
     if args.lillicrap:
         config = DDPGConfig.lillicrap(**common)
     else:
         config = DDPGConfig(algo=args.algo, start_steps=args.start_steps, batch_size=args.batch_size, **common)
     trainer = DDPGTrainer(config, output_dir=output)
-    ckpt = os.path.join(output, "checkpoint.pt")
+    ckpt = os.path.join(output, CHECKPOINT_FILE)
     if args.resume and os.path.isfile(ckpt):
         trainer.load_checkpoint(ckpt)
         print(f"resumed from {ckpt} at step {trainer.steps}")
@@ -63,7 +63,7 @@ def main() -> None:
     trainer.train()
     seconds = time.perf_counter() - t0
     last10 = trainer.mean_return(10)
-    evaluation = trainer.evaluate(args.eval_episodes)
+    evaluation = trainer.evaluate(args.eval_episodes)["return"]
     summary = {
         "algo": config.algo,
         "last10_train_return": last10,

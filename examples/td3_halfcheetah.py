@@ -2,7 +2,7 @@
 
     pip install "gymnasium[mujoco]"                         # MuJoCo wheels from PyPI
     python examples/td3_halfcheetah.py                      # 1,000,000 env steps (hours on CPU)
-    python examples/td3_halfcheetah.py --algo ddpg --total-steps 200000 --output runs/ddpg_cheetah
+    python examples/td3_halfcheetah.py --algo ddpg --iterations 200000 --output runs/ddpg_cheetah
     python examples/td3_halfcheetah.py --resume             # continue from --output/checkpoint.pt
 
 Settings (Fujimoto et al. 2018, sec. 6.1): 400-300 ReLU actor and twin critics, Adam 1e-3,
@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from functional_metarl.runners.ddpg import DDPGConfig, DDPGTrainer  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_FILE, DDPGConfig, DDPGTrainer  # noqa: E402
 
 ENV_ID = "HalfCheetah-v5"
 
@@ -49,7 +49,7 @@ def make_env():
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", choices=("ddpg", "td3"), default="td3")
-    p.add_argument("--total-steps", type=int, default=1_000_000)
+    p.add_argument("--iterations", type=int, default=1_000_000, help="env steps")
     p.add_argument("--start-steps", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> dict:
     output = args.output or f"runs/{args.algo}_halfcheetah"
 
     env = make_env()
-    config = DDPGConfig(algo=args.algo, env_id=ENV_ID, total_steps=args.total_steps, start_steps=args.start_steps,
+    config = DDPGConfig(algo=args.algo, env_id=ENV_ID, iterations=args.iterations, start_steps=args.start_steps,
                         seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every)
     trainer = DDPGTrainer(config, output_dir=output, env=env)
-    ckpt = os.path.join(output, "checkpoint.pt")
+    ckpt = os.path.join(output, CHECKPOINT_FILE)
     if args.resume and os.path.isfile(ckpt):
         trainer.load_checkpoint(ckpt)
         print(f"resumed from {ckpt} at step {trainer.steps}")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         "env": ENV_ID,
         "steps": trainer.steps,
         "last10_train_return": trainer.mean_return(10),
-        "eval_return_deterministic": trainer.evaluate(args.eval_episodes) if args.eval_episodes > 0 else None,
+        "eval_return_deterministic": trainer.evaluate(args.eval_episodes)["return"] if args.eval_episodes > 0 else None,
         "env_steps_per_s": (trainer.steps - start_steps) / seconds,
         "updates_per_s": (trainer.critic_updates - start_updates) / seconds,
     }

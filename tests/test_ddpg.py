@@ -235,7 +235,7 @@ class NaNReward(gym.Wrapper):
 
 
 def test_runner_non_finite_reward_raises_and_stores_nothing():
-    cfg = DDPGConfig(algo="td3", total_steps=50, start_steps=10, batch_size=4, hidden=(8,), device="cpu")
+    cfg = DDPGConfig(algo="td3", iterations=50, start_steps=10, batch_size=4, hidden=(8,), device="cpu")
     trainer = DDPGTrainer(cfg, env=NaNReward(gym.make("Pendulum-v1"), at_step=5))
     for _ in range(4):
         trainer.env_step()
@@ -252,25 +252,25 @@ def test_config_validation():
     with pytest.raises(ValueError, match="batch_size"):
         DDPGConfig(batch_size=0)
     with pytest.raises(TypeError, match="Box action space"):
-        DDPGTrainer(DDPGConfig(device="cpu", total_steps=10, start_steps=0, batch_size=4), env=gym.make("CartPole-v1"))
+        DDPGTrainer(DDPGConfig(device="cpu", iterations=10, start_steps=0, batch_size=4), env=gym.make("CartPole-v1"))
 
 
 def test_td3_delayed_updates_and_checkpoint_roundtrip(tmp_path):
-    cfg = DDPGConfig(algo="td3", total_steps=220, start_steps=40, batch_size=8, hidden=(16,), device="cpu",
+    cfg = DDPGConfig(algo="td3", iterations=220, start_steps=40, batch_size=8, hidden=(16,), device="cpu",
                      checkpoint_every=110, policy_delay=2)
     trainer = DDPGTrainer(cfg, output_dir=tmp_path)
     actor_before = {k: v.clone() for k, v in trainer.actor_params.items()}
     for _ in range(41):
-        trainer.env_step()  # first update at step 41: a critic update only (delay 2)
+        trainer.train_iteration()  # first update at step 41: a critic update only (delay 2)
     assert trainer.critic_updates == 1
     assert all(torch.equal(actor_before[k], v) for k, v in trainer.actor_params.items())
-    trainer.env_step()
+    trainer.train_iteration()
     assert trainer.critic_updates == 2
     assert not all(torch.equal(actor_before[k], v) for k, v in trainer.actor_params.items())
     trainer.train(progress=False)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "metrics.json").is_file()
     assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
-    resumed = DDPGTrainer(DDPGConfig(**{**cfg.to_dict(), "total_steps": 240}), output_dir=tmp_path)
+    resumed = DDPGTrainer(DDPGConfig.from_dict({**cfg.to_dict(), "iterations": 240}), output_dir=tmp_path)
     resumed.load_checkpoint(tmp_path / "checkpoint.pt")
     assert resumed.steps == 220 and resumed.critic_updates == trainer.critic_updates
     for mine, theirs in [(trainer.critic_params, resumed.critic_params), (trainer.target_actor_params, resumed.target_actor_params)]:
@@ -280,7 +280,7 @@ def test_td3_delayed_updates_and_checkpoint_roundtrip(tmp_path):
     resumed.train(progress=False)
     assert resumed.steps == 240
     with pytest.raises(ValueError, match="different settings"):
-        DDPGTrainer(DDPGConfig(**{**cfg.to_dict(), "gamma": 0.5}), output_dir=tmp_path).load_checkpoint(tmp_path / "checkpoint.pt")
+        DDPGTrainer(DDPGConfig.from_dict({**cfg.to_dict(), "gamma": 0.5}), output_dir=tmp_path).load_checkpoint(tmp_path / "checkpoint.pt")
 
 
 def test_ddpg_learns_on_pendulum():
@@ -289,14 +289,14 @@ def test_ddpg_learns_on_pendulum():
     Small nets and a fast target (tau 0.05) so 3,000 steps suffice; with these settings seeds 0-6
     all cleared both margins below (eval gains +400..+1180, last-vs-first +640..+960).
     """
-    cfg = DDPGConfig(algo="ddpg", total_steps=LEARN_STEPS, start_steps=400, batch_size=64, hidden=(64, 64), gamma=0.98,
+    cfg = DDPGConfig(algo="ddpg", iterations=LEARN_STEPS, start_steps=400, batch_size=64, hidden=(64, 64), gamma=0.98,
                      tau=0.05, device="cpu", seed=0)
     trainer = DDPGTrainer(cfg)
-    before = trainer.evaluate(episodes=4, seed=123)
+    before = trainer.evaluate(episodes=4, seed=123)["return"]
     trainer.train(progress=False)
-    after = trainer.evaluate(episodes=4, seed=123)
-    first = np.mean([e["return"] for e in trainer.episodes[:2]])
-    last = np.mean([e["return"] for e in trainer.episodes[-2:]])
+    after = trainer.evaluate(episodes=4, seed=123)["return"]
+    first = np.mean([e["return"] for e in trainer.history[:2]])
+    last = np.mean([e["return"] for e in trainer.history[-2:]])
     assert after > before + 300, (before, after)
     assert last > first + 200, (first, last)
 
@@ -309,7 +309,7 @@ def test_halfcheetah_example_runs(tmp_path):
     spec = importlib.util.spec_from_file_location("td3_halfcheetah", ROOT / "examples" / "td3_halfcheetah.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    summary = module.main(["--total-steps", "150", "--start-steps", "100", "--output", str(tmp_path), "--device", "cpu",
+    summary = module.main(["--iterations", "150", "--start-steps", "100", "--output", str(tmp_path), "--device", "cpu",
                            "--eval-episodes", "0", "--no-progress"])
     assert summary["steps"] == 150 and summary["env"] == "HalfCheetah-v5"
     assert math.isfinite(summary["updates_per_s"]) and summary["updates_per_s"] > 0  # 50 TD3 updates ran

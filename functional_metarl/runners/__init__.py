@@ -35,9 +35,9 @@ from .rainbow import RainbowConfig, RainbowTrainer  # noqa: E402
 __all__ += ["RainbowConfig", "RainbowTrainer"]
 
 # DDPG / TD3
-from .ddpg import DDPG_CHECKPOINT_NAME, DDPGConfig, DDPGTrainer, TensorReplay  # noqa: E402
+from .ddpg import DDPGConfig, DDPGTrainer, TensorReplay  # noqa: E402
 
-__all__ += ["DDPG_CHECKPOINT_NAME", "DDPGConfig", "DDPGTrainer", "TensorReplay"]
+__all__ += ["DDPGConfig", "DDPGTrainer", "TensorReplay"]
 
 # Option-Critic (tabular, Four Rooms)
 from .option_critic import OPTION_CRITIC_CHECKPOINT, OptionCriticConfig, OptionCriticTrainer  # noqa: E402

@@ -30,6 +30,7 @@ Deviations and choices, stated:
 - Lillicrap et al.'s OU noise has no stated time step; ``ou_noise_step`` uses ``dt = 1``
   (OpenAI Baselines uses ``dt = 1e-2``, which gives much smaller noise).
 - Every episode resets the env with ``seed + episode_index``, so runs and resumes are repeatable.
+- One iteration of the runner is one env step (``iterations`` is the number of env steps).
 - The replay is this module's :class:`TensorReplay` rather than ``runners.replay.UniformReplay``:
   that one checks discrete actions and carries n-step fields DDPG/TD3 do not use, while this one
   checks that continuous actions are floats inside the action box.
@@ -43,20 +44,16 @@ Deviations and choices, stated:
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.func import grad_and_value
-from tqdm.auto import tqdm
 
+from .. import checks
 from ..nn.actor_critic_nets import deterministic_actor, q_critic
-from ..optim import AdamState, adam, apply_updates
+from ..optim import adam, apply_updates
 from ..rl.actor_critic import (
     TransitionBatch,
     critic_loss,
@@ -69,12 +66,9 @@ from ..rl.actor_critic import (
     twin_critic_loss,
 )
 from ..tree import Params, tree_dot, tree_map
-from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
-from .scalars import ScalarLogger
+from .base import RunConfig, Runner, restore_like
 
-__all__ = ["DDPGConfig", "DDPGTrainer", "TensorReplay", "DDPG_CHECKPOINT_NAME"]
-
-DDPG_CHECKPOINT_NAME = "checkpoint.pt"
+__all__ = ["DDPGConfig", "DDPGTrainer", "TensorReplay"]
 
 
 # ============================================================================ replay
@@ -89,8 +83,7 @@ class TensorReplay:
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
-            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+        checks.positive_int(capacity, "capacity")
         self.capacity, self.obs_dim, self.act_dim = capacity, obs_dim, act_dim
         self.device, self.dtype = torch.device(device), dtype
         self.action_low = torch.as_tensor(action_low, dtype=dtype, device=self.device)
@@ -146,8 +139,7 @@ class TensorReplay:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> TransitionBatch:
         """``batch_size`` transitions drawn uniformly with replacement; leaves ``[batch_size, ...]``."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        checks.positive_int(batch_size, "batch_size")
         if self.size < batch_size:
             raise ValueError(f"replay.sample: asked for a batch of {batch_size} but the buffer holds only {self.size} transitions")
         idx = torch.randint(0, self.size, (batch_size,), generator=generator, device=self.device)
@@ -171,12 +163,18 @@ class TensorReplay:
 
 # ============================================================================ config
 @dataclass
-class DDPGConfig:
-    """DDPG / TD3 settings. Defaults: Fujimoto et al. 2018 (see the module docstring)."""
+class DDPGConfig(RunConfig):
+    """DDPG / TD3 settings. Defaults: Fujimoto et al. 2018 (see the module docstring).
 
+    ``iterations`` and ``checkpoint_every`` count env steps (one iteration is one env step).
+    Refused: settings under which the critic would never be updated (``batch_size >
+    buffer_size``, ``batch_size > iterations``, ``learning_starts >= iterations``).
+    """
+
+    iterations: int = 1_000_000  # env steps
+    checkpoint_every: int = 10_000  # env steps
     algo: str = "td3"  # "ddpg" or "td3"
     env_id: str = "Pendulum-v1"
-    total_steps: int = 1_000_000
     start_steps: int = 10_000  # uniform random actions before this many env steps
     learning_starts: int | None = None  # first update after this many steps (None: start_steps)
     batch_size: int = 100
@@ -196,48 +194,44 @@ class DDPGConfig:
     noise_clip: float = 0.5  # x action half-range
     policy_delay: int = 2  # TD3; DDPG always uses 1
     updates_per_step: int = 1
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 10_000  # env steps
     save_replay: bool = True  # include the replay buffer in checkpoints (exact resume)
 
-    def __post_init__(self):
+    RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("save_replay",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.hidden = tuple(self.hidden)
-        if self.algo not in ("ddpg", "td3"):
-            raise ValueError(f"algo must be 'ddpg' or 'td3', got {self.algo!r}")
-        if self.exploration not in ("gaussian", "ou"):
-            raise ValueError(f"exploration must be 'gaussian' or 'ou', got {self.exploration!r}")
+        checks.one_of(self.algo, "algo", ("ddpg", "td3"))
+        checks.one_of(self.exploration, "exploration", ("gaussian", "ou"))
+        checks.instance(self.env_id, "env_id", str)
         if self.learning_starts is None:
             self.learning_starts = self.start_steps
-        for name in ("total_steps", "batch_size", "buffer_size", "policy_delay", "updates_per_step", "checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        for name in ("batch_size", "buffer_size", "policy_delay", "updates_per_step"):
+            checks.positive_int(getattr(self, name), name)
         for name in ("start_steps", "learning_starts"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+            checks.non_negative_int(getattr(self, name), name)
+        for i, h in enumerate(self.hidden):
+            checks.positive_int(h, f"hidden[{i}]")
+        checks.int_in_range(self.critic_action_layer, "critic_action_layer", 0, len(self.hidden))
+        if self.final_init is not None:
+            checks.positive_number(self.final_init, "final_init")
+        checks.flag(self.save_replay, "save_replay")
         # Settings under which the critic would never be updated: refuse them instead of
         # finishing a run with critic_updates == 0.
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
-        if self.batch_size > self.total_steps:
-            raise ValueError(f"batch_size ({self.batch_size}) must not exceed total_steps ({self.total_steps}): "
+        if self.batch_size > self.iterations:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed iterations ({self.iterations} env steps): "
                              "the replay would never hold one batch")
-        if self.learning_starts >= self.total_steps:
-            raise ValueError(f"learning_starts ({self.learning_starts}) must be below total_steps ({self.total_steps}): "
-                             "no update would ever run")
+        if self.learning_starts >= self.iterations:
+            raise ValueError(f"learning_starts ({self.learning_starts}) must be below iterations ({self.iterations} "
+                             "env steps): no update would ever run")
         for name in ("actor_lr", "critic_lr"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+            checks.positive_number(getattr(self, name), name)
         for name in ("gamma", "tau"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+            checks.probability(getattr(self, name), name)
         for name in ("critic_l2", "exploration_sigma", "policy_noise", "noise_clip", "ou_theta"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a non-negative finite number, got {v!r}")
+            checks.non_negative_number(getattr(self, name), name)
 
     @classmethod
     def lillicrap(cls, **overrides: Any) -> "DDPGConfig":
@@ -248,32 +242,36 @@ class DDPGConfig:
         base.update(overrides)
         return cls(**base)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
-        out = dataclasses.asdict(self)
-        out["hidden"] = list(self.hidden)
-        return out
-
 
 # ============================================================================ trainer
 def _stack(trees: list[Params]) -> Params:
     return {k: torch.stack([t[k] for t in trees]) for k in trees[0]}
 
 
-class DDPGTrainer:
-    """Trains DDPG or TD3 on a gymnasium env with a ``Box`` action space.
+class DDPGTrainer(Runner):
+    """Trains DDPG or TD3 on a gymnasium env with a ``Box`` action space. One iteration is one
+    env step plus the updates due on it.
 
     Args:
         config: the settings.
         output_dir: where ``checkpoint.pt``, ``metrics.json`` and TensorBoard events go
             (``None``: nothing is written).
         env: a gymnasium env (default ``gymnasium.make(config.env_id)``); the trainer owns it.
+
+    Metrics (a ``history`` row per env step that ends an episode): ``episode`` (its number, from
+    1), ``step``, ``return``, ``length`` and the last ``critic_loss`` / ``actor_loss`` once
+    updates run.
     """
+
+    config_class = DDPGConfig
+    log_prefix = "train"
+    progress_metric = "return"
 
     def __init__(self, config: DDPGConfig, output_dir: str | Path | None = None, env: Any = None):
         import gymnasium as gym
 
-        self.config = cfg = config
+        super().__init__(config, output_dir)
+        cfg = config
         self.env = env if env is not None else gym.make(cfg.env_id)
         space = self.env.action_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
@@ -282,8 +280,6 @@ class DDPGTrainer:
             raise TypeError(f"expected a flat observation space, got shape {self.env.observation_space.shape}")
         self.obs_dim = int(self.env.observation_space.shape[0])
         self.act_dim = int(space.shape[0])
-        self.device = resolve_device(cfg.device)
-        self.output_dir = Path(output_dir) if output_dir is not None else None
         self.action_low = torch.as_tensor(space.low, dtype=torch.float32, device=self.device)
         self.action_high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)
         self.half_range = (self.action_high - self.action_low) / 2
@@ -303,19 +299,18 @@ class DDPGTrainer:
         self.actor_opt, self.critic_opt = adam(cfg.actor_lr), adam(cfg.critic_lr)
         self.actor_opt_state = self.actor_opt.init(self.actor_params)
         self.critic_opt_state = self.critic_opt.init(self.critic_params)
-        self.replay = TensorReplay(min(cfg.buffer_size, cfg.total_steps), self.obs_dim, self.act_dim,
+        self.replay = TensorReplay(min(cfg.buffer_size, cfg.iterations), self.obs_dim, self.act_dim,
                                    self.action_low, self.action_high, self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
 
         self.steps = 0
         self.critic_updates = 0
-        self.episodes: list[dict[str, float]] = []  # one entry per finished episode
+        self.episodes_done = 0
         self.last_losses: dict[str, float] = {}
         self._obs: torch.Tensor | None = None  # current observation; None -> reset first
         self._episode_actions: list[torch.Tensor] = []  # actions since the current episode's reset
         self._ou = torch.zeros(self.act_dim, device=self.device)
         self._ep_return, self._ep_length = 0.0, 0
-        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
         self._critic_grad = grad_and_value(self._critic_objective)
         self._actor_grad = grad_and_value(self._actor_objective)
 
@@ -367,7 +362,7 @@ class DDPGTrainer:
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
 
     def _episode_seed(self) -> int:
-        return self.config.seed + len(self.episodes)
+        return self.config.seed + self.episodes_done
 
     def _reset(self) -> None:
         obs, _ = self.env.reset(seed=self._episode_seed())
@@ -412,47 +407,39 @@ class DDPGTrainer:
             for _ in range(cfg.updates_per_step):
                 self.last_losses = self.update()
         if terminated or truncated:
-            record = {"episode": len(self.episodes) + 1, "step": self.steps, "return": self._ep_return, "length": self._ep_length}
+            self.episodes_done += 1
+            record = {"episode": self.episodes_done, "step": self.steps, "return": self._ep_return, "length": self._ep_length}
             record.update({k: float(v) for k, v in self.last_losses.items()})
-            self.episodes.append(record)
             self._obs = None
             return record
         return None
 
     # ----------------------------------------------------------------- training
-    def train(self, progress: bool = True) -> list[dict[str, float]]:
-        """Run until ``config.total_steps`` env steps, checkpointing every ``checkpoint_every``."""
-        cfg = self.config
-        bar = tqdm(total=cfg.total_steps, initial=self.steps, disable=not progress, desc=f"{cfg.algo} steps")
-        start, start_steps, start_updates = time.perf_counter(), self.steps, self.critic_updates
-        try:
-            while self.steps < cfg.total_steps:
-                record = self.env_step()
-                bar.update(1)
-                if record is not None:
-                    elapsed = max(time.perf_counter() - start, 1e-9)
-                    record["env_steps_per_s"] = (self.steps - start_steps) / elapsed
-                    record["updates_per_s"] = (self.critic_updates - start_updates) / elapsed
-                    self._log(record)
-                    bar.set_postfix(ret=f"{record['return']:.1f}", last10=f"{self.mean_return(10):.1f}")
-                if self.steps % cfg.checkpoint_every == 0 or self.steps == cfg.total_steps:
-                    self.save_checkpoint()
-        finally:
-            bar.close()
-            self._logger.flush()
-        return self.episodes
+    def run_iteration(self) -> dict[str, float]:
+        """One env step (and the updates due); the finished episode's record when it ends, else ``{}``."""
+        record = self.env_step()
+        return {} if record is None else {k: float(v) for k, v in record.items()}
 
     def mean_return(self, last: int = 10) -> float:
         """Mean return of the last ``last`` finished training episodes (nan if none)."""
-        if not self.episodes:
-            return float("nan")
-        tail = self.episodes[-last:]
-        return sum(e["return"] for e in tail) / len(tail)
+        returns = [row["return"] for row in self.history if "return" in row][-last:]
+        return sum(returns) / len(returns) if returns else float("nan")
 
-    def evaluate(self, episodes: int = 10, seed: int = 10_000) -> float:
-        """Mean return of the deterministic policy over ``episodes`` episodes of a fresh env copy."""
+    def evaluate(self, episodes: int = 10, seed: int = 10_000) -> dict[str, float]:
+        """The deterministic policy (no exploration noise) on ``episodes`` episodes of a fresh env
+        copy (of ``env.spec``; without a spec, the training env itself, whose episode is then restarted).
+
+        Args:
+            episodes: how many episodes; episode ``i`` resets with ``seed + i``.
+            seed: the first reset seed.
+
+        Returns:
+            ``{"return": mean return over the episodes}``.
+        """
         import gymnasium as gym
 
+        checks.positive_int(episodes, "episodes")
+        checks.int_in_range(seed, "seed")
         env = gym.make(self.env.spec.id) if self.env.spec is not None else self.env
         total = 0.0
         for i in range(episodes):
@@ -466,72 +453,45 @@ class DDPGTrainer:
             env.close()
         else:
             self._obs = None
-        return total / episodes
+        return {"return": total / episodes}
 
-    def _log(self, record: dict[str, float]) -> None:
-        for key, value in record.items():
-            if key not in ("episode", "step"):
-                self._logger.scalar(f"train/{key}", value, record["step"])
-
-    # ----------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that decides the rest of the run (what ``save_checkpoint`` writes; see docs/resume.md)."""
-        cpu = lambda t: tree_map(lambda x: x.detach().cpu(), t)  # noqa: E731
-        opt = lambda s: {"count": s.count.cpu(), "mu": cpu(s.mu), "nu": cpu(s.nu)}  # noqa: E731
+    # ----------------------------------------------------------------- state
+    def runner_state(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run (see docs/resume.md)."""
         return {
-            "config": self.config.to_dict(),
             "steps": self.steps,
             "critic_updates": self.critic_updates,
-            "actor_params": cpu(self.actor_params),
-            "critic_params": cpu(self.critic_params),
-            "target_actor_params": cpu(self.target_actor_params),
-            "target_critic_params": cpu(self.target_critic_params),
-            "actor_opt_state": opt(self.actor_opt_state),
-            "critic_opt_state": opt(self.critic_opt_state),
-            "generator_state": self.generator.get_state(),
+            "episodes_done": self.episodes_done,
+            "actor_params": self.actor_params,
+            "critic_params": self.critic_params,
+            "target_actor_params": self.target_actor_params,
+            "target_critic_params": self.target_critic_params,
+            "actor_opt_state": self.actor_opt_state,
+            "critic_opt_state": self.critic_opt_state,
+            "generator": self.generator.get_state(),
             "replay": self.replay.state_dict() if self.config.save_replay else None,
-            "episodes": self.episodes,
             "last_losses": {k: float(v) for k, v in self.last_losses.items()},
             "episode": None if self._obs is None else {
                 "seed": self._episode_seed(),
                 "actions": torch.stack(self._episode_actions) if self._episode_actions else torch.zeros(0, self.act_dim),
-                "obs": self._obs.detach().cpu().clone(),
-                "ou": self._ou.detach().cpu().clone(),
+                "obs": self._obs,
+                "ou": self._ou,
                 "return": self._ep_return,
                 "length": self._ep_length,
             },
         }
 
-    def save_checkpoint(self) -> Path | None:
-        """Write ``state_dict()`` atomically to the output directory and refresh metrics.json; None without one."""
-        if self.output_dir is None:
-            return None
-        path = atomic_save(self.state_dict(), self.output_dir / DDPG_CHECKPOINT_NAME)
-        self.write_metrics()
-        return path
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Restore params, targets, optimizer states, generator, replay, counters and history."""
-        free = ("total_steps", "device", "checkpoint_every", "save_replay")
-        state = read_checkpoint(path, self.config.to_dict(), free)
-        missing = [k for k in ("last_losses", "episode") if k not in state]
-        if missing:
-            raise ValueError(f"checkpoint {path} lacks {missing}: it was written before exact resume and cannot be resumed")
-
-        dev = lambda t: tree_map(lambda x: x.to(self.device), t)  # noqa: E731
-        adam_state = lambda s: AdamState(s["count"].to(self.device), dev(s["mu"]), dev(s["nu"]))  # noqa: E731
-        self.actor_params = dev(state["actor_params"])
-        self.critic_params = dev(state["critic_params"])
-        self.target_actor_params = dev(state["target_actor_params"])
-        self.target_critic_params = dev(state["target_critic_params"])
-        self.actor_opt_state = adam_state(state["actor_opt_state"])
-        self.critic_opt_state = adam_state(state["critic_opt_state"])
-        self.generator.set_state(state["generator_state"])
+    def load_runner_state(self, state: dict[str, Any]) -> None:
+        """Restore params, targets, optimizer states, generator, replay, counters and the current episode."""
+        for name in ("actor_params", "critic_params", "target_actor_params", "target_critic_params",
+                     "actor_opt_state", "critic_opt_state"):
+            setattr(self, name, restore_like(state[name], getattr(self, name), name))
+        self.generator.set_state(state["generator"])
         if state["replay"] is not None:
             self.replay.load_state_dict(state["replay"])
         self.steps = int(state["steps"])
         self.critic_updates = int(state["critic_updates"])
-        self.episodes = list(state["episodes"])
+        self.episodes_done = int(state["episodes_done"])
         self.last_losses = {k: torch.tensor(v) for k, v in state["last_losses"].items()}
         self._restore_episode(state["episode"])
 
@@ -541,7 +501,7 @@ class DDPGTrainer:
         if saved is None:
             return
         if int(saved["seed"]) != self._episode_seed():
-            raise ValueError(f"checkpoint's episode seed {saved['seed']} does not follow from its {len(self.episodes)} episodes")
+            raise ValueError(f"checkpoint's episode seed {saved['seed']} does not follow from its {self.episodes_done} episodes")
         self._reset()
         for action in saved["actions"]:
             obs, *_ = self.env.step(action.numpy())
@@ -555,15 +515,7 @@ class DDPGTrainer:
         self._ou = saved["ou"].to(self.device)
         self._ep_return, self._ep_length = float(saved["return"]), int(saved["length"])
 
-    def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
-        """Write the run's settings, counters, episodes and evaluations (plus ``extra``) to metrics.json."""
-        if self.output_dir is None:
-            return
-        path = self.output_dir / "metrics.json"
-        payload: dict[str, Any] = {"config": self.config.to_dict(), "steps": self.steps,
-                                   "last10_mean_return": self.mean_return(10), "episodes": self.episodes}
-        if extra is None and path.is_file():
-            payload["extra"] = json.loads(path.read_text()).get("extra")
-        elif extra is not None:
-            payload["extra"] = extra
-        atomic_write_json(payload, path)
+    def close(self) -> None:
+        """Close the env and the TensorBoard writer."""
+        self.env.close()
+        super().close()

@@ -187,7 +187,8 @@ class RainbowTrainer(Runner):
 
     Metrics of an iteration (its ``history`` row; none when nothing happened): ``step`` (env
     steps so far) with ``return`` / ``length`` (mean over the envs whose episode ended at this
-    step; one env: that episode's) and ``episodes_ended``; every ``log_every`` env steps also
+    step; one env: that episode's) and ``episodes_ended``; every ``log_every`` env steps and at
+    the last iteration also
     ``episodes``, ``return_mean100`` (once an episode ended), ``loss`` (mean of the last 100
     updates, once one ran), ``epsilon``, ``beta``, ``updates``; every ``eval_every`` env steps
     ``eval_return``.
@@ -380,7 +381,7 @@ class RainbowTrainer(Runner):
             out.update(step=self.step, episodes_ended=len(finished),
                        **{"return": float(np.mean([f[0] for f in finished])),
                           "length": float(np.mean([f[1] for f in finished]))})
-        if due(cfg.log_every):
+        if due(cfg.log_every) or self.iteration + 1 == cfg.iterations:  # and at the end of the run
             out.update(step=self.step, **self.summary())
         if cfg.eval_every and due(cfg.eval_every):
             out.update(step=self.step, eval_return=self.evaluate(cfg.eval_episodes, seed=cfg.seed + 20_000 + self.step)["return"])
