@@ -1,44 +1,45 @@
 """Meta-learning algorithms as pure functions: the MAML family."""
 
 from .maml import adapt, adapt_sequence, maml_loss, meta_gradient
-from .maml_rl import (
-    RLBatch,
-    TRPOConfig,
-    TRPOStats,
+from .batch import FINAL_REWARD_WINDOW, RLBatch, TrainData, make_rl_batch, make_rl_batches, scale_by_final_reward
+from .adaptation import (
     adapt_rl,
     adapt_tasks,
+    adapt_tasks_vjp,
     adapted_distribution,
-    default_score_fn,
-    maml_surrogate,
-    maml_trpo_step,
     policy_distribution,
-    maml_gradient_step,
-    make_rl_batch,
-    make_rl_batches,
     reinforce_loss,
-    scale_by_final_reward,
 )
+from .estimators import (
+    DICE,
+    E_MAML,
+    ESTIMATORS,
+    LVC,
+    MAML,
+    Estimator,
+    dice_inner_loss,
+    dice_objective,
+    emaml_score_term,
+    estimator_named,
+    inner_loss,
+    lvc_inner_loss,
+    magic_box,
+)
+from .surrogates import MetaGradient, maml_surrogate, surrogate_gradient, surrogate_gradient_fn, surrogate_gradient_through, score_fn
+from .meta_steps import MetaStep, ProMPConfig, ProMPState, TRPOConfig, TRPOState, gradient, promp, trpo
 
 __all__ = [
     "adapt",
     "adapt_sequence",
     "maml_loss",
     "meta_gradient",
-    "RLBatch",
-    "TRPOConfig",
-    "TRPOStats",
-    "adapt_rl",
-    "adapt_tasks",
-    "adapted_distribution",
-    "maml_surrogate",
-    "default_score_fn",
-    "maml_trpo_step",
-    "policy_distribution",
-    "maml_gradient_step",
-    "make_rl_batch",
-    "make_rl_batches",
-    "reinforce_loss",
-    "scale_by_final_reward",
+    # MAML-RL: data, inner loop, estimators, outer surrogate, meta-steps
+    "FINAL_REWARD_WINDOW", "RLBatch", "TrainData", "make_rl_batch", "make_rl_batches", "scale_by_final_reward",
+    "adapt_rl", "adapt_tasks", "adapt_tasks_vjp", "adapted_distribution", "policy_distribution", "reinforce_loss",
+    "DICE", "E_MAML", "ESTIMATORS", "LVC", "MAML", "Estimator", "dice_inner_loss", "dice_objective",
+    "emaml_score_term", "estimator_named", "inner_loss", "lvc_inner_loss", "magic_box",
+    "MetaGradient", "maml_surrogate", "surrogate_gradient", "surrogate_gradient_fn", "surrogate_gradient_through", "score_fn",
+    "MetaStep", "ProMPConfig", "ProMPState", "TRPOConfig", "TRPOState", "gradient", "promp", "trpo",
 ]
 
 from .supervised import (  # noqa: E402
@@ -87,30 +88,6 @@ from .rl2 import (  # noqa: E402
 __all__ += [
     "PPOConfig", "RL2Noise", "Trial", "gumbel_sample", "rl2_advantages", "rl2_ppo_loss", "rl2_rollout",
     "rl2_train_step", "sample_rl2_noise",
-]
-
-# Meta-policy-gradient estimators (E-MAML, DiCE, LVC) and the ProMP-style meta-step
-from .estimators import (  # noqa: E402
-    ESTIMATORS,
-    ProMPConfig,
-    ProMPState,
-    ProMPStats,
-    check_estimator,
-    dice_inner_loss,
-    dice_objective,
-    emaml_score_term,
-    estimator_surrogate,
-    inner_loss,
-    lvc_inner_loss,
-    magic_box,
-    maml_promp_step,
-    promp_init,
-)
-
-__all__ += [
-    "ESTIMATORS", "ProMPConfig", "ProMPState", "ProMPStats", "check_estimator", "dice_inner_loss", "dice_objective",
-    "emaml_score_term", "estimator_surrogate", "inner_loss", "lvc_inner_loss", "magic_box", "maml_promp_step",
-    "promp_init",
 ]
 
 from .rl2 import rl2_ppo_grad  # noqa: E402

@@ -37,77 +37,43 @@ the MAML paper's code, drops the ``gamma^t`` weights and is not the gradient of 
 and the construction keeps that inner step and gives its score-product curvature.
 Advantage normalisation is a per-task positive scale (detached) and a constant baseline.
 
-Equation numbers are not given: they could not be checked against the papers in this
-session, so the sections are named instead.
+An estimator is a value, :class:`Estimator`: its inner objective (whose Hessian is its
+curvature estimate) and an optional extra outer term. The meta-steps take one
+(``meta.trpo(policy, inner_opt, estimator=meta.LVC)``); :data:`ESTIMATORS` maps the names that
+configs use to the values.
 
-Shapes: per task time-major ``[T, E]``; meta-batches ``[N, T, E, ...]`` (see ``meta.maml_rl``).
+Shapes: per task time-major ``[T, E]``; meta-batches ``[N, T, E, ...]`` (see ``meta.batch``).
 """
-
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
-from torch.func import grad_and_value, vmap
+from torch.func import vmap
 
+from .. import checks
 from ..nn import Functional
-from ..optim import GradientTransformation
-from ..rl import masked_episode_mean, policy_gradient_loss, ppo_clip_loss
-from ..tree import Params, ravel, tree_map
-from .maml_rl import (
-    RLBatch,
-    TrainData,
-    _adapt_stacked,
-    _adapted_surrogate,
-    _as_dist,
-    _check_policy,
-    _check_rl_batch,
-    _check_surrogate_inputs,
-    _log_prob,
-    _mean_kl,
-    _per_step_batches,
-    _split_meta,
-    _task_losses,
-)
-from .supervised import MetaParams
+from ..rl import masked_episode_mean, policy_gradient_loss
+from ..tree import Params
+from .adaptation import InnerObjective, check_policy
+from .batch import RLBatch, check_rl_batch
 
 __all__ = [
+    "Estimator",
+    "OuterTerm",
+    "MAML",
+    "E_MAML",
+    "DICE",
+    "LVC",
     "ESTIMATORS",
-    "check_estimator",
+    "estimator_named",
     "magic_box",
     "dice_objective",
     "lvc_inner_loss",
     "dice_inner_loss",
     "inner_loss",
     "emaml_score_term",
-    "estimator_surrogate",
-    "ProMPConfig",
-    "ProMPState",
-    "ProMPStats",
-    "promp_init",
-    "maml_promp_step",
 ]
-
-ESTIMATORS = ("maml", "e-maml", "dice", "lvc")
-
-
-def check_estimator(estimator: object) -> str:
-    """``estimator`` if it names one of :data:`ESTIMATORS`, else ``ValueError`` / ``TypeError``."""
-    if not isinstance(estimator, str):
-        raise TypeError(f"estimator must be a str, one of {ESTIMATORS}, got {type(estimator).__name__}")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
-    return estimator
-
-
-def magic_box(x: torch.Tensor) -> torch.Tensor:
-    """DiCE's MagicBox ``box(x) = exp(x - stop_grad(x))``: 1 in value, ``d box(x) = box(x) dx``
-    to every order (Foerster et al. 2018, section 3). Elementwise, any shape."""
-    return torch.exp(x - x.detach())
-
 
 def _check_time_major(where: str, **tensors: torch.Tensor | None) -> None:
     (first_name, first), *rest = tensors.items()
@@ -119,6 +85,12 @@ def _check_time_major(where: str, **tensors: torch.Tensor | None) -> None:
     for name, x in rest:
         if x is not None and x.shape != first.shape:
             raise ValueError(f"{where}: {name} expected shape {tuple(first.shape)} (as {first_name}), got {tuple(x.shape)}")
+
+
+def magic_box(x: torch.Tensor) -> torch.Tensor:
+    """DiCE's MagicBox ``box(x) = exp(x - stop_grad(x))``: 1 in value, ``d box(x) = box(x) dx``
+    to every order (Foerster et al. 2018, section 3). Elementwise, any shape."""
+    return torch.exp(x - x.detach())
 
 
 def dice_objective(
@@ -171,37 +143,6 @@ def dice_inner_loss(log_prob: torch.Tensor, advantages: torch.Tensor, mask: torc
     return -masked_episode_mean(magic_box(c) * increments, mask)
 
 
-_INNER = {"maml": policy_gradient_loss, "e-maml": policy_gradient_loss, "dice": dice_inner_loss, "lvc": lvc_inner_loss}
-
-
-def inner_loss(params: Params, batch: RLBatch, policy: Functional, *, estimator: str = "maml") -> torch.Tensor:
-    """The inner objective of one task (unbatched, leaves ``[T, E, ...]``) under ``estimator``.
-
-    Its gradient is the inner step (the same for every estimator: REINFORCE with the batch's
-    advantages); its Hessian is the estimator's curvature estimate of the inner objective:
-    ``maml`` / ``e-maml`` = :func:`meta.reinforce_loss`, ``dice`` = :func:`dice_inner_loss`,
-    ``lvc`` = :func:`lvc_inner_loss` on the policy's log-probabilities.
-    """
-    _check_policy(policy, "inner_loss")
-    loss_fn = _INNER[check_estimator(estimator)]
-    _check_rl_batch(batch, "batch", policy, task_axis=False)
-    dist = _as_dist(policy, policy.apply(params, batch.obs))
-    return loss_fn(_log_prob(policy, dist, batch.actions), batch.advantages, batch.mask)
-
-
-def _stacked_inner_losses(estimator: str) -> Callable[[Functional, Params, RLBatch], torch.Tensor]:
-    """``(policy, stacked params [N, ...], batch [N, T, E, ...]) -> [N]`` inner losses."""
-    if estimator in ("maml", "e-maml"):
-        return _task_losses
-    loss_fn = _INNER[estimator]
-
-    def losses(policy: Functional, stacked: Params, batch: RLBatch) -> torch.Tensor:
-        dist = _as_dist(policy, policy.apply_stacked(stacked, batch.obs))
-        return vmap(loss_fn)(_log_prob(policy, dist, batch.actions), batch.advantages, batch.mask)
-
-    return losses
-
-
 def _require_rewards(valid: RLBatch, where: str) -> None:
     """E-MAML reads the post-update rewards; a batch built from the first four fields lacks them."""
     if valid.rewards is None or valid.advantage_std is None:
@@ -231,8 +172,8 @@ def emaml_score_term(
                          f"{type(train).__name__}")
     score = 0.0
     for stacked, batch in zip(path, train):
-        dist = _as_dist(policy, policy.apply_stacked(stacked, batch.obs))
-        log_prob = _log_prob(policy, dist, batch.actions)
+        dist = policy.distribution.params(policy.apply_stacked(stacked, batch.obs))
+        log_prob = policy.distribution.log_prob(dist, batch.actions)
         score = score + (log_prob * batch.mask.to(log_prob.dtype)).sum(dim=(1, 2))
     post = vmap(masked_episode_mean)(valid.rewards, valid.mask) / valid.advantage_std
     num_tasks = post.shape[0]
@@ -240,188 +181,55 @@ def emaml_score_term(
     return -((magic_box(score) - 1.0) * (post - baseline).detach()).mean()
 
 
-def estimator_surrogate(
-    params: Params | MetaParams, train: TrainData, valid: RLBatch, old_log_prob: torch.Tensor | None,
-    policy: Functional, inner_opt: GradientTransformation, *, steps: int = 1, first_order: bool = False,
-    estimator: str = "maml",
-) -> tuple[torch.Tensor, Params]:
-    """:func:`meta.maml_surrogate` with the meta-gradient of ``estimator`` -> ``(loss, adapted)``.
-
-    The value and the adapted params are those of ``maml_surrogate`` for every estimator (the
-    inner step is the same; E-MAML's extra term is 0 in value), so line searches and KL checks
-    are unchanged; the gradient is the estimator's: ``maml`` = ``maml_surrogate``'s exactly (it
-    is called); ``dice`` / ``lvc`` replace the inner loss by :func:`dice_inner_loss` /
-    :func:`lvc_inner_loss` (the Hessian of the inner objective, formulation II); ``e-maml`` adds
-    :func:`emaml_score_term` (formulation I). With ``first_order=True`` the inner gradient is a
-    constant, so ``dice`` and ``lvc`` reduce to first-order MAML and ``e-maml`` to first-order
-    MAML plus the score term. Leaves ``[N, T, E, ...]``; adapted leaves ``[N, *param_shape]``.
-    """
-    from .maml_rl import maml_surrogate  # the default path, unchanged
-
-    estimator = check_estimator(estimator)
-    if estimator == "maml":
-        return maml_surrogate(params, train, valid, old_log_prob, policy, inner_opt, steps=steps, first_order=first_order)
-    _check_surrogate_inputs(valid, old_log_prob, policy, "estimator_surrogate")
-    if estimator == "e-maml":
-        _require_rewards(valid, "estimator_surrogate")
-    policy_params, inner_state = _split_meta(params)
-    path = _adapt_stacked(policy_params, train, policy, inner_opt, steps=steps, first_order=first_order,
-                          inner_state=inner_state, task_losses=_stacked_inner_losses(estimator))
-    adapted = path[-1]
-    loss = _adapted_surrogate(adapted, valid, old_log_prob, policy)
-    if estimator == "e-maml":
-        loss = loss + emaml_score_term(path[:-1], _per_step_batches(train, steps), valid, policy)
-    return loss, adapted
+#: ``(path, train batches, valid, policy) -> 0-d``: a term added to the outer surrogate; ``path``
+#: holds the stacked params before each inner step (leaves ``[N, ...]``).
+OuterTerm = Callable[[list[Params], tuple[RLBatch, ...], RLBatch, Functional], torch.Tensor]
 
 
-def _inner_task_losses(estimator: str) -> Callable[[Functional, Params, RLBatch], torch.Tensor] | None:
-    """The stacked inner losses for ``_adapt_stacked`` (``None``: the default REINFORCE ones)."""
-    return None if check_estimator(estimator) in ("maml", "e-maml") else _stacked_inner_losses(estimator)
+class Estimator(NamedTuple):
+    """A meta-policy-gradient estimator as a value.
 
-
-# ----------------------------------------------------------------------------- ProMP-style meta-step
-
-
-@dataclass(frozen=True)
-class ProMPConfig:
-    """Settings of :func:`maml_promp_step` (ProMP, Rothfuss et al. 2019, section 6).
-
-    epochs: gradient steps of the meta-optimizer on each meta-batch (ProMP: several, reusing the
-    same episodes); clip_eps: the PPO clip range of the outer objective; target_kl: the target of
-    the inner step's KL ``KL(pi_theta_old || pi_theta)`` on the pre-update episodes;
-    init_kl_coef: the starting coefficient ``eta`` of that penalty, which adapts after each
-    meta-step: halved when the KL is below ``target_kl / 1.5``, doubled when above
-    ``1.5 * target_kl``.
+    ``inner_objective(log_prob, advantages, mask) -> 0-d`` (``[T, E]`` each, one task): the inner
+    loss, whose gradient is the inner step (the REINFORCE gradient for every estimator here) and
+    whose Hessian is the estimator's curvature estimate. ``outer_term``: ``None``, or a term added
+    to the outer surrogate (E-MAML's score term), 0 in value. ``needs_post_rewards``: the term
+    reads ``valid.rewards`` and ``valid.advantage_std`` (``meta.make_rl_batches`` fills them).
     """
 
-    epochs: int = 5
-    clip_eps: float = 0.3
-    target_kl: float = 0.01
-    init_kl_coef: float = 0.01
-
-    def __post_init__(self):
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
-        for name in ("clip_eps", "target_kl", "init_kl_coef"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    name: str
+    inner_objective: InnerObjective
+    outer_term: OuterTerm | None = None
+    needs_post_rewards: bool = False
 
 
-class ProMPState(NamedTuple):
-    """The meta-step's state: the meta-optimizer's state and the KL coefficient ``eta`` (0-d)."""
+MAML = Estimator("maml", policy_gradient_loss)
+"""The MAML surrogate's own estimator: REINFORCE inner loss, curvature ``sum_t grad^2 log pi_t A_t``."""
+E_MAML = Estimator("e-maml", policy_gradient_loss, emaml_score_term, needs_post_rewards=True)
+"""MAML plus the score term of the pre-update episodes (formulation I)."""
+DICE = Estimator("dice", dice_inner_loss)
+"""DiCE's inner objective: an unbiased inner Hessian (formulation II)."""
+LVC = Estimator("lvc", lvc_inner_loss)
+"""ProMP's low-variance curvature objective (formulation II, without the cross-time products)."""
 
-    opt_state: Any
-    kl_coef: torch.Tensor
-
-
-class ProMPStats(NamedTuple):
-    """Python floats describing one ProMP meta-step (read after the step)."""
-
-    meta_loss: float  # clipped surrogate + KL penalty before the first epoch
-    loss_after: float  # clipped surrogate (no penalty) after the last epoch
-    kl: float  # mean KL(old || new) of the adapted policies after the step
-    step_fraction: float  # always 1.0 (no line search); kept for the trainer's metrics
-    grad_norm: float  # of the first epoch's gradient
-    inner_kl: float  # mean KL(old || new) of the pre-adaptation policies after the step
-    kl_coef: float  # the coefficient used in this step (the state holds the adapted next one)
+#: The estimators by the names configs and command lines use.
+ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (MAML, E_MAML, DICE, LVC)}
 
 
-def promp_init(params: Params, meta_opt: GradientTransformation, config: ProMPConfig = ProMPConfig()) -> ProMPState:
-    """The starting :class:`ProMPState`: ``meta_opt.init(params)`` and ``config.init_kl_coef``."""
-    if not isinstance(config, ProMPConfig):
-        raise TypeError(f"config must be a ProMPConfig, got {type(config).__name__}")
-    leaf = next(iter(params.values()))
-    return ProMPState(meta_opt.init(params), torch.tensor(float(config.init_kl_coef), dtype=leaf.dtype, device=leaf.device))
+def estimator_named(name: object) -> Estimator:
+    """The :class:`Estimator` called ``name`` (one of :data:`ESTIMATORS`' keys)."""
+    if not isinstance(name, str):
+        raise TypeError(f"estimator must be a str, one of {tuple(ESTIMATORS)}, got {type(name).__name__}")
+    return ESTIMATORS[checks.one_of(name, "estimator", tuple(ESTIMATORS))]
 
 
-def maml_promp_step(
-    params: Params,
-    state: ProMPState,
-    train: TrainData,
-    valid: RLBatch,
-    policy: Functional,
-    inner_opt: GradientTransformation,
-    meta_opt: GradientTransformation,
-    *,
-    steps: int = 1,
-    first_order: bool = False,
-    estimator: str = "lvc",
-    config: ProMPConfig = ProMPConfig(),
-) -> tuple[Params, ProMPState, ProMPStats]:
-    """A ProMP-style meta-step: ``config.epochs`` steps of ``meta_opt`` on the same meta-batch.
+def inner_loss(params: Params, batch: RLBatch, policy: Functional, *, estimator: Estimator = MAML) -> torch.Tensor:
+    """The inner objective of one task (unbatched, leaves ``[T, E, ...]``) under ``estimator`` -> 0-d.
 
-    Each epoch minimises ``L(theta) = mean_n L^CLIP_n(theta'_n(theta)) + eta mean_k KL_k(theta)``:
-    ``L^CLIP`` the PPO clipped surrogate (``rl.ppo_clip_loss``, clip ``config.clip_eps``) of the
-    adapted policy of each task on its post-update episodes, with the ratio to the adapted policy
-    at the start of the step; ``KL_k`` the mean ``KL(pi_old || pi)`` of the policy adapted ``k``
-    times on inner batch ``k`` (``k = 0``: the pre-update policy on the pre-update episodes);
-    the inner step and the meta-gradient are those of ``estimator`` (ProMP uses ``lvc``;
-    ``e-maml`` adds its score term). Then ``eta`` adapts (see :class:`ProMPConfig`). The
-    episodes are reused as they are in later epochs (the inner step is not re-weighted).
-    Leaves ``[N, T, E, ...]``. Returns ``(new_params, new_state, stats)``.
+    Its gradient is the inner step (the same for every estimator: REINFORCE with the batch's
+    advantages); its Hessian is the estimator's curvature estimate of the inner objective.
     """
-    _check_policy(policy, "maml_promp_step")
-    estimator = check_estimator(estimator)
-    if isinstance(params, MetaParams):
-        raise ValueError("maml_promp_step needs plain policy params, not MetaParams (a learned inner-optimizer "
-                         "state is supported by maml_trpo_step)")
-    if not isinstance(config, ProMPConfig):
-        raise TypeError(f"config must be a ProMPConfig, got {type(config).__name__}")
-    if not isinstance(state, ProMPState):
-        raise TypeError(f"state must be a ProMPState (meta.promp_init), got {type(state).__name__}")
-    _check_rl_batch(valid, "valid", policy, task_axis=True)
-    batches = _per_step_batches(train, steps)
-    if estimator == "e-maml":
-        _require_rewards(valid, "maml_promp_step")
-    task_losses = _inner_task_losses(estimator)
-    adapt = partial(_adapt_stacked, train=train, policy=policy, inner_opt=inner_opt, steps=steps,
-                    first_order=first_order, task_losses=task_losses)
-    with torch.no_grad():
-        old_path = adapt(params)
-        old_valid = _as_dist(policy, policy.apply_stacked(old_path[-1], valid.obs))
-        old_valid_lp = _log_prob(policy, old_valid, valid.actions)
-        old_inner = [_as_dist(policy, policy.apply_stacked(p, b.obs)) for p, b in zip(old_path[:-1], batches)]
-    coef = state.kl_coef.detach()
-
-    def parts(p: Params) -> tuple[torch.Tensor, torch.Tensor, list[Params]]:
-        path = adapt(p)
-        dist = _as_dist(policy, policy.apply_stacked(path[-1], valid.obs))
-        log_prob = _log_prob(policy, dist, valid.actions)
-        clip = vmap(partial(ppo_clip_loss, clip_eps=config.clip_eps))(log_prob, old_valid_lp, valid.advantages, valid.mask)
-        inner_kl = sum(_mean_kl(policy, o, _as_dist(policy, policy.apply_stacked(q, b.obs)), b.mask)
-                       for o, q, b in zip(old_inner, path[:-1], batches)) / len(batches)
-        return clip.mean(), inner_kl, path
-
-    def objective(p: Params) -> tuple[torch.Tensor, torch.Tensor]:
-        clip, inner_kl, path = parts(p)
-        loss = clip + coef * inner_kl
-        if estimator == "e-maml":
-            loss = loss + emaml_score_term(path[:-1], batches, valid, policy)
-        return loss, clip
-
-    step_fn = grad_and_value(objective, has_aux=True)
-    opt_state = state.opt_state
-    first_loss, first_norm = None, None
-    for _ in range(config.epochs):
-        grads, (loss, _) = step_fn(params)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"ProMP meta-loss is not finite ({float(loss)}); stopping before the update")
-        if first_loss is None:
-            first_loss, first_norm = float(loss), float(ravel(grads)[0].norm())
-        updates, opt_state = meta_opt.update(grads, opt_state, params)
-        params = tree_map(lambda q, u: (q + u).detach(), params, updates)
-    with torch.no_grad():
-        clip_after, inner_kl, path = parts(params)
-        outer_kl = _mean_kl(policy, old_valid, _as_dist(policy, policy.apply_stacked(path[-1], valid.obs)), valid.mask)
-    inner_kl_value = float(inner_kl)
-    if inner_kl_value < config.target_kl / 1.5:
-        new_coef = coef / 2
-    elif inner_kl_value > config.target_kl * 1.5:
-        new_coef = coef * 2
-    else:
-        new_coef = coef
-    stats = ProMPStats(first_loss, float(clip_after), float(outer_kl), 1.0, first_norm, inner_kl_value, float(coef))
-    if not all(math.isfinite(v) for v in stats):
-        raise FloatingPointError(f"ProMP meta-step produced non-finite statistics {stats}")
-    return tree_map(lambda q: q.detach().clone(), params), ProMPState(opt_state, new_coef), stats
+    check_policy(policy)
+    checks.instance(estimator, "estimator", Estimator)
+    check_rl_batch(batch, "batch", policy.distribution, task_axis=False)
+    dist = policy.distribution.params(policy.apply(params, batch.obs))
+    return estimator.inner_objective(policy.distribution.log_prob(dist, batch.actions), batch.advantages, batch.mask)

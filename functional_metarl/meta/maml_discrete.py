@@ -23,30 +23,35 @@ from typing import Any
 import torch
 
 from ..distributions import CATEGORICAL
+from .. import checks
 from ..envs.bandits import BernoulliBandits
+from ..envs.protocol import TaskFamily, noise_at, repeat_tasks
 from ..envs.rollout import Episodes
 from ..envs.tabular_mdp import TabularMDP
 from ..nn.core import Functional
 from ..optim import GradientTransformation
 from ..tree import Params, tree_map
-from .maml_rl import RLBatch, adapt_tasks, make_rl_batches
+from .adaptation import adapt_tasks
+from .batch import RLBatch, make_rl_batches
 from .rl2 import gumbel_sample
 
 __all__ = ["episode_env", "split_trial_noise", "categorical_episodes", "split_trial_rollouts", "maml_trial_returns"]
 
 
-def episode_env(env: BernoulliBandits | TabularMDP) -> BernoulliBandits | TabularMDP:
-    """The same family with trials of one episode (a bandit pull; an ``H``-step MDP episode)."""
+def episode_env(env: TaskFamily) -> TaskFamily:
+    """The same family with trials of one episode (a bandit pull; an ``H``-step MDP episode).
+
+    A family without trials (no ``trial_length``) is returned as it is.
+    """
     if isinstance(env, BernoulliBandits):
         return BernoulliBandits(env.num_arms, 1)
     if isinstance(env, TabularMDP):
         return TabularMDP(1, env.num_states, env.num_actions, env.horizon, env.reward_std)
-    raise TypeError(f"env must be BernoulliBandits or TabularMDP, got {type(env).__name__}")
-
-
-def _expand_tasks(tasks: Any, num_episodes: int) -> Any:
-    """Task leaves ``[N, ...]`` -> ``[N, E, ...]`` (the same task for every episode)."""
-    return type(tasks)(*(x.unsqueeze(1).expand(x.shape[0], num_episodes, *x.shape[1:]) for x in tasks))
+    checks.instance(env, "env", TaskFamily)
+    if not env.discrete_actions or hasattr(env, "trial_length"):
+        raise TypeError(f"env must be a discrete-action TaskFamily (BernoulliBandits, TabularMDP, ...), "
+                        f"got {type(env).__name__}")
+    return env
 
 
 def split_trial_noise(env: BernoulliBandits | TabularMDP, env_noise: Any, gumbel_u: torch.Tensor,
@@ -56,7 +61,9 @@ def split_trial_noise(env: BernoulliBandits | TabularMDP, env_noise: Any, gumbel
     ``[n H, B, A] -> [H, B, count, A]``."""
     H = env.episode_length
     n = env.trial_length // H
-    if not (0 <= first and count >= 1 and first + count <= n):
+    checks.non_negative_int(first, "first")
+    checks.positive_int(count, "count")
+    if first + count > n:
         raise ValueError(f"episodes first={first}, count={count} must lie within the trial's {n} episodes")
 
     def cut(x: torch.Tensor) -> torch.Tensor:
@@ -87,21 +94,23 @@ def categorical_episodes(
     if getattr(policy, "distribution", None) is not CATEGORICAL:
         name = getattr(getattr(policy, "distribution", None), "name", None)
         raise ValueError(f"policy must be a categorical policy (nn.categorical_policy), got distribution={name!r}")
-    H, N, E, A = gumbel_u.shape
-    if A != env.num_actions or H != env.episode_length:
-        raise ValueError(f"gumbel_u expected shape [{env.episode_length}, N, E, {env.num_actions}], got {tuple(gumbel_u.shape)}")
+    checks.flag(params_per_task, "params_per_task")
     one = episode_env(env)
-    batch = _expand_tasks(tasks, E)
+    checks.floating_tensor(gumbel_u, "gumbel_u", ndim=4)
+    H, N, E, A = gumbel_u.shape
+    if A != env.action_size or H != env.episode_length:
+        raise ValueError(f"gumbel_u expected shape [{env.episode_length}, N, E, {env.action_size}], got {tuple(gumbel_u.shape)}")
+    batch = repeat_tasks(tasks, E)
     forward = policy.apply_stacked if params_per_task else policy.apply
     obs_l, act_l, rew_l = [], [], []
     with torch.no_grad():
-        state, obs = one.reset(batch)
+        state, obs = one.reset(batch, noise_at(env_noise, 0))
         for h in range(H):
             logits = forward(params, obs)
             action = gumbel_sample(logits, gumbel_u[h])
             obs_l.append(obs)
             act_l.append(action)
-            state, obs, reward, _ = one.step(state, action, batch, tree_map(lambda x: x[h], env_noise), validate=False)
+            state, obs, reward, _ = one.step(state, action, batch, noise_at(env_noise, h))
             rew_l.append(reward)
     rewards = torch.stack(rew_l, dim=1)
     return Episodes(torch.stack(obs_l, dim=1), torch.stack(act_l, dim=1), rewards, torch.ones_like(rewards))
@@ -120,8 +129,7 @@ def split_trial_rollouts(
     the episodes before and after the step (``[B, H, E, ...]``) and the inner step's RLBatch.
     """
     n = env.trial_length // env.episode_length
-    if isinstance(num_pre, bool) or not isinstance(num_pre, int) or not 1 <= num_pre < n:
-        raise ValueError(f"num_pre must be an int in [1, {n - 1}] (episodes before the inner step), got {num_pre!r}")
+    checks.int_in_range(num_pre, "num_pre", 1, n - 1)  # episodes before the inner step
     pre_noise, pre_u = split_trial_noise(env, env_noise, gumbel_u, 0, num_pre)
     post_noise, post_u = split_trial_noise(env, env_noise, gumbel_u, num_pre, n - num_pre)
     pre = categorical_episodes(params, tasks, pre_noise, pre_u, env, policy)

@@ -13,8 +13,9 @@ along trials, never along time.
 
 Pieces:
 
-- :func:`rl2_rollout` -- one trial for every task of a batch, actions from pre-drawn Gumbel
-  noise (``argmax(logits + g)``, an exact categorical sample), env noise pre-drawn too;
+- :func:`rl2_rollout` -- one trial for every task of a batch of any discrete-action
+  :class:`envs.TaskFamily`, actions from pre-drawn Gumbel noise (``argmax(logits + g)``, an
+  exact categorical sample), env noise pre-drawn too;
 - :func:`rl2_advantages` -- GAE over the trial (``rl.gae``) and the value targets;
 - :func:`rl2_ppo_loss` -- clipped surrogate + value loss - entropy bonus, on a minibatch;
 - :func:`rl2_train_step` -- rollout + ``epochs`` x ``num_minibatches`` Adam steps on the loss.
@@ -29,7 +30,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import optree
 import torch
+
+from .. import checks
+from ..envs.protocol import TaskFamily, noise_at
 from ..nn.recurrent import RecurrentFunctional, rl2_inputs
 from ..optim import GradientTransformation, apply_updates
 from ..distributions import categorical_entropy, categorical_log_prob
@@ -98,37 +103,45 @@ class PPOConfig(NamedTuple):
 
 
 def _check_ppo_config(config: PPOConfig, num_trials: int) -> None:
-    if not isinstance(config, PPOConfig):
-        raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
+    checks.instance(config, "config", PPOConfig)
     for name in ("epochs", "num_minibatches"):
-        v = getattr(config, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"config.{name} must be a positive int, got {v!r}")
+        checks.positive_int(getattr(config, name), f"config.{name}")
     if num_trials % config.num_minibatches != 0:
         raise ValueError(f"config.num_minibatches ({config.num_minibatches}) must divide the number of trials ({num_trials})")
     for name in ("clip_eps", "max_grad_norm", "reward_scale"):
-        if not getattr(config, name) > 0:
-            raise ValueError(f"config.{name} must be positive, got {getattr(config, name)!r}")
+        checks.positive_number(getattr(config, name), f"config.{name}")
     for name in ("value_coef", "entropy_coef"):
-        if not getattr(config, name) >= 0:
-            raise ValueError(f"config.{name} must be >= 0, got {getattr(config, name)!r}")
+        checks.non_negative_number(getattr(config, name), f"config.{name}")
     for name in ("gamma", "gae_lambda"):
-        if not 0.0 <= getattr(config, name) <= 1.0:
-            raise ValueError(f"config.{name} must lie in [0, 1], got {getattr(config, name)!r}")
+        checks.probability(getattr(config, name), f"config.{name}")
+    checks.flag(config.normalize_advantages, "config.normalize_advantages")
+
+
+def _trial_steps(env: TaskFamily) -> int:
+    """The steps of one RL² trial: the family's ``trial_length`` (bandits, tabular MDPs), else one episode."""
+    return getattr(env, "trial_length", env.episode_length)
 
 
 def sample_rl2_noise(
-    env: Any, num_trials: int, epochs: int, generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
+    env: TaskFamily, num_trials: int, epochs: int, generator: torch.Generator | None = None,
+    device: torch.device | str | None = None, *, num_steps: int | None = None,
 ) -> RL2Noise:
-    """Draw one training step's :class:`RL2Noise` for ``num_trials`` trials of ``env``."""
-    if isinstance(num_trials, bool) or not isinstance(num_trials, int) or num_trials < 1:
-        raise ValueError(f"num_trials must be a positive int, got {num_trials!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    """Draw one training step's :class:`RL2Noise` for ``num_trials`` trials of ``env``.
+
+    Args:
+        env: a :class:`envs.TaskFamily` with discrete actions.
+        num_trials: ``B``, one task each.
+        epochs: PPO epochs (one permutation of the trials each); 0 for a rollout only.
+        generator: the source of every draw (env noise, then the Gumbel uniforms, then the perms).
+        num_steps: ``T``, the trial length (default ``env.trial_length``, else ``env.episode_length``).
+    """
+    checks.instance(env, "env", TaskFamily)
+    checks.positive_int(num_trials, "num_trials")
+    checks.non_negative_int(epochs, "epochs")
+    T = _trial_steps(env) if num_steps is None else checks.positive_int(num_steps, "num_steps")
     device = generator.device if generator is not None and device is None else device
-    env_noise = env.sample_noise((num_trials,), generator, device=device)
-    u = torch.rand(env.trial_length, num_trials, env.num_actions, generator=generator, device=device)
+    env_noise = env.sample_noise(T, (num_trials,), generator, device=device)
+    u = torch.rand(T, num_trials, env.action_size, generator=generator, device=device)
     perms = torch.stack([torch.randperm(num_trials, generator=generator, device=device) for _ in range(epochs)]) \
         if epochs > 0 else torch.zeros(0, num_trials, dtype=torch.int64, device=device)
     return RL2Noise(env_noise, u, perms)
@@ -145,43 +158,49 @@ def gumbel_sample(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def _tasks_batch(tasks: Any) -> int:
-    first = tasks[0]
-    return first.shape[0]
+    return optree.tree_leaves(tasks)[0].shape[0]
 
 
 def rl2_rollout(
-    params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, env: Any, policy: RecurrentFunctional, *,
+    params: Params, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, env: TaskFamily, policy: RecurrentFunctional, *,
     hidden: torch.Tensor | None = None,
 ) -> Trial:
-    """Play one trial (``env.trial_length`` steps) on every task of ``tasks`` (leading axis ``B``).
+    """Play one trial of ``T`` steps on every task of ``tasks`` (leading axis ``B``).
 
     Args:
-        env: a pure task family (``reset(tasks)``, ``step(state, action, tasks, noise_t)``).
-        env_noise: the env's trial noise, leaves ``[T, B]`` (``env.sample_noise((B,), gen)``).
-        gumbel_u: ``[T, B, A]`` uniforms for the Gumbel-max action samples.
+        params: the policy's params.
+        tasks: ``B`` tasks of ``env``, leaves ``[B, ...]``.
+        env_noise: the env's trial noise, leaves ``[T, B, ...]`` (``env.sample_noise(T, (B,), gen)``).
+        gumbel_u: ``[T, B, A]`` uniforms for the Gumbel-max action samples; ``T`` is the trial length.
+        env: any :class:`envs.TaskFamily` with discrete actions (``action_size = A``).
+        policy: ``nn.gru_actor_critic(obs_dim, A)``.
         hidden: the policy state at the start of the trial, ``[B, H]`` (default zeros).
 
-    The hidden state is carried through every step, across episode ends (``done``) inside the
-    trial. Runs without gradients; returns a :class:`Trial`.
+    Returns:
+        a :class:`Trial`, time-major ``[T, B, ...]``. The hidden state is carried through every
+        step, across episode ends (``done``) inside the trial. Runs without gradients.
     """
-    if not isinstance(policy, RecurrentFunctional):
-        raise TypeError(f"policy must be a RecurrentFunctional (nn.gru_actor_critic), got {type(policy).__name__}")
-    T, A = env.trial_length, env.num_actions
-    if policy.num_actions != A or policy.obs_dim != env.obs_dim:
-        raise ValueError(f"policy expected obs_dim {env.obs_dim} and num_actions {A} to match env, "
+    checks.instance(policy, "policy", RecurrentFunctional)
+    checks.instance(env, "env", TaskFamily)
+    if not env.discrete_actions:
+        raise TypeError(f"env must have discrete actions for RL², got {type(env).__name__} with continuous actions")
+    A = env.action_size
+    if policy.num_actions != A or (policy.obs_dim,) != tuple(env.obs_shape):
+        raise ValueError(f"policy expected obs_dim {tuple(env.obs_shape)} and num_actions {A} to match env, "
                          f"got {policy.obs_dim} and {policy.num_actions}")
     num = _tasks_batch(tasks)
-    if tuple(gumbel_u.shape) != (T, num, A):
-        raise ValueError(f"gumbel_u expected shape {(T, num, A)} [T, B, A], got {tuple(gumbel_u.shape)}")
-    for leaf in (env_noise if isinstance(env_noise, tuple) else (env_noise,)):
-        if tuple(leaf.shape) != (T, num):
-            raise ValueError(f"env_noise leaves expected shape {(T, num)} [T, B], got {tuple(leaf.shape)}")
+    checks.floating_tensor(gumbel_u, "gumbel_u", ndim=3)
+    T = gumbel_u.shape[0]
+    checks.tensor(gumbel_u, "gumbel_u", shape=(T, num, A))
+    for leaf in optree.tree_leaves(env_noise):
+        if tuple(leaf.shape[:2]) != (T, num):
+            raise ValueError(f"env_noise leaves expected shape {(T, num)} [T, B, ...], got {tuple(leaf.shape)}")
     device = gumbel_u.device
     dtype = next(iter(params.values())).dtype
     if hidden is None:
         hidden = policy.initial_state((num,), device=device, dtype=dtype)
     with torch.no_grad():
-        state, obs = env.reset(tasks)
+        state, obs = env.reset(tasks, noise_at(env_noise, 0))
         prev_a = torch.full((num,), -1, dtype=torch.int64, device=device)
         prev_r = torch.zeros(num, dtype=dtype, device=device)
         prev_d = torch.zeros(num, dtype=torch.bool, device=device)
@@ -191,8 +210,7 @@ def rl2_rollout(
             x = rl2_inputs(obs, prev_a, prev_r, prev_d, A)
             logits, value, h = policy.apply(params, x, h)
             action = gumbel_sample(logits, gumbel_u[t])
-            noise_t = tree_map(lambda n: n[t], env_noise)
-            state, obs, reward, done = env.step(state, action, tasks, noise_t, validate=False)
+            state, obs, reward, done = env.step(state, action, tasks, noise_at(env_noise, t))
             for k, v in zip(Trial._fields, (x, action, reward, done, categorical_log_prob(logits, action), value)):
                 out[k].append(v)
             prev_a, prev_r, prev_d = action, reward, done

@@ -3,7 +3,7 @@
 The same meta-iteration as :class:`~functional_metarl.runners.MAMLTrainer` (sample tasks ->
 roll out the meta-params -> one inner REINFORCE step per task -> roll out the adapted params
 -> TRPO meta-step), built from the same pure pieces (``meta.make_rl_batches``,
-``meta.adapt_tasks``, ``meta.maml_trpo_step``); only the data comes from a
+``meta.adapt_tasks``, ``meta.trpo``); only the data comes from a
 :class:`~functional_metarl.runners.gym_sampler.TaskVectorSampler` instead of ``envs.rollout``.
 It is a separate runner rather than an option of ``MAMLTrainer`` because the state it owns
 differs: simulator sub-envs, numpy task lists instead of tensor tasks, the sampler's
@@ -16,7 +16,6 @@ A family is any object with ``name``, ``obs_dim``, ``act_dim``, ``horizon``, ``m
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,30 +24,29 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .. import checks
 from ..envs import Episodes
 from ..envs.metaworld_tasks import episode_success, success_rates
-from ..meta import TRPOConfig, adapt_tasks, maml_trpo_step, make_rl_batches
+from ..meta import TRPOConfig, adapt_tasks, make_rl_batches, trpo
 from ..nn import gaussian_policy
 from ..optim import sgd
 from ..tree import Params, tree_map
-from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
+from .base import RunConfig, Runner, restore_like
+from .checkpoint import load_checkpoint_file
 from .gym_sampler import TaskVectorSampler
-from .scalars import ScalarLogger
 
-__all__ = ["GymMAMLConfig", "GymMAMLTrainer", "GYM_MAML_CHECKPOINT"]
-
-GYM_MAML_CHECKPOINT = "checkpoint.pt"
+__all__ = ["GymMAMLConfig", "GymMAMLTrainer"]
 
 
 @dataclass
-class GymMAMLConfig:
+class GymMAMLConfig(RunConfig):
     """MAML-TRPO settings for simulator families. Defaults: short CPU runs (meta-batch 10 x 10
     episodes); the MAML paper's locomotion runs use meta-batch 40 x 20 episodes, 500
     meta-iterations (appendix A.2)."""
 
-    meta_iterations: int = 50
+    iterations: int = 50  # meta-iterations
+    checkpoint_every: int = 5
     meta_batch_size: int = 10
     episodes_per_task: int = 10
     inner_lr: float = 0.1
@@ -60,37 +58,23 @@ class GymMAMLConfig:
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
     vectorization: str = "sync"
     action_scale: float = 1.0  # the env gets clip(action_scale * action): 0.1 = pytorch-maml-rl's normalization_scale 10
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 5
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.trpo, dict):
             self.trpo = TRPOConfig(**self.trpo)
+        checks.instance(self.trpo, "trpo", TRPOConfig)
         self.hidden = tuple(self.hidden)
-        for name in ("meta_iterations", "meta_batch_size", "episodes_per_task", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.inner_lr, bool) or not (isinstance(self.inner_lr, (int, float)) and self.inner_lr > 0
-                                                    and math.isfinite(self.inner_lr)):
-            raise ValueError(f"inner_lr must be a positive finite number, got {self.inner_lr!r}")
+        for k, width in enumerate(self.hidden):
+            checks.positive_int(width, f"hidden[{k}]")
+        for name in ("meta_batch_size", "episodes_per_task"):
+            checks.positive_int(getattr(self, name), name)
+        for name in ("inner_lr", "action_scale"):
+            checks.positive_number(getattr(self, name), name)
         for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        if not isinstance(self.first_order, bool):
-            raise TypeError(f"first_order must be a bool, got {self.first_order!r}")
-        if isinstance(self.action_scale, bool) or not (isinstance(self.action_scale, (int, float))
-                                                       and self.action_scale > 0 and math.isfinite(self.action_scale)):
-            raise ValueError(f"action_scale must be a positive finite number, got {self.action_scale!r}")
-        if self.vectorization not in ("sync", "async"):
-            raise ValueError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
-        out = dataclasses.asdict(self)
-        out["hidden"] = list(self.hidden)
-        return out
+            checks.probability(getattr(self, name), name)
+        checks.flag(self.first_order, "first_order")
+        checks.one_of(self.vectorization, "vectorization", ("sync", "async"))
 
 
 def _mean_return(rewards: torch.Tensor) -> float:
@@ -98,8 +82,9 @@ def _mean_return(rewards: torch.Tensor) -> float:
     return float(rewards.sum(dim=1).mean())
 
 
-class GymMAMLTrainer:
-    """Meta-trains a Gaussian MLP policy with MAML-TRPO on ``family`` (one inner SGD step).
+class GymMAMLTrainer(Runner):
+    """Meta-trains a Gaussian MLP policy with MAML-TRPO on ``family`` (one inner SGD step; one
+    iteration is a meta-iteration).
 
     Args:
         family: the task family (see the module docstring).
@@ -108,19 +93,21 @@ class GymMAMLTrainer:
         success_key: an ``info`` entry to count as success (Meta-World: ``"success"``), or None.
     """
 
+    config_class = GymMAMLConfig
+    log_prefix = "train"
+    progress_metric = "post_return"
+
     def __init__(self, family: Any, config: GymMAMLConfig, output_dir: str | Path | None = None,
                  success_key: str | None = None):
         for attr in ("name", "obs_dim", "act_dim", "horizon", "make_env", "sample_tasks"):
             if not hasattr(family, attr):
                 raise TypeError(f"family must have {attr!r} (a task family such as envs.HalfCheetahVel), "
                                 f"got {type(family).__name__}")
-        if not isinstance(config, GymMAMLConfig):
-            raise TypeError(f"config must be a GymMAMLConfig, got {type(config).__name__}")
-        self.family, self.config, self.success_key = family, config, success_key
-        self.device = resolve_device(config.device)
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        super().__init__(config, output_dir)
+        self.family, self.success_key = family, success_key
         self.policy = gaussian_policy(family.obs_dim, family.act_dim, config.hidden, config.activation)
         self.inner_opt = sgd(config.inner_lr)
+        self.meta_step = trpo(self.policy, self.inner_opt, config=config.trpo, first_order=config.first_order)
         self.params: Params = self.policy.init(config.seed, device=self.device)
         self.best_params: Params = tree_map(torch.clone, self.params)
         self.best_post_return = -math.inf
@@ -129,9 +116,6 @@ class GymMAMLTrainer:
                                          family.horizon, vectorization=config.vectorization, seed=config.seed,
                                          action_scale=config.action_scale)
         self.sampler.check_policy(self.policy, self.params)
-        self.iteration = 0
-        self.history: list[dict[str, float]] = []
-        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
 
     # ----------------------------------------------------------------- pieces
     def sample_tasks(self, num_tasks: int, rng: np.random.Generator, split: str = "train") -> list:
@@ -158,8 +142,8 @@ class GymMAMLTrainer:
                                steps=1, first_order=True, params_per_task=per_task)
 
     # ----------------------------------------------------------------- training
-    def train_iteration(self) -> dict[str, float]:
-        """One meta-iteration; returns its metrics (also appended to ``history``)."""
+    def run_iteration(self) -> dict[str, float]:
+        """One meta-iteration; returns its metrics."""
         cfg = self.config
         start = time.perf_counter()
         tasks = self.sample_tasks(cfg.meta_batch_size, self.task_rng, "train")
@@ -170,21 +154,18 @@ class GymMAMLTrainer:
         sampling_seconds = time.perf_counter() - sampled + (sampled - start)
         train = make_rl_batches(train_eps, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, normalize=True)
         valid = make_rl_batches(valid_eps, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, normalize=True)
-        new_params, stats = maml_trpo_step(params=self.params, train=train, valid=valid, policy=self.policy,
-                                           inner_opt=self.inner_opt, first_order=cfg.first_order, config=cfg.trpo)
+        new_params, _, stats = self.meta_step.update(self.params, self.meta_step.init(self.params), train, valid)
         post_return = _mean_return(valid_eps.rewards)
         if post_return > self.best_post_return:  # measured with the params before this step
             self.best_post_return, self.best_params = post_return, self.params
         self.params = new_params
-        self.iteration += 1
         metrics = {
-            "iteration": self.iteration,
             "pre_return": _mean_return(train_eps.rewards),
             "post_return": post_return,
-            "meta_loss": stats.meta_loss,
-            "kl": stats.kl,
-            "step_fraction": stats.step_fraction,
-            "grad_norm": stats.grad_norm,
+            "meta_loss": stats["meta_loss"],
+            "kl": stats["kl"],
+            "step_fraction": stats["step_fraction"],
+            "grad_norm": stats["grad_norm"],
             "env_steps": float(train_eps.mask.sum() + valid_eps.mask.sum()),
             "sampling_seconds": sampling_seconds,
             "seconds": time.perf_counter() - start,
@@ -192,27 +173,7 @@ class GymMAMLTrainer:
         if pre_solved is not None:
             metrics["pre_success"] = float(pre_solved.float().mean())
             metrics["post_success"] = float(post_solved.float().mean())
-        self.history.append(metrics)
         return metrics
-
-    def train(self, progress: bool = True) -> list[dict[str, float]]:
-        """Run until ``config.meta_iterations``, checkpointing every ``checkpoint_every``."""
-        cfg = self.config
-        bar = tqdm(total=cfg.meta_iterations, initial=self.iteration, disable=not progress, desc="meta-iterations")
-        try:
-            while self.iteration < cfg.meta_iterations:
-                metrics = self.train_iteration()
-                for key, value in metrics.items():
-                    if key != "iteration":
-                        self._logger.scalar(f"train/{key}", value, self.iteration)
-                bar.update(1)
-                bar.set_postfix(pre=f"{metrics['pre_return']:.1f}", post=f"{metrics['post_return']:.1f}")
-                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.meta_iterations:
-                    self.save_checkpoint()
-        finally:
-            bar.close()
-            self._logger.flush()
-        return self.history
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, num_tasks: int, adapt_episodes: int, eval_episodes: int, split: str = "train",
@@ -228,8 +189,7 @@ class GymMAMLTrainer:
         (:func:`envs.success_rates` of the evaluation episodes: per task, per class, overall).
         """
         for name, value in (("num_tasks", num_tasks), ("adapt_episodes", adapt_episodes), ("eval_episodes", eval_episodes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            checks.positive_int(value, name)
         rng = np.random.default_rng(self.config.seed + 10_000 if seed is None else seed)
         tasks = self.sample_tasks(num_tasks, rng, split) if tasks is None else list(tasks)
         meta_params = self.params if params is None else params
@@ -253,62 +213,41 @@ class GymMAMLTrainer:
             out["success_after"] = success_rates(solved_after, names)
         return out
 
-    # ----------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that decides the rest of the run: params (latest and best), the task and sampler
-        generators, counters and history (TRPO keeps no optimizer state)."""
+    # ----------------------------------------------------------------- state
+    def runner_state(self) -> dict[str, Any]:
+        """Params (latest and best), the task and sampler generators (TRPO keeps no optimizer state)."""
         return {
-            "config": self.config.to_dict(),
             "family": repr(self.family),
-            "iteration": self.iteration,
-            "params": {k: v.detach().cpu() for k, v in self.params.items()},
-            "best_params": {k: v.detach().cpu() for k, v in self.best_params.items()},
+            "params": self.params,
+            "best_params": self.best_params,
             "best_post_return": self.best_post_return,
             "task_rng": self.task_rng.bit_generator.state,
             "sampler": self.sampler.state_dict(),
-            "history": self.history,
         }
 
-    def save_checkpoint(self) -> Path | None:
-        """Write ``state_dict()`` atomically to the output directory and refresh metrics.json; None without one."""
-        if self.output_dir is None:
-            return None
-        path = atomic_save(self.state_dict(), self.output_dir / GYM_MAML_CHECKPOINT)
-        self.write_metrics()
-        return path
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Restore params, generators, iteration and history; the settings must match except
-        the run length, device and checkpoint cadence."""
-        state = read_checkpoint(path, self.config.to_dict(), ("meta_iterations", "device", "checkpoint_every"))
+    def load_runner_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`runner_state`'s values; the family must be the one the run used."""
         if state["family"] != repr(self.family):
-            raise ValueError(f"checkpoint {path} was written for {state['family']}, not {self.family!r}")
-        for key in ("params", "best_params"):
-            self.policy.check(state[key])
-        self.params = {k: v.to(self.device) for k, v in state["params"].items()}
-        self.best_params = {k: v.to(self.device) for k, v in state["best_params"].items()}
+            raise ValueError(f"the checkpoint was written for {state['family']}, not {self.family!r}")
+        self.params = restore_like(state["params"], self.params, "params")
+        self.best_params = restore_like(state["best_params"], self.best_params, "best_params")
         self.best_post_return = float(state["best_post_return"])
         self.task_rng.bit_generator.state = state["task_rng"]
         self.sampler.load_state_dict(state["sampler"])
-        self.iteration = int(state["iteration"])
-        self.history = list(state["history"])
 
-    def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
-        """``metrics.json``: config, family, per-iteration history and any ``extra`` entries
-        (entries written before by ``extra`` are kept unless replaced)."""
-        if self.output_dir is None:
-            return
-        path = self.output_dir / "metrics.json"
-        payload: dict[str, Any] = {}
-        if path.is_file():
-            import json
-
-            payload = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("config", "iterations")}
-        payload.update({"config": self.config.to_dict(), "family": repr(self.family), "iterations": self.history})
-        payload.update(extra or {})
-        atomic_write_json(payload, path)
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", output_dir: str | Path | None = None, *,
+                        family: Any = None, success_key: str | None = None) -> "GymMAMLTrainer":
+        """A trainer rebuilt from ``path`` on ``family`` (required: simulator families are objects,
+        not settings), with the checkpoint's settings on ``device``."""
+        if family is None:
+            raise TypeError("family: GymMAMLTrainer.from_checkpoint needs the task family the run used")
+        state = load_checkpoint_file(path)
+        trainer = cls(family, GymMAMLConfig.from_dict({**state["config"], "device": device}), output_dir, success_key)
+        trainer.load_state_dict(state)
+        return trainer
 
     def close(self) -> None:
         """Close the sampler's sub-envs and the TensorBoard writer."""
         self.sampler.close()
-        self._logger.close()
+        super().close()

@@ -3,31 +3,28 @@ split-trial protocol of ``meta.maml_discrete``."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from .. import checks
+from ..meta import TRPOConfig, make_rl_batches, trpo
 from ..meta.maml_discrete import maml_trial_returns, split_trial_rollouts
-from ..meta.maml_rl import TRPOConfig, maml_trpo_step, make_rl_batches
 from ..meta.rl2 import sample_rl2_noise
-from ..nn.core import categorical_policy
+from ..nn import categorical_policy
 from ..optim import sgd
 from ..tree import Params
-from .checkpoint import atomic_save, read_checkpoint, resolve_device
-from .rl2 import _moved, make_rl2_env
-from .scalars import ScalarLogger
+from .base import RunConfig, Runner, restore_like
+from .rl2 import make_rl2_env
 
-__all__ = ["DiscreteMAMLConfig", "DiscreteMAMLTrainer", "MAML_DISCRETE_CHECKPOINT"]
+__all__ = ["DiscreteMAMLConfig", "DiscreteMAMLTrainer"]
 
 
 @dataclass
-class DiscreteMAMLConfig:
+class DiscreteMAMLConfig(RunConfig):
     """MAML-TRPO with a categorical MLP policy on the RL² families. ``num_pre``: episodes of a
     trial before the inner step (0: half the trial, rounded down); the rest come after it."""
 
@@ -36,32 +33,31 @@ class DiscreteMAMLConfig:
     num_pulls: int = 10
     num_episodes: int = 10
     num_pre: int = 0
-    iterations: int = 200
+    iterations: int = 200  # meta-iterations
+    checkpoint_every: int = 25
     meta_batch_size: int = 40
     inner_lr: float = 0.5
     hidden: tuple[int, ...] = (32,)
     gamma: float = 0.99
     gae_lambda: float = 1.0
     max_kl: float = 0.01
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 25
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.one_of(self.env, "env", ("bandit", "mdp"))
         self.hidden = tuple(self.hidden)
-        for name in ("iterations", "meta_batch_size", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not (isinstance(self.inner_lr, (int, float)) and self.inner_lr > 0 and math.isfinite(self.inner_lr)):
-            raise ValueError(f"inner_lr must be a positive finite number, got {self.inner_lr!r}")
+        for k, width in enumerate(self.hidden):
+            checks.positive_int(width, f"hidden[{k}]")
+        checks.positive_int(self.meta_batch_size, "meta_batch_size")
+        checks.positive_number(self.inner_lr, "inner_lr")
+        for name in ("gamma", "gae_lambda"):
+            checks.probability(getattr(self, name), name)
         env = make_rl2_env(self)  # type: ignore[arg-type]  (same fields as RL2Config)
         n = env.trial_length // env.episode_length
         if n < 2:
             raise ValueError(f"MAML needs trials of >= 2 episodes (some before, some after the inner step), got {n}")
-        if isinstance(self.num_pre, bool) or not isinstance(self.num_pre, int) or not 0 <= self.num_pre < n:
-            raise ValueError(f"num_pre must be an int in [0, {n - 1}] (0: half the trial), got {self.num_pre!r}")
-        TRPOConfig(max_kl=self.max_kl)  # checks max_kl
+        checks.int_in_range(self.num_pre, "num_pre", 0, n - 1)
+        checks.positive_number(self.max_kl, "max_kl")
 
     @property
     def pre_episodes(self) -> int:
@@ -69,33 +65,27 @@ class DiscreteMAMLConfig:
         n = make_rl2_env(self).trial_length // make_rl2_env(self).episode_length  # type: ignore[arg-type]
         return self.num_pre or n // 2
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a plain dict (what checkpoints record)."""
-        out = dataclasses.asdict(self)
-        out["hidden"] = list(self.hidden)
-        return out
 
+class DiscreteMAMLTrainer(Runner):
+    """Meta-trains a categorical MLP policy with MAML-TRPO (``meta.trpo``) on bandits or tabular
+    MDPs under the split-trial protocol of ``meta.maml_discrete`` (one iteration is a
+    meta-iteration)."""
 
-class DiscreteMAMLTrainer:
-    """Meta-trains a categorical MLP policy with MAML-TRPO (``meta.maml_trpo_step``) on bandits or
-    tabular MDPs under the split-trial protocol of ``meta.maml_discrete``; same habits as
-    :class:`RL2Trainer` (tqdm, TensorBoard, atomic checkpoints, bit-identical resume)."""
+    config_class = DiscreteMAMLConfig
+    log_prefix = "maml"
+    progress_metric = "trial_return"
 
     def __init__(self, config: DiscreteMAMLConfig, output_dir: str | Path | None = None):
-        self.config = config
+        super().__init__(config, output_dir)
         self.env = make_rl2_env(config)  # type: ignore[arg-type]
-        self.device = resolve_device(config.device)
-        self.output_dir = Path(output_dir) if output_dir is not None else None
         self.policy = categorical_policy(self.env.obs_dim, self.env.num_actions, config.hidden)
         self.inner_opt = sgd(config.inner_lr)
+        self.meta_step = trpo(self.policy, self.inner_opt, config=TRPOConfig(max_kl=config.max_kl))
         self.params: Params = self.policy.init(config.seed, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        self.iteration = 0
-        self.history: list[dict[str, float]] = []
-        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
 
-    def train_iteration(self) -> dict[str, float]:
-        """One MAML-TRPO meta-iteration; returns its metrics (also appended to ``history``)."""
+    def run_iteration(self) -> dict[str, float]:
+        """One MAML-TRPO meta-iteration; returns its metrics."""
         cfg = self.config
         start = time.perf_counter()
         tasks = self.env.sample_tasks(cfg.meta_batch_size, self.generator)
@@ -104,34 +94,10 @@ class DiscreteMAMLTrainer:
                                                 self.inner_opt, num_pre=cfg.pre_episodes, gamma=cfg.gamma,
                                                 gae_lambda=cfg.gae_lambda)
         valid = make_rl_batches(post, cfg.gamma, cfg.gae_lambda)
-        self.params, stats = maml_trpo_step(self.params, train, valid, self.policy, self.inner_opt, steps=1,
-                                            config=TRPOConfig(max_kl=cfg.max_kl))
-        self.iteration += 1
+        self.params, _, stats = self.meta_step.update(self.params, self.meta_step.init(self.params), train, valid)
         pre_total, post_total = float(pre.rewards.sum(dim=(1, 2)).mean()), float(post.rewards.sum(dim=(1, 2)).mean())
-        metrics = {"iteration": self.iteration, "pre_reward": pre_total, "post_reward": post_total,
-                   "trial_return": pre_total + post_total, "meta_loss": stats.meta_loss, "kl": stats.kl,
-                   "seconds": time.perf_counter() - start}
-        self.history.append(metrics)
-        return metrics
-
-    def train(self, progress: bool = True) -> list[dict[str, float]]:
-        """Run until ``config.iterations``, checkpointing every ``checkpoint_every``."""
-        cfg = self.config
-        bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc="MAML iterations")
-        try:
-            while self.iteration < cfg.iterations:
-                metrics = self.train_iteration()
-                for key, value in metrics.items():
-                    if key != "iteration":
-                        self._logger.scalar(f"maml/{key}", value, metrics["iteration"])
-                bar.update(1)
-                bar.set_postfix(trial_return=f"{metrics['trial_return']:.2f}")
-                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
-                    self.save_checkpoint()
-        finally:
-            bar.close()
-            self._logger.flush()
-        return self.history
+        return {"pre_reward": pre_total, "post_reward": post_total, "trial_return": pre_total + post_total,
+                "meta_loss": stats["meta_loss"], "kl": stats["kl"], "seconds": time.perf_counter() - start}
 
     def evaluate(self, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor) -> torch.Tensor:
         """Total reward per trial ``[B]`` on given tasks and trial noise (``meta.maml_trial_returns``)."""
@@ -139,25 +105,11 @@ class DiscreteMAMLTrainer:
                                   num_pre=self.config.pre_episodes, gamma=self.config.gamma,
                                   gae_lambda=self.config.gae_lambda)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a bit-identical resume needs, tensors on CPU."""
-        return {"config": self.config.to_dict(), "iteration": self.iteration, "params": _moved(self.params, "cpu"),
-                "generator_state": self.generator.get_state(), "history": self.history}
+    def runner_state(self) -> dict[str, Any]:
+        """The params and the generator (TRPO keeps no optimizer state)."""
+        return {"params": self.params, "generator": self.generator.get_state()}
 
-    def save_checkpoint(self) -> Path | None:
-        """Write ``maml_checkpoint.pt`` atomically (nothing without ``output_dir``)."""
-        if self.output_dir is None:
-            return None
-        return atomic_save(self.state_dict(), self.output_dir / MAML_DISCRETE_CHECKPOINT)
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Restore params, RNG state, iteration and history (run length / device / cadence may differ)."""
-        state = read_checkpoint(path, self.config.to_dict(), ("iterations", "device", "checkpoint_every"))
-        self.policy.check(state["params"])
-        self.params = _moved(state["params"], self.device)
-        self.generator.set_state(state["generator_state"])
-        self.iteration = int(state["iteration"])
-        self.history = list(state["history"])
-
-
-MAML_DISCRETE_CHECKPOINT = "maml_checkpoint.pt"
+    def load_runner_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`runner_state`'s values."""
+        self.params = restore_like(state["params"], self.params, "params")
+        self.generator.set_state(state["generator"])
