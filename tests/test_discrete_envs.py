@@ -15,6 +15,7 @@ from functional_metarl.envs import (
     bandit_baseline,
     bayes_optimal_bandit_value,
     mdp_baseline,
+    repeat_tasks,
     sample_gamma,
 )
 
@@ -47,7 +48,7 @@ def test_bandit_tasks_are_uniform_arm_means():
 
 def test_bandit_trial_boundary_and_batch_of_tasks_by_trials():
     env = BernoulliBandits(num_arms=2, num_pulls=3)
-    tasks = env.expand_trials(BanditTask(torch.tensor([[1.0, 0.0], [0.0, 1.0]])), 4)  # 2 tasks x 4 trials
+    tasks = repeat_tasks(BanditTask(torch.tensor([[1.0, 0.0], [0.0, 1.0]])), 4)  # 2 tasks x 4 trials
     assert tasks.means.shape == (2, 4, 2)
     state, _ = env.reset(tasks)
     action = torch.zeros(2, 4, dtype=torch.int64)
@@ -78,15 +79,15 @@ def test_bandit_bad_input():
     tasks = env.sample_tasks(4, gen())
     state, _ = env.reset(tasks)
     u = torch.rand(4)
-    with pytest.raises(ValueError, match=r"action must lie in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"action must hold indices in \[0, 3\)"):
         env.step(state, torch.tensor([0, 1, 3, 0]), tasks, u)
-    with pytest.raises(ValueError, match=r"action must lie in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"action must hold indices in \[0, 3\)"):
         env.step(state, torch.tensor([0, -1, 2, 0]), tasks, u)
-    with pytest.raises(TypeError, match="action must be an integer tensor"):
+    with pytest.raises(TypeError, match="action must be an integer Tensor"):
         env.step(state, torch.zeros(4), tasks, u)
     with pytest.raises(ValueError, match="action expected shape"):
         env.step(state, torch.zeros(3, dtype=torch.int64), tasks, u)
-    with pytest.raises(ValueError, match="u expected shape"):
+    with pytest.raises(ValueError, match="noise expected shape"):
         env.step(state, torch.zeros(4, dtype=torch.int64), tasks, torch.rand(5))
     with pytest.raises(ValueError, match="num_tasks"):
         env.sample_tasks(0)
@@ -126,7 +127,7 @@ def test_mdp_step_matches_the_definition_entry_by_entry():
     env = TabularMDP(num_episodes=2, num_states=4, num_actions=3, horizon=3)
     B = 5
     tasks = env.sample_tasks(B, gen(4))
-    noise = env.sample_noise((B,), gen(5))
+    noise = env.sample_noise(env.trial_length, (B,), gen(5))
     acts = torch.randint(3, (env.trial_length + 2, B), generator=gen(6))
     state, obs = env.reset(tasks)
     ref = [(0, 0) for _ in range(B)]
@@ -150,7 +151,7 @@ def test_mdp_reward_noise_and_transition_frequencies():
     num = 40_000
     tasks = type(task)(task.reward_mean.expand(num, 10, 5), task.transitions.expand(num, 10, 5, 10))
     state, _ = env.reset(tasks)
-    noise = env.sample_noise((num,), gen(8))
+    noise = env.sample_noise(env.trial_length, (num,), gen(8))
     action = torch.full((num,), 2)
     state, obs, reward, _ = env.step(state, action, tasks, MDPNoise(noise.transition[0], noise.reward[0]))
     assert abs(float(reward.mean()) - float(task.reward_mean[0, 0, 2])) < 4 / math.sqrt(num)
@@ -173,9 +174,9 @@ def test_mdp_bad_input():
     tasks = env.sample_tasks(2, gen())
     state, _ = env.reset(tasks)
     n = MDPNoise(torch.rand(2), torch.randn(2))
-    with pytest.raises(ValueError, match=r"action must lie in \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"action must hold indices in \[0, 2\)"):
         env.step(state, torch.tensor([0, 2]), tasks, n)
-    with pytest.raises(ValueError, match="noise leaves expected shape"):
+    with pytest.raises(ValueError, match="noise.transition expected shape"):
         env.step(state, torch.tensor([0, 1]), tasks, MDPNoise(torch.rand(3), torch.randn(3)))
 
 
@@ -190,7 +191,7 @@ def test_gamma_sampler_moments():
 
 
 def _pseudo_regret(env, tasks, method, seed):
-    noise = env.sample_noise((tasks.means.shape[0],), gen(seed))
+    noise = env.sample_noise(env.trial_length, (tasks.means.shape[0],), gen(seed))
     run = bandit_baseline(env, tasks, method, noise, gen(seed + 1))
     pulled = torch.gather(tasks.means, 1, run.actions.T)  # [B, T]
     return torch.cumsum(tasks.means.max(1, keepdim=True).values - pulled, dim=1).mean(0)  # [T]
@@ -211,7 +212,7 @@ def test_ucb1_and_thompson_regret_is_sublinear_on_an_easy_bandit(method):
 def test_bandit_baselines_ranked_and_bad_method():
     env = BernoulliBandits(5, 10)
     tasks = env.sample_tasks(2000, gen(11))
-    noise = env.sample_noise((2000,), gen(12))
+    noise = env.sample_noise(env.trial_length, (2000,), gen(12))
     totals = {m: float(bandit_baseline(env, tasks, m, noise, gen(13)).rewards.sum(0).mean())
               for m in ("random", "greedy", "thompson")}
     assert abs(totals["random"] - 5.0) < 0.15  # E[mean] * n
@@ -225,7 +226,7 @@ def test_bandit_baselines_ranked_and_bad_method():
 def test_psrl_and_greedy_beat_random_on_mdps():
     env = TabularMDP(num_episodes=10)
     tasks = env.sample_tasks(200, gen(14))
-    noise = env.sample_noise((200,), gen(15))
+    noise = env.sample_noise(env.trial_length, (200,), gen(15))
     psrl = mdp_baseline(env, tasks, "psrl", noise, gen(16)).rewards.sum(0)
     greedy = mdp_baseline(env, tasks, "greedy", noise, gen(16)).rewards.sum(0)
     rand = mdp_baseline(env, tasks, "random", noise, gen(16)).rewards.sum(0)
@@ -271,9 +272,9 @@ def test_value_checks_and_public_types():
         check_int_actions, check_probabilities,
     )
     check_int_actions(torch.tensor([0, 2]), 3, (2,))
-    with pytest.raises(ValueError, match=r"arm must lie in \[0, 3\), got values from 0 to 3"):
+    with pytest.raises(ValueError, match=r"arm must hold indices in \[0, 3\), got values in \[0, 3\]"):
         check_int_actions(torch.tensor([0, 3]), 3, (2,), name="arm")
-    with pytest.raises(TypeError, match="arm must be an integer tensor"):
+    with pytest.raises(TypeError, match="arm must be an integer Tensor"):
         check_int_actions(torch.tensor([True, False]), 3, (2,), name="arm")
     check_probabilities(torch.tensor([0.0, 1.0]), "p")
     with pytest.raises(ValueError, match=r"p must lie in \[0, 1\]"):
@@ -331,10 +332,10 @@ def test_gittins_indices_against_a_per_state_bisection_and_the_published_value()
         gittins_indices(0.9, 0)
     env = BernoulliBandits(5, 10)
     tasks = env.sample_tasks(300, gen(20))
-    best, scores = tune_gittins_gamma(env, tasks, env.sample_noise((300,), gen(21)), gammas=(0.5, 0.9), generator=gen(22))
+    best, scores = tune_gittins_gamma(env, tasks, env.sample_noise(env.trial_length, (300,), gen(21)), gammas=(0.5, 0.9), generator=gen(22))
     assert best in (0.5, 0.9) and scores[best] == max(scores.values())
     with pytest.raises(ValueError, match="gammas"):
-        tune_gittins_gamma(env, tasks, env.sample_noise((300,), gen(21)), gammas=())
+        tune_gittins_gamma(env, tasks, env.sample_noise(env.trial_length, (300,), gen(21)), gammas=())
 
 
 def test_ucb_exploration_constant_and_its_tuning():
@@ -342,7 +343,7 @@ def test_ucb_exploration_constant_and_its_tuning():
 
     env = BernoulliBandits(2, 50)
     tasks = BanditTask(torch.tensor([[0.6, 0.4]]).expand(200, 2))
-    noise = env.sample_noise((200,), gen(40))
+    noise = env.sample_noise(env.trial_length, (200,), gen(40))
     # c = 0: after one pull of each arm, UCB1 is greedy on the empirical means
     run = bandit_baseline(env, tasks, "ucb1", noise, gen(41), ucb_c=0.0)
     counts = torch.nn.functional.one_hot(run.actions[:2].T, 2).sum(1)
@@ -398,7 +399,7 @@ def test_bayes_optimal_bandit_value_bounds_every_baseline():
     3 standard errors), and the best of them comes within 0.1 of it."""
     env = BernoulliBandits(5, 10)
     tasks = env.sample_tasks(4000, gen(21))
-    noise = env.sample_noise((4000,), gen(22))
+    noise = env.sample_noise(env.trial_length, (4000,), gen(22))
     optimum = bayes_optimal_bandit_value(5, 10)
     means = {}
     for method in ("greedy", "thompson", "ucb1", "gittins"):

@@ -15,8 +15,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functional_metarl.envs import Episodes, Navigation2D, NavState, NavTask, rollout, sample_noise
+from functional_metarl.envs import (
+    Episodes, Navigation2D, NavState, NavTask, NoNoise, TaskFamily, repeat_tasks, rollout, sample_noise,
+)
 from functional_metarl.nn import gaussian_policy
+
+
+def per_episode(tasks, num_episodes):
+    """``E`` episodes of each task: ``goal [*B, 2] -> [*B, E, 2]`` (the contract's batch is the tasks')."""
+    goal = tasks.goal
+    return NavTask(goal.unsqueeze(-2).expand(*goal.shape[:-1], num_episodes, 2))
 
 
 # --------------------------------------------------------------------------- references
@@ -52,13 +60,14 @@ def random_policy_params(seed, hidden=8, dtype=torch.float64, log_std=-1.0):
 # --------------------------------------------------------------------------- definition
 def test_reset_starts_every_episode_at_origin_unbatched_and_batched():
     env = Navigation2D()
-    state, obs = env.reset(NavTask(goal=torch.tensor([0.3, -0.2])), 5)
+    assert isinstance(env, TaskFamily) and env.sample_noise(5, (3,)) == NoNoise()
+    state, obs = env.reset(per_episode(NavTask(goal=torch.tensor([0.3, -0.2])), 5), NoNoise())
     assert state.position.shape == (5, 2) and state.done.shape == (5,)
     assert torch.equal(obs, torch.zeros(5, 2))
     assert state.done.dtype == torch.bool and not state.done.any()
 
     goals = torch.rand(3, 2, dtype=torch.float64) - 0.5
-    state, obs = env.reset(NavTask(goal=goals), 4)
+    state, obs = env.reset(per_episode(NavTask(goal=goals), 4), NoNoise())
     assert state.position.shape == (3, 4, 2) and state.done.shape == (3, 4)
     assert obs.dtype == torch.float64
     assert torch.equal(obs, torch.zeros(3, 4, 2, dtype=torch.float64))
@@ -104,7 +113,8 @@ def test_step_matches_numpy_reference(seed, batched, scale):
     done = rng.random(size=(*lead, 4)) < 0.3
     action = rng.normal(0.0, scale, size=(*lead, 4, 2))
     state = NavState(torch.tensor(position), torch.tensor(done))
-    new_state, obs, reward, new_done = env.step(state, torch.tensor(action), NavTask(torch.tensor(goal)))
+    new_state, obs, reward, new_done = env.step(state, torch.tensor(action), per_episode(NavTask(torch.tensor(goal)), 4),
+                                                NoNoise())
     ref_pos, ref_done, ref_reward = ref_step(position, done, action, goal)
     assert obs.shape == (*lead, 4, 2) and reward.shape == (*lead, 4) and new_done.shape == (*lead, 4)
     np.testing.assert_allclose(obs.numpy(), ref_pos, rtol=0, atol=1e-12)
@@ -116,8 +126,8 @@ def test_step_matches_numpy_reference(seed, batched, scale):
 
 def test_actions_clipped_per_coordinate():
     env = Navigation2D()
-    goal = NavTask(torch.tensor([0.4, 0.4], dtype=torch.float64))
-    state, _ = env.reset(goal, 3)
+    goal = per_episode(NavTask(torch.tensor([0.4, 0.4], dtype=torch.float64)), 3)
+    state, _ = env.reset(goal, NoNoise())
     action = torch.tensor([[5.0, 0.03], [-0.2, -7.0], [0.1, -0.1]], dtype=torch.float64)
     _, obs, reward, _ = env.step(state, action, goal)
     expected = torch.tensor([[0.1, 0.03], [-0.1, -0.1], [0.1, -0.1]], dtype=torch.float64)
@@ -137,8 +147,8 @@ def test_actions_clipped_per_coordinate():
 
 def test_done_within_radius_is_sticky_and_frozen():
     env = Navigation2D()
-    goal = NavTask(torch.tensor([0.05, 0.0], dtype=torch.float64))
-    state, _ = env.reset(goal, 3)
+    goal = per_episode(NavTask(torch.tensor([0.05, 0.0], dtype=torch.float64)), 3)
+    state, _ = env.reset(goal, NoNoise())
     # ep 0 lands exactly on the goal, ep 1 lands 0.009 away (done), ep 2 lands 0.011 away (not).
     a1 = torch.tensor([[0.05, 0.0], [0.041, 0.0], [0.039, 0.0]], dtype=torch.float64)
     state, obs, reward, done = env.step(state, a1, goal)
@@ -159,64 +169,68 @@ def test_done_within_radius_is_sticky_and_frozen():
 def test_batched_step_equals_per_task_steps():
     env = Navigation2D()
     g = torch.Generator().manual_seed(5)
-    goals = env.sample_tasks(4, g, dtype=torch.float64)
-    state, _ = env.reset(goals, 3)
+    goals = repeat_tasks(env.sample_tasks(4, g, dtype=torch.float64), 3)
+    state, _ = env.reset(goals, NoNoise())
     actions = 0.08 * torch.randn(6, 4, 3, 2, generator=g, dtype=torch.float64)
-    singles = [env.reset(NavTask(goals.goal[i]), 3)[0] for i in range(4)]
+    singles = [env.reset(NavTask(goals.goal[i]), NoNoise())[0] for i in range(4)]
     for t in range(6):
-        state, obs, reward, done = env.step(state, actions[t], goals)
+        state, obs, reward, done = env.step(state, actions[t], goals, NoNoise())
         for i in range(4):
-            singles[i], o, r, d = env.step(singles[i], actions[t, i], NavTask(goals.goal[i]))
+            singles[i], o, r, d = env.step(singles[i], actions[t, i], NavTask(goals.goal[i]), NoNoise())
             assert torch.equal(o, obs[i]) and torch.equal(r, reward[i]) and torch.equal(d, done[i])
 
 
 @pytest.mark.parametrize("batched", [False, True])
 def test_wrong_action_shape_names_expected_shape(batched):
     env = Navigation2D()
-    goal = NavTask(torch.zeros(2, 2) if batched else torch.zeros(2))
-    state, _ = env.reset(goal, 3)
+    goal = per_episode(NavTask(torch.zeros(2, 2) if batched else torch.zeros(2)), 3)
+    state, _ = env.reset(goal, NoNoise())
     expected = "(2, 3, 2)" if batched else "(3, 2)"
     for bad in (torch.zeros(3), torch.zeros(3, 3), torch.zeros(1, 3, 2) if not batched else torch.zeros(3, 2)):
         with pytest.raises(ValueError, match=re.escape(expected)):
-            env.step(state, bad, goal)
+            env.step(state, bad, goal, NoNoise())
 
 
 def test_step_rejects_goal_batch_not_matching_state():
     env = Navigation2D()
-    state, _ = env.reset(NavTask(torch.zeros(2)), 3)  # unbatched: position [3, 2]
-    with pytest.raises(ValueError):
-        env.step(state, torch.zeros(3, 2), NavTask(torch.rand(3, 2)))
+    state, _ = env.reset(per_episode(NavTask(torch.zeros(2)), 3), NoNoise())  # position [3, 2]
+    for goal in (torch.rand(4, 2), torch.rand(2), torch.rand(1, 3, 2)):  # the last two would only broadcast
+        with pytest.raises(ValueError, match="tasks.goal"):
+            env.step(state, torch.zeros(3, 2), NavTask(goal), NoNoise())
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "kwargs, error",
     [
-        {"horizon": 0},
-        {"horizon": -3},
-        {"horizon": True},
-        {"horizon": 10.0},
-        {"max_action": 0.0},
-        {"max_action": -0.1},
-        {"max_action": float("nan")},
-        {"goal_low": 0.5, "goal_high": 0.5},
-        {"goal_low": 1.0, "goal_high": -1.0},
-        {"success_radius": -0.01},
-        {"action_scale": 0.0},
-        {"action_scale": float("inf")},
+        ({"horizon": 0}, ValueError),
+        ({"horizon": -3}, ValueError),
+        ({"horizon": True}, TypeError),  # the wrong kind of value: TypeError (checks' convention)
+        ({"horizon": 10.0}, TypeError),
+        ({"max_action": 0.0}, ValueError),
+        ({"max_action": -0.1}, ValueError),
+        ({"max_action": float("nan")}, ValueError),
+        ({"goal_low": 0.5, "goal_high": 0.5}, ValueError),
+        ({"goal_low": 1.0, "goal_high": -1.0}, ValueError),
+        ({"success_radius": -0.01}, ValueError),
+        ({"action_scale": 0.0}, ValueError),
+        ({"action_scale": float("inf")}, ValueError),
     ],
 )
-def test_bad_constructor_args(kwargs):
-    with pytest.raises(ValueError, match=next(iter(kwargs)).split("_")[0]):
+def test_bad_constructor_args(kwargs, error):
+    with pytest.raises(error, match=list(kwargs)[-1]):
         Navigation2D(**kwargs)
 
 
-@pytest.mark.parametrize("bad", [0, -1, True, False, 2.0])
-def test_bad_num_tasks_and_num_episodes(bad):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (True, TypeError), (False, TypeError),
+                                        (2.0, TypeError)])
+def test_bad_num_tasks_and_num_episodes(bad, error):
     env = Navigation2D()
-    with pytest.raises(ValueError, match="num_tasks"):
+    with pytest.raises(error, match="num_tasks"):
         env.sample_tasks(bad)
-    with pytest.raises(ValueError, match="num_episodes"):
-        env.reset(NavTask(torch.zeros(2, 2)), bad)
+    with pytest.raises(error, match="num_steps"):
+        env.sample_noise(bad, (2,))
+    with pytest.raises(error, match="num_episodes"):
+        repeat_tasks(NavTask(torch.zeros(2, 2)), bad)
 
 
 # --------------------------------------------------------------------------- rollout

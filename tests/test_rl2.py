@@ -261,9 +261,9 @@ def test_train_step_bad_input():
         rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=PPOConfig(epochs=2, num_minibatches=4))
     with pytest.raises(ValueError, match=r"noise.perms expected shape \(3, 6\)"):
         rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=PPOConfig(epochs=3, num_minibatches=2))
-    with pytest.raises(ValueError, match="config.gamma must lie in"):
+    with pytest.raises(ValueError, match=r"config.gamma must be a finite number in \[0, 1\]"):
         rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=PPOConfig(epochs=2, num_minibatches=2, gamma=1.5))
-    with pytest.raises(ValueError, match="config.reward_scale must be positive"):
+    with pytest.raises(ValueError, match=r"config.reward_scale must be a finite number in \(0, inf\)"):
         rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=PPOConfig(2, 2, reward_scale=0.0))
     with pytest.raises(ValueError, match="num_trials"):
         sample_rl2_noise(env, 0, 1)

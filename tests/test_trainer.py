@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from functional_metarl.envs import Navigation2D
+from functional_metarl.envs import Navigation2D, NoNoise
 from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,17 +216,21 @@ def test_trainer_learns_on_another_pure_task_family():
         """A point moves by clip(action, -0.1, 0.1) per step; reward -|position - target|."""
 
         obs_dim, act_dim, horizon = 1, 1, 20
+        obs_shape, discrete_actions, action_size, episode_length = (1,), False, 1, 20
 
         def sample_tasks(self, n, generator=None):
             return LineTask(torch.rand(n, 1, generator=generator) - 0.5)
 
-        def reset(self, tasks, num_episodes):
-            position = torch.zeros(tasks.target.shape[0], num_episodes, 1)
+        def sample_noise(self, num_steps, batch_shape, generator=None):
+            return NoNoise()
+
+        def reset(self, tasks, noise):  # tasks.target [N, E, 1]
+            position = torch.zeros(tasks.target.shape)
             return LineState(position, torch.zeros(position.shape[:2], dtype=torch.bool)), position
 
-        def step(self, state, action, tasks):
+        def step(self, state, action, tasks, noise):
             position = state.position + action.clamp(-0.1, 0.1)
-            reward = -(position - tasks.target.unsqueeze(1)).abs().squeeze(-1)
+            reward = -(position - tasks.target).abs().squeeze(-1)
             return LineState(position, state.done), position, reward, state.done
 
     trainer = MAMLTrainer(tiny_config(meta_iterations=30, meta_batch_size=10, episodes_per_task=10, horizon=20,
@@ -431,8 +435,8 @@ def test_non_finite_rewards_stop_training(tmp_path, monkeypatch):
     trainer, good = _two_good_iterations(tmp_path)
     real_step = trainer.env.step
 
-    def nan_step(state, action, tasks):
-        state, obs, reward, done = real_step(state, action, tasks)
+    def nan_step(state, action, tasks, noise):
+        state, obs, reward, done = real_step(state, action, tasks, noise)
         return state, obs, reward * float("nan"), done
 
     monkeypatch.setattr(trainer.env, "step", nan_step)

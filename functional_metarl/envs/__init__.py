@@ -1,17 +1,19 @@
 """Task families as pure tensor functions, and batched rollouts."""
 
+from .protocol import NoNoise, SupervisedTaskFamily, TaskFamily, noise_at, repeat_tasks
 from .navigation import Navigation2D, NavState, NavTask
 from .rollout import Episodes, rollout, sample_noise
 
-__all__ = ["Navigation2D", "NavState", "NavTask", "Episodes", "rollout", "sample_noise"]
+__all__ = ["TaskFamily", "SupervisedTaskFamily", "NoNoise", "noise_at", "repeat_tasks",
+           "Navigation2D", "NavState", "NavTask", "Episodes", "rollout", "sample_noise"]
 
 from .sine import RegressionBatch, SineRegression, SineTasks  # noqa: E402
 
 __all__ += ["RegressionBatch", "SineRegression", "SineTasks"]
 
-from .four_rooms import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsState, FourRoomsTask  # noqa: E402
+from .four_rooms import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsNoise, FourRoomsState, FourRoomsTask  # noqa: E402
 
-__all__ += ["FOUR_ROOMS_LAYOUT", "FourRooms", "FourRoomsState", "FourRoomsTask"]
+__all__ += ["FOUR_ROOMS_LAYOUT", "FourRooms", "FourRoomsNoise", "FourRoomsState", "FourRoomsTask"]
 
 # Discrete task families for RL² (Bernoulli bandits, random tabular MDPs) and their classic agents
 from .bandits import BanditState, BanditTask, BernoulliBandits, check_int_actions, check_probabilities  # noqa: E402

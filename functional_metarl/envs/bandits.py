@@ -5,12 +5,12 @@ bandit; each pull is a one-step episode (so ``done`` is True after every pull) a
 the pulled arm's mean probability, else 0. The observation carries no information (a constant
 ``[1]`` of ones) -- everything an agent learns comes through its previous action and reward.
 
-Randomness enters as pre-drawn uniforms ``u`` (one per pull): ``reward = u < means[action]``.
+The family follows :class:`envs.TaskFamily`. Randomness enters as pre-drawn uniforms (the
+noise, a Tensor with one uniform per pull): ``reward = u < means[action]``.
 
 Shapes: ``tasks.means: [*B, k]``; ``state.t: [*B]`` (pulls taken, int64); ``obs: [*B, 1]``.
-``B`` is any batch shape, typically ``[N tasks, M trials]`` (``tasks.means`` then ``[N, M, k]``,
-or use :meth:`BernoulliBandits.expand_trials` to give each of ``M`` trials of a task the same
-means).
+``B`` is any batch shape, typically ``[N tasks, M trials]`` (``tasks.means`` then ``[N, M, k]``;
+``envs.repeat_tasks(tasks, M)`` gives each of ``M`` trials of a task the same means).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..nn.core import _check_positive_int as _positive_int
+from .. import checks
 
 __all__ = ["BanditTask", "BanditState", "BernoulliBandits", "check_int_actions", "check_probabilities"]
 
@@ -38,29 +38,22 @@ class BanditState(NamedTuple):
 
 
 def check_int_actions(action: torch.Tensor, num_actions: int, shape: tuple[int, ...], name: str = "action") -> None:
-    """Raise unless ``action`` is an integer tensor of ``shape`` with values in ``[0, num_actions)``.
+    """Raise unless ``action`` is an integer tensor of exactly ``shape`` with values in ``[0, num_actions)``.
 
-    The value check reads the tensor (``.any()``), so it is skipped while ``torch.compile``
-    traces; callers that build actions themselves can skip it with ``validate=False``.
+    The range check reads the values, so it runs only on CPU tensors outside ``torch.compile``:
+    on an accelerator it would synchronise every step (an out-of-range index then trips the
+    device's own gather bounds check instead).
     """
-    if not isinstance(action, torch.Tensor):
-        raise TypeError(f"{name} must be a Tensor, got {type(action).__name__}")
-    if action.dtype.is_floating_point or action.dtype.is_complex or action.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor (arm / action index), got {action.dtype}")
-    if tuple(action.shape) != tuple(shape):
-        raise ValueError(f"{name} expected shape {tuple(shape)}, got {tuple(action.shape)}")
-    if not torch.compiler.is_compiling() and bool(((action < 0) | (action >= num_actions)).any()):
-        raise ValueError(
-            f"{name} must lie in [0, {num_actions}), got values from {int(action.min())} to {int(action.max())}"
-        )
+    checks.integer_tensor(action, name, shape=tuple(shape))
+    if action.device.type == "cpu" and not torch.compiler.is_compiling():
+        checks.index_tensor(action, name, num_actions)
 
 
 def check_probabilities(p: torch.Tensor, name: str) -> None:
-    """Raise unless ``p`` is a floating tensor with every entry in ``[0, 1]`` (no NaN)."""
-    if not isinstance(p, torch.Tensor) or not p.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point Tensor of probabilities, got "
-                        f"{type(p).__name__ if not isinstance(p, torch.Tensor) else p.dtype}")
-    if not torch.compiler.is_compiling() and not bool(((p >= 0) & (p <= 1)).all()):
+    """Raise unless ``p`` is a floating tensor with every entry in ``[0, 1]`` (no NaN). Reads ``p``
+    on the host: for data entering the package (a task built from given tables)."""
+    checks.floating_tensor(p, name)
+    if not bool(((p >= 0) & (p <= 1)).all()):
         raise ValueError(f"{name} must lie in [0, 1], got values from {float(p.min())} to {float(p.max())}")
 
 
@@ -73,13 +66,20 @@ class BernoulliBandits:
     """
 
     obs_dim = 1
+    obs_shape = (1,)
+    discrete_actions = True
 
     def __init__(self, num_arms: int = 5, num_pulls: int = 10):
-        self.num_arms = _positive_int(num_arms, "num_arms (k)", minimum=2)
-        self.num_pulls = _positive_int(num_pulls, "num_pulls (n)", minimum=1)
+        self.num_arms = checks.int_in_range(num_arms, "num_arms", low=2)
+        self.num_pulls = checks.positive_int(num_pulls, "num_pulls")
 
     @property
     def num_actions(self) -> int:
+        return self.num_arms
+
+    @property
+    def action_size(self) -> int:
+        """The number of arms."""
         return self.num_arms
 
     @property
@@ -100,7 +100,7 @@ class BernoulliBandits:
         dtype: torch.dtype = torch.float32,
     ) -> BanditTask:
         """``num_tasks`` bandits with arm means uniform in [0, 1] -> ``BanditTask(means [n, k])``."""
-        _positive_int(num_tasks, "num_tasks")
+        checks.positive_int(num_tasks, "num_tasks")
         device = generator.device if generator is not None and device is None else device
         return BanditTask(torch.rand(num_tasks, self.num_arms, generator=generator, device=device, dtype=dtype))
 
@@ -111,30 +111,23 @@ class BernoulliBandits:
             raise ValueError(f"means expected shape [..., {self.num_arms}] (k arms), got {tuple(means.shape)}")
         return BanditTask(means)
 
-    @staticmethod
-    def expand_trials(tasks: BanditTask, num_trials: int) -> BanditTask:
-        """The same bandit for ``num_trials`` trials: ``means [*N, k] -> [*N, M, k]``."""
-        _positive_int(num_trials, "num_trials")
-        m = tasks.means
-        return BanditTask(m.unsqueeze(-2).expand(*m.shape[:-1], num_trials, m.shape[-1]))
-
     def sample_noise(
-        self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None,
+        self, num_steps: int, batch_shape: tuple[int, ...], generator: torch.Generator | None = None,
         device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
-        """Uniforms for a whole trial: ``[n, *batch_shape]`` (time first)."""
+        """Uniforms for ``num_steps`` pulls (a trial: ``trial_length``) of a batch: ``[T, *batch_shape]``."""
+        checks.positive_int(num_steps, "num_steps")
         device = generator.device if generator is not None and device is None else device
-        return torch.rand(self.num_pulls, *batch_shape, generator=generator, device=device, dtype=dtype)
+        return torch.rand(num_steps, *batch_shape, generator=generator, device=device, dtype=dtype)
 
     def _check_tasks(self, tasks: BanditTask) -> torch.Tensor:
-        means = tasks.means
-        if not isinstance(means, torch.Tensor) or means.ndim == 0 or means.shape[-1] != self.num_arms:
-            got = tuple(means.shape) if isinstance(means, torch.Tensor) else type(means).__name__
-            raise ValueError(f"tasks.means expected shape [*B, {self.num_arms}] (k arms), got {got}")
+        means = checks.floating_tensor(tasks.means, "tasks.means")
+        if means.ndim == 0 or means.shape[-1] != self.num_arms:
+            raise ValueError(f"tasks.means expected shape [*B, {self.num_arms}] (k arms), got {tuple(means.shape)}")
         return means
 
-    def reset(self, tasks: BanditTask) -> tuple[BanditState, torch.Tensor]:
-        """Start a trial for every entry of ``tasks``. Returns ``(state, obs [*B, 1])``."""
+    def reset(self, tasks: BanditTask, noise: torch.Tensor | None = None) -> tuple[BanditState, torch.Tensor]:
+        """Start a trial for every entry of ``tasks`` (``noise`` is not used). Returns ``(state, obs [*B, 1])``."""
         means = self._check_tasks(tasks)
         shape = means.shape[:-1]
         t = torch.zeros(shape, dtype=torch.int64, device=means.device)
@@ -142,27 +135,23 @@ class BernoulliBandits:
         return BanditState(t, torch.zeros(shape, dtype=torch.bool, device=means.device)), obs
 
     def step(
-        self, state: BanditState, action: torch.Tensor, tasks: BanditTask, u: torch.Tensor, validate: bool = True
+        self, state: BanditState, action: torch.Tensor, tasks: BanditTask, noise: torch.Tensor
     ) -> tuple[BanditState, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pull ``action [*B]`` (int in ``[0, k)``) with uniforms ``u [*B]``.
+        """Pull ``action [*B]`` (int in ``[0, k)``) with uniforms ``noise [*B]``.
 
         Returns ``(state, obs [*B, 1], reward [*B] float, done [*B] bool)``; ``done`` (end of
         the one-pull episode) is always True. Pulls after the trial's ``n``-th pay 0 and the
-        state stays put (``trial_done`` is sticky). ``validate=False`` skips the action-range check.
+        state stays put (``trial_done`` is sticky).
         """
         means = self._check_tasks(tasks)
         shape = tuple(state.t.shape)
         if tuple(means.shape[:-1]) != shape:
             raise ValueError(f"tasks.means expected shape {(*shape, self.num_arms)} to match the state, got {tuple(means.shape)}")
-        if validate:
-            check_int_actions(action, self.num_arms, shape)
-        elif action.shape != shape:
-            raise ValueError(f"action expected shape {shape}, got {tuple(action.shape)}")
-        if u.shape != shape:
-            raise ValueError(f"u expected shape {shape} (one uniform per pull), got {tuple(u.shape)}")
+        check_int_actions(action, self.num_arms, shape)
+        checks.tensor(noise, "noise", shape=shape)
         p = torch.gather(means, -1, action.long().unsqueeze(-1)).squeeze(-1)
         active = ~state.trial_done
-        reward = ((u < p) & active).to(means.dtype)
+        reward = ((noise < p) & active).to(means.dtype)
         t = torch.where(active, state.t + 1, state.t)
         trial_done = state.trial_done | (t >= self.num_pulls)
         obs = torch.ones(*shape, 1, dtype=means.dtype, device=means.device)

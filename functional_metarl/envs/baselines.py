@@ -204,7 +204,7 @@ def bandit_baseline(
     B, k = means.shape
     if tuple(env_noise.shape) != (env.num_pulls, B):
         raise ValueError(f"env_noise expected shape {(env.num_pulls, B)} [n, B], got {tuple(env_noise.shape)}")
-    state, _ = env.reset(tasks)
+    state, _ = env.reset(tasks, env_noise[0])
     counts = torch.zeros(B, k, dtype=means.dtype, device=means.device)
     successes = torch.zeros_like(counts)
     actions, rewards = [], []
@@ -226,7 +226,7 @@ def bandit_baseline(
             b = sample_gamma(counts - successes + 1, generator)
             scores = a / (a + b)
         action = _argmax_random_ties(scores, generator)
-        state, _, reward, _ = env.step(state, action, tasks, env_noise[t], validate=False)
+        state, _, reward, _ = env.step(state, action, tasks, env_noise[t])
         one_hot = torch.nn.functional.one_hot(action, k).to(means.dtype)
         counts = counts + one_hot
         successes = successes + one_hot * reward.unsqueeze(-1)
@@ -277,7 +277,7 @@ def mdp_baseline(
     for leaf in env_noise:
         if tuple(leaf.shape) != (env.trial_length, B):
             raise ValueError(f"env_noise leaves expected shape {(env.trial_length, B)}, got {tuple(leaf.shape)}")
-    state, _ = env.reset(tasks)
+    state, _ = env.reset(tasks, tree_map(lambda n: n[0], env_noise))
     counts = torch.zeros(B, S, A, dtype=r.dtype, device=r.device)
     reward_sums = torch.zeros_like(counts)
     next_counts = torch.zeros(B, S, A, S, dtype=r.dtype, device=r.device)
@@ -294,7 +294,7 @@ def mdp_baseline(
                 plan = _planned_policy(env, *model, generator, random_ties=method == "greedy")
             action = plan[rows, h, state.s]
         s = state.s
-        state, _, reward, done = env.step(state, action, tasks, tree_map(lambda n: n[t], env_noise), validate=False)
+        state, _, reward, done = env.step(state, action, tasks, tree_map(lambda n: n[t], env_noise))
         # An episode's last transition is not observed (the next observation is the reset
         # state 0), so it updates the reward posterior only.
         if method != "random":

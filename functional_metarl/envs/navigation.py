@@ -12,16 +12,20 @@ wrapper scales that box onto ``[-0.1, 0.1]``: that is ``action_scale = 0.1``. Sa
 but a Gaussian policy's noise is then measured in units of the velocity box, which changes how
 far one inner step and one TRPO step move it.
 
-Shapes: ``tasks.goal: [*task_dims, 2]``; ``state.position: [*task_dims, E, 2]``;
-``state.done: [*task_dims, E]`` (E = episodes per task). ``task_dims`` may be empty.
+The family follows :class:`envs.TaskFamily`; it draws no noise (:class:`envs.NoNoise`).
+
+Shapes: ``tasks.goal: [*B, 2]``; ``state.position: [*B, 2]``; ``state.done: [*B]``. ``B`` is any
+batch shape; ``E`` episodes of each of ``N`` tasks are ``repeat_tasks(tasks, E)`` (``[N, E]``).
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
+
+from .. import checks
+from .protocol import NoNoise
 
 __all__ = ["NavTask", "NavState", "Navigation2D"]
 
@@ -29,21 +33,32 @@ __all__ = ["NavTask", "NavState", "Navigation2D"]
 class NavTask(NamedTuple):
     """A batch of 2D-navigation tasks: one goal position each."""
 
-    goal: torch.Tensor  # [*task_dims, 2]
+    goal: torch.Tensor  # [*B, 2]
 
 
 class NavState(NamedTuple):
     """Positions of every episode of every task, and which episodes have reached their goal."""
 
-    position: torch.Tensor  # [*task_dims, E, 2]
-    done: torch.Tensor  # [*task_dims, E], bool
+    position: torch.Tensor  # [*B, 2]
+    done: torch.Tensor  # [*B], bool
 
 
 class Navigation2D:
-    """The task family; holds only constants, every method is pure."""
+    """The task family; holds only constants, every method is pure.
+
+    Args:
+        horizon: steps per episode (``episode_length``).
+        max_action: the per-coordinate bound of one move.
+        goal_low, goal_high: the box the goals are drawn from.
+        success_radius: an episode ends within this distance of its goal.
+        action_scale: actions are multiplied by this before the clip (see the module docstring).
+    """
 
     obs_dim = 2
     act_dim = 2
+    obs_shape = (2,)
+    discrete_actions = False
+    action_size = 2
 
     def __init__(
         self,
@@ -54,22 +69,17 @@ class Navigation2D:
         success_radius: float = 0.01,
         action_scale: float = 1.0,
     ):
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon <= 0:
-            raise ValueError(f"horizon must be a positive int, got {horizon!r}")
-        if not max_action > 0:
-            raise ValueError(f"max_action must be positive, got {max_action}")
-        if not goal_low < goal_high:
-            raise ValueError(f"need goal_low < goal_high, got {goal_low} and {goal_high}")
-        if not success_radius >= 0:
-            raise ValueError(f"success_radius must be >= 0, got {success_radius}")
-        if not (action_scale > 0 and math.isfinite(action_scale)):
-            raise ValueError(f"action_scale must be positive and finite, got {action_scale}")
-        self.horizon = horizon
-        self.max_action = float(max_action)
-        self.goal_low = float(goal_low)
-        self.goal_high = float(goal_high)
-        self.success_radius = float(success_radius)
-        self.action_scale = float(action_scale)
+        self.horizon = checks.positive_int(horizon, "horizon")
+        self.max_action = checks.positive_number(max_action, "max_action")
+        self.goal_low = checks.number(goal_low, "goal_low")
+        self.goal_high = checks.number(goal_high, "goal_high", low=self.goal_low, low_open=True)
+        self.success_radius = checks.non_negative_number(success_radius, "success_radius")
+        self.action_scale = checks.positive_number(action_scale, "action_scale")
+
+    @property
+    def episode_length(self) -> int:
+        """Steps of one episode: ``horizon``."""
+        return self.horizon
 
     def sample_tasks(
         self,
@@ -79,45 +89,41 @@ class Navigation2D:
         dtype: torch.dtype = torch.float32,
     ) -> NavTask:
         """``num_tasks`` goals uniform in ``[goal_low, goal_high]^2`` -> ``NavTask(goal [n, 2])``."""
-        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks <= 0:
-            raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
+        checks.positive_int(num_tasks, "num_tasks")
         device = generator.device if generator is not None and device is None else device
         u = torch.rand(num_tasks, 2, generator=generator, device=device, dtype=dtype)
         return NavTask(goal=self.goal_low + (self.goal_high - self.goal_low) * u)
 
-    def reset(self, tasks: NavTask, num_episodes: int) -> tuple[NavState, torch.Tensor]:
-        """All episodes at the origin. Returns ``(state, obs [*task_dims, E, 2])``."""
-        if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes <= 0:
-            raise ValueError(f"num_episodes must be a positive int, got {num_episodes!r}")
-        goal = tasks.goal
+    def sample_noise(self, num_steps: int, batch_shape: tuple[int, ...],
+                     generator: torch.Generator | None = None, **_: object) -> NoNoise:
+        """The family is deterministic: :class:`NoNoise`, nothing is drawn."""
+        checks.positive_int(num_steps, "num_steps")
+        return NoNoise()
+
+    def reset(self, tasks: NavTask, noise: NoNoise = NoNoise()) -> tuple[NavState, torch.Tensor]:
+        """Every entry at the origin. ``tasks.goal: [*B, 2]``. Returns ``(state, obs [*B, 2])``."""
+        goal = checks.floating_tensor(tasks.goal, "tasks.goal")
         if goal.shape[-1:] != (2,):
-            raise ValueError(f"tasks.goal expected shape [..., 2], got {tuple(goal.shape)}")
-        shape = (*goal.shape[:-1], num_episodes)
-        position = torch.zeros(*shape, 2, device=goal.device, dtype=goal.dtype)
-        done = torch.zeros(shape, device=goal.device, dtype=torch.bool)
+            raise ValueError(f"tasks.goal expected shape [*B, 2], got {tuple(goal.shape)}")
+        position = torch.zeros(goal.shape, device=goal.device, dtype=goal.dtype)
+        done = torch.zeros(goal.shape[:-1], device=goal.device, dtype=torch.bool)
         return NavState(position, done), position
 
     def step(
-        self, state: NavState, action: torch.Tensor, tasks: NavTask
+        self, state: NavState, action: torch.Tensor, tasks: NavTask, noise: NoNoise = NoNoise()
     ) -> tuple[NavState, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One step of every episode. ``action: [*task_dims, E, 2]``.
+        """One step of every entry. ``action: [*B, 2]``, ``tasks.goal: [*B, 2]`` (no broadcasting).
 
-        Returns ``(state, obs [*, E, 2], reward [*, E], done [*, E])``. Episodes already done
-        before this step do not move and get reward 0; ``done`` is sticky.
+        Returns ``(state, obs [*B, 2], reward [*B], done [*B])``. Entries already done before
+        this step do not move and get reward 0; ``done`` is sticky.
         """
-        if action.shape != state.position.shape:
-            raise ValueError(
-                f"action expected shape {tuple(state.position.shape)} (tasks x episodes x 2), got {tuple(action.shape)}"
-            )
-        if tasks.goal.shape != (*state.position.shape[:-2], 2):
-            raise ValueError(
-                f"tasks.goal expected shape {(*state.position.shape[:-2], 2)} to match the state, got {tuple(tasks.goal.shape)}"
-            )
+        checks.same_shape(action, "action", state.position, "state.position")
+        checks.same_shape(tasks.goal, "tasks.goal", state.position, "state.position")
         # Few ops on purpose: a rollout step is dispatch-bound (20 x 20 episodes of 2 numbers).
         scaled = action if self.action_scale == 1.0 else action * self.action_scale
         move = torch.clamp(scaled, -self.max_action, self.max_action)
         position = torch.where(state.done.unsqueeze(-1), state.position, state.position + move)
-        distance = torch.linalg.vector_norm(position - tasks.goal.unsqueeze(-2), dim=-1)
+        distance = torch.linalg.vector_norm(position - tasks.goal, dim=-1)
         reward = torch.where(state.done, 0.0, -distance)
         done = torch.logical_or(state.done, distance < self.success_radius)
         return NavState(position, done), position, reward, done

@@ -1,8 +1,9 @@
-"""Batched episode collection for pure task families.
+"""Batched episode collection for any pure task family (:class:`envs.TaskFamily`).
 
 ``rollout`` steps a whole ``[tasks, episodes]`` batch together for ``horizon`` steps; actions
 come from explicit ``noise`` (standard normal for a Gaussian policy, standard Gumbel for a
-categorical one), so the same noise gives the same episodes.
+categorical one) and the env's randomness from its own explicit noise (``env.sample_noise``),
+so the same noise gives the same episodes.
 
 Axis convention (the one place it is converted): pure envs and the ``rl`` math are written for
 one task with time-major ``[T, E]`` axes (``E`` = episodes, the batch); ``rollout`` returns
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import optree
 import torch
 
+from .. import checks
 from ..distributions import GAUSSIAN, Distribution
 from ..nn import Functional
-from ..nn.core import _check_positive_int
 from ..tree import Params
+from .protocol import NoNoise, TaskFamily, noise_at, repeat_tasks
 
 __all__ = ["Episodes", "rollout", "sample_noise"]
 
@@ -50,9 +53,8 @@ def sample_noise(
     """
     for value, name in ((horizon, "horizon"), (num_tasks, "num_tasks"), (num_episodes, "num_episodes"),
                         (act_dim, "act_dim")):
-        _check_positive_int(value, name)
-    if not isinstance(distribution, Distribution):
-        raise TypeError(f"distribution must be a distributions.Distribution (GAUSSIAN, CATEGORICAL), got {distribution!r}")
+        checks.positive_int(value, name)
+    checks.instance(distribution, "distribution", Distribution)
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
     device = generator.device if generator is not None and device is None else device
@@ -64,22 +66,14 @@ def sample_noise(
     return -torch.log(-torch.log(uniform.clamp_min(tiny)).clamp_min(tiny))
 
 
-def _env_action_size(env: Any, policy: Functional) -> int:
-    """The last axis the noise must have: ``env.act_dim`` (Gaussian) or ``env.num_actions``."""
-    attr = "num_actions" if policy.distribution.discrete else "act_dim"
-    if not hasattr(env, attr):
-        raise TypeError(f"env {type(env).__name__} has no {attr!r}; a {policy.distribution.name} policy needs an env "
-                        f"with {'continuous actions (act_dim)' if attr == 'act_dim' else 'discrete actions (num_actions)'}")
-    return getattr(env, attr)
-
-
 def rollout(
     params: Params,
     tasks: Any,
     noise: torch.Tensor,
-    env: Any,
+    env: TaskFamily,
     policy: Functional,
     *,
+    env_noise: Any = NoNoise(),
     params_per_task: bool = False,
 ) -> Episodes:
     """Run ``policy`` on every task of ``tasks`` for ``T`` steps, ``E`` episodes each (no grad).
@@ -87,18 +81,22 @@ def rollout(
     Args:
         params: shared params, or (``params_per_task=True``) a stack with a leading task axis.
         tasks: a batch of ``N`` tasks of ``env`` (e.g. ``env.sample_tasks(N, generator)``).
-        noise: ``[T, N, E, act_dim]`` from :func:`sample_noise` with the policy's distribution.
-            Gaussian: action = mean + exp(log_std) * noise. Categorical (``act_dim`` =
-            ``env.num_actions``): action = argmax(logits + noise).
-        env: a pure task family with ``reset(tasks, E)`` and ``step(state, action, tasks)``.
+        noise: action noise ``[T, N, E, action_size]`` from :func:`sample_noise` with the
+            policy's distribution. Gaussian: action = mean + exp(log_std) * noise. Categorical
+            (``action_size`` = the number of actions): action = argmax(logits + noise).
+        env: any :class:`envs.TaskFamily`; its actions must be what the policy emits.
         policy: a policy template (``nn.gaussian_policy`` or ``nn.categorical_policy``).
+        env_noise: the env's noise, ``env.sample_noise(T, (N, E), generator)`` (leaves
+            ``[T, N, E, ...]``); the default :class:`envs.NoNoise` fits deterministic families.
 
     Returns:
-        :class:`Episodes` with task-major leaves ``[N, T, E, ...]``.
+        :class:`Episodes` with task-major leaves ``[N, T, E, ...]``. A step after the end of
+        its episode is padding: mask 0 and reward 0.
     """
     if not isinstance(policy, Functional) or policy.distribution is None:
         got = type(policy).__name__ if not isinstance(policy, Functional) else "a network with distribution=None"
         raise TypeError(f"policy must be a policy template (nn.gaussian_policy or nn.categorical_policy), got {got}")
+    checks.instance(env, "env", TaskFamily)
     if not isinstance(noise, torch.Tensor):
         raise TypeError(f"noise must be a Tensor [T, N, E, act_dim], got {type(noise).__name__}")
     if noise.ndim != 4:
@@ -108,36 +106,48 @@ def rollout(
     if 0 in noise.shape:
         raise ValueError(f"noise has an empty axis: shape {tuple(noise.shape)} (T, N, E, act_dim must be >= 1)")
     horizon, num_tasks, num_episodes, act_dim = noise.shape
-    expected = _env_action_size(env, policy)
-    if act_dim != expected:
-        raise ValueError(f"noise expected {expected} in its last axis (the env's "
-                         f"{'num_actions' if policy.distribution.discrete else 'act_dim'}), got {act_dim}")
-    if not isinstance(params_per_task, bool):
-        raise TypeError(f"params_per_task must be a bool, got {type(params_per_task).__name__}")
+    if policy.distribution.discrete != env.discrete_actions:
+        needs = "discrete actions (num_actions)" if policy.distribution.discrete else "continuous actions (act_dim)"
+        raise TypeError(f"a policy with the {policy.distribution.name} distribution needs an env with {needs}; "
+                        f"env {type(env).__name__} has {'discrete' if env.discrete_actions else 'continuous'} actions")
+    if act_dim != env.action_size:
+        raise ValueError(f"noise expected {env.action_size} in its last axis (the env's action_size: "
+                         f"{'num_actions' if env.discrete_actions else 'act_dim'}), got {act_dim}")
+    checks.flag(params_per_task, "params_per_task")
+    for leaf in optree.tree_leaves(tasks):
+        if leaf.ndim == 0 or leaf.shape[0] != num_tasks:
+            raise ValueError(f"noise has {num_tasks} tasks but tasks has a leaf of shape {tuple(leaf.shape)}")
+    for leaf in optree.tree_leaves(env_noise):
+        if tuple(leaf.shape[:3]) != (horizon, num_tasks, num_episodes):
+            raise ValueError(f"env_noise leaves expected shape [{horizon}, {num_tasks}, {num_episodes}, ...] "
+                             f"[T, N, E, ...], got {tuple(leaf.shape)}")
+    if params_per_task:
+        leading = {p.shape[0] for p in params.values()} if isinstance(params, dict) else set()
+        if leading != {num_tasks}:
+            raise ValueError(f"params_per_task=True expects every params leaf to lead with the {num_tasks} tasks, "
+                             f"got leading sizes {sorted(leading)}")
     forward = policy.apply_stacked if params_per_task else policy.apply
+    batch = repeat_tasks(tasks, num_episodes)
     with torch.no_grad():
-        state, obs = env.reset(tasks, num_episodes)
-        if obs.shape[0] != num_tasks:
-            raise ValueError(f"noise has {num_tasks} tasks but tasks batch has {obs.shape[0]}")
-        if params_per_task:
-            leading = {p.shape[0] for p in params.values()} if isinstance(params, dict) else set()
-            if leading != {num_tasks}:
-                raise ValueError(f"params_per_task=True expects every params leaf to lead with the {num_tasks} tasks, "
-                                 f"got leading sizes {sorted(leading)}")
-        all_obs, all_actions, all_rewards, all_done_before = [], [], [], []
+        state, obs = env.reset(batch, noise_at(env_noise, 0))
+        all_obs, all_actions, all_rewards, all_done = [], [], [], []
         for t in range(horizon):
             action = policy.distribution.sample(policy.distribution.params(forward(params, obs)), noise[t])
-            all_done_before.append(state.done)
             all_obs.append(obs)
             all_actions.append(action)
-            state, obs, reward, _ = env.step(state, action, tasks)
+            state, obs, reward, done = env.step(state, action, batch, noise_at(env_noise, t))
             all_rewards.append(reward)
-        # The mask (step t happened = the episode was not done before it) in one op at the end:
-        # a rollout step is dispatch-bound, so every op taken out of the loop counts.
-        mask = torch.logical_not(torch.stack(all_done_before, dim=1)).to(noise.dtype)
+            all_done.append(done)
+        # The mask (step t happened = no step before it ended the episode) and the padding's
+        # zero rewards in a few ops at the end: a rollout step is dispatch-bound, so every op
+        # taken out of the loop counts.
+        ended = torch.cumsum(torch.stack(all_done, dim=1), dim=1) > 0  # [N, T, E]: ended at or before t
+        happened = torch.cat([torch.ones_like(ended[:, :1]), torch.logical_not(ended[:, :-1])], dim=1)
+        rewards = torch.stack(all_rewards, dim=1)
+        rewards = torch.where(happened, rewards, torch.zeros((), dtype=rewards.dtype))
     return Episodes(
         obs=torch.stack(all_obs, dim=1),
         actions=torch.stack(all_actions, dim=1),
-        rewards=torch.stack(all_rewards, dim=1),
-        mask=mask,
+        rewards=rewards,
+        mask=happened.to(noise.dtype),
     )

@@ -5,6 +5,10 @@ A task is a sine wave ``y = amplitude * sin(x - phase)`` with the amplitude unif
 K-shot problem gives the learner K ``(x, y)`` pairs of a task (the support set) and scores it on
 other points of the same task (the query set).
 
+The family follows :class:`envs.SupervisedTaskFamily` (``sample_tasks`` and ``sample_batch``):
+a supervised task has no state, no actions and no steps, so it has none of ``TaskFamily``'s
+``reset`` / ``step``; its samples are labelled points instead of episodes.
+
 Everything is generated in code from an explicit ``torch.Generator`` on the generator's device,
 so the same seed gives the same tasks and points (on one device).
 
@@ -18,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..nn.core import _check_positive_int
+from .. import checks
 
 __all__ = ["SineTasks", "RegressionBatch", "SineRegression"]
 
@@ -40,8 +44,6 @@ class RegressionBatch(NamedTuple):
     y: torch.Tensor
 
 
-
-
 def _check_range(bounds: tuple[float, float], name: str) -> tuple[float, float]:
     try:
         low, high = (float(b) for b in bounds)
@@ -55,7 +57,7 @@ def _check_range(bounds: tuple[float, float], name: str) -> tuple[float, float]:
 def _check_generator(generator: object) -> torch.Generator:
     if not isinstance(generator, torch.Generator):
         raise TypeError(
-            "randomness is explicit here: pass a torch.Generator "
+            "randomness is explicit here: generator must be a torch.Generator "
             f"(e.g. torch.Generator().manual_seed(0)), got {type(generator).__name__}"
         )
     return generator
@@ -87,7 +89,7 @@ class SineRegression:
         self, num_tasks: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
     ) -> SineTasks:
         """``num_tasks`` sine waves -> ``SineTasks(amplitude [n], phase [n])`` on the generator's device."""
-        _check_positive_int(num_tasks, "num_tasks")
+        checks.positive_int(num_tasks, "num_tasks")
         generator = _check_generator(generator)
         u = torch.rand(2, num_tasks, generator=generator, device=generator.device, dtype=dtype)
         (a_lo, a_hi), (p_lo, p_hi) = self.amplitude, self.phase
@@ -96,6 +98,7 @@ class SineRegression:
     @staticmethod
     def function(tasks: SineTasks, x: torch.Tensor) -> torch.Tensor:
         """The tasks' targets at ``x: [n, K, 1]`` -> ``y: [n, K, 1]`` (noise-free)."""
+        checks.floating_tensor(x, "x")
         if x.ndim != 3 or x.shape[-1] != 1 or x.shape[0] != tasks.amplitude.shape[0]:
             raise ValueError(
                 f"x expected shape [{tasks.amplitude.shape[0]}, K, 1] (tasks x points x 1), got {tuple(x.shape)}"
@@ -106,7 +109,7 @@ class SineRegression:
 
     def sample_inputs(self, tasks: SineTasks, k: int, generator: torch.Generator) -> torch.Tensor:
         """``k`` inputs per task, uniform in ``x_range`` -> ``x: [n, k, 1]``."""
-        _check_positive_int(k, "K (points per task)")
+        checks.positive_int(k, "k")
         generator = _check_generator(generator)
         amplitude = tasks.amplitude
         if amplitude.device != generator.device:
@@ -122,7 +125,7 @@ class SineRegression:
 
     def grid(self, tasks: SineTasks, num_points: int = 100) -> RegressionBatch:
         """Evenly spaced inputs over ``x_range`` for every task (for plots and dense evaluation)."""
-        _check_positive_int(num_points, "num_points")
+        checks.positive_int(num_points, "num_points")
         amplitude = tasks.amplitude
         x = torch.linspace(*self.x_range, num_points, device=amplitude.device, dtype=amplitude.dtype)
         x = x.reshape(1, num_points, 1).expand(amplitude.shape[0], num_points, 1)
@@ -140,8 +143,8 @@ class SineRegression:
 
         Support and query points of a task are drawn independently from the same wave.
         """
-        _check_positive_int(k_support, "k_support (K)")
-        _check_positive_int(k_query, "k_query")
+        checks.positive_int(k_support, "k_support")
+        checks.positive_int(k_query, "k_query")
         tasks = self.sample_tasks(num_tasks, generator, dtype)
         support = self.sample_batch(tasks, k_support, generator)
         query = self.sample_batch(tasks, k_query, generator)

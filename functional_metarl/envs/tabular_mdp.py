@@ -7,7 +7,7 @@ in state ``s`` with action ``a`` pays ``R[s, a] + eps`` with ``eps ~ N(0, 1)`` a
 the same MDP, so ``n * H`` steps. After the ``H``-th step of an episode ``done`` is True and the
 next observation is state 0 again (the start of the next episode).
 
-Randomness enters as pre-drawn noise (:class:`MDPNoise`): a uniform per step, turned into the
+The family follows :class:`envs.TaskFamily`. Randomness enters as pre-drawn noise (:class:`MDPNoise`): a uniform per step, turned into the
 next state by inverting the row's CDF, and a standard normal per step for the reward noise.
 
 Shapes: ``tasks.reward_mean: [*B, S, A]``, ``tasks.transitions: [*B, S, A, S]``;
@@ -21,7 +21,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .bandits import _positive_int, check_int_actions, check_probabilities
+from .. import checks
+from .bandits import check_int_actions, check_probabilities
 
 __all__ = ["MDPTask", "MDPState", "MDPNoise", "TabularMDP"]
 
@@ -61,17 +62,27 @@ class TabularMDP:
 
     def __init__(self, num_episodes: int = 10, num_states: int = 10, num_actions: int = 5, horizon: int = 10,
                  reward_std: float = 1.0):
-        self.num_episodes = _positive_int(num_episodes, "num_episodes (n)")
-        self.num_states = _positive_int(num_states, "num_states")
-        self.num_actions = _positive_int(num_actions, "num_actions", minimum=2)
-        self.horizon = _positive_int(horizon, "horizon")
-        if isinstance(reward_std, bool) or not isinstance(reward_std, (int, float)) or not reward_std >= 0:
-            raise ValueError(f"reward_std must be a float >= 0, got {reward_std!r}")
-        self.reward_std = float(reward_std)
+        self.num_episodes = checks.positive_int(num_episodes, "num_episodes")
+        self.num_states = checks.positive_int(num_states, "num_states")
+        self.num_actions = checks.int_in_range(num_actions, "num_actions", low=2)
+        self.horizon = checks.positive_int(horizon, "horizon")
+        self.reward_std = checks.non_negative_number(reward_std, "reward_std")
+
+    discrete_actions = True
 
     @property
     def obs_dim(self) -> int:
         return self.num_states
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """A one-hot state: ``(S,)``."""
+        return (self.num_states,)
+
+    @property
+    def action_size(self) -> int:
+        """The number of actions."""
+        return self.num_actions
 
     @property
     def episode_length(self) -> int:
@@ -90,7 +101,7 @@ class TabularMDP:
         dtype: torch.dtype = torch.float32,
     ) -> MDPTask:
         """``num_tasks`` MDPs: ``R ~ N(1, 1)``; ``P[s, a]`` flat Dirichlet (normalised Exp(1) draws)."""
-        _positive_int(num_tasks, "num_tasks")
+        checks.positive_int(num_tasks, "num_tasks")
         device = generator.device if generator is not None and device is None else device
         S, A = self.num_states, self.num_actions
         reward_mean = 1.0 + torch.randn(num_tasks, S, A, generator=generator, device=device, dtype=dtype)
@@ -101,6 +112,8 @@ class TabularMDP:
     def task(self, reward_mean: torch.Tensor, transitions: torch.Tensor) -> MDPTask:
         """A task from given tables, checked: ``transitions`` entries in [0, 1], rows summing to 1."""
         S, A = self.num_states, self.num_actions
+        checks.floating_tensor(reward_mean, "reward_mean")
+        checks.finite_tensor(reward_mean, "reward_mean")
         if reward_mean.shape[-2:] != (S, A):
             raise ValueError(f"reward_mean expected shape [..., {S}, {A}], got {tuple(reward_mean.shape)}")
         check_probabilities(transitions, "transitions")
@@ -111,12 +124,13 @@ class TabularMDP:
         return MDPTask(reward_mean, transitions)
 
     def sample_noise(
-        self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None,
+        self, num_steps: int, batch_shape: tuple[int, ...], generator: torch.Generator | None = None,
         device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
     ) -> MDPNoise:
-        """Noise for a whole trial: leaves ``[n * H, *batch_shape]``."""
+        """Noise for ``num_steps`` steps (a trial: ``trial_length = n * H``): leaves ``[T, *batch_shape]``."""
+        checks.positive_int(num_steps, "num_steps")
         device = generator.device if generator is not None and device is None else device
-        shape = (self.trial_length, *batch_shape)
+        shape = (num_steps, *batch_shape)
         u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
         z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
         return MDPNoise(u, z)
@@ -135,8 +149,8 @@ class TabularMDP:
         """One-hot observation of states ``[*B]`` -> ``[*B, S]``."""
         return F.one_hot(s, self.num_states).to(dtype)
 
-    def reset(self, tasks: MDPTask) -> tuple[MDPState, torch.Tensor]:
-        """Start a trial (state 0) for every entry. Returns ``(state, obs [*B, S])``."""
+    def reset(self, tasks: MDPTask, noise: MDPNoise | None = None) -> tuple[MDPState, torch.Tensor]:
+        """Start a trial (state 0) for every entry (``noise`` is not used). Returns ``(state, obs [*B, S])``."""
         shape = self._check_tasks(tasks)
         device = tasks.reward_mean.device
         s = torch.zeros(shape, dtype=torch.int64, device=device)
@@ -144,7 +158,7 @@ class TabularMDP:
         return state, self.observe(s, tasks.reward_mean.dtype)
 
     def step(
-        self, state: MDPState, action: torch.Tensor, tasks: MDPTask, noise: MDPNoise, validate: bool = True
+        self, state: MDPState, action: torch.Tensor, tasks: MDPTask, noise: MDPNoise
     ) -> tuple[MDPState, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of every entry. ``action [*B]`` int in ``[0, A)``; ``noise`` leaves ``[*B]``.
 
@@ -155,13 +169,10 @@ class TabularMDP:
         shape = self._check_tasks(tasks)
         if tuple(state.s.shape) != shape:
             raise ValueError(f"state.s expected shape {shape} to match the tasks, got {tuple(state.s.shape)}")
-        if validate:
-            check_int_actions(action, self.num_actions, shape)
-        elif tuple(action.shape) != shape:
-            raise ValueError(f"action expected shape {shape}, got {tuple(action.shape)}")
-        if tuple(noise.transition.shape) != shape or tuple(noise.reward.shape) != shape:
-            raise ValueError(f"noise leaves expected shape {shape}, got {tuple(noise.transition.shape)} "
-                             f"and {tuple(noise.reward.shape)}")
+        check_int_actions(action, self.num_actions, shape)
+        checks.instance(noise, "noise", MDPNoise)
+        checks.tensor(noise.transition, "noise.transition", shape=shape)
+        checks.tensor(noise.reward, "noise.reward", shape=shape)
         S = self.num_states
         r_sa = torch.gather(tasks.reward_mean, -2, state.s[..., None, None].expand(*shape, 1, self.num_actions))
         mean = torch.gather(r_sa.squeeze(-2), -1, action.unsqueeze(-1)).squeeze(-1)  # [*B]

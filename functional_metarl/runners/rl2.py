@@ -257,7 +257,7 @@ class RL2Trainer:
                 # Gittins: the discount tuned on 500 other tasks (their own generator)
                 tune = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, (), generator=gen)))
                 tune_tasks = self.env.sample_tasks(500, tune)
-                tune_noise = self.env.sample_noise((500,), tune)
+                tune_noise = self.env.sample_noise(self.env.trial_length, (500,), tune)
                 gittins_gamma, _ = tune_gittins_gamma(self.env, tune_tasks, tune_noise, generator=tune)
                 ucb_c, _ = tune_ucb_c(self.env, tune_tasks, tune_noise, generator=tune)
                 for method in BANDIT_BASELINES:
