@@ -1,6 +1,6 @@
 """Tabular Option-Critic on Four Rooms (Bacon, Harb & Precup 2017, Fig. 2 / Fig. 3).
 
-Trains ``--runs`` independent learners (4 options each) for ``--episodes`` episodes; the goal
+Trains ``--runs`` independent learners (4 options each) for ``--iterations`` episodes; the goal
 sits in the east doorway and moves to a random cell of the lower-right room after
 ``--switch-at`` episodes. Writes to ``--out``:
 
@@ -12,7 +12,7 @@ sits in the east doorway and moves to a random cell of the lower-right room afte
   agent arrives in a cell, before and after the goal moves;
 - ``metrics.json``, ``tensorboard/`` and ``checkpoint.pt`` (rerun with ``--resume`` to continue).
 
-    python examples/option_critic_fourrooms.py --runs 10 --episodes 2000 --switch-at 1000
+    python examples/option_critic_fourrooms.py --runs 10 --iterations 2000 --switch-at 1000
 
 It also prints that arrival termination probability averaged over cells next to a doorway vs
 room interiors (goal cells left out). The defaults (``OptionCriticConfig``: epsilon-greedy ``V``
@@ -41,13 +41,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from functional_metarl.runners import OptionCriticConfig, OptionCriticTrainer
+from functional_metarl.runners import CHECKPOINT_FILE, OptionCriticConfig, OptionCriticTrainer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--episodes", type=int, default=2000)
+    parser.add_argument("--iterations", type=int, default=2000, help="episodes per learner")
     parser.add_argument("--switch-at", type=int, default=1000)
     parser.add_argument("--options", type=int, default=4)
     defaults = OptionCriticConfig()
@@ -64,22 +64,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = OptionCriticConfig(num_options=args.options, num_runs=args.runs, num_episodes=args.episodes,
+    config = OptionCriticConfig(num_options=args.options, num_runs=args.runs, iterations=args.iterations,
                                 switch_goal_at=args.switch_at, xi=args.xi, epsilon=args.epsilon,
                                 temperature=args.temperature, termination_lr=args.termination_lr,
                                 termination_value=args.termination_value, entropy_coef=args.entropy_coef,
                                 seed=args.seed)
     out = Path(args.out)
     trainer = OptionCriticTrainer(config, output_dir=out)
-    if args.resume and (out / "checkpoint.pt").is_file():
-        trainer.load_checkpoint(out / "checkpoint.pt")
-    steps = trainer.train().float()  # [runs, episodes]
+    if args.resume and (out / CHECKPOINT_FILE).is_file():
+        trainer.load_checkpoint(out / CHECKPOINT_FILE)
+    trainer.train()
+    trainer.write_metrics(trainer.evaluate())
+    steps = trainer.episode_steps.float()  # [runs, episodes]
     mean = steps.mean(0)
 
     def window(a: int, b: int) -> float:
         return float(mean[a:b].mean())
 
-    k, n = args.switch_at, args.episodes
+    k, n = args.switch_at, args.iterations
     print(f"mean steps to goal over {args.runs} runs:")
     print(f"  episodes 1-10: {window(0, 10):.1f}   episodes {max(k - 99, 1)}-{k} (before the move): {window(max(k - 100, 0), k):.1f}")
     print(f"  episodes {k + 1}-{k + 10} (just after): {window(k, k + 10):.1f}   "
@@ -91,7 +93,7 @@ def main() -> None:
         print(f"  {name}: doorway {st['doorway']:.3f}   interior {st['interior']:.3f}   ratio {st['ratio']:.2f}")
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    ep = torch.arange(1, args.episodes + 1)
+    ep = torch.arange(1, args.iterations + 1)
     ax.plot(ep, mean, lw=0.6, alpha=0.5, label=f"mean over {args.runs} runs")
     smooth = torch.nn.functional.avg_pool1d(mean[None, None], 20, stride=1).squeeze()
     ax.plot(ep[19:], smooth, lw=1.5, label="moving average (20)")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.func import grad
 
-from functional_metarl.envs import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsNoise, FourRoomsState
+from functional_metarl.envs import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsState
 from functional_metarl.rl import (
     epsilon_greedy_value,
     init_linear_option_params,
@@ -53,7 +53,7 @@ def test_four_rooms_failure_probability_and_goal_ends_episode():
     state = FourRoomsState(torch.full((n,), centre), torch.zeros(n, dtype=torch.bool))
     goal = env.task(torch.full((n,), env.cell_index(11, 11)))
     action = torch.full((n,), 3)  # right
-    _, cell, reward, done = env.step(state, action, goal, FourRoomsNoise(move=torch.rand(n, 2, generator=g)))
+    _, cell, reward, done = env.step(state, action, goal, torch.rand(n, 2, generator=g))
     counts = torch.stack([(cell == env.transitions[centre, a]).float().mean() for a in range(4)])
     # intended 2/3; each other direction 1/9
     assert abs(float(counts[3]) - 2 / 3) < 0.01
@@ -63,13 +63,13 @@ def test_four_rooms_failure_probability_and_goal_ends_episode():
     # stepping into the goal: reward 1, done; afterwards frozen with reward 0
     goal1 = env.task(torch.tensor([env.cell_index(3, 4)]))
     s = FourRoomsState(torch.tensor([centre]), torch.tensor([False]))
-    no_fail = FourRoomsNoise(move=torch.tensor([[0.9, 0.0]]))
+    no_fail = torch.tensor([[0.9, 0.0]])
     s, cell, r, d = env.step(s, torch.tensor([3]), goal1, no_fail)
     assert int(cell) == env.cell_index(3, 4) and float(r) == 1.0 and bool(d)
     s, cell, r, d = env.step(s, torch.tensor([2]), goal1, no_fail)
     assert int(cell) == env.cell_index(3, 4) and float(r) == 0.0 and bool(d)
     # reset never starts on the goal
-    st, obs = env.reset(env.task(torch.full((1000,), 62)), FourRoomsNoise(start=torch.rand(1000, generator=g)))
+    st, obs = env.reset(env.task(torch.full((1000,), 62)), torch.rand(1000, generator=g))
     assert not (obs == 62).any() and obs.min() >= 0 and obs.max() < 104 and not st.done.any()
 
 
@@ -178,15 +178,15 @@ def test_termination_gradient_sign_with_margin_and_epsilon_greedy_value():
 
 def test_bad_inputs_raise():
     env = FourRooms()
-    st, _ = env.reset(env.task(torch.tensor([62])), FourRoomsNoise(start=torch.rand(1)))
+    st, _ = env.reset(env.task(torch.tensor([62])), torch.rand(1))
     with pytest.raises(ValueError):
-        env.step(st, torch.tensor([0]), env.task(torch.tensor([62])), FourRoomsNoise(move=torch.rand(1)))
+        env.step(st, torch.tensor([0]), env.task(torch.tensor([62])), torch.rand(1))
     with pytest.raises(TypeError):
-        env.step(st, torch.tensor([0.0]), env.task(torch.tensor([62])), FourRoomsNoise(move=torch.rand(1, 2)))
+        env.step(st, torch.tensor([0.0]), env.task(torch.tensor([62])), torch.rand(1, 2))
     with pytest.raises(ValueError):
         linear_option_heads({"q_weight": torch.zeros(3, 2)}, torch.zeros(3))
     with pytest.raises(ValueError):
-        OptionCriticConfig(num_episodes=10, switch_goal_at=10)
+        OptionCriticConfig(iterations=10, switch_goal_at=10)
     with pytest.raises(ValueError):
         OptionCriticConfig(termination_value="mean")
 
@@ -195,12 +195,14 @@ def test_bad_inputs_raise():
 def test_short_run_steps_to_goal_decrease_and_resume(tmp_path):
     # the authors' tabular-code settings (intra-option step 25 on the logits, V = max Q, small
     # epsilon and termination step) learn within a few episodes; the defaults need hundreds
-    cfg = OptionCriticConfig(num_runs=4, num_episodes=24, switch_goal_at=20, max_steps=300, seed=3,
+    cfg = OptionCriticConfig(num_runs=4, iterations=24, switch_goal_at=20, max_steps=300, seed=3,
                              checkpoint_every=10_000, temperature=0.01, epsilon=0.01, termination_lr=0.25,
                              termination_value="greedy")
     trainer = OptionCriticTrainer(cfg, output_dir=tmp_path)
-    steps = trainer.train(progress=False).float()
+    history = trainer.train(progress=False)
+    steps = trainer.episode_steps.float()
     assert steps.shape == (4, 24) and (steps > 0).all()
+    assert [row["steps_to_goal"] for row in history] == steps.mean(0).tolist()
     first, last = steps[:, :6].mean(), steps[:, 14:20].mean()
     assert last < 0.6 * first, (first, last)
     assert all(int(g) in trainer.lower_right.tolist() for g in trainer.goals[:, 1])
@@ -209,7 +211,7 @@ def test_short_run_steps_to_goal_decrease_and_resume(tmp_path):
     assert trainer.termination_map(run=1).shape == (4, 13, 13)
     # every step of an unfinished episode is one arrival, counted in its phase
     arrivals = trainer.arrivals.sum((2, 3))  # [R, 2]
-    assert torch.equal(arrivals.sum(1), trainer.episode_steps.sum(1) - trainer.config.num_episodes
+    assert torch.equal(arrivals.sum(1), trainer.episode_steps.sum(1) - trainer.config.iterations
                        + (trainer.episode_steps == cfg.max_steps).sum(1))
     assert torch.equal(arrivals[:, 1], trainer.episode_steps[:, 20:].sum(1) - 4 + (trainer.episode_steps[:, 20:] == cfg.max_steps).sum(1))
     probs, counts = trainer.arrival_termination_probs(0)
@@ -217,6 +219,9 @@ def test_short_run_steps_to_goal_decrease_and_resume(tmp_path):
     assert trainer.arrival_termination_map(1).shape == (13, 13)
     stats = trainer.doorway_termination_stats(0)
     assert set(stats) == {"doorway", "interior", "ratio"} and 0 < stats["doorway"] < 1
+    evaluation = trainer.evaluate()
+    assert evaluation["doorway_before_goal_move"] == stats["doorway"]
+    assert evaluation["steps_to_goal_last100"] == float(steps.mean())
     with pytest.raises(ValueError):
         trainer.arrival_termination_map(2)
     # resume restores everything

@@ -23,7 +23,6 @@ import torch
 from functional_metarl.runners import (
     CHECKPOINT_FILE,
     DEEP_OPTION_CRITIC_CHECKPOINT,
-    OPTION_CRITIC_CHECKPOINT,
     DDPGConfig,
     DDPGTrainer,
     DeepOptionCriticConfig,
@@ -239,7 +238,7 @@ def test_deep_option_critic_resume_is_exact(tmp_path):
 # ------------------------------------------------------------------ tabular Option-Critic
 def test_tabular_option_critic_resume_is_exact(tmp_path):
     # the Four Rooms env is pure tensors: its state is saved as is, mid-episode
-    cfg = OptionCriticConfig(num_runs=3, num_episodes=6, switch_goal_at=3, max_steps=60, seed=2,
+    cfg = OptionCriticConfig(num_runs=3, iterations=6, switch_goal_at=3, max_steps=60, seed=2,
                              checkpoint_every=10_000, epsilon=0.2)
     straight = OptionCriticTrainer(cfg)
     straight.train(progress=False)
@@ -249,11 +248,11 @@ def test_tabular_option_critic_resume_is_exact(tmp_path):
         interrupted.step()
     assert not interrupted.done() and (interrupted._ep_len > 0).any()
     interrupted.save_checkpoint()
-    saved = checkpoint_contents(tmp_path / OPTION_CRITIC_CHECKPOINT)
+    saved = checkpoint_contents(tmp_path / CHECKPOINT_FILE)
     assert_same_state(saved, interrupted.state_dict())
 
     resumed = OptionCriticTrainer(cfg, output_dir=tmp_path)
-    resumed.load_checkpoint(tmp_path / OPTION_CRITIC_CHECKPOINT)
+    resumed.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert_same_state(resumed.state_dict(), saved)
     resumed.train(progress=False)
     assert_same_state(resumed.state_dict(), straight.state_dict())

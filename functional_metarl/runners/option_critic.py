@@ -39,6 +39,10 @@ Settings, stated:
   hundredths) for a visible map.
 - ``Q_U(s, w, a)`` is the one-step target (see ``rl.option_critic``), not a separate table.
 - Ties in ``argmax_w Q`` are broken uniformly at random (all-zero Q at the start).
+- One iteration of the runner is one episode of every learner: it steps all of them side by
+  side until the slowest has finished one more episode (learners that are ahead keep going).
+  ``iterations`` is the number of episodes per learner, and must match on resume (the records
+  are sized by it and it decides which learners are still active).
 - Termination statistics: the trainer counts, per run, phase (before / after the goal move),
   cell and option, how often each option *arrives* in a cell without the episode ending.
   :meth:`OptionCriticTrainer.arrival_termination_map` weights the final ``beta_w(s)`` by these
@@ -49,17 +53,16 @@ Settings, stated:
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.func import grad, vmap
-from tqdm.auto import tqdm
 
-from ..envs.four_rooms import FourRooms, FourRoomsNoise, FourRoomsState, FourRoomsTask
+from .. import checks
+
+from ..envs.four_rooms import FourRooms, FourRoomsState, FourRoomsTask
 from ..optim import apply_updates, sgd
 from ..rl.option_critic import (
     init_linear_option_params,
@@ -67,22 +70,23 @@ from ..rl.option_critic import (
     option_critic_losses,
 )
 from ..tree import Params
-from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
-from .scalars import ScalarLogger
+from .base import RunConfig, Runner, restore_like
 
-__all__ = ["OPTION_CRITIC_CHECKPOINT", "OptionCriticConfig", "OptionCriticTrainer"]
-
-OPTION_CRITIC_CHECKPOINT = "checkpoint.pt"
+__all__ = ["OptionCriticConfig", "OptionCriticTrainer"]
 
 
 @dataclass
-class OptionCriticConfig:
+class OptionCriticConfig(RunConfig):
     """Tabular Option-Critic on Four Rooms (Bacon et al. 2017, section 5.1): ``num_runs``
-    independent learners stepped side by side, each for ``num_episodes`` episodes."""
+    independent learners stepped side by side, each for ``iterations`` episodes.
 
+    ``checkpoint_every`` counts iterations (episodes of the slowest learner)."""
+
+    iterations: int = 2000  # episodes per learner
+    device: str = "cpu"
+    checkpoint_every: int = 100  # episodes
     num_options: int = 4
     num_runs: int = 10  # independent learners stepped side by side
-    num_episodes: int = 2000  # per run
     switch_goal_at: int | None = 1000  # episode after which the goal moves (None: never)
     max_steps: int = 1000  # per episode
     gamma: float = 0.99
@@ -95,42 +99,40 @@ class OptionCriticConfig:
     termination_value: str = "epsilon_greedy"  # V in the termination advantage: "epsilon_greedy" or "greedy" (max Q)
     entropy_coef: float = 0.0
     initial_goal: int = 62  # the east doorway
-    seed: int = 0
-    device: str = "cpu"
-    checkpoint_every: int = 20_000  # env steps
 
-    def __post_init__(self):
-        for name in ("num_options", "num_runs", "num_episodes", "max_steps", "checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.switch_goal_at is not None and not 0 < self.switch_goal_at < self.num_episodes:
-            raise ValueError(f"switch_goal_at must be None or in (0, num_episodes), got {self.switch_goal_at}")
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"gamma and epsilon must lie in [0, 1], got {self.gamma}, {self.epsilon}")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("device", "checkpoint_every")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("num_options", "num_runs", "max_steps"):
+            checks.positive_int(getattr(self, name), name)
+        if self.switch_goal_at is not None:
+            checks.int_in_range(self.switch_goal_at, "switch_goal_at", 1, self.iterations - 1)
+        for name in ("gamma", "epsilon"):
+            checks.probability(getattr(self, name), name)
         for name in ("critic_lr", "intra_lr", "termination_lr", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.termination_value not in ("epsilon_greedy", "greedy"):
-            raise ValueError(f"termination_value must be 'epsilon_greedy' or 'greedy', got {self.termination_value!r}")
-        if not math.isfinite(self.xi):
-            raise ValueError(f"xi must be finite, got {self.xi}")
-        if not 0 <= self.initial_goal < 104:
-            raise ValueError(f"initial_goal must be a cell index in [0, 104), got {self.initial_goal}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
-        return dataclasses.asdict(self)
+            checks.positive_number(getattr(self, name), name)
+        checks.one_of(self.termination_value, "termination_value", ("epsilon_greedy", "greedy"))
+        checks.number(self.xi, "xi")
+        checks.non_negative_number(self.entropy_coef, "entropy_coef")
+        checks.int_in_range(self.initial_goal, "initial_goal", 0, 103)
 
 
-class OptionCriticTrainer:
+class OptionCriticTrainer(Runner):
     """Runs :class:`OptionCriticConfig`'s learners on the pure Four Rooms env: linear (tabular)
-    option-critic updates every step, goal moves as in the paper, exact resume from a checkpoint."""
+    option-critic updates every step, goal moves as in the paper, exact resume from a checkpoint.
+
+    One iteration is one episode of every learner (see the module docstring); its metric is
+    ``steps_to_goal``, that episode's length averaged over the learners.
+    """
+
+    config_class = OptionCriticConfig
+    log_prefix = "train"
+    progress_metric = "steps_to_goal"
 
     def __init__(self, config: OptionCriticConfig, output_dir: str | Path | None = None):
-        self.config = cfg = config
-        self.device = resolve_device(cfg.device)
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        super().__init__(config, output_dir)
+        cfg = config
         self.env = FourRooms(device=self.device)
         S, O, A, R = self.env.num_states, cfg.num_options, self.env.num_actions, cfg.num_runs
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -143,10 +145,8 @@ class OptionCriticTrainer:
         self.task = FourRoomsTask(torch.full((R,), cfg.initial_goal, dtype=torch.int64, device=self.device))
         self.steps = 0
         self.episode_count = torch.zeros(R, dtype=torch.int64)  # finished episodes per run
-        self.episode_steps = torch.zeros(R, cfg.num_episodes, dtype=torch.int64)  # steps-to-goal record
+        self.episode_steps = torch.zeros(R, cfg.iterations, dtype=torch.int64)  # steps-to-goal record
         self.goals = torch.full((R, 2), cfg.initial_goal, dtype=torch.int64)  # goal before / after the move
-        self._logged_upto = 0
-        self._logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
         self._state: FourRoomsState | None = None
         self._option = torch.zeros(R, dtype=torch.int64, device=self.device)
         self._ep_len = torch.zeros(R, dtype=torch.int64, device=self.device)
@@ -186,7 +186,7 @@ class OptionCriticTrainer:
 
     def _reset_runs(self, mask: torch.Tensor) -> None:
         u = torch.rand(self.config.num_runs, generator=self.generator, device=self.device)
-        state, _ = self.env.reset(self.task, FourRoomsNoise(start=u))
+        state, _ = self.env.reset(self.task, u)
         if self._state is None:
             self._state = state
         else:
@@ -203,7 +203,7 @@ class OptionCriticTrainer:
         cfg, R = self.config, self.config.num_runs
         if self._state is None:
             self._reset_runs(torch.ones(R, dtype=torch.bool, device=self.device))
-        active = (self.episode_count < cfg.num_episodes).to(self.device)
+        active = (self.episode_count < cfg.iterations).to(self.device)
         s, option = self._state.cell, self._option
         with torch.no_grad():
             _, logits, _ = self._heads(self.params, self._phi(s))
@@ -211,7 +211,7 @@ class OptionCriticTrainer:
         u_a = torch.rand(R, 1, generator=self.generator, device=self.device)
         action = torch.clamp((probs.cumsum(-1) < u_a).sum(-1), max=self.env.num_actions - 1)
         noise = torch.rand(R, 2, generator=self.generator, device=self.device)
-        state, s_next, reward, done = self.env.step(self._state, action, self.task, FourRoomsNoise(move=noise))
+        state, s_next, reward, done = self.env.step(self._state, action, self.task, noise)
         grads = self._grad(self.params, s, option, action, reward, s_next, done, active)
         new = {}
         for k, opt in self._opts.items():
@@ -222,7 +222,7 @@ class OptionCriticTrainer:
         with torch.no_grad():
             q_next, _, beta_next = self._heads(self.params, self._phi(s_next))
         terminate = torch.rand(R, generator=self.generator, device=self.device) < beta_next[torch.arange(R), option]
-        phase = (self.episode_count >= (cfg.switch_goal_at or cfg.num_episodes + 1)).long().to(self.device)
+        phase = (self.episode_count >= (cfg.switch_goal_at or cfg.iterations + 1)).long().to(self.device)
         arrived = (active & ~done).long()
         flat = ((torch.arange(R, device=self.device) * 2 + phase) * self.env.num_states + s_next) * cfg.num_options + option
         self.arrivals = self.arrivals.flatten().index_add(0, flat, arrived).view_as(self.arrivals)
@@ -251,35 +251,16 @@ class OptionCriticTrainer:
 
     # ----------------------------------------------------------------- training
     def done(self) -> bool:
-        """Whether every run has finished its ``num_episodes`` episodes."""
-        return bool((self.episode_count >= self.config.num_episodes).all())
+        """Whether every run has finished its ``iterations`` episodes."""
+        return bool((self.episode_count >= self.config.iterations).all())
 
-    def train(self, progress: bool = True) -> torch.Tensor:
-        """Run every learner for ``num_episodes`` episodes. Returns steps-to-goal ``[R, num_episodes]``."""
-        cfg = self.config
-        bar = tqdm(total=cfg.num_episodes, initial=int(self.episode_count.min()), disable=not progress, desc="episodes (slowest run)")
-        try:
-            while not self.done():
-                before = int(self.episode_count.min())
-                self.step()
-                after = int(self.episode_count.min())
-                if after > before:
-                    bar.update(after - before)
-                    self._log_completed()
-                    bar.set_postfix(steps=f"{self.episode_steps[:, max(after - 10, 0):after].float().mean():.1f}")
-                if self.steps % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-            self.save_checkpoint()
-        finally:
-            bar.close()
-            self._logger.flush()
-        return self.episode_steps
-
-    def _log_completed(self) -> None:
-        upto = int(self.episode_count.min())
-        for e in range(self._logged_upto, upto):
-            self._logger.scalar("train/steps_to_goal", self.episode_steps[:, e].float().mean().item(), e + 1)
-        self._logged_upto = upto
+    def run_iteration(self) -> dict[str, float]:
+        """Step every learner until all of them have finished episode ``iteration + 1``; returns
+        ``{"steps_to_goal"}``: that episode's length averaged over the learners."""
+        episode = self.iteration
+        while int(self.episode_count.min()) <= episode:
+            self.step()
+        return {"steps_to_goal": float(self.episode_steps[:, episode].float().mean())}
 
     def termination_map(self, run: int | None = None) -> torch.Tensor:
         """``beta_w(s)`` per option on the grid, ``[O, 13, 13]`` (walls NaN): of one ``run``, or the
@@ -336,51 +317,46 @@ class OptionCriticTrainer:
         d, i = torch.stack(near_all).nanmean().item(), torch.stack(far_all).nanmean().item()
         return {"doorway": d, "interior": i, "ratio": d / i if i > 0 else float("nan")}
 
-    # ----------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that decides the rest of the run (what ``save_checkpoint`` writes)."""
-        cpu = lambda t: t.detach().cpu()
+    def evaluate(self) -> dict[str, float]:
+        """The paper's two readings of a run: mean steps to goal over the last 100 episodes done
+        by every learner, and the arrival termination probability near doorways vs in room
+        interiors (:meth:`doorway_termination_stats`) before and after the goal moves.
+
+        Returns:
+            ``{"steps_to_goal_last100", "doorway_<phase>", "interior_<phase>", "ratio_<phase>"}``
+            with ``<phase>`` ``before_goal_move`` and ``after_goal_move``.
+        """
+        done = int(self.episode_count.min())
+        out = {"steps_to_goal_last100": float(self.episode_steps[:, max(done - 100, 0):done].float().mean())}
+        for phase, name in ((0, "before_goal_move"), (1, "after_goal_move")):
+            out.update({f"{k}_{name}": float(v) for k, v in self.doorway_termination_stats(phase).items()})
+        return out
+
+    # ----------------------------------------------------------------- state
+    def runner_state(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run: params, generator, env states, options, counters, records."""
         return {
-            "config": self.config.to_dict(), "steps": self.steps,
-            "params": {k: cpu(v) for k, v in self.params.items()},
-            "generator_state": self.generator.get_state(),
-            "goal": cpu(self.task.goal), "goals": self.goals,
+            "steps": self.steps,
+            "params": self.params,
+            "generator": self.generator.get_state(),
+            "goal": self.task.goal, "goals": self.goals,
             "episode_count": self.episode_count, "episode_steps": self.episode_steps,
-            "cell": None if self._state is None else cpu(self._state.cell),
-            "env_done": None if self._state is None else cpu(self._state.done),
-            "option": cpu(self._option), "ep_len": cpu(self._ep_len), "logged_upto": self._logged_upto,
-            "arrivals": cpu(self.arrivals),
+            "env_state": self._state,
+            "option": self._option, "ep_len": self._ep_len,
+            "arrivals": self.arrivals,
         }
 
-    def save_checkpoint(self) -> Path | None:
-        """Write ``state_dict()`` atomically to the output directory and refresh metrics.json; None without one."""
-        if self.output_dir is None:
-            return None
-        path = atomic_save(self.state_dict(), self.output_dir / OPTION_CRITIC_CHECKPOINT)
-        self.write_metrics()
-        return path
-
-    def load_checkpoint(self, path: str | Path) -> None:
+    def load_runner_state(self, state: dict[str, Any]) -> None:
         """Exact resume: params, generator, env states, options, counters and records."""
-        st = read_checkpoint(path, self.config.to_dict(), may_differ=("device", "checkpoint_every"))
-        dev = lambda t: t.to(self.device)
-        self.params = {k: dev(v) for k, v in st["params"].items()}
-        self.generator.set_state(st["generator_state"])
-        self.task = FourRoomsTask(dev(st["goal"]))
-        self.goals, self.episode_count, self.episode_steps = st["goals"], st["episode_count"], st["episode_steps"]
-        self._state = None if st["cell"] is None else FourRoomsState(dev(st["cell"]), dev(st["env_done"]))
-        self._option, self._ep_len = dev(st["option"]), dev(st["ep_len"])
-        self.steps, self._logged_upto = int(st["steps"]), int(st["logged_upto"])
-        self.arrivals = dev(st["arrivals"])
-
-    def write_metrics(self) -> None:
-        """Write the settings and the mean steps-to-goal per episode so far to metrics.json."""
-        if self.output_dir is None:
-            return
-        done = int(self.episode_count.min())
-        mean = self.episode_steps[:, :done].float().mean(0).tolist()
-        payload = {"config": self.config.to_dict(), "steps": self.steps, "episodes_done_all_runs": done,
-                   "mean_steps_to_goal": mean, "goals": self.goals.tolist(),
-                   "doorway_termination": {"before_goal_move": self.doorway_termination_stats(0),
-                                           "after_goal_move": self.doorway_termination_stats(1)}}
-        atomic_write_json(payload, self.output_dir / "metrics.json")
+        self.params = restore_like(state["params"], self.params, "params")
+        self.generator.set_state(state["generator"])
+        self.task = FourRoomsTask(state["goal"].to(self.device))
+        self.goals = restore_like(state["goals"], self.goals, "goals")
+        self.episode_count = restore_like(state["episode_count"], self.episode_count, "episode_count")
+        self.episode_steps = restore_like(state["episode_steps"], self.episode_steps, "episode_steps")
+        saved_env = state["env_state"]
+        self._state = None if saved_env is None else FourRoomsState(*(t.to(self.device) for t in saved_env))
+        self._option = restore_like(state["option"], self._option, "option")
+        self._ep_len = restore_like(state["ep_len"], self._ep_len, "ep_len")
+        self.steps = int(state["steps"])
+        self.arrivals = restore_like(state["arrivals"], self.arrivals, "arrivals")
