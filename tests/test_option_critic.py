@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.func import grad
 
-from functional_metarl.envs import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsState
+from functional_metarl.envs import FOUR_ROOMS_LAYOUT, FourRooms, FourRoomsNoise, FourRoomsState
 from functional_metarl.rl import (
     epsilon_greedy_value,
     init_linear_option_params,
@@ -53,7 +53,7 @@ def test_four_rooms_failure_probability_and_goal_ends_episode():
     state = FourRoomsState(torch.full((n,), centre), torch.zeros(n, dtype=torch.bool))
     goal = env.task(torch.full((n,), env.cell_index(11, 11)))
     action = torch.full((n,), 3)  # right
-    _, cell, reward, done = env.step(state, action, goal, torch.rand(n, 2, generator=g))
+    _, cell, reward, done = env.step(state, action, goal, FourRoomsNoise(move=torch.rand(n, 2, generator=g)))
     counts = torch.stack([(cell == env.transitions[centre, a]).float().mean() for a in range(4)])
     # intended 2/3; each other direction 1/9
     assert abs(float(counts[3]) - 2 / 3) < 0.01
@@ -63,13 +63,13 @@ def test_four_rooms_failure_probability_and_goal_ends_episode():
     # stepping into the goal: reward 1, done; afterwards frozen with reward 0
     goal1 = env.task(torch.tensor([env.cell_index(3, 4)]))
     s = FourRoomsState(torch.tensor([centre]), torch.tensor([False]))
-    no_fail = torch.tensor([[0.9, 0.0]])
+    no_fail = FourRoomsNoise(move=torch.tensor([[0.9, 0.0]]))
     s, cell, r, d = env.step(s, torch.tensor([3]), goal1, no_fail)
     assert int(cell) == env.cell_index(3, 4) and float(r) == 1.0 and bool(d)
     s, cell, r, d = env.step(s, torch.tensor([2]), goal1, no_fail)
     assert int(cell) == env.cell_index(3, 4) and float(r) == 0.0 and bool(d)
     # reset never starts on the goal
-    st, obs = env.reset(env.task(torch.full((1000,), 62)), torch.rand(1000, generator=g))
+    st, obs = env.reset(env.task(torch.full((1000,), 62)), FourRoomsNoise(start=torch.rand(1000, generator=g)))
     assert not (obs == 62).any() and obs.min() >= 0 and obs.max() < 104 and not st.done.any()
 
 
@@ -178,11 +178,11 @@ def test_termination_gradient_sign_with_margin_and_epsilon_greedy_value():
 
 def test_bad_inputs_raise():
     env = FourRooms()
-    st, _ = env.reset(env.task(torch.tensor([62])), torch.rand(1))
+    st, _ = env.reset(env.task(torch.tensor([62])), FourRoomsNoise(start=torch.rand(1)))
     with pytest.raises(ValueError):
-        env.step(st, torch.tensor([0]), env.task(torch.tensor([62])), torch.rand(1))
+        env.step(st, torch.tensor([0]), env.task(torch.tensor([62])), FourRoomsNoise(move=torch.rand(1)))
     with pytest.raises(TypeError):
-        env.step(st, torch.tensor([0.0]), env.task(torch.tensor([62])), torch.rand(1, 2))
+        env.step(st, torch.tensor([0.0]), env.task(torch.tensor([62])), FourRoomsNoise(move=torch.rand(1, 2)))
     with pytest.raises(ValueError):
         linear_option_heads({"q_weight": torch.zeros(3, 2)}, torch.zeros(3))
     with pytest.raises(ValueError):

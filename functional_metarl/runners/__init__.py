@@ -3,7 +3,7 @@
 from .checkpoint import atomic_save, atomic_write_json, load_checkpoint_file, read_checkpoint, resolve_device
 from .cpu_memory import keep_freed_cpu_memory
 from .base import CHECKPOINT_FILE, CHECKPOINT_FORMAT, METRICS_FILE, RunConfig, Runner, restore_like, to_saveable
-from .maml_trainer import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
+from .maml_trainer import MAMLConfig, MAMLTrainer, make_meta_step
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -13,7 +13,7 @@ __all__ = [
     "Runner",
     "restore_like",
     "to_saveable",
-    "CHECKPOINT_NAME",
+    "make_meta_step",
     "MAMLConfig",
     "MAMLTrainer",
     "atomic_save",
@@ -56,10 +56,10 @@ __all__ += ["RL2_CHECKPOINT", "RL2Config", "RL2Trainer", "make_rl2_env", "mean_a
 
 # Simulator meta-RL: the task-aware vector sampler and MAML-TRPO on top of it
 from .gym_sampler import TaskVectorSampler  # noqa: E402
-from .gym_maml import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer  # noqa: E402
+from .gym_maml import GymMAMLConfig, GymMAMLTrainer  # noqa: E402
 
-__all__ += ["TaskVectorSampler", "GYM_MAML_CHECKPOINT", "GymMAMLConfig", "GymMAMLTrainer"]
+__all__ += ["TaskVectorSampler", "GymMAMLConfig", "GymMAMLTrainer"]
 
-from .maml_discrete import MAML_DISCRETE_CHECKPOINT, DiscreteMAMLConfig, DiscreteMAMLTrainer  # noqa: E402
+from .maml_discrete import DiscreteMAMLConfig, DiscreteMAMLTrainer  # noqa: E402
 
-__all__ += ["MAML_DISCRETE_CHECKPOINT", "DiscreteMAMLConfig", "DiscreteMAMLTrainer"]
+__all__ += ["DiscreteMAMLConfig", "DiscreteMAMLTrainer"]

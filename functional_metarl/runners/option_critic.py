@@ -62,7 +62,7 @@ from torch.func import grad, vmap
 
 from .. import checks
 
-from ..envs.four_rooms import FourRooms, FourRoomsState, FourRoomsTask
+from ..envs.four_rooms import FourRooms, FourRoomsNoise, FourRoomsState, FourRoomsTask
 from ..optim import apply_updates, sgd
 from ..rl.option_critic import (
     init_linear_option_params,
@@ -186,7 +186,7 @@ class OptionCriticTrainer(Runner):
 
     def _reset_runs(self, mask: torch.Tensor) -> None:
         u = torch.rand(self.config.num_runs, generator=self.generator, device=self.device)
-        state, _ = self.env.reset(self.task, u)
+        state, _ = self.env.reset(self.task, FourRoomsNoise(start=u))
         if self._state is None:
             self._state = state
         else:
@@ -211,7 +211,7 @@ class OptionCriticTrainer(Runner):
         u_a = torch.rand(R, 1, generator=self.generator, device=self.device)
         action = torch.clamp((probs.cumsum(-1) < u_a).sum(-1), max=self.env.num_actions - 1)
         noise = torch.rand(R, 2, generator=self.generator, device=self.device)
-        state, s_next, reward, done = self.env.step(self._state, action, self.task, noise)
+        state, s_next, reward, done = self.env.step(self._state, action, self.task, FourRoomsNoise(move=noise))
         grads = self._grad(self.params, s, option, action, reward, s_next, done, active)
         new = {}
         for k, opt in self._opts.items():
