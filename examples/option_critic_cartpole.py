@@ -1,13 +1,14 @@
 """Deep Option-Critic on CartPole-v1: softmax intra-option policies (Bacon, Harb & Precup 2017).
 
-Trains ``--options`` options for ``--steps`` env steps over ``--envs`` CartPole envs, then
+Trains ``--options`` options for ``--iterations`` rounds (one episode of each of the ``--envs``
+CartPole envs per round), then
 evaluates greedily (greedy over options, argmax actions). Writes to ``--out``:
 
 - ``returns.png``: training episode returns (with the moving average) and option durations;
 - ``metrics.json``, ``tensorboard/`` and ``checkpoint.pt`` (rerun with ``--resume`` to continue,
-  e.g. with a larger ``--steps``).
+  e.g. with a larger ``--iterations``).
 
-    python examples/option_critic_cartpole.py  # 100k env steps, 2-3 minutes on one core
+    python examples/option_critic_cartpole.py  # 250 rounds of 8 episodes, a few minutes on one core
 
 See ``functional_metarl.runners.deep_option_critic`` for the algorithm and the settings that
 come from the paper vs. our choices.
@@ -25,13 +26,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from functional_metarl.runners import DeepOptionCriticConfig, DeepOptionCriticTrainer
+from functional_metarl.runners import CHECKPOINT_FILE, DeepOptionCriticConfig, DeepOptionCriticTrainer
 
 
 def main() -> None:
     d = DeepOptionCriticConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=d.total_steps)
+    parser.add_argument("--iterations", type=int, default=d.iterations, help="rounds of --envs episodes")
     parser.add_argument("--envs", type=int, default=d.num_envs)
     parser.add_argument("--options", type=int, default=d.num_options)
     parser.add_argument("--xi", type=float, default=d.xi)
@@ -46,17 +47,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = DeepOptionCriticConfig(env_id="CartPole-v1", total_steps=args.steps, num_envs=args.envs,
+    config = DeepOptionCriticConfig(env_id="CartPole-v1", iterations=args.iterations, num_envs=args.envs,
                                     num_options=args.options, xi=args.xi, entropy_coef=args.entropy_coef,
                                     termination_value=args.termination_value, seed=args.seed, device=args.device)
     out = Path(args.out)
     trainer = DeepOptionCriticTrainer(config, output_dir=out)
-    if args.resume and (out / "checkpoint.pt").is_file():
-        trainer.load_checkpoint(out / "checkpoint.pt")
-    episodes = trainer.train()
+    if args.resume and (out / CHECKPOINT_FILE).is_file():
+        trainer.load_checkpoint(out / CHECKPOINT_FILE)
+    trainer.train()
     result = trainer.evaluate(args.eval_episodes)
-    trainer.write_metrics()
+    trainer.write_metrics(result)
     trainer.close()
+    episodes = trainer.episodes
 
     steps = np.array([e["step"] for e in episodes])
     returns = np.array([e["return"] for e in episodes])

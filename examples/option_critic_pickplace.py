@@ -11,7 +11,7 @@ million steps for it, far more than a CPU run of minutes. The point of the examp
 continuous option machinery, not a solved task. Writes ``returns.png``, ``metrics.json``,
 ``tensorboard/`` and ``checkpoint.pt`` (``--resume`` continues exactly) to ``--out``.
 
-    python examples/option_critic_pickplace.py --steps 100000
+    python examples/option_critic_pickplace.py --iterations 50   # 50 rounds of 4 x 500 steps = 100k steps
 
 Measured (seed 0, one core, metaworld 3.1.1 / mujoco 3.3.0): pick-place, 100k steps in about
 4.5 minutes: return per 500-step episode 2.6 (first 10 episodes) -> 1.9 (last 10), greedy
@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from functional_metarl.runners import DeepOptionCriticConfig, DeepOptionCriticTrainer
+from functional_metarl.runners import CHECKPOINT_FILE, DeepOptionCriticConfig, DeepOptionCriticTrainer
 
 
 class SeedTaskChoice(gym.Wrapper):
@@ -57,7 +57,7 @@ def make_env(config: DeepOptionCriticConfig) -> gym.Env:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-name", default="pick-place-v3")
-    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--iterations", type=int, default=50, help="rounds: one 500-step episode of each of --envs envs")
     parser.add_argument("--envs", type=int, default=4)
     parser.add_argument("--options", type=int, default=4)
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
@@ -76,19 +76,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     config = DeepOptionCriticConfig(
-        env_id="Meta-World/MT1", env_kwargs={"env_name": args.env_name, "seed": args.seed}, total_steps=args.steps, num_envs=args.envs,
+        env_id="Meta-World/MT1", env_kwargs={"env_name": args.env_name, "seed": args.seed}, iterations=args.iterations, num_envs=args.envs,
         num_options=args.options, hidden=tuple(args.hidden), activation="tanh", init_log_std=args.init_log_std,
         xi=args.xi, entropy_coef=args.entropy_coef, reward_scale=args.reward_scale, critic_lr=args.lr, policy_lr=args.lr,
-        termination_lr=args.lr, epsilon_decay_steps=max(args.steps // 4, 1), learning_starts=2_000,
+        termination_lr=args.lr, epsilon_decay_steps=max(args.iterations * args.envs * 500 // 4, 1), learning_starts=2_000,
         target_update_every=2_000, seed=args.seed, device=args.device)
     out = Path(args.out)
     trainer = DeepOptionCriticTrainer(config, output_dir=out, env_fn=lambda i: make_env(config))
-    if args.resume and (out / "checkpoint.pt").is_file():
-        trainer.load_checkpoint(out / "checkpoint.pt")
-    episodes = trainer.train()
+    if args.resume and (out / CHECKPOINT_FILE).is_file():
+        trainer.load_checkpoint(out / CHECKPOINT_FILE)
+    trainer.train()
     result = trainer.evaluate(args.eval_episodes)
-    trainer.write_metrics()
+    trainer.write_metrics(result)
     trainer.close()
+    episodes = trainer.episodes
 
     steps = np.array([e["step"] for e in episodes])
     returns = np.array([e["return"] for e in episodes])

@@ -135,8 +135,9 @@ def _cartpole_random_return(episodes: int = 30) -> float:
 
 
 def test_short_cartpole_run_beats_random():
-    # larger steps than the defaults so that a few seconds suffice (seeds 0-3 reach 160-245)
-    cfg = DeepOptionCriticConfig(num_envs=8, total_steps=3_000, learning_starts=256, epsilon_decay_steps=1_000,
+    # larger steps than the defaults so that a few seconds suffice (seeds 0-3 reach 160-245);
+    # 9 rounds: the 3,853 env steps that a 3,000-step budget ran before budgets counted rounds
+    cfg = DeepOptionCriticConfig(num_envs=8, iterations=9, learning_starts=256, epsilon_decay_steps=1_000,
                                  critic_lr=3e-3, policy_lr=3e-3, termination_lr=1e-3, target_update_every=250, seed=0)
     t = DeepOptionCriticTrainer(cfg)
     t.train(progress=False)
@@ -151,19 +152,20 @@ def test_short_cartpole_run_beats_random():
 def test_exact_resume(tmp_path):
     kw = {"num_envs": 2, "learning_starts": 20, "batch_size": 16, "epsilon_decay_steps": 500, "target_update_every": 50,
           "seed": 4}
-    straight = DeepOptionCriticTrainer(DeepOptionCriticConfig(total_steps=240, **kw))
+    straight = DeepOptionCriticTrainer(DeepOptionCriticConfig(iterations=5, **kw))
     straight.train(progress=False)
-    first = DeepOptionCriticTrainer(DeepOptionCriticConfig(total_steps=120, **kw), output_dir=tmp_path)
+    first = DeepOptionCriticTrainer(DeepOptionCriticConfig(iterations=4, **kw), output_dir=tmp_path)
     first.train(progress=False)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "metrics.json").is_file()
-    resumed = DeepOptionCriticTrainer(DeepOptionCriticConfig(total_steps=240, **kw), output_dir=tmp_path)
+    resumed = DeepOptionCriticTrainer(DeepOptionCriticConfig(iterations=5, **kw), output_dir=tmp_path)
     resumed.load_checkpoint(tmp_path / "checkpoint.pt")
     resumed.train(progress=False)
     assert resumed.steps == straight.steps and resumed.updates == straight.updates
     assert all(torch.equal(resumed.params[k], straight.params[k]) for k in straight.params)
     assert [e["return"] for e in resumed.episodes] == [e["return"] for e in straight.episodes]
+    assert resumed.history == straight.history
     with pytest.raises(ValueError):  # different settings
-        DeepOptionCriticTrainer(DeepOptionCriticConfig(total_steps=240, **{**kw, "xi": 0.5})).load_checkpoint(
+        DeepOptionCriticTrainer(DeepOptionCriticConfig(iterations=5, **{**kw, "xi": 0.5})).load_checkpoint(
             tmp_path / "checkpoint.pt")
     for t in (straight, first, resumed):
         t.close()
@@ -189,7 +191,7 @@ class _TinyReach(gym.Env):
 
 
 def test_gaussian_options_run_and_report_success(tmp_path):
-    cfg = DeepOptionCriticConfig(num_envs=2, total_steps=64, learning_starts=16, batch_size=8, num_options=3,
+    cfg = DeepOptionCriticConfig(num_envs=2, iterations=4, learning_starts=16, batch_size=8, num_options=3,
                                  hidden=(16,), init_log_std=-1.0, seed=1)
     t = DeepOptionCriticTrainer(cfg, output_dir=tmp_path, env_fn=lambda i: _TinyReach())
     assert t.continuous and t.params["log_std"].shape == (3, 1)
@@ -207,7 +209,7 @@ def test_metaworld_pickplace_few_steps():
     import metaworld  # noqa: F401  (registers Meta-World/MT1)
 
     cfg = DeepOptionCriticConfig(env_id="Meta-World/MT1", env_kwargs={"env_name": "pick-place-v3", "seed": 0},
-                                 num_envs=1, total_steps=24, learning_starts=8, batch_size=4, hidden=(16,), num_options=2)
+                                 num_envs=1, iterations=2, learning_starts=8, batch_size=4, hidden=(16,), num_options=2)
     t = DeepOptionCriticTrainer(cfg, env_fn=lambda i: gym.make(cfg.env_id, max_episode_steps=12, **cfg.env_kwargs))
     assert t.continuous and t.act_dim == 4 and t.obs_dim == 39
     t.train(progress=False)

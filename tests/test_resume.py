@@ -22,7 +22,6 @@ import torch
 
 from functional_metarl.runners import (
     CHECKPOINT_FILE,
-    DEEP_OPTION_CRITIC_CHECKPOINT,
     DDPGConfig,
     DDPGTrainer,
     DeepOptionCriticConfig,
@@ -213,8 +212,8 @@ def test_ddpg_resume_refuses_an_env_that_does_not_replay(tmp_path):
 
 # ------------------------------------------------------------------ deep Option-Critic
 def test_deep_option_critic_resume_is_exact(tmp_path):
-    cfg = DeepOptionCriticConfig(num_envs=2, total_steps=240, learning_starts=20, batch_size=16, epsilon_decay_steps=500,
-                                 target_update_every=50, checkpoint_every=100, seed=4, hidden=(16,), tensorboard=False)
+    cfg = DeepOptionCriticConfig(num_envs=2, iterations=6, learning_starts=20, batch_size=16, epsilon_decay_steps=500,
+                                 target_update_every=50, checkpoint_every=2, seed=4, hidden=(16,), tensorboard=False)
     straight = DeepOptionCriticTrainer(cfg)
     straight.train(progress=False)
 
@@ -223,11 +222,11 @@ def test_deep_option_critic_resume_is_exact(tmp_path):
                                        env_fn=lambda i: CrashingEnv(gym.make(cfg.env_id), 100) if i == 0 else gym.make(cfg.env_id))
     with pytest.raises(Crash):
         crashing.train(progress=False)
-    saved = checkpoint_contents(tmp_path / DEEP_OPTION_CRITIC_CHECKPOINT)
-    assert 100 <= saved["steps"] < crashing.steps and saved["rounds"] >= 1
+    saved = checkpoint_contents(tmp_path / CHECKPOINT_FILE)
+    assert 0 < saved["state"]["steps"] < crashing.steps and saved["state"]["rounds"] >= 2
 
     resumed = DeepOptionCriticTrainer(cfg, output_dir=tmp_path)
-    resumed.load_checkpoint(tmp_path / DEEP_OPTION_CRITIC_CHECKPOINT)
+    resumed.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert_same_state(resumed.state_dict(), saved)
     resumed.train(progress=False)
     assert_same_state(resumed.state_dict(), straight.state_dict())

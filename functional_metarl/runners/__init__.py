@@ -45,9 +45,9 @@ from .option_critic import OptionCriticConfig, OptionCriticTrainer  # noqa: E402
 __all__ += ["OptionCriticConfig", "OptionCriticTrainer"]
 
 # Deep Option-Critic (gymnasium envs; softmax or Gaussian intra-option policies)
-from .deep_option_critic import DEEP_OPTION_CRITIC_CHECKPOINT, DeepOptionCriticConfig, DeepOptionCriticTrainer  # noqa: E402
+from .deep_option_critic import DeepOptionCriticConfig, DeepOptionCriticTrainer  # noqa: E402
 
-__all__ += ["DEEP_OPTION_CRITIC_CHECKPOINT", "DeepOptionCriticConfig", "DeepOptionCriticTrainer"]
+__all__ += ["DeepOptionCriticConfig", "DeepOptionCriticTrainer"]
 
 # RL² (bandits, tabular MDPs)
 from .rl2 import RL2_CHECKPOINT, RL2Config, RL2Trainer, make_rl2_env, mean_and_stderr  # noqa: E402

@@ -38,26 +38,25 @@ Settings and choices, stated:
   target copy, squared TD loss, ``V`` from the epsilon-greedy policy over options (the paper's
   ``V_Omega``; the authors' tabular code uses ``max Q``).
 - Episodes run in **rounds**: all envs reset together (seeded ``seed + round * num_envs + i``);
-  an env whose episode ends waits until every env's has. Checkpoints are written only between
-  rounds, so no env state is ever needed and a resumed run continues exactly as an unbroken one
-  (same params, replay, generator, counters); ``train`` always finishes the round in which
-  ``total_steps`` is reached.
+  an env whose episode ends waits until every env's has. One iteration of the runner is one
+  round (``iterations`` counts rounds, ``num_envs`` episodes each). Checkpoints are written only
+  between rounds, so no env state is ever needed and a resumed run continues exactly as an
+  unbroken one (same params, replay, generator, counters).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.func import grad_and_value, vmap
-from tqdm.auto import tqdm
 
+from .. import checks
 from ..nn.option_critic_nets import OptionHeads, option_critic_net
 from ..optim import AdamState, adam, apply_updates
 from ..distributions import (
@@ -71,28 +70,31 @@ from ..rl.option_critic import (
     intra_option_q_target,
     option_actor_losses,
 )
-from ..tree import Params, tree_map
-from .checkpoint import atomic_save, atomic_write_json, read_checkpoint, resolve_device
-from .scalars import ScalarLogger
+from ..tree import Params
+from .base import RunConfig, Runner, restore_like
 from .replay import UniformReplay
 
-__all__ = ["DEEP_OPTION_CRITIC_CHECKPOINT", "DeepOptionCriticConfig", "DeepOptionCriticTrainer"]
-
-DEEP_OPTION_CRITIC_CHECKPOINT = "checkpoint.pt"
+__all__ = ["DeepOptionCriticConfig", "DeepOptionCriticTrainer"]
 
 _GROUPS = ("critic", "termination", "policy")
 
 
 @dataclass
-class DeepOptionCriticConfig:
-    """Deep Option-Critic settings; defaults learn CartPole-v1 in 2-3 minutes on one CPU core
-    (100k env steps: training return about 460 over the last 20 episodes, greedy evaluation 500
-    with seed 0; another seed reached 250 in training and 500 greedy)."""
+class DeepOptionCriticConfig(RunConfig):
+    """Deep Option-Critic settings; the defaults learn CartPole-v1 (see docs/results/agents.md).
 
+    ``iterations`` and ``checkpoint_every`` count rounds (``num_envs`` episodes each, see the
+    module docstring); every other step count counts env steps summed over the envs. Refused:
+    settings under which the critic never learns (``batch_size`` or ``learning_starts`` above
+    ``replay_size``: the replay never holds that many transitions).
+    """
+
+    iterations: int = 250  # rounds of num_envs episodes
+    device: str = "cpu"
+    checkpoint_every: int = 25  # rounds
     env_id: str = "CartPole-v1"
     env_kwargs: dict = dataclasses.field(default_factory=dict)
     num_envs: int = 8
-    total_steps: int = 100_000  # env steps, summed over envs
     num_options: int = 2
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
@@ -112,44 +114,39 @@ class DeepOptionCriticConfig:
     learning_starts: int = 1_000  # env steps before the critic starts learning
     target_update_every: int = 1_000  # env steps
     reward_scale: float = 1.0  # rewards are multiplied by this before learning (logs show raw rewards)
-    seed: int = 0
-    device: str = "cpu"
-    checkpoint_every: int = 20_000  # env steps; written at the next round boundary
     tensorboard: bool = True
 
-    def __post_init__(self):
-        for name in ("num_envs", "total_steps", "num_options", "epsilon_decay_steps", "replay_size", "batch_size",
-                     "target_update_every", "checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
-            raise ValueError(f"learning_starts must be a non-negative int, got {self.learning_starts!r}")
-        self.hidden = tuple(self.hidden)
-        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty sequence of positive ints, got {self.hidden!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
-        for name in ("epsilon_start", "epsilon_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("critic_lr", "policy_lr", "termination_lr", "reward_scale"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        for name in ("entropy_coef", "xi", "init_log_std"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
-        if self.entropy_coef < 0:
-            raise ValueError(f"entropy_coef must be >= 0, got {self.entropy_coef}")
-        if self.termination_value not in ("epsilon_greedy", "greedy"):
-            raise ValueError(f"termination_value must be 'epsilon_greedy' or 'greedy', got {self.termination_value!r}")
-        if not isinstance(self.env_kwargs, dict):
-            raise TypeError(f"env_kwargs must be a dict, got {type(self.env_kwargs).__name__}")
+    RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("tensorboard",)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values (stored in checkpoints and metrics.json)."""
-        return dataclasses.asdict(self)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.instance(self.env_id, "env_id", str)
+        checks.instance(self.env_kwargs, "env_kwargs", dict)
+        for name in ("num_envs", "num_options", "epsilon_decay_steps", "replay_size", "batch_size",
+                     "target_update_every"):
+            checks.positive_int(getattr(self, name), name)
+        checks.non_negative_int(self.learning_starts, "learning_starts")
+        self.hidden = tuple(checks.instance(self.hidden, "hidden", (tuple, list)))
+        if not self.hidden:
+            raise ValueError("hidden must be a non-empty sequence of positive ints, got ()")
+        for i, h in enumerate(self.hidden):
+            checks.positive_int(h, f"hidden[{i}]")
+        checks.instance(self.activation, "activation", str)
+        for name in ("gamma", "epsilon_start", "epsilon_end"):
+            checks.probability(getattr(self, name), name)
+        for name in ("critic_lr", "policy_lr", "termination_lr", "reward_scale"):
+            checks.positive_number(getattr(self, name), name)
+        checks.non_negative_number(self.entropy_coef, "entropy_coef")
+        for name in ("xi", "init_log_std"):
+            checks.number(getattr(self, name), name)
+        checks.one_of(self.termination_value, "termination_value", ("epsilon_greedy", "greedy"))
+        checks.flag(self.tensorboard, "tensorboard")
+        # Settings under which the critic would never be updated: the replay never holds that many.
+        if self.batch_size > self.replay_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed replay_size ({self.replay_size})")
+        if self.learning_starts > self.replay_size:
+            raise ValueError(f"learning_starts ({self.learning_starts}) must not exceed replay_size "
+                             f"({self.replay_size}): the replay never holds more, so no update would ever run")
 
 
 def _critic_loss(q_tm1, option, r_t, discount_t, q_t, beta_t) -> torch.Tensor:
@@ -163,8 +160,9 @@ def _group(key: str) -> str:
     return "policy" if head == "log_std" else head
 
 
-class DeepOptionCriticTrainer:
-    """Trains deep Option-Critic on ``num_envs`` gymnasium envs.
+class DeepOptionCriticTrainer(Runner):
+    """Trains deep Option-Critic on ``num_envs`` gymnasium envs. One iteration is one round
+    (every env runs one episode; see the module docstring).
 
     Args:
         config: the settings.
@@ -172,15 +170,26 @@ class DeepOptionCriticTrainer:
         env_fn: ``env_fn(index) -> gymnasium.Env`` (default ``gymnasium.make(config.env_id,
             **config.env_kwargs)``); the trainer owns and closes the envs. Index ``num_envs`` is
             the evaluation env.
+
+    Metrics of an iteration (round): ``step`` (env steps so far), ``return``, ``length``,
+    ``option_duration`` (and ``success`` when the env reports it): means over the round's
+    episodes in the order they ended; ``epsilon`` at the round's end; ``policy_loss`` and
+    ``termination_loss`` (means over the round's env steps) and ``critic_loss`` (mean over its
+    critic updates, once they run).
     """
+
+    config_class = DeepOptionCriticConfig
+    log_prefix = "train"
+    progress_metric = "return"
 
     def __init__(self, config: DeepOptionCriticConfig, output_dir: str | Path | None = None,
                  env_fn: Callable[[int], Any] | None = None):
         import gymnasium as gym
 
-        self.config = cfg = config
-        self.device = resolve_device(cfg.device)
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        super().__init__(config, output_dir)
+        cfg = config
+        if not cfg.tensorboard:
+            self.logger.log_dir = None  # no TensorBoard events
         self.env_fn = env_fn if env_fn is not None else (lambda i: gym.make(cfg.env_id, **cfg.env_kwargs))
         self.envs = [self.env_fn(i) for i in range(cfg.num_envs)]
         obs_space, act_space = self.envs[0].observation_space, self.envs[0].action_space
@@ -218,15 +227,10 @@ class DeepOptionCriticTrainer:
         self.steps = 0  # env steps
         self.rounds = 0  # rounds started
         self.updates = 0  # critic updates
-        self.episodes: list[dict[str, float]] = []  # one record per finished episode
-        self.evaluations: list[dict[str, float]] = []
-        self._last_checkpoint = 0
+        self.episodes: list[dict[str, float]] = []  # one record per finished episode (step, return, length, ...)
         self._last_target_update = 0
         self._in_round = False
         self._reports_success = False  # whether the env puts "success" in info (Meta-World)
-        self._logger = ScalarLogger(
-            self.output_dir / "tensorboard" if self.output_dir is not None and cfg.tensorboard else None
-        )
         self._loss_sums = {"critic": 0.0, "policy": 0.0, "termination": 0.0, "n_actor": 0, "n_critic": 0}
         self._actor_grad = grad_and_value(self._actor_objective, has_aux=True)
         self._critic_grad = grad_and_value(self._critic_objective)
@@ -419,26 +423,26 @@ class DeepOptionCriticTrainer:
         return records
 
     # ----------------------------------------------------------------- training
-    def train(self, progress: bool = True) -> list[dict[str, float]]:
-        """Run until ``total_steps`` env steps (finishing the last round). Returns episode records."""
-        cfg = self.config
-        bar = tqdm(total=cfg.total_steps, initial=min(self.steps, cfg.total_steps), disable=not progress, desc="env steps")
-        try:
-            while self.steps < cfg.total_steps or self._in_round:
-                before = self.steps
-                records = self.env_step()
-                bar.update(min(self.steps, cfg.total_steps) - min(before, cfg.total_steps))
-                for rec in records:
-                    self._log_episode(rec)
-                if records:
-                    bar.set_postfix(ret=f"{self.mean_return(20):.1f}", eps=f"{self.epsilon():.2f}")
-                if not self._in_round and self.steps - self._last_checkpoint >= cfg.checkpoint_every:
-                    self.save_checkpoint()
-            self.save_checkpoint()
-        finally:
-            bar.close()
-            self._logger.flush()
-        return self.episodes
+    def run_iteration(self) -> dict[str, float]:
+        """One round: every env runs one episode (with the updates of every step); returns the
+        round's metrics (see the class docstring)."""
+        self._loss_sums = {"critic": 0.0, "policy": 0.0, "termination": 0.0, "n_actor": 0, "n_critic": 0}
+        records = self.env_step()
+        while self._in_round:
+            records += self.env_step()
+        out = {"step": float(self.steps)}
+        for key in ("return", "length", "option_duration", "success"):
+            values = [r[key] for r in records if key in r]
+            if values:
+                out[key] = float(np.mean(values))
+        out["epsilon"] = self.epsilon()
+        s = self._loss_sums
+        if s["n_actor"]:
+            out["policy_loss"] = s["policy"] / s["n_actor"]
+            out["termination_loss"] = s["termination"] / s["n_actor"]
+        if s["n_critic"]:
+            out["critic_loss"] = s["critic"] / s["n_critic"]
+        return out
 
     def mean_return(self, last: int = 20) -> float:
         """Mean return of the last ``last`` finished episodes (nan if none)."""
@@ -450,30 +454,25 @@ class DeepOptionCriticTrainer:
         recent = [e["success"] for e in self.episodes[-last:] if "success" in e]
         return float(np.mean(recent)) if recent else float("nan")
 
-    def _log_episode(self, rec: dict[str, float]) -> None:
-        step = rec["step"]
-        w = self._logger
-        w.scalar("train/episode_return", rec["return"], step)
-        w.scalar("train/episode_length", rec["length"], step)
-        w.scalar("train/option_duration", rec["option_duration"], step)
-        if "success" in rec:
-            w.scalar("train/success", rec["success"], step)
-        w.scalar("train/epsilon", self.epsilon(), step)
-        s = self._loss_sums
-        if s["n_actor"]:
-            w.scalar("loss/policy", s["policy"] / s["n_actor"], step)
-            w.scalar("loss/termination", s["termination"] / s["n_actor"], step)
-        if s["n_critic"]:
-            w.scalar("loss/critic", s["critic"] / s["n_critic"], step)
-        self._loss_sums = {"critic": 0.0, "policy": 0.0, "termination": 0.0, "n_actor": 0, "n_critic": 0}
-
     def evaluate(self, episodes: int = 10, seed: int = 10_000, deterministic: bool = True,
                  epsilon: float = 0.0) -> dict[str, float]:
         """Run ``episodes`` episodes on a separate env (``env_fn(num_envs)``) with epsilon-greedy
         options (default greedy) and mean / argmax actions (``deterministic``); its own generator,
-        so training is unaffected. Returns mean return, success (if reported) and option duration."""
-        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
-            raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+        so training is unaffected.
+
+        Args:
+            episodes: how many episodes; episode ``i`` resets with ``seed + i``.
+            seed: seeds the evaluation's generator and resets.
+            deterministic: mean (Gaussian) / argmax (softmax) actions instead of samples.
+            epsilon: of the epsilon-greedy choice over options.
+
+        Returns:
+            ``{"return", "option_duration"}`` (means over episodes) and ``"success"`` when the env reports it.
+        """
+        checks.positive_int(episodes, "episodes")
+        checks.int_in_range(seed, "seed")
+        checks.flag(deterministic, "deterministic")
+        checks.probability(epsilon, "epsilon")
         env = self.env_fn(self.config.num_envs)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         returns, successes, durations = [], [], []
@@ -504,67 +503,40 @@ class DeepOptionCriticTrainer:
                     successes.append(success)
         finally:
             env.close()
-        out = {"step": self.steps, "return": float(np.mean(returns)), "option_duration": float(np.mean(durations))}
+        out = {"return": float(np.mean(returns)), "option_duration": float(np.mean(durations))}
         if successes:
             out["success"] = float(np.mean(successes))
-        self.evaluations.append(out)
-        if self._logger.started:  # evaluation scalars join a run that already logs training
-            for k, v in out.items():
-                if k != "step":
-                    self._logger.scalar(f"eval/{k}", v, self.steps)
         return out
 
-    # ----------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
+    # ----------------------------------------------------------------- state
+    def runner_state(self) -> dict[str, Any]:
         """Everything that decides the rest of the run; only between rounds (raises mid-round)."""
         if self._in_round:
             raise RuntimeError("checkpoints are taken between rounds only (call env_step until the round ends)")
-        cpu = lambda t: tree_map(lambda x: x.detach().cpu(), t)
         return {
-            "config": self.config.to_dict(), "steps": self.steps, "rounds": self.rounds, "updates": self.updates,
-            "last_target_update": self._last_target_update, "last_checkpoint": self.steps,
-            "params": cpu(self.params), "target_params": cpu(self.target_params),
-            "opt_states": {g: {"count": s.count.cpu(), "mu": cpu(s.mu), "nu": cpu(s.nu)} for g, s in self.opt_states.items()},
-            "generator_state": self.generator.get_state(), "replay": self.replay.state_dict(),
-            "episodes": [dict(e) for e in self.episodes], "evaluations": [dict(e) for e in self.evaluations],
+            "steps": self.steps, "rounds": self.rounds, "updates": self.updates,
+            "last_target_update": self._last_target_update,
+            "params": self.params, "target_params": self.target_params, "opt_states": self.opt_states,
+            "generator": self.generator.get_state(), "replay": self.replay.state_dict(),
+            "episodes": [dict(e) for e in self.episodes],
             "reports_success": self._reports_success,
         }
 
-    def save_checkpoint(self) -> Path | None:
-        """Write ``state_dict()`` atomically to the output directory; None without one."""
-        if self.output_dir is None:
-            return None
-        path = atomic_save(self.state_dict(), self.output_dir / DEEP_OPTION_CRITIC_CHECKPOINT)
-        self._last_checkpoint = self.steps
-        self.write_metrics()
-        return path
-
-    def load_checkpoint(self, path: str | Path) -> None:
+    def load_runner_state(self, state: dict[str, Any]) -> None:
         """Exact resume: params, target, Adam states, generator, replay, counters and records."""
-        st = read_checkpoint(path, self.config.to_dict(), may_differ=("total_steps", "device", "checkpoint_every", "tensorboard"))
-        dev = lambda t: tree_map(lambda x: x.to(self.device), t)
-        self.params, self.target_params = dev(st["params"]), dev(st["target_params"])
-        self.opt_states = {g: AdamState(s["count"].to(self.device), dev(s["mu"]), dev(s["nu"])) for g, s in st["opt_states"].items()}
-        self.generator.set_state(st["generator_state"])
-        self.replay.load_state_dict(st["replay"])
-        self.steps, self.rounds, self.updates = int(st["steps"]), int(st["rounds"]), int(st["updates"])
-        self._last_target_update, self._last_checkpoint = int(st["last_target_update"]), int(st["last_checkpoint"])
-        self.episodes, self.evaluations = list(st["episodes"]), list(st["evaluations"])
-        self._reports_success = bool(st["reports_success"])
+        self.params = restore_like(state["params"], self.params, "params")
+        self.target_params = restore_like(state["target_params"], self.target_params, "target_params")
+        self.opt_states = restore_like(state["opt_states"], self.opt_states, "opt_states")
+        self.generator.set_state(state["generator"])
+        self.replay.load_state_dict(state["replay"])
+        self.steps, self.rounds, self.updates = int(state["steps"]), int(state["rounds"]), int(state["updates"])
+        self._last_target_update = int(state["last_target_update"])
+        self.episodes = [dict(e) for e in state["episodes"]]
+        self._reports_success = bool(state["reports_success"])
         self._in_round = False
-
-    def write_metrics(self) -> None:
-        """Write the run's settings, counters and episode records to metrics.json."""
-        if self.output_dir is None:
-            return
-        payload = {"config": self.config.to_dict(), "steps": self.steps, "rounds": self.rounds,
-                   "critic_updates": self.updates, "mean_return_last20": self.mean_return(20),
-                   "mean_success_last20": self.mean_success(20), "evaluations": self.evaluations,
-                   "episodes": self.episodes}
-        atomic_write_json(payload, self.output_dir / "metrics.json")
 
     def close(self) -> None:
         """Close the envs and the TensorBoard writer."""
         for env in self.envs:
             env.close()
-        self._logger.close()
+        super().close()
