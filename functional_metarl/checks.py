@@ -4,8 +4,10 @@ Every public function and config of the package validates its inputs once, at it
 with these helpers; internal helpers trust their inputs. Each check returns the value it
 accepted (so ``n = checks.positive_int(n, "n")`` reads as an assignment) and raises
 
-* ``TypeError`` when the value is of the wrong kind (a float where an index is meant, a string
-  or a bool where a number is meant, a number where a flag is meant);
+* :class:`ArgumentTypeError` when the value is of the wrong kind (a float where an index is
+  meant, a string or a bool where a number is meant, a number where a flag is meant): a
+  ``TypeError`` that is also a ``ValueError``, so a caller that catches bad settings with
+  ``except ValueError`` (a command line turning them into a usage error) catches these too;
 * ``ValueError`` when it is of the right kind but out of range (non-finite, negative, not 0/1,
   a shape that would only broadcast);
 
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import optree
 import torch
 
 __all__ = [
+    "ArgumentTypeError",
     "positive_int",
     "non_negative_int",
     "int_in_range",
@@ -50,6 +53,10 @@ __all__ = [
 T = TypeVar("T")
 
 
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong kind (see the module docstring)."""
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -71,7 +78,7 @@ def non_negative_int(value: object, name: str) -> int:
 def int_in_range(value: object, name: str, low: int | None = None, high: int | None = None) -> int:
     """``value`` if it is an int (not a bool) with ``low <= value <= high`` (``None``: unbounded)."""
     if not _is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+        raise ArgumentTypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be an int in {_interval(low, high, True, True)}, got {value}")
     return value  # type: ignore[return-value]
@@ -84,7 +91,7 @@ def number(value: object, name: str, low: float | None = None, high: float | Non
     ``low`` / ``high``: bounds (``None``: unbounded); ``low_open`` / ``high_open``: exclude them.
     """
     if not _is_number(value):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+        raise ArgumentTypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     x = float(value)  # type: ignore[arg-type]
     ok = math.isfinite(x)
     if ok and low is not None:
@@ -115,7 +122,7 @@ def probability(value: object, name: str) -> float:
 def flag(value: object, name: str) -> bool:
     """``value`` if it is a bool: a string such as ``"false"`` or a number is refused, not read as true."""
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
+        raise ArgumentTypeError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -130,14 +137,14 @@ def instance(value: T, name: str, types: type | tuple[type, ...]) -> T:
     """``value`` if it is an instance of ``types``."""
     if not isinstance(value, types):
         expected = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-        raise TypeError(f"{name} must be a {expected}, got {type(value).__name__}")
+        raise ArgumentTypeError(f"{name} must be a {expected}, got {type(value).__name__}")
     return value
 
 
 def function(value: T, name: str, signature: str = "") -> T:
     """``value`` if it is callable; ``signature`` (e.g. ``"(params, batch) -> loss"``) goes in the message."""
     if not callable(value):
-        raise TypeError(f"{name} must be a callable {signature}".rstrip() + f", got {type(value).__name__}")
+        raise ArgumentTypeError(f"{name} must be a callable {signature}".rstrip() + f", got {type(value).__name__}")
     return value
 
 
@@ -147,7 +154,7 @@ def tensor(value: object, name: str, *, ndim: int | None = None, shape: tuple[in
     ``shape`` entries of ``-1`` match any size; nothing is allowed to broadcast.
     """
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
+        raise ArgumentTypeError(f"{name} must be a Tensor, got {type(value).__name__}")
     if ndim is not None and value.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} axes, got shape {tuple(value.shape)}")
     if shape is not None and (value.ndim != len(shape) or any(s not in (-1, v) for s, v in zip(shape, value.shape))):
@@ -160,7 +167,7 @@ def floating_tensor(value: object, name: str, **shape: Any) -> torch.Tensor:
     """:func:`tensor` with a floating-point dtype."""
     x = tensor(value, name, **shape)
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point Tensor, got dtype {x.dtype}")
+        raise ArgumentTypeError(f"{name} must be a floating-point Tensor, got dtype {x.dtype}")
     return x
 
 
@@ -168,7 +175,7 @@ def integer_tensor(value: object, name: str, **shape: Any) -> torch.Tensor:
     """:func:`tensor` with an integer dtype (an index or a count, never a float that would be truncated)."""
     x = tensor(value, name, **shape)
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer Tensor, got dtype {x.dtype}")
+        raise ArgumentTypeError(f"{name} must be an integer Tensor, got dtype {x.dtype}")
     return x
 
 
@@ -191,7 +198,7 @@ def index_tensor(value: torch.Tensor, name: str, size: int) -> torch.Tensor:
 def finite_tensor(value: torch.Tensor, name: str) -> torch.Tensor:
     """``value`` if it has no NaN or infinity. Reads the tensor on the host."""
     if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"{name} must be finite, got NaN or infinite entries")
+        raise ValueError(f"{name} must be finite, got non-finite entries (NaN or infinity)")
     return value
 
 
@@ -204,6 +211,9 @@ def same_shape(value: torch.Tensor, name: str, like: torch.Tensor, like_name: st
 
 def same_structure(value: T, name: str, like: Any, like_name: str) -> T:
     """``value`` if it is a tree with ``like``'s structure (keys) and leaf shapes."""
+    if isinstance(value, dict) and isinstance(like, dict) and set(value) != set(like):
+        raise ValueError(f"{name} must have the keys of {like_name}: keys differ, missing "
+                         f"{sorted(set(like) - set(value), key=str)}, unexpected {sorted(set(value) - set(like), key=str)}")
     leaves, spec = optree.tree_flatten(value)
     like_leaves, like_spec = optree.tree_flatten(like)
     if spec != like_spec:
@@ -229,5 +239,3 @@ def _bad_example(mask: torch.Tensor) -> list[float]:
     bad = mask[(mask != 0) & (mask != 1)]
     return [float(x) for x in bad.flatten()[:3]]
 
-
-Check = Callable[[Any, str], Any]

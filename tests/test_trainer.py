@@ -15,14 +15,15 @@ import pytest
 import torch
 
 from functional_metarl.envs import Navigation2D, NoNoise
-from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
+from functional_metarl.meta import TRPOState
+from functional_metarl.runners import CHECKPOINT_FILE, MAMLConfig, MAMLTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(**overrides) -> MAMLConfig:
     base = dict(
-        meta_iterations=2, meta_batch_size=3, episodes_per_task=3, horizon=10, hidden=(8,),
+        iterations=2, meta_batch_size=3, episodes_per_task=3, horizon=10, hidden=(8,),
         seed=0, device="cpu", checkpoint_every=1,
     )
     base.update(overrides)
@@ -43,7 +44,7 @@ def test_short_training_run_learns_to_adapt():
     """After a short MAML-TRPO run the one-step-adapted policy beats the meta-policy, both on the
     training stream (post vs pre return) and on held-out tasks (eval after 1 step vs 0)."""
     cfg = MAMLConfig(
-        meta_iterations=25, meta_batch_size=10, episodes_per_task=10, horizon=100, hidden=(16, 16),
+        iterations=25, meta_batch_size=10, episodes_per_task=10, horizon=100, hidden=(16, 16),
         seed=1, device="cpu", checkpoint_every=100,
     )
     trainer = MAMLTrainer(cfg)
@@ -116,7 +117,7 @@ def test_evaluation_step_sizes_follow_inner_lrs():
 def test_best_params_are_those_with_the_highest_post_return(tmp_path):
     """The paper evaluates the meta-params with the best post-adaptation return in training;
     post_return of iteration i is measured with the params *before* step i."""
-    trainer = MAMLTrainer(tiny_config(meta_iterations=4), tmp_path)
+    trainer = MAMLTrainer(tiny_config(iterations=4), tmp_path)
     snapshots = []
     for _ in range(4):
         snapshots.append({k: v.clone() for k, v in trainer.params.items()})
@@ -125,8 +126,8 @@ def test_best_params_are_those_with_the_highest_post_return(tmp_path):
     assert trainer.best_post_return == trainer.history[best]["post_return"]
     assert all(torch.equal(trainer.best_params[k], snapshots[best][k]) for k in snapshots[best])
     trainer.save_checkpoint()
-    restored = MAMLTrainer(tiny_config(meta_iterations=4), tmp_path)
-    restored.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    restored = MAMLTrainer(tiny_config(iterations=4), tmp_path)
+    restored.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert restored.best_post_return == trainer.best_post_return
     assert all(torch.equal(restored.best_params[k], trainer.best_params[k]) for k in snapshots[best])
 
@@ -135,17 +136,17 @@ def test_best_params_are_those_with_the_highest_post_return(tmp_path):
 @pytest.mark.parametrize("meta_optimizer", ["trpo", "adam"])
 def test_resume_is_bit_identical(tmp_path, meta_optimizer):
     k = 2
-    straight = MAMLTrainer(tiny_config(meta_iterations=2 * k, meta_optimizer=meta_optimizer, meta_lr=1e-2))
+    straight = MAMLTrainer(tiny_config(iterations=2 * k, meta_optimizer=meta_optimizer, meta_lr=1e-2))
     straight.train(progress=False)
 
     # checkpoint_every larger than k: the last iteration of a run is always checkpointed.
     first = MAMLTrainer(
-        tiny_config(meta_iterations=k, meta_optimizer=meta_optimizer, meta_lr=1e-2, checkpoint_every=50), tmp_path
+        tiny_config(iterations=k, meta_optimizer=meta_optimizer, meta_lr=1e-2, checkpoint_every=50), tmp_path
     )
     first.train(progress=False)
     assert first.iteration == k
-    second = MAMLTrainer(tiny_config(meta_iterations=2 * k, meta_optimizer=meta_optimizer, meta_lr=1e-2), tmp_path)
-    second.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    second = MAMLTrainer(tiny_config(iterations=2 * k, meta_optimizer=meta_optimizer, meta_lr=1e-2), tmp_path)
+    second.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert second.iteration == k
     second.train(progress=False)
 
@@ -156,12 +157,12 @@ def test_resume_is_bit_identical(tmp_path, meta_optimizer):
     assert _without_seconds(second.history) == _without_seconds(straight.history)
     assert torch.equal(second.generator.get_state(), straight.generator.get_state())
     if meta_optimizer == "adam":
-        assert torch.equal(second.meta_opt_state.count, straight.meta_opt_state.count)
+        assert torch.equal(second.meta_state.count, straight.meta_state.count)
         for name in straight.params:
-            assert torch.equal(second.meta_opt_state.mu[name], straight.meta_opt_state.mu[name])
-            assert torch.equal(second.meta_opt_state.nu[name], straight.meta_opt_state.nu[name])
+            assert torch.equal(second.meta_state.mu[name], straight.meta_state.mu[name])
+            assert torch.equal(second.meta_state.nu[name], straight.meta_state.nu[name])
     else:
-        assert second.meta_opt_state is None
+        assert isinstance(second.meta_state, TRPOState)
     # the params really moved during training (the comparison is not between two inits)
     init = MAMLTrainer(tiny_config()).params
     assert any(not torch.equal(init[n], straight.params[n]) for n in init)
@@ -178,12 +179,12 @@ def test_compiled_trainer_matches_eager_and_resumes_bit_identically(tmp_path):
     from functional_metarl.tree import ravel
 
     settings = dict(meta_batch_size=3, episodes_per_task=8, hidden=(16,))
-    eager = MAMLTrainer(tiny_config(meta_iterations=1, **settings))
+    eager = MAMLTrainer(tiny_config(iterations=1, **settings))
     start = ravel(eager.params)[0]
     eager.train(progress=False)
-    straight = MAMLTrainer(tiny_config(compile=True, meta_iterations=2, **settings))
+    straight = MAMLTrainer(tiny_config(compile=True, iterations=2, **settings))
     straight.train(progress=False)
-    first = MAMLTrainer(tiny_config(compile=True, meta_iterations=1, checkpoint_every=50, **settings), tmp_path)
+    first = MAMLTrainer(tiny_config(compile=True, iterations=1, checkpoint_every=50, **settings), tmp_path)
     first.train(progress=False)
     (e,), (c,) = eager.history, first.history
     assert c["grad_norm"] == pytest.approx(e["grad_norm"], rel=1e-4)
@@ -192,8 +193,8 @@ def test_compiled_trainer_matches_eager_and_resumes_bit_identically(tmp_path):
     eager_step, compiled_step = ravel(eager.params)[0] - start, ravel(first.params)[0] - start
     assert torch.nn.functional.cosine_similarity(eager_step, compiled_step, dim=0) > 0.9999
     assert compiled_step.norm() == pytest.approx(float(eager_step.norm()), rel=1e-2)
-    second = MAMLTrainer(tiny_config(compile=True, meta_iterations=2, **settings), tmp_path)
-    second.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    second = MAMLTrainer(tiny_config(compile=True, iterations=2, **settings), tmp_path)
+    second.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     second.train(progress=False)
     assert all(torch.equal(second.params[name], straight.params[name]) for name in straight.params)
     assert _without_seconds(second.history) == _without_seconds(straight.history)
@@ -233,7 +234,7 @@ def test_trainer_learns_on_another_pure_task_family():
             reward = -(position - tasks.target).abs().squeeze(-1)
             return LineState(position, state.done), position, reward, state.done
 
-    trainer = MAMLTrainer(tiny_config(meta_iterations=30, meta_batch_size=10, episodes_per_task=10, horizon=20,
+    trainer = MAMLTrainer(tiny_config(iterations=30, meta_batch_size=10, episodes_per_task=10, horizon=20,
                                       hidden=(16,)), env=Line1D())
     before = trainer.evaluate(num_tasks=40, max_steps=1, episodes_per_task=20)
     trainer.train(progress=False)
@@ -244,7 +245,7 @@ def test_trainer_learns_on_another_pure_task_family():
 
 # --------------------------------------------------------------------------- files
 def test_checkpoint_and_metrics_files(tmp_path, monkeypatch):
-    trainer = MAMLTrainer(tiny_config(meta_iterations=3, checkpoint_every=2), tmp_path)
+    trainer = MAMLTrainer(tiny_config(iterations=3, checkpoint_every=2), tmp_path)
     saved_at = []
     original = trainer.save_checkpoint
 
@@ -257,19 +258,19 @@ def test_checkpoint_and_metrics_files(tmp_path, monkeypatch):
     assert saved_at == [2, 3]
 
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert CHECKPOINT_NAME in files and "metrics.json" in files and "tensorboard" in files
+    assert CHECKPOINT_FILE in files and "metrics.json" in files and "tensorboard" in files
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
 
-    state = _load(tmp_path / CHECKPOINT_NAME)
+    state = _load(tmp_path / CHECKPOINT_FILE)
     assert state["iteration"] == 3
     for name, value in trainer.params.items():
-        assert torch.equal(state["params"][name], value)
+        assert torch.equal(state["state"]["params"][name], value)
     assert state["config"]["hidden"] == [8]
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert len(metrics["iterations"]) == 3
-    for i, m in enumerate(metrics["iterations"], start=1):
+    assert len(metrics["history"]) == 3
+    for i, m in enumerate(metrics["history"], start=1):
         assert m["iteration"] == i
         for key in ("pre_return", "post_return", "meta_loss", "kl", "seconds"):
             assert isinstance(m[key], float) and math.isfinite(m[key]), key
@@ -282,10 +283,10 @@ def test_checkpoint_and_metrics_files(tmp_path, monkeypatch):
 
 
 def test_checkpoint_survives_a_crash_while_saving(tmp_path, monkeypatch):
-    trainer = MAMLTrainer(tiny_config(meta_iterations=1), tmp_path)
+    trainer = MAMLTrainer(tiny_config(iterations=1), tmp_path)
     trainer.train(progress=False)
-    good = _load(tmp_path / CHECKPOINT_NAME)
-    trainer.config.meta_iterations = 2
+    good = _load(tmp_path / CHECKPOINT_FILE)
+    trainer.config.iterations = 2
     trainer.train_iteration()
 
     real_save = torch.save
@@ -298,17 +299,17 @@ def test_checkpoint_survives_a_crash_while_saving(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         trainer.save_checkpoint()
     monkeypatch.setattr(torch, "save", real_save)
-    state = _load(tmp_path / CHECKPOINT_NAME)
+    state = _load(tmp_path / CHECKPOINT_FILE)
     assert state["iteration"] == good["iteration"] == 1
-    for name in good["params"]:
-        assert torch.equal(state["params"][name], good["params"][name])
+    for name in good["state"]["params"]:
+        assert torch.equal(state["state"]["params"][name], good["state"]["params"][name])
 
 
 # --------------------------------------------------------------------------- validation
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("meta_iterations", 0),
+        ("iterations", 0),
         ("meta_batch_size", 0),
         ("meta_batch_size", -2),
         ("episodes_per_task", 0),
@@ -354,9 +355,9 @@ def test_bad_trainer_settings():
 
 
 def test_load_checkpoint_errors(tmp_path):
-    trainer = MAMLTrainer(tiny_config(meta_iterations=1), tmp_path)
+    trainer = MAMLTrainer(tiny_config(iterations=1), tmp_path)
     trainer.train(progress=False)
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
 
     with pytest.raises(FileNotFoundError):
         MAMLTrainer(tiny_config()).load_checkpoint(tmp_path / "nope.pt")
@@ -368,18 +369,14 @@ def test_load_checkpoint_errors(tmp_path):
         MAMLTrainer(tiny_config(meta_optimizer="adam")).load_checkpoint(path)
     with pytest.raises(ValueError, match="action_scale"):
         MAMLTrainer(tiny_config(action_scale=0.1)).load_checkpoint(path)
-    # A checkpoint from before a setting existed loads while that setting keeps its default.
+    # A checkpoint of the format before the runner base (no "format" entry) is refused, saying so.
     old = _load(path)
-    del old["config"]["action_scale"], old["best_params"], old["best_post_return"]
+    del old["format"]
     torch.save(old, tmp_path / "old.pt")
-    restored = MAMLTrainer(tiny_config())
-    restored.load_checkpoint(tmp_path / "old.pt")
-    assert restored.best_post_return == -math.inf
-    assert all(torch.equal(restored.best_params[k], trainer.params[k]) for k in trainer.params)
-    with pytest.raises(ValueError, match="action_scale"):
-        MAMLTrainer(tiny_config(action_scale=0.1)).load_checkpoint(tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="older"):
+        MAMLTrainer(tiny_config()).load_checkpoint(tmp_path / "old.pt")
     # the run length, device and checkpoint period may change on resume
-    other = MAMLTrainer(tiny_config(meta_iterations=7, checkpoint_every=3))
+    other = MAMLTrainer(tiny_config(iterations=7, checkpoint_every=3))
     other.load_checkpoint(path)
     assert other.iteration == 1
     assert all(torch.equal(other.params[k], trainer.params[k]) for k in trainer.params)
@@ -387,23 +384,23 @@ def test_load_checkpoint_errors(tmp_path):
 
 # --------------------------------------------------------------------------- non-finite
 def _two_good_iterations(tmp_path, meta_optimizer="trpo"):
-    trainer = MAMLTrainer(tiny_config(meta_iterations=2, checkpoint_every=1, meta_optimizer=meta_optimizer), tmp_path)
+    trainer = MAMLTrainer(tiny_config(iterations=2, checkpoint_every=1, meta_optimizer=meta_optimizer), tmp_path)
     trainer.train(progress=False)
-    trainer.config.meta_iterations = 4
+    trainer.config.iterations = 4
     good = {k: v.clone() for k, v in trainer.params.items()}
     return trainer, good
 
 
 def _assert_last_good_checkpoint(tmp_path, trainer, good):
     assert trainer.iteration == 2 and len(trainer.history) == 2
-    state = _load(tmp_path / CHECKPOINT_NAME)
+    state = _load(tmp_path / CHECKPOINT_FILE)
     assert state["iteration"] == 2 and len(state["history"]) == 2
     for name in good:
-        assert torch.equal(state["params"][name], good[name])
-    assert len(json.loads((tmp_path / "metrics.json").read_text())["iterations"]) == 2
+        assert torch.equal(state["state"]["params"][name], good[name])
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["history"]) == 2
     # and a fresh trainer resumes from it
-    fresh = MAMLTrainer(dataclasses.replace(trainer.config, meta_iterations=4), tmp_path)
-    fresh.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    fresh = MAMLTrainer(dataclasses.replace(trainer.config, iterations=4), tmp_path)
+    fresh.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert fresh.iteration == 2
 
 
@@ -415,15 +412,14 @@ def test_non_finite_meta_loss_stops_training(tmp_path, monkeypatch, meta_optimiz
 
     def with_nan_loss(real):
         def nan_loss(*args):
-            grads, (loss, *rest) = real(*args)
-            return grads, (loss * float("nan"), *rest)
+            meta_grad = real(*args)
+            return meta_grad._replace(loss=meta_grad.loss * float("nan"))
 
         return nan_loss
 
-    # Both ways the trainer computes the meta-gradient: its grad_fn, and through the kept adaptation.
+    # The trainer computes this meta-gradient through the kept adaptation and hands it to the step.
     assert trainer._keeps_adaptation()
-    trainer._grad_fn = with_nan_loss(trainer._grad_fn)
-    monkeypatch.setattr(maml_trainer, "_surrogate_grad_through", with_nan_loss(maml_trainer._surrogate_grad_through))
+    monkeypatch.setattr(maml_trainer, "surrogate_gradient_through", with_nan_loss(maml_trainer.surrogate_gradient_through))
     with pytest.raises(FloatingPointError, match="meta-loss is not finite"):
         trainer.train(progress=False)
     for name in good:
@@ -469,27 +465,28 @@ def test_example_script_runs_and_resumes(tmp_path):
     out = tmp_path / "run"
     common = ["--meta-batch-size", "4", "--episodes-per-task", "4", "--eval-tasks", "4",
               "--output", str(out), "--no-progress", "--device", "cpu"]
-    _run_example(["--meta-iterations", "2", *common], tmp_path)
+    _run_example(["--iterations", "2", *common], tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [m["iteration"] for m in metrics["iterations"]] == [1, 2]
-    assert set(metrics["eval"]) == set(metrics["eval_final"]) == {"0", "1", "2", "3"}
-    assert all(math.isfinite(v) for v in [*metrics["eval"].values(), *metrics["eval_final"].values()])
-    for name in ("returns.png", "trajectories.png", CHECKPOINT_NAME):
+    assert [m["iteration"] for m in metrics["history"]] == [1, 2]
+    assert set(metrics["eval"]["best"]) == set(metrics["eval"]["final"]) == {"0", "1", "2", "3"}
+    assert all(math.isfinite(v) for v in [*metrics["eval"]["best"].values(), *metrics["eval"]["final"].values()])
+    for name in ("returns.png", "trajectories.png", CHECKPOINT_FILE):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "tensorboard").is_dir() and any((out / "tensorboard").iterdir())
-    first_two = metrics["iterations"]
+    first_two = metrics["history"]
 
-    proc = _run_example(["--resume", "--meta-iterations", "3", *common], tmp_path)
+    proc = _run_example(["--resume", "--iterations", "3", *common], tmp_path)
     assert "resumed" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [m["iteration"] for m in metrics["iterations"]] == [1, 2, 3]
-    assert metrics["iterations"][:2] == first_two
-    assert _load(out / CHECKPOINT_NAME)["iteration"] == 3
+    assert [m["iteration"] for m in metrics["history"]] == [1, 2, 3]
+    assert metrics["history"][:2] == first_two
+    assert _load(out / CHECKPOINT_FILE)["iteration"] == 3
 
 
 def _load_example_module():
     spec = importlib.util.spec_from_file_location("maml_nav_example", ROOT / "examples" / "maml_nav.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -544,13 +541,13 @@ def test_each_inner_step_learns_from_fresh_episodes_of_the_policy_adapted_so_far
         sampled.append(({k: v.clone() for k, v in params.items()}, per_task, episodes))
         return episodes
 
-    def spy_step(params, train, valid, *args, **kwargs):
+    def spy_step(params, state, train, valid, *args, **kwargs):
         seen["train"], seen["valid"] = train, valid
-        return original_step(params, train, valid, *args, **kwargs)
+        return original_step(params, state, train, valid, *args, **kwargs)
 
-    original_step = trainer_module.maml_trpo_step
+    original_step = trainer.meta_step.update
     monkeypatch.setattr(trainer, "sample", spy_sample)
-    monkeypatch.setattr(trainer_module, "maml_trpo_step", spy_step)
+    monkeypatch.setattr(trainer, "meta_step", trainer.meta_step._replace(update=spy_step))
     trainer.train_iteration()
 
     assert [per_task for _, per_task, _ in sampled] == [False, True, True]
@@ -576,15 +573,15 @@ def _spy_on_inner_batches(trainer, monkeypatch):
 
     sampled, seen, adapted_on = [], {}, []
     original_sample, original_adapt = trainer.sample, trainer.adapt_batch
-    original_step, original_vjp = trainer_module.maml_trpo_step, trainer_module._adapt_tasks_vjp
+    original_step, original_vjp = trainer.meta_step.update, trainer_module.adapt_tasks_vjp
 
     def spy_sample(*args, **kwargs):
         sampled.append(original_sample(*args, **kwargs))
         return sampled[-1]
 
-    def spy_step(params, train, valid, *args, **kwargs):
+    def spy_step(params, state, train, valid, *args, **kwargs):
         seen["train"], seen["valid"] = train, valid
-        return original_step(params, train, valid, *args, **kwargs)
+        return original_step(params, state, train, valid, *args, **kwargs)
 
     def spy_adapt(params, batch, *args, **kwargs):
         adapted_on.append(batch)
@@ -596,8 +593,8 @@ def _spy_on_inner_batches(trainer, monkeypatch):
 
     monkeypatch.setattr(trainer, "sample", spy_sample)
     monkeypatch.setattr(trainer, "adapt_batch", spy_adapt)
-    monkeypatch.setattr(trainer_module, "_adapt_tasks_vjp", spy_vjp)
-    monkeypatch.setattr(trainer_module, "maml_trpo_step", spy_step)
+    monkeypatch.setattr(trainer_module, "adapt_tasks_vjp", spy_vjp)
+    monkeypatch.setattr(trainer, "meta_step", trainer.meta_step._replace(update=spy_step))
     return sampled, seen, adapted_on
 
 
@@ -629,7 +626,7 @@ def test_proportional_inner_step_reaches_training_and_evaluation_steps(tmp_path,
     batch stays as it was; the setting survives the checkpoint."""
     from functional_metarl.meta import make_rl_batches, scale_by_final_reward
 
-    trainer = MAMLTrainer(tiny_config(proportional_inner_step=0.3, meta_iterations=1), tmp_path)
+    trainer = MAMLTrainer(tiny_config(proportional_inner_step=0.3, iterations=1), tmp_path)
     sampled, seen, adapted_on = _spy_on_inner_batches(trainer, monkeypatch)
     trainer.train(progress=False)
     cfg = trainer.config
@@ -645,7 +642,7 @@ def test_proportional_inner_step_reaches_training_and_evaluation_steps(tmp_path,
         expected = scale_by_final_reward(make_rl_batches(episodes, cfg.gamma, cfg.gae_lambda), 0.3, window=10)
         assert torch.equal(batch.advantages, expected.advantages)
     assert len(adapted_on) == 2
-    assert MAMLTrainer.from_checkpoint(tmp_path / CHECKPOINT_NAME).config.proportional_inner_step == 0.3
+    assert MAMLTrainer.from_checkpoint(tmp_path / CHECKPOINT_FILE).config.proportional_inner_step == 0.3
 
 
 # --------------------------------------------------------------------------- learned step sizes
@@ -653,16 +650,16 @@ def test_learned_inner_step_sizes_train_resume_and_evaluate(tmp_path):
     """learn_inner_lr (Meta-SGD): the per-parameter step sizes start at inner_lr, move with the
     TRPO step, drive the post-adaptation rollouts, survive checkpoint and resume to the bit, and
     evaluation asks for the step sizes that belong to explicitly given params."""
-    cfg = tiny_config(meta_iterations=4, learn_inner_lr=True)
+    cfg = tiny_config(iterations=4, learn_inner_lr=True)
     straight = MAMLTrainer(cfg)
     assert all(torch.equal(v, torch.full_like(v, cfg.inner_lr)) for v in straight.learned_lrs.values())
     straight.train(progress=False)
     assert max(float((v - cfg.inner_lr).abs().max()) for v in straight.learned_lrs.values()) > 0
 
-    first = MAMLTrainer(dataclasses.replace(cfg, meta_iterations=2, checkpoint_every=50), tmp_path)
+    first = MAMLTrainer(dataclasses.replace(cfg, iterations=2, checkpoint_every=50), tmp_path)
     first.train(progress=False)
     second = MAMLTrainer(cfg, tmp_path)
-    second.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    second.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     second.train(progress=False)
     for name in straight.params:
         assert torch.equal(second.params[name], straight.params[name]), name
@@ -696,9 +693,9 @@ def test_learned_inner_step_sizes_need_trpo_with_exact_curvature(overrides):
 
 
 def test_from_checkpoint_restores_the_run_with_its_config(tmp_path):
-    trainer = MAMLTrainer(tiny_config(meta_iterations=2, hidden=(5,), inner_lr=0.05), tmp_path)
+    trainer = MAMLTrainer(tiny_config(iterations=2, hidden=(5,), inner_lr=0.05), tmp_path)
     trainer.train(progress=False)
-    restored = MAMLTrainer.from_checkpoint(tmp_path / CHECKPOINT_NAME)
+    restored = MAMLTrainer.from_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert restored.config.hidden == (5,) and restored.config.inner_lr == 0.05 and restored.iteration == 2
     assert all(torch.equal(restored.params[k], trainer.params[k]) for k in trainer.params)
     assert torch.equal(restored.generator.get_state(), trainer.generator.get_state())

@@ -152,6 +152,9 @@ class MAMLTrainer(Runner):
         output_dir: where ``checkpoint.pt``, ``metrics.json`` and TensorBoard events go
             (``None``: nothing is written).
         env: a pure task family (default ``Navigation2D(config.horizon, config.action_scale)``).
+        meta_step: a :class:`~functional_metarl.meta.MetaStep` to run instead of the one the
+            config names (``make_meta_step``); its ``stats`` go into the metrics as they are.
+            Resume needs the same step again.
 
     Attributes beside the base's: ``params`` (the latest meta-params), ``best_params`` (the
     meta-params whose post-adaptation return was the highest during training: the MAML paper
@@ -163,7 +166,7 @@ class MAMLTrainer(Runner):
     log_prefix = "train"
     progress_metric = "post_return"
 
-    def __init__(self, config: MAMLConfig, output_dir: Any = None, env: Any = None):
+    def __init__(self, config: MAMLConfig, output_dir: Any = None, env: Any = None, meta_step: MetaStep | None = None):
         super().__init__(config, output_dir)
         self.env = env if env is not None else Navigation2D(horizon=config.horizon, action_scale=config.action_scale)
         if self.env.episode_length != config.horizon:
@@ -174,7 +177,10 @@ class MAMLTrainer(Runner):
         self.policy = gaussian_policy(self.env.obs_shape[0], self.env.action_size, config.hidden, config.activation,
                                       mean_bound=config.mean_bound)
         self.inner_opt = meta_sgd(config.inner_lr) if config.learn_inner_lr else sgd(config.inner_lr)
-        self.meta_step = make_meta_step(config, self.policy, self.inner_opt)
+        if meta_step is not None:
+            checks.instance(meta_step, "meta_step", MetaStep)
+        self.custom_meta_step = meta_step is not None
+        self.meta_step = meta_step if meta_step is not None else make_meta_step(config, self.policy, self.inner_opt)
         self.params: Params = self.policy.init(config.seed, device=self.device)
         self.learned_lrs: Params | None = self.inner_opt.init(self.params).lr if config.learn_inner_lr else None
         self.meta_state = self.meta_step.init(self.meta_params())
@@ -193,8 +199,8 @@ class MAMLTrainer(Runner):
         estimator, one inner step, fixed inner step sizes, no compiled gradient and a meta-step
         that accepts a precomputed gradient."""
         cfg = self.config
-        return (cfg.estimator == "maml" and cfg.inner_steps == 1 and not cfg.learn_inner_lr and not cfg.compile
-                and cfg.meta_optimizer in ("trpo", "adam"))
+        return (not self.custom_meta_step and cfg.estimator == "maml" and cfg.inner_steps == 1
+                and not cfg.learn_inner_lr and not cfg.compile and cfg.meta_optimizer in ("trpo", "adam"))
 
     def adapt_batch(self, params: Params, batch: RLBatch, per_task: bool = False, lr: float | None = None,
                     learned_lrs: Params | None = None) -> Params:
@@ -273,12 +279,8 @@ class MAMLTrainer(Runner):
             self.params, self.learned_lrs = new_meta.params, new_meta.inner_state.lr
         else:
             self.params = new_meta
-        metrics = {"pre_return": _episode_return(train_episodes.rewards), "post_return": post_return,
-                   "meta_loss": stats["meta_loss"], "kl": stats["kl"], "step_fraction": stats["step_fraction"],
-                   "grad_norm": stats["grad_norm"]}
-        metrics.update({k: stats[k] for k in ("inner_kl", "kl_coef") if k in stats})
-        metrics["seconds"] = time.perf_counter() - start
-        return metrics
+        return {"pre_return": _episode_return(train_episodes.rewards), "post_return": post_return, **stats,
+                "seconds": time.perf_counter() - start}
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None, **kwargs: Any) -> dict[str, float]:
