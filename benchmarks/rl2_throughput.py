@@ -40,9 +40,8 @@ from functional_metarl.meta import (
     sample_rl2_noise,
 )
 from functional_metarl.nn import gru_actor_critic, rl2_inputs
-from functional_metarl.optim import adam, apply_updates
+from functional_metarl.optim import adam, apply_updates, chain, clip_by_global_norm
 from functional_metarl.rl import categorical_log_prob, normalize_advantages
-from functional_metarl.tree import tree_norm, tree_scale
 from torch.func import grad_and_value
 
 
@@ -134,9 +133,7 @@ def gym_iteration(envs: list[gym.Env], policy, params, opt, opt_state, cfg: PPOC
             idx = perm[i * mb:(i + 1) * mb]
             g, _ = fn(params, Trial(*(x[:, idx] for x in trial)), adv[:, idx], ret[:, idx], policy,
                       clip_eps=cfg.clip_eps, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
-            norm = tree_norm(g)
-            g = tree_scale(g, torch.clamp(cfg.max_grad_norm / (norm + 1e-6), max=1.0))
-            updates, opt_state = opt.update(g, opt_state, params)
+            updates, opt_state = opt.update(g, opt_state, params)  # clipping composed in opt
             params = apply_updates(params, updates)
     return params, opt_state
 
@@ -144,7 +141,7 @@ def gym_iteration(envs: list[gym.Env], policy, params, opt, opt_state, cfg: PPOC
 def bench(name: str, env, gym_envs, args) -> dict[str, float]:
     policy = gru_actor_critic(env.obs_dim, env.num_actions, args.hidden)
     cfg = PPOConfig(epochs=args.epochs, num_minibatches=args.minibatches)
-    opt = adam(1e-3)
+    opt = chain(clip_by_global_norm(cfg.max_grad_norm), adam(1e-3))
     B, T = args.trials, env.trial_length
     rates: dict[str, list[float]] = {"pure": [], "gym": [], "pure_rollout": [], "gym_rollout": []}
     gen = torch.Generator().manual_seed(0)

@@ -13,7 +13,8 @@ policy (half the trial before its inner step, half after) on the same --eval-tas
 bandits with the same reward noise: mean total reward per trial and its standard error. The
 paper's numbers are printed beside ours. Writes metrics.json (training
 curve, final evaluation, wall time, env steps/s), checkpoint.pt, TensorBoard events and
-learning_curve.png into --output.
+learning_curve.png into --output (the MAML run's own checkpoint.pt and metrics.json into
+--output/maml).
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ import torch  # noqa: E402
 
 from functional_metarl.envs import RL2_PAPER_GITTINS  # noqa: E402
 from functional_metarl.runners import (  # noqa: E402
-    MAML_DISCRETE_CHECKPOINT,
-    RL2_CHECKPOINT,
+    CHECKPOINT_FILE,
     DiscreteMAMLConfig,
     DiscreteMAMLTrainer,
     RL2Config,
@@ -78,15 +78,20 @@ def add_common_args(parser: argparse.ArgumentParser, iterations: int, trials: in
 
 
 def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], title: str) -> dict:
-    """Train (or resume), evaluate every method on the same held-out tasks, write metrics and the plot."""
+    """Train (or resume), evaluate every method on the same held-out tasks, write metrics and the plot.
+
+    ``metrics.json``'s ``eval``: ``evaluate()``'s ``"<method>/mean"`` / ``"/stderr"`` /
+    ``"/num_tasks"`` entries, the paper's numbers as ``"paper/<method>"`` and the run's totals
+    (wall time, env steps, throughput, the MAML run's settings and curve when it ran).
+    """
     # The whole-trial BPTT keeps hundreds of large activations per PPO step; with glibc's own
     # settings each is a fresh mmap plus page faults (3.9x slower at 256 MDP trials, 1.2x at 64).
     keep_freed_cpu_memory()
     torch.set_num_threads(args.threads)
     output = Path(args.output)
     trainer = RL2Trainer(config, output)
-    if args.resume and (output / RL2_CHECKPOINT).is_file():
-        trainer.load_checkpoint(output / RL2_CHECKPOINT)
+    if args.resume and (output / CHECKPOINT_FILE).is_file():
+        trainer.load_checkpoint(output / CHECKPOINT_FILE)
         print(f"resumed at iteration {trainer.iteration}")
     start = time.perf_counter()
     trainer.train(progress=not args.no_progress,
@@ -98,19 +103,20 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
         fields = {k: getattr(config, k) for k in ("env", "num_arms", "num_pulls", "num_episodes", "seed", "device")}
         maml = DiscreteMAMLTrainer(DiscreteMAMLConfig(**fields, iterations=args.maml_iterations,
                                                       meta_batch_size=args.maml_meta_batch, inner_lr=args.maml_inner_lr,
-                                                      hidden=tuple(args.maml_hidden)), output)
-        if args.resume and (output / MAML_DISCRETE_CHECKPOINT).is_file():
-            maml.load_checkpoint(output / MAML_DISCRETE_CHECKPOINT)
+                                                      hidden=tuple(args.maml_hidden)), output / "maml")
+        # Its own directory: every runner writes checkpoint.pt and metrics.json (runners.CHECKPOINT_FILE).
+        if args.resume and (output / "maml" / CHECKPOINT_FILE).is_file():
+            maml.load_checkpoint(output / "maml" / CHECKPOINT_FILE)
         maml.train(progress=not args.no_progress)
         others["maml"] = maml.evaluate
         maml_extra = {"maml_config": maml.config.to_dict(), "maml_iterations": maml.history,
                       "maml_train_seconds_total": sum(m["seconds"] for m in maml.history)}
     start = time.perf_counter()
-    evaluation = trainer.evaluate_methods(args.eval_tasks, others=others)
+    evaluation = trainer.evaluate(args.eval_tasks, others=others)
     eval_seconds = time.perf_counter() - start
     extra = {
-        "eval": evaluation,
-        "paper": paper,
+        **evaluation,
+        **{f"paper/{k}": v for k, v in paper.items()},
         "wall_seconds_this_session": train_seconds,
         "train_seconds_total": total_train_seconds,
         "eval_seconds": eval_seconds,
@@ -121,8 +127,10 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
         **maml_extra,
     }
     trainer.write_metrics(extra)
-    plot(trainer.history, evaluation, paper, output / "learning_curve.png", title)
-    for method, r in evaluation.items():
+    methods = {k[: -len("/mean")]: {"mean": v, "stderr": evaluation[k[: -len("/mean")] + "/stderr"]}
+               for k, v in evaluation.items() if k.endswith("/mean")}
+    plot(trainer.history, methods, paper, output / "learning_curve.png", title)
+    for method, r in methods.items():
         print(f"{method:>10}: {r['mean']:.3f} +- {r['stderr']:.3f}  (paper: {paper.get(method, '-')})")
     print(f"training {total_train_seconds:.0f} s, {trainer.env_steps} env steps, "
           f"{extra['env_steps_per_second']:.0f} env steps/s")

@@ -21,7 +21,7 @@ from functional_metarl.meta import (
 from functional_metarl.meta import RL2Noise
 from functional_metarl.nn import RecurrentFunctional, gru_actor_critic, gru_cell, rl2_inputs
 from functional_metarl.optim import adam
-from functional_metarl.runners import RL2_CHECKPOINT, RL2Config, RL2Trainer, make_rl2_env, mean_and_stderr
+from functional_metarl.runners import CHECKPOINT_FILE, RL2Config, RL2Trainer, make_rl2_env, mean_and_stderr
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -285,23 +285,23 @@ def test_resume_is_bit_identical(tmp_path):
     first = RL2Trainer(_tiny(iterations=2), tmp_path / "b")
     first.train(progress=False)
     resumed = RL2Trainer(_tiny(), tmp_path / "c")
-    resumed.load_checkpoint(tmp_path / "b" / RL2_CHECKPOINT)
+    resumed.load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
     assert resumed.iteration == 2
     resumed.train(progress=False)
     for k in straight.params:
         assert torch.equal(straight.params[k], resumed.params[k]), k
-        assert torch.equal(straight.opt_state.nu[k], resumed.opt_state.nu[k]), k
+        assert torch.equal(straight.opt_state[1].nu[k], resumed.opt_state[1].nu[k]), k  # (clip, adam) states
     drop = ("seconds", "steps_per_second")
     assert [{k: v for k, v in m.items() if k not in drop} for m in straight.history] == \
            [{k: v for k, v in m.items() if k not in drop} for m in resumed.history]
     assert (tmp_path / "a" / "metrics.json").is_file() and any((tmp_path / "a" / "tensorboard").iterdir())
     stopped = RL2Trainer(_tiny(), tmp_path / "d")
     stopped.train(progress=False, max_seconds=1e-9)  # stops after the first iteration, with a checkpoint
-    assert stopped.iteration == 1 and (tmp_path / "d" / RL2_CHECKPOINT).is_file()
+    assert stopped.iteration == 1 and (tmp_path / "d" / CHECKPOINT_FILE).is_file()
     with pytest.raises(ValueError, match="max_seconds"):
         stopped.train(progress=False, max_seconds=0)
     with pytest.raises(ValueError, match="different settings"):
-        RL2Trainer(_tiny(hidden=16)).load_checkpoint(tmp_path / "b" / RL2_CHECKPOINT)
+        RL2Trainer(_tiny(hidden=16)).load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
 
 
 def test_config_bad_input():
@@ -342,7 +342,7 @@ def test_entropy_schedule_is_linear_then_constant_and_drives_the_updates(tmp_pat
                        tmp_path / "b")
     first.train(progress=False)
     resumed = RL2Trainer(cfg)
-    resumed.load_checkpoint(tmp_path / "b" / RL2_CHECKPOINT)
+    resumed.load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
     resumed.train(progress=False)
     for k in trainer.params:
         assert torch.equal(trainer.params[k], resumed.params[k]), k
@@ -353,12 +353,15 @@ def test_entropy_schedule_bad_input():
         _tiny(entropy_coef_final=0.0)
     with pytest.raises(ValueError, match="entropy_coef_final and entropy_decay_iterations go together"):
         _tiny(entropy_decay_iterations=10)
-    with pytest.raises(ValueError, match="entropy_coef_final must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"entropy_coef_final must be a finite number in \[0, inf\)"):
         _tiny(entropy_coef_final=-0.1, entropy_decay_iterations=10)
-    with pytest.raises(ValueError, match="entropy_coef_final must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"entropy_coef_final must be a finite number in \[0, inf\)"):
         _tiny(entropy_coef_final=float("nan"), entropy_decay_iterations=10)
-    for bad in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="entropy_decay_iterations must be a positive int"):
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=r"entropy_decay_iterations must be an int in \[1, inf\)"):
+            _tiny(entropy_coef_final=0.0, entropy_decay_iterations=bad)
+    for bad in (2.5, True):  # the wrong kind: a TypeError
+        with pytest.raises(TypeError, match="entropy_decay_iterations must be an int"):
             _tiny(entropy_coef_final=0.0, entropy_decay_iterations=bad)
 
 
@@ -368,9 +371,12 @@ def test_short_rl2_run_beats_random_on_k5_n10():
                     lr=3e-3, epochs=4, num_minibatches=2, device="cpu", seed=0)
     trainer = RL2Trainer(cfg)
     trainer.train(progress=False)
-    results = trainer.evaluate_methods(num_tasks=2000, seed=123)
-    assert set(results) == {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "ucb1_tuned", "thompson", "gittins"}
-    rl2, rand = results["rl2"], results["random"]
+    results = trainer.evaluate(num_tasks=2000, seed=123)
+    methods = {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "ucb1_tuned", "thompson", "gittins"}
+    assert set(results) == {f"{m}/{s}" for m in methods for s in ("mean", "stderr", "num_tasks")} | {
+        "gittins/gamma", "ucb1_tuned/c"}
+    rl2 = {s: results[f"rl2/{s}"] for s in ("mean", "stderr")}
+    rand = {s: results[f"random/{s}"] for s in ("mean", "stderr")}
     # random is 5.0 in expectation; require a gap of several standard errors
     assert rl2["mean"] > rand["mean"] + 4 * (rl2["stderr"] ** 2 + rand["stderr"] ** 2) ** 0.5, results
 
@@ -487,7 +493,7 @@ def test_split_trial_rollouts_is_pre_episodes_one_inner_step_then_post_episodes(
 
 
 def test_discrete_maml_trainer_resume_is_bit_identical(tmp_path):
-    from functional_metarl.runners import MAML_DISCRETE_CHECKPOINT, DiscreteMAMLConfig, DiscreteMAMLTrainer
+    from functional_metarl.runners import DiscreteMAMLConfig, DiscreteMAMLTrainer
 
     def cfg(**kw):
         return DiscreteMAMLConfig(**{**dict(num_arms=3, num_pulls=4, iterations=4, meta_batch_size=4, hidden=(4,),
@@ -497,7 +503,7 @@ def test_discrete_maml_trainer_resume_is_bit_identical(tmp_path):
     straight.train(progress=False)
     DiscreteMAMLTrainer(cfg(iterations=2), tmp_path / "b").train(progress=False)
     resumed = DiscreteMAMLTrainer(cfg(), tmp_path / "c")
-    resumed.load_checkpoint(tmp_path / "b" / MAML_DISCRETE_CHECKPOINT)
+    resumed.load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
     resumed.train(progress=False)
     for k in straight.params:
         assert torch.equal(straight.params[k], resumed.params[k]), k
@@ -527,11 +533,12 @@ def test_mdp_example_smoke(tmp_path, monkeypatch):
                                       "--entropy-decay-iterations", "2", "--output", str(tmp_path), "--no-progress"])
     runpy.run_path(str(examples / "rl2_mdp.py"), run_name="__main__")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["eval"]) == {"rl2", "rl2_greedy", "random", "greedy", "psrl", "maml"}
-    assert len(metrics["iterations"]) == 2 and (tmp_path / "learning_curve.png").is_file()
-    assert [m["entropy_coef"] for m in metrics["iterations"]] == pytest.approx([0.02, 0.01])
+    methods = {"rl2", "rl2_greedy", "random", "greedy", "psrl", "maml"}
+    assert {k.split("/")[0] for k in metrics["eval"] if k.endswith("/mean")} == methods
+    assert len(metrics["history"]) == 2 and (tmp_path / "learning_curve.png").is_file()
+    assert [m["entropy_coef"] for m in metrics["history"]] == pytest.approx([0.02, 0.01])
     assert metrics["config"]["entropy_decay_iterations"] == 2
-    assert all(r["num_tasks"] == 20 for r in metrics["eval"].values())
+    assert all(metrics["eval"][f"{m}/num_tasks"] == 20 for m in methods)
 
 
 def test_compiled_ppo_gradient_equals_eager():

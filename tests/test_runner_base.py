@@ -191,6 +191,15 @@ def test_signal_during_train_writes_checkpoint(tmp_path, sig):
     assert len(json.loads((tmp_path / METRICS_FILE).read_text())["history"]) == 3
 
 
+def test_max_seconds_stops_after_a_checkpoint(tmp_path):
+    runner = ToyRunner(ToyConfig(iterations=50, checkpoint_every=100), tmp_path)
+    runner.train(progress=False, max_seconds=1e-9)  # past the limit after the first iteration
+    assert runner.iteration == 1
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["iteration"] == runner.iteration
+    with pytest.raises(ValueError, match="max_seconds"):
+        runner.train(progress=False, max_seconds=0.0)
+
+
 def test_signal_handlers_restored(tmp_path):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     ToyRunner(ToyConfig(iterations=1)).train(progress=False)

@@ -40,7 +40,7 @@ from ..optim import GradientTransformation, apply_updates
 from ..distributions import categorical_entropy, categorical_log_prob
 from ..rl.losses import masked_episode_mean, normalize_advantages, ppo_clip_loss
 from ..rl.returns import gae
-from ..tree import Params, tree_map, tree_norm, tree_scale
+from ..tree import Params, tree_map, tree_norm
 
 __all__ = [
     "Trial",
@@ -283,11 +283,13 @@ def rl2_train_step(
 ) -> tuple[Params, Any, dict[str, torch.Tensor]]:
     """One RL² iteration: a trial on each of the ``B`` tasks, then ``config.epochs`` PPO epochs of
     ``config.num_minibatches`` minibatches (trials split by ``noise.perms``), each an ``optimizer``
-    step on :func:`rl2_ppo_loss` with the gradient clipped to global norm ``max_grad_norm``.
+    step on :func:`rl2_ppo_loss`. Gradient clipping is part of the optimizer, composed by the
+    caller: ``optim.chain(optim.clip_by_global_norm(config.max_grad_norm), optim.adam(lr))`` (as
+    ``runners.RL2Trainer`` does); the step itself never clips.
 
     Returns ``(params, opt_state, stats)``; ``stats`` are 0-d tensors (``trial_return``: mean total
-    reward per trial of the rollout; the losses and ``approx_kl``/``grad_norm`` of the last
-    minibatch). ``grad_fn`` replaces the default :func:`rl2_ppo_grad` (e.g. with a compiled
+    reward per trial of the rollout; the losses, ``approx_kl`` and the global ``grad_norm`` before
+    any clipping, of the last minibatch). ``grad_fn`` replaces the default :func:`rl2_ppo_grad` (e.g. with a compiled
     ``torch.func.grad_and_value(rl2_ppo_loss, has_aux=True)``); it takes the loss's arguments.
     """
     num = _tasks_batch(tasks)
@@ -308,8 +310,7 @@ def rl2_train_step(
             grads, (loss, aux) = grad_fn(params, _minibatch(trial, idx), advantages[:, idx], returns[:, idx], policy,
                                          clip_eps=config.clip_eps, value_coef=config.value_coef,
                                          entropy_coef=config.entropy_coef)
-            norm = tree_norm(grads)
-            grads = tree_scale(grads, torch.clamp(config.max_grad_norm / (norm + 1e-6), max=1.0))
+            norm = tree_norm(grads)  # before any clipping the optimizer composes
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = apply_updates(params, updates)
             stats = {"loss": loss.detach(), **aux, "grad_norm": norm.detach()}

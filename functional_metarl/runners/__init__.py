@@ -50,9 +50,9 @@ from .deep_option_critic import DeepOptionCriticConfig, DeepOptionCriticTrainer 
 __all__ += ["DeepOptionCriticConfig", "DeepOptionCriticTrainer"]
 
 # RL² (bandits, tabular MDPs)
-from .rl2 import RL2_CHECKPOINT, RL2Config, RL2Trainer, make_rl2_env, mean_and_stderr  # noqa: E402
+from .rl2 import RL2Config, RL2Trainer, make_rl2_env, mean_and_stderr  # noqa: E402
 
-__all__ += ["RL2_CHECKPOINT", "RL2Config", "RL2Trainer", "make_rl2_env", "mean_and_stderr"]
+__all__ += ["RL2Config", "RL2Trainer", "make_rl2_env", "mean_and_stderr"]
 
 # Simulator meta-RL: the task-aware vector sampler and MAML-TRPO on top of it
 from .gym_sampler import TaskVectorSampler  # noqa: E402

@@ -8,8 +8,9 @@ A runner is the stateful shell around pure functions. What every runner shares l
   ``checkpoint_every``;
 * the **output directory**: ``checkpoint.pt`` (atomic), ``metrics.json`` (atomic;
   ``{"config", "history", "eval"}``) and TensorBoard scalars under ``tensorboard/``;
-* the **budgeted loop** :meth:`Runner.train` with a progress bar, periodic checkpoints and
-  signal handling (SIGINT / SIGTERM finish the current iteration, write the checkpoint, then
+* the **budgeted loop** :meth:`Runner.train` with a progress bar, periodic checkpoints, an
+  optional wall-time limit (``max_seconds``, an addition to the planned API that RL²'s examples
+  use) and signal handling (SIGINT / SIGTERM finish the current iteration, write the checkpoint, then
   re-deliver the signal, so Ctrl-C still raises ``KeyboardInterrupt``);
 * **resume**: :meth:`Runner.state_dict` / :meth:`Runner.load_state_dict`,
   :meth:`Runner.load_checkpoint` and :meth:`Runner.from_checkpoint`, refusing a checkpoint of
@@ -34,6 +35,7 @@ import dataclasses
 import json
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -242,17 +244,25 @@ class Runner:
                 self.logger.scalar(f"{self.log_prefix}/{key}", float(value), self.iteration)
         return record
 
-    def train(self, progress: bool = True) -> list[dict[str, float]]:
+    def train(self, progress: bool = True, max_seconds: float | None = None) -> list[dict[str, float]]:
         """Run iterations until ``config.iterations``, checkpointing every ``checkpoint_every`` and at the end.
 
         SIGINT / SIGTERM (handled only when called from the main thread) let the current
         iteration finish, write the checkpoint and are then re-delivered to the handler that
         was installed before, so Ctrl-C still raises ``KeyboardInterrupt`` after the save.
 
+        Args:
+            progress: show a tqdm bar (postfix: ``progress_metric``).
+            max_seconds: also stop, after a checkpoint, at the first iteration boundary past
+                this much wall time (``None``: no limit); a resume continues exactly.
+
         Returns:
             ``history``: one row per iteration that returned metrics (resumed rows included).
         """
         cfg = self.config
+        if max_seconds is not None:
+            checks.positive_number(max_seconds, "max_seconds")
+        deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         received: list[int] = []
         previous: dict[int, Any] = {}
 
@@ -275,6 +285,8 @@ class Runner:
                 if self.iteration % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                     saved_at = self.iteration
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
             if saved_at != self.iteration:
                 self.save_checkpoint()
         finally:
