@@ -111,13 +111,13 @@ def _cases():
         ("repro4-ppo-mask-shape", lambda: rl.ppo_clip_loss(_tb(), _tb(seed=1), _tb(seed=2), torch.ones(T)),
          ValueError, "mask expected shape"),
         ("repro1-ddpg-batch-over-buffer",
-         lambda: runners.DDPGConfig(total_steps=300, start_steps=100, batch_size=5000, buffer_size=1000),
+         lambda: runners.DDPGConfig(iterations=300, start_steps=100, batch_size=5000, buffer_size=1000),
          ValueError, "batch_size"),
         ("repro1-ddpg-batch-over-total-steps",
-         lambda: runners.DDPGConfig(total_steps=300, start_steps=100, batch_size=500, buffer_size=1000),
-         ValueError, "batch_size .* total_steps"),
+         lambda: runners.DDPGConfig(iterations=300, start_steps=100, batch_size=500, buffer_size=1000),
+         ValueError, "batch_size .* iterations"),
         ("repro1-ddpg-learning-never-starts",
-         lambda: runners.DDPGConfig(total_steps=300, start_steps=300, batch_size=50, buffer_size=1000),
+         lambda: runners.DDPGConfig(iterations=300, start_steps=300, batch_size=50, buffer_size=1000),
          ValueError, "learning_starts"),
         # --- rl losses: shapes, dtypes, values
         ("pg-loss-advantages-shape", lambda: rl.policy_gradient_loss(_tb(), _tb(T, 1), _ones()),
@@ -415,3 +415,91 @@ def test_maml_nav_cli_accepts_good_flags(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["maml_nav.py", "--eval-lrs", "0.1", "0.05", "--output", str(tmp_path)])
     args = example.parse_args()
     assert args.config.meta_batch_size == 20 and args.eval_lrs == [0.1, 0.05]
+
+
+# ============================================================================= runner configs
+# Every agent runner's config (and the runner base's common fields) refuses, with an error that
+# names the field: settings under which learning never starts, a bool or a string where a number
+# or a flag is meant, non-finite numbers, probabilities outside [0, 1], a float where a count is
+# meant. Each case is (id, config class, settings, exception type, regex).
+_RUNNER_CONFIG_CASES = [
+    # the runner base's fields, on every config
+    ("base-iterations-string", runners.RL2Config, dict(iterations="100"), TypeError, "iterations must be an int"),
+    ("base-iterations-zero", runners.RainbowConfig, dict(iterations=0), ValueError, "iterations must be an int in"),
+    ("base-seed-float", runners.DDPGConfig, dict(seed=1.5), TypeError, "seed must be an int"),
+    ("base-device-number", runners.OptionCriticConfig, dict(device=0), TypeError, "device must be a str"),
+    ("base-checkpoint-every-bool", runners.DeepOptionCriticConfig, dict(checkpoint_every=True), TypeError,
+     "checkpoint_every must be an int"),
+    # Rainbow
+    ("rainbow-learning-never-starts", runners.RainbowConfig, dict(iterations=500, learning_starts=500), ValueError,
+     r"learning_starts \(500\) must be below iterations \* num_envs"),
+    ("rainbow-learning-never-starts-envs", runners.RainbowConfig, dict(iterations=100, num_envs=4, learning_starts=400),
+     ValueError, "learning_starts"),
+    ("rainbow-batch-over-buffer", runners.RainbowConfig, dict(batch_size=128, buffer_size=64), ValueError,
+     r"batch_size \(128\) must not exceed buffer_size"),
+    ("rainbow-batch-over-run", runners.RainbowConfig, dict(iterations=50, learning_starts=10, batch_size=64), ValueError,
+     "batch_size .* iterations"),
+    ("rainbow-gamma-bool", runners.RainbowConfig, dict(gamma=True), TypeError, "gamma must be a number"),
+    ("rainbow-gamma-string", runners.RainbowConfig, dict(gamma="0.99"), TypeError, "gamma must be a number"),
+    ("rainbow-beta0-above-one", runners.RainbowConfig, dict(beta0=1.5), ValueError, r"beta0 must be a finite number in \[0, 1\]"),
+    ("rainbow-alpha-negative", runners.RainbowConfig, dict(alpha=-0.1), ValueError, "alpha"),
+    ("rainbow-lr-nan", runners.RainbowConfig, dict(lr=float("nan")), ValueError, "lr must be a finite number"),
+    ("rainbow-max-grad-norm-inf", runners.RainbowConfig, dict(max_grad_norm=float("inf")), ValueError, "max_grad_norm"),
+    ("rainbow-noisy-string", runners.RainbowConfig, dict(noisy="false"), TypeError, "noisy must be a bool"),
+    ("rainbow-n-step-float", runners.RainbowConfig, dict(n_step=3.0), TypeError, "n_step must be an int"),
+    ("rainbow-v-max-inf", runners.RainbowConfig, dict(v_max=float("inf")), ValueError, "v_max"),
+    ("rainbow-network-unknown", runners.RainbowConfig, dict(network="resnet"), ValueError, "network must be one of"),
+    # DDPG / TD3
+    ("ddpg-tau-inf", runners.DDPGConfig, dict(tau=float("inf")), ValueError, "tau"),
+    ("ddpg-gamma-string", runners.DDPGConfig, dict(gamma="0.99"), TypeError, "gamma must be a number"),
+    ("ddpg-save-replay-string", runners.DDPGConfig, dict(save_replay="yes"), TypeError, "save_replay must be a bool"),
+    ("ddpg-sigma-nan", runners.DDPGConfig, dict(exploration_sigma=float("nan")), ValueError, "exploration_sigma"),
+    ("ddpg-hidden-zero", runners.DDPGConfig, dict(hidden=(64, 0)), ValueError, r"hidden\[1\]"),
+    ("ddpg-actor-lr-bool", runners.DDPGConfig, dict(actor_lr=True), TypeError, "actor_lr must be a number"),
+    ("ddpg-policy-delay-float", runners.DDPGConfig, dict(policy_delay=2.0), TypeError, "policy_delay must be an int"),
+    # tabular Option-Critic
+    ("oc-epsilon-above-one", runners.OptionCriticConfig, dict(epsilon=1.5), ValueError, "epsilon"),
+    ("oc-gamma-bool", runners.OptionCriticConfig, dict(gamma=True), TypeError, "gamma must be a number"),
+    ("oc-xi-inf", runners.OptionCriticConfig, dict(xi=float("inf")), ValueError, "xi"),
+    ("oc-switch-goal-float", runners.OptionCriticConfig, dict(switch_goal_at=2.5), TypeError, "switch_goal_at must be an int"),
+    ("oc-switch-goal-after-run", runners.OptionCriticConfig, dict(iterations=10, switch_goal_at=10), ValueError,
+     "switch_goal_at"),
+    ("oc-num-runs-zero", runners.OptionCriticConfig, dict(num_runs=0), ValueError, "num_runs"),
+    ("oc-initial-goal-outside", runners.OptionCriticConfig, dict(initial_goal=104), ValueError, "initial_goal"),
+    # deep Option-Critic
+    ("deep-oc-batch-over-replay", runners.DeepOptionCriticConfig, dict(batch_size=512, replay_size=256), ValueError,
+     r"batch_size \(512\) must not exceed replay_size"),
+    ("deep-oc-learning-never-starts", runners.DeepOptionCriticConfig, dict(learning_starts=5000, replay_size=1000),
+     ValueError, r"learning_starts \(5000\) must not exceed replay_size"),
+    ("deep-oc-epsilon-end-negative", runners.DeepOptionCriticConfig, dict(epsilon_end=-0.1), ValueError, "epsilon_end"),
+    ("deep-oc-tensorboard-string", runners.DeepOptionCriticConfig, dict(tensorboard="no"), TypeError,
+     "tensorboard must be a bool"),
+    ("deep-oc-critic-lr-nan", runners.DeepOptionCriticConfig, dict(critic_lr=float("nan")), ValueError, "critic_lr"),
+    ("deep-oc-entropy-bool", runners.DeepOptionCriticConfig, dict(entropy_coef=True), TypeError,
+     "entropy_coef must be a number"),
+    # RL²
+    ("rl2-gamma-above-one", runners.RL2Config, dict(gamma=1.5), ValueError, r"gamma must be a finite number in \[0, 1\]"),
+    ("rl2-gae-lambda-nan", runners.RL2Config, dict(gae_lambda=float("nan")), ValueError, "gae_lambda"),
+    ("rl2-clip-eps-zero", runners.RL2Config, dict(clip_eps=0.0), ValueError, "clip_eps"),
+    ("rl2-max-grad-norm-inf", runners.RL2Config, dict(max_grad_norm=float("inf")), ValueError, "max_grad_norm"),
+    ("rl2-lr-bool", runners.RL2Config, dict(lr=True), TypeError, "lr must be a number"),
+    ("rl2-compile-string", runners.RL2Config, dict(compile="yes"), TypeError, "compile must be a bool"),
+    ("rl2-trials-float", runners.RL2Config, dict(trials_per_iteration=256.0), TypeError, "trials_per_iteration must be an int"),
+]
+
+
+@pytest.mark.parametrize("config_class,settings,error,pattern", [c[1:] for c in _RUNNER_CONFIG_CASES],
+                         ids=[c[0] for c in _RUNNER_CONFIG_CASES])
+def test_runner_configs_reject_bad_settings(config_class, settings, error, pattern):
+    with pytest.raises(error, match=pattern):
+        config_class(**settings)
+
+
+def test_runner_base_rejects_mismatched_state_trees():
+    params = {"w": torch.zeros(3), "b": torch.zeros(())}
+    with pytest.raises(ValueError, match=r"params\['w'\]: saved shape \(4,\)"):
+        runners.restore_like({"w": torch.zeros(4), "b": torch.zeros(())}, params, "params")
+    with pytest.raises(ValueError, match="params: the saved state has 1 leaves, the live one 2"):
+        runners.restore_like({"w": torch.zeros(3)}, params, "params")
+    with pytest.raises(ValueError, match=r"params\['b'\]: saved dtype torch.int64"):
+        runners.restore_like({"w": torch.zeros(3), "b": torch.zeros((), dtype=torch.int64)}, params, "params")
