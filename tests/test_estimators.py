@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import optree
 import pytest
 import torch
 from torch.func import grad, hessian
@@ -25,27 +26,27 @@ from torch.func import grad, hessian
 from functional_metarl import meta, nn, optim, rl
 from functional_metarl.envs import Navigation2D, rollout, sample_noise
 from functional_metarl.meta import (
+    DICE,
+    E_MAML,
     ESTIMATORS,
+    LVC,
+    MAML,
+    Estimator,
     ProMPConfig,
     ProMPState,
-    ProMPStats,
     RLBatch,
-    check_estimator,
     dice_inner_loss,
     dice_objective,
     emaml_score_term,
-    estimator_surrogate,
+    estimator_named,
     inner_loss,
     lvc_inner_loss,
     magic_box,
-    maml_gradient_step,
-    maml_promp_step,
     maml_surrogate,
-    maml_trpo_step,
     make_rl_batches,
-    promp_init,
     reinforce_loss,
 )
+from functional_metarl.meta.surrogates import mean_kl
 from functional_metarl.tree import ravel
 
 DT = torch.float64
@@ -186,7 +187,7 @@ def test_reference_enumeration_is_a_distribution_and_matches_sampling():
 # ----------------------------------------------------------------------------- curvature (formulation II)
 
 
-def _hessian_estimates(estimator: str, horizon: int, theta) -> torch.Tensor:
+def _hessian_estimates(estimator: Estimator, horizon: int, theta) -> torch.Tensor:
     """The estimator's Hessian estimate of V / horizon, one per trajectory: [4**H, P, P]."""
     return torch.stack([
         flat_hessian(lambda p, b=batch_of([tau]): -inner_loss(p, b, POLICY, estimator=estimator), theta)
@@ -202,22 +203,22 @@ def _exact_hessian(theta, horizon: int) -> torch.Tensor:
 def test_dice_hessian_is_unbiased(horizon):
     theta = _theta()
     counts = draw_counts(ref_probs(theta, horizon), 400_000, torch.Generator().manual_seed(10 + horizon))
-    mean, se = mc_mean_and_se(counts, _hessian_estimates("dice", horizon, theta))
+    mean, se = mc_mean_and_se(counts, _hessian_estimates(DICE, horizon, theta))
     assert_matches(mean, se, _exact_hessian(theta, horizon))
 
 
 def test_lvc_hessian_is_exact_at_horizon_one_and_biased_beyond():
     theta = _theta()
     counts = draw_counts(ref_probs(theta, 1), 400_000, torch.Generator().manual_seed(21))
-    mean, se = mc_mean_and_se(counts, _hessian_estimates("lvc", 1, theta))
+    mean, se = mc_mean_and_se(counts, _hessian_estimates(LVC, 1, theta))
     assert_matches(mean, se, _exact_hessian(theta, 1))
     # at horizon 3 it drops the cross-time score products s_k s_j^T A_max(k,j), k != j
     counts = draw_counts(ref_probs(theta, 3), 400_000, torch.Generator().manual_seed(23))
-    mean, se = mc_mean_and_se(counts, _hessian_estimates("lvc", 3, theta))
+    mean, se = mc_mean_and_se(counts, _hessian_estimates(LVC, 3, theta))
     assert max_z(mean, se, _exact_hessian(theta, 3)) > BIAS_K
 
 
-@pytest.mark.parametrize("estimator", ["maml", "e-maml"])
+@pytest.mark.parametrize("estimator", [MAML, E_MAML], ids=lambda e: e.name)
 def test_maml_hessian_is_biased(estimator):
     # sum_t grad^2 log pi_t A_t only: biased even at horizon 1 (no s s^T A term)
     theta = _theta()
@@ -257,7 +258,7 @@ def test_dice_inner_loss_is_the_dice_objective_on_advantage_increments():
             log_prob = rl.categorical_log_prob(POLICY.apply(p, b.obs), b.actions)
             return -dice_objective(log_prob, b.rewards, b.mask, BASELINE[:horizon].gather(1, b.obs.argmax(-1))) / horizon
 
-        lib = lambda p, b=b: inner_loss(p, b, POLICY, estimator="dice")  # noqa: E731
+        lib = lambda p, b=b: inner_loss(p, b, POLICY, estimator=DICE)  # noqa: E731
         torch.testing.assert_close(flat_grad(lib, theta), flat_grad(dice, theta), rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(flat_hessian(lib, theta), flat_hessian(dice, theta), rtol=1e-12, atol=1e-12)
 
@@ -286,7 +287,7 @@ def _exact_j_one(theta, horizon: int) -> torch.Tensor:
     return total
 
 
-def _meta_gradient_estimates(estimator: str, horizon: int, theta, gen: torch.Generator, num: int):
+def _meta_gradient_estimates(estimator: Estimator, horizon: int, theta, gen: torch.Generator, num: int):
     """Counts over (pre-update D, post-update D') pairs and the estimator's -d(loss) per pair."""
     taus = trajectories(horizon)
     inner = optim.sgd(ALPHA)
@@ -302,7 +303,7 @@ def _meta_gradient_estimates(estimator: str, horizon: int, theta, gen: torch.Gen
             if counts_post[j] == 0:
                 continue
             valid = stacked(batch_of([tau_post]))
-            g = grad(lambda p: -estimator_surrogate(p, train, valid, None, POLICY, inner, estimator=estimator)[0])(theta)
+            g = grad(lambda p: -maml_surrogate(p, train, valid, None, POLICY, inner, estimator=estimator)[0])(theta)
             counts.append(counts_post[j])
             estimates.append(ravel(g)[0])
     return torch.stack(counts), torch.stack(estimates)
@@ -312,10 +313,10 @@ def test_emaml_meta_gradient_is_unbiased_for_formulation_one_and_maml_is_not():
     theta, horizon = _theta(), 2
     # the surrogates estimate J / horizon (each episode's steps are averaged)
     exact = flat_grad(lambda p: _exact_j_one(p, horizon), theta) / horizon
-    counts, estimates = _meta_gradient_estimates("e-maml", horizon, theta, torch.Generator().manual_seed(51), 300_000)
+    counts, estimates = _meta_gradient_estimates(E_MAML, horizon, theta, torch.Generator().manual_seed(51), 300_000)
     mean, se = mc_mean_and_se(counts, estimates)
     assert_matches(mean, se, exact)
-    counts, estimates = _meta_gradient_estimates("maml", horizon, theta, torch.Generator().manual_seed(52), 300_000)
+    counts, estimates = _meta_gradient_estimates(MAML, horizon, theta, torch.Generator().manual_seed(52), 300_000)
     mean, se = mc_mean_and_se(counts, estimates)
     assert max_z(mean, se, exact) > BIAS_K  # the dropped score term of the pre-update episodes
 
@@ -342,7 +343,7 @@ def test_first_derivative_of_every_inner_loss_is_reinforce():
     params, train, _, policy = _nav_problem()
     one = RLBatch(*(x[0] for x in train))
     expected = grad(reinforce_loss)(params, one, policy)
-    for estimator in ESTIMATORS:
+    for estimator in ESTIMATORS.values():
         got = grad(lambda p, e=estimator: inner_loss(p, one, policy, estimator=e))(params)
         for k in params:
             torch.testing.assert_close(got[k], expected[k], rtol=1e-12, atol=1e-12)
@@ -368,29 +369,29 @@ def test_value_and_adapted_params_are_maml_s_and_first_order_reduces_to_fomaml()
     params, train, valid, policy = _nav_problem(seed=1)
     inner = optim.sgd(0.1)
     ref_loss, ref_adapted = maml_surrogate(params, train, valid, None, policy, inner)
-    for estimator in ESTIMATORS:
-        loss, adapted = estimator_surrogate(params, train, valid, None, policy, inner, estimator=estimator)
+    for estimator in ESTIMATORS.values():
+        loss, adapted = maml_surrogate(params, train, valid, None, policy, inner, estimator=estimator)
         torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
         for k in params:
             torch.testing.assert_close(adapted[k], ref_adapted[k], rtol=1e-12, atol=1e-12)
     fo = grad(lambda p: maml_surrogate(p, train, valid, None, policy, inner, first_order=True)[0])(params)
-    for estimator in ("dice", "lvc"):
-        got = grad(lambda p, e=estimator: estimator_surrogate(p, train, valid, None, policy, inner, first_order=True,
-                                                              estimator=e)[0])(params)
+    for estimator in (DICE, LVC):
+        got = grad(lambda p, e=estimator: maml_surrogate(p, train, valid, None, policy, inner, first_order=True,
+                                                         estimator=e)[0])(params)
         for k in params:
             torch.testing.assert_close(got[k], fo[k], rtol=1e-12, atol=1e-12)
     # e-maml, first order: first-order MAML plus the score term of the pre-update episodes
-    got = grad(lambda p: estimator_surrogate(p, train, valid, None, policy, inner, first_order=True,
-                                             estimator="e-maml")[0])(params)
+    got = grad(lambda p: maml_surrogate(p, train, valid, None, policy, inner, first_order=True,
+                                        estimator=E_MAML)[0])(params)
     stack = {k: v.expand(3, *v.shape) for k, v in params.items()}
     score = grad(lambda p: emaml_score_term([{k: v.expand(3, *v.shape) for k, v in p.items()}], (train,), valid,
                                             policy))(params)
     for k in params:
         torch.testing.assert_close(got[k], fo[k] + score[k], rtol=1e-10, atol=1e-12)
     assert float(emaml_score_term([stack], (train,), valid, policy)) == 0.0
-    # and "maml" is maml_surrogate itself, second order included
+    # and MAML is maml_surrogate's default, second order included
     second = grad(lambda p: maml_surrogate(p, train, valid, None, policy, inner)[0])(params)
-    got = grad(lambda p: estimator_surrogate(p, train, valid, None, policy, inner, estimator="maml")[0])(params)
+    got = grad(lambda p: maml_surrogate(p, train, valid, None, policy, inner, estimator=MAML)[0])(params)
     assert all(torch.equal(got[k], second[k]) for k in params)
 
 
@@ -416,35 +417,33 @@ def test_multi_step_estimators_keep_the_adapted_params():
     inner = optim.sgd(0.1)
     two = (train, train)
     ref_loss, ref_adapted = maml_surrogate(params, two, valid, None, policy, inner, steps=2)
-    for estimator in ("e-maml", "dice", "lvc"):
-        loss, adapted = estimator_surrogate(params, two, valid, None, policy, inner, steps=2, estimator=estimator)
+    for estimator in (E_MAML, DICE, LVC):
+        loss, adapted = maml_surrogate(params, two, valid, None, policy, inner, steps=2, estimator=estimator)
         torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
         for k in params:
             torch.testing.assert_close(adapted[k], ref_adapted[k], rtol=1e-12, atol=1e-12)
 
 
 def test_line_search_scoring_is_every_estimators_surrogate_and_the_kl_in_one_pass():
-    # maml_trpo_step's line search scores new params with meta.default_score_fn (one forward pass
-    # for the loss and the KL): it must equal each estimator's own surrogate value and the KL
-    # computed from a separate forward pass of its adapted params.
-    from functional_metarl.meta import default_score_fn
-    from functional_metarl.meta.maml_rl import _as_dist, _log_prob, _mean_kl
-
+    # meta.trpo's line search scores new params with meta.score_fn (one forward pass for the
+    # loss and the KL): it must equal each estimator's own surrogate value and the KL computed
+    # from a separate forward pass of its adapted params.
     params, train, valid, policy = _nav_problem(seed=4)
     inner = optim.sgd(0.1)
     gen = torch.Generator().manual_seed(5)
     moved = {k: v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
     for steps, train_data in ((1, train), (2, (train, train))):
         _, adapted0 = maml_surrogate(params, train_data, valid, None, policy, inner, steps=steps)
-        old_dist = _as_dist(policy, policy.apply_stacked(adapted0, valid.obs))
-        old_log_prob = _log_prob(policy, old_dist, valid.actions)
+        old_dist = policy.distribution.params(policy.apply_stacked(adapted0, valid.obs))
+        old_log_prob = policy.distribution.log_prob(old_dist, valid.actions)
         with torch.no_grad():
-            loss, kl = default_score_fn(policy, inner, steps)(moved, train_data, valid, old_log_prob, old_dist)
+            loss, kl = meta.score_fn(policy, inner, steps=steps)(moved, train_data, valid, old_log_prob, old_dist)
         assert float(kl) > 1e-6  # the moved params are not the old ones
-        for estimator in ESTIMATORS:
-            ref_loss, adapted = estimator_surrogate(moved, train_data, valid, old_log_prob, policy, inner, steps=steps,
-                                                    estimator=estimator)
-            ref_kl = _mean_kl(policy, old_dist, _as_dist(policy, policy.apply_stacked(adapted, valid.obs)), valid.mask)
+        for estimator in ESTIMATORS.values():
+            ref_loss, adapted = maml_surrogate(moved, train_data, valid, old_log_prob, policy, inner, steps=steps,
+                                               estimator=estimator)
+            new_dist = policy.distribution.params(policy.apply_stacked(adapted, valid.obs))
+            ref_kl = mean_kl(policy, old_dist, new_dist, valid.mask)
             torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(kl, ref_kl.detach(), rtol=1e-12, atol=1e-12)
 
@@ -452,15 +451,16 @@ def test_line_search_scoring_is_every_estimators_surrogate_and_the_kl_in_one_pas
 def test_meta_steps_take_the_estimator():
     params, train, valid, policy = _nav_problem(seed=4)
     inner = optim.sgd(0.1)
-    default, _ = maml_trpo_step(params, train, valid, policy, inner)
-    explicit, _ = maml_trpo_step(params, train, valid, policy, inner, estimator="maml")
+    default, _, _ = meta.trpo(policy, inner).update(params, meta.TRPOState(), train, valid)
+    explicit, _, _ = meta.trpo(policy, inner, estimator=MAML).update(params, meta.TRPOState(), train, valid)
     assert all(torch.equal(default[k], explicit[k]) for k in params)
-    dice, stats = maml_trpo_step(params, train, valid, policy, inner, estimator="dice")
-    assert math.isfinite(stats.grad_norm) and any(not torch.equal(dice[k], default[k]) for k in params)
+    dice, _, stats = meta.trpo(policy, inner, estimator=DICE).update(params, meta.TRPOState(), train, valid)
+    assert math.isfinite(stats["grad_norm"]) and any(not torch.equal(dice[k], default[k]) for k in params)
     # Adam meta-step: the update is Adam's first step on the estimator's gradient
     adam = optim.adam(1e-2)
-    new, _, _ = maml_gradient_step(params, adam.init(params), train, valid, policy, inner, adam, estimator="lvc")
-    g = grad(lambda p: estimator_surrogate(p, train, valid, None, policy, inner, estimator="lvc")[0])(params)
+    step = meta.gradient(policy, inner, adam, estimator=LVC)
+    new, _, _ = step.update(params, step.init(params), train, valid)
+    g = grad(lambda p: maml_surrogate(p, train, valid, None, policy, inner, estimator=LVC)[0])(params)
     updates, _ = adam.update(g, adam.init(params), params)
     for k in params:
         torch.testing.assert_close(new[k], params[k] + updates[k], rtol=1e-12, atol=1e-12)
@@ -475,13 +475,16 @@ def test_promp_first_epoch_is_a_step_on_the_estimator_gradient():
     params, train, valid, policy = _nav_problem(seed=5)
     inner, lr = optim.sgd(0.1), 0.05
     sgd = optim.sgd(lr)
-    for estimator in ("lvc", "e-maml"):
-        state = promp_init(params, sgd)
+    for estimator in (LVC, E_MAML):
+        step = meta.promp(policy, inner, sgd, estimator=estimator, config=ProMPConfig(epochs=1))
+        state = step.init(params)
         assert isinstance(state, ProMPState)
-        new, state2, stats = maml_promp_step(params, state, train, valid, policy, inner, sgd, estimator=estimator,
-                                             config=ProMPConfig(epochs=1))
-        assert isinstance(stats, ProMPStats)
-        g = grad(lambda p, e=estimator: estimator_surrogate(p, train, valid, None, policy, inner, estimator=e)[0])(params)
+        new, state2, stats = step.update(params, state, train, valid)
+        assert isinstance(state2, ProMPState)
+        assert isinstance(stats, dict) and set(stats) == {"meta_loss", "loss_after", "kl", "step_fraction",
+                                                          "grad_norm", "inner_kl", "kl_coef"}
+        assert all(isinstance(v, float) for v in stats.values())
+        g = grad(lambda p, e=estimator: maml_surrogate(p, train, valid, None, policy, inner, estimator=e)[0])(params)
         for k in params:
             torch.testing.assert_close(new[k], params[k] - lr * g[k], rtol=1e-10, atol=1e-12)
 
@@ -490,15 +493,15 @@ def test_promp_kl_coefficient_adapts_and_epochs_lower_the_clipped_loss():
     params, train, valid, policy = _nav_problem(seed=6)
     inner, adam = optim.sgd(0.1), optim.adam(1e-2)
     tight = ProMPConfig(epochs=3, target_kl=1e-9, init_kl_coef=0.1)
-    _, state, stats = maml_promp_step(params, promp_init(params, adam, tight), train, valid, policy, inner, adam,
-                                      config=tight)
-    assert stats.inner_kl > 1.5 * tight.target_kl and float(state.kl_coef) == pytest.approx(0.2)
+    step = meta.promp(policy, inner, adam, config=tight)
+    _, state, stats = step.update(params, step.init(params), train, valid)
+    assert stats["inner_kl"] > 1.5 * tight.target_kl and float(state.kl_coef) == pytest.approx(0.2)
     loose = ProMPConfig(epochs=3, target_kl=10.0, init_kl_coef=0.1)
-    _, state, stats = maml_promp_step(params, promp_init(params, adam, loose), train, valid, policy, inner, adam,
-                                      config=loose)
+    step = meta.promp(policy, inner, adam, config=loose)
+    _, state, stats = step.update(params, step.init(params), train, valid)
     assert float(state.kl_coef) == pytest.approx(0.05)
-    assert stats.loss_after < stats.meta_loss  # the clipped surrogate went down over the epochs
-    assert stats.kl > 0
+    assert stats["loss_after"] < stats["meta_loss"]  # the clipped surrogate went down over the epochs
+    assert stats["kl"] > 0
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -507,20 +510,23 @@ def test_promp_kl_coefficient_adapts_and_epochs_lower_the_clipped_loss():
 def test_unknown_estimator_is_refused_everywhere():
     params, train, valid, policy = _nav_problem(seed=7)
     inner = optim.sgd(0.1)
-    with pytest.raises(ValueError, match="unknown estimator 'dcie'"):
-        check_estimator("dcie")
+    # the names configs use map to the values, and nothing else does
+    assert set(ESTIMATORS) == {"maml", "e-maml", "dice", "lvc"}
+    assert all(estimator_named(name) is e and e.name == name for name, e in ESTIMATORS.items())
+    with pytest.raises(ValueError, match="estimator must be one of .*got 'dcie'"):
+        estimator_named("dcie")
     with pytest.raises(TypeError, match="estimator must be a str"):
-        check_estimator(None)
+        estimator_named(None)
+    # everything that takes an estimator takes an Estimator value, never a name or anything else
     for call in (
-        lambda: estimator_surrogate(params, train, valid, None, policy, inner, estimator="promp"),
-        lambda: maml_trpo_step(params, train, valid, policy, inner, estimator="DiCE"),
-        lambda: maml_gradient_step(params, optim.adam().init(params), train, valid, policy, inner, optim.adam(),
-                                   estimator="x"),
+        lambda: maml_surrogate(params, train, valid, None, policy, inner, estimator="promp"),
+        lambda: meta.trpo(policy, inner, estimator="DiCE"),
+        lambda: meta.gradient(policy, inner, optim.adam(), estimator="x"),
         lambda: inner_loss(params, RLBatch(*(x[0] for x in train)), policy, estimator="lvc2"),
-        lambda: maml_promp_step(params, promp_init(params, optim.adam()), train, valid, policy, inner, optim.adam(),
-                                estimator="ppo"),
+        lambda: meta.promp(policy, inner, optim.adam(), estimator="ppo"),
+        lambda: meta.surrogate_gradient_fn(policy, inner, estimator=None),
     ):
-        with pytest.raises(ValueError, match="unknown estimator"):
+        with pytest.raises(TypeError, match="estimator must be an? Estimator"):
             call()
 
 
@@ -528,21 +534,23 @@ def test_emaml_needs_the_post_update_rewards():
     params, train, valid, policy = _nav_problem(seed=8)
     inner = optim.sgd(0.1)
     bare = RLBatch(valid.obs, valid.actions, valid.advantages, valid.mask)  # the four fields only
-    for est in ("maml", "dice", "lvc"):  # these do not read them
-        estimator_surrogate(params, train, bare, None, policy, inner, estimator=est)
+    for est in (MAML, DICE, LVC):  # these do not read them
+        assert not est.needs_post_rewards
+        maml_surrogate(params, train, bare, None, policy, inner, estimator=est)
+    assert E_MAML.needs_post_rewards
     with pytest.raises(ValueError, match="valid.rewards"):
-        estimator_surrogate(params, train, bare, None, policy, inner, estimator="e-maml")
+        maml_surrogate(params, train, bare, None, policy, inner, estimator=E_MAML)
     with pytest.raises(ValueError, match="valid.rewards"):
-        maml_trpo_step(params, train, bare, policy, inner, estimator="e-maml")
+        meta.trpo(policy, inner, estimator=E_MAML).update(params, meta.TRPOState(), train, bare)
+    step = meta.promp(policy, inner, optim.adam(), estimator=E_MAML)
     with pytest.raises(ValueError, match="valid.rewards"):
-        maml_promp_step(params, promp_init(params, optim.adam()), train, bare, policy, inner, optim.adam(),
-                        estimator="e-maml")
+        step.update(params, step.init(params), train, bare)
     with pytest.raises(ValueError, match="valid.rewards expected shape"):
-        estimator_surrogate(params, train, valid._replace(rewards=valid.rewards[:, :-1]), None, policy, inner,
-                            estimator="e-maml")
+        maml_surrogate(params, train, valid._replace(rewards=valid.rewards[:, :-1]), None, policy, inner,
+                       estimator=E_MAML)
     with pytest.raises(ValueError, match="advantage_std expected shape"):
-        estimator_surrogate(params, train, valid._replace(advantage_std=valid.advantage_std[:1]), None, policy, inner,
-                            estimator="e-maml")
+        maml_surrogate(params, train, valid._replace(advantage_std=valid.advantage_std[:1]), None, policy, inner,
+                       estimator=E_MAML)
 
 
 def test_emaml_score_term_needs_one_batch_per_params():
@@ -554,23 +562,24 @@ def test_emaml_score_term_needs_one_batch_per_params():
         emaml_score_term([], (), valid, policy)
 
 
-@pytest.mark.parametrize("field,value", [("epochs", 0), ("clip_eps", 0.0), ("target_kl", -1.0),
-                                         ("init_kl_coef", float("nan")), ("epochs", 2.5)])
-def test_bad_promp_config_names_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
+@pytest.mark.parametrize("field,value,error", [("epochs", 0, ValueError), ("clip_eps", 0.0, ValueError),
+                                               ("target_kl", -1.0, ValueError), ("init_kl_coef", float("nan"), ValueError),
+                                               ("epochs", 2.5, TypeError)])  # a wrong kind: TypeError
+def test_bad_promp_config_names_the_field(field, value, error):
+    with pytest.raises(error, match=field):
         ProMPConfig(**{field: value})
 
 
 def test_promp_refuses_meta_params_and_bad_state():
     params, train, valid, policy = _nav_problem(seed=9)
     inner = optim.sgd(0.1)
+    step = meta.promp(policy, inner, optim.adam())
     with pytest.raises(ValueError, match="MetaParams"):
-        maml_promp_step(meta.MetaParams(params, ()), promp_init(params, optim.adam()), train, valid, policy, inner,
-                        optim.adam())
+        step.update(meta.MetaParams(params, ()), step.init(params), train, valid)
     with pytest.raises(TypeError, match="ProMPState"):
-        maml_promp_step(params, optim.adam().init(params), train, valid, policy, inner, optim.adam())
+        step.update(params, optim.adam().init(params), train, valid)
     with pytest.raises(TypeError, match="ProMPConfig"):
-        promp_init(params, optim.adam(), config={"epochs": 3})
+        meta.promp(policy, inner, optim.adam(), config={"epochs": 3})
 
 
 # ----------------------------------------------------------------------------- the trainer and the example
@@ -579,7 +588,7 @@ def test_promp_refuses_meta_params_and_bad_state():
 def _tiny(**overrides):
     from functional_metarl.runners import MAMLConfig
 
-    base = dict(meta_iterations=2, meta_batch_size=3, episodes_per_task=3, horizon=10, hidden=(8,), seed=0,
+    base = dict(iterations=2, meta_batch_size=3, episodes_per_task=3, horizon=10, hidden=(8,), seed=0,
                 device="cpu", checkpoint_every=1)
     base.update(overrides)
     return MAMLConfig(**base)
@@ -588,24 +597,28 @@ def _tiny(**overrides):
 @pytest.mark.parametrize("overrides", [dict(estimator="dice"), dict(estimator="e-maml", meta_optimizer="adam"),
                                        dict(estimator="lvc", meta_optimizer="promp", meta_lr=1e-2)])
 def test_trainer_resume_with_an_estimator_is_bit_identical(tmp_path, overrides):
-    from functional_metarl.runners import CHECKPOINT_NAME, MAMLTrainer
+    from functional_metarl.runners import CHECKPOINT_FILE, MAMLTrainer
 
-    straight = MAMLTrainer(_tiny(meta_iterations=4, **overrides))
+    straight = MAMLTrainer(_tiny(iterations=4, **overrides))
     straight.train(progress=False)
-    first = MAMLTrainer(_tiny(meta_iterations=2, checkpoint_every=50, **overrides), tmp_path)
+    first = MAMLTrainer(_tiny(iterations=2, checkpoint_every=50, **overrides), tmp_path)
     first.train(progress=False)
-    second = MAMLTrainer(_tiny(meta_iterations=4, **overrides), tmp_path)
-    second.load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    second = MAMLTrainer(_tiny(iterations=4, **overrides), tmp_path)
+    second.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     second.train(progress=False)
     for name in straight.params:
         assert torch.equal(second.params[name], straight.params[name]), name
     drop = lambda h: [{k: v for k, v in m.items() if k != "seconds"} for m in h]  # noqa: E731
     assert drop(second.history) == drop(straight.history)
-    assert second.promp_kl_coef == straight.promp_kl_coef
+    # the meta-step's state (Adam's moments, ProMP's KL coefficient) resumed exactly too
+    straight_state, second_state = optree.tree_leaves(straight.meta_state), optree.tree_leaves(second.meta_state)
+    assert len(straight_state) == len(second_state)
+    assert all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(second_state, straight_state))
     if overrides.get("meta_optimizer") == "promp":
-        assert "kl_coef" in straight.history[0] and straight.promp_kl_coef is not None
+        assert "kl_coef" in straight.history[0] and isinstance(straight.meta_state, ProMPState)
+        assert float(second.meta_state.kl_coef) == float(straight.meta_state.kl_coef)
     # the estimator changed the training (not silently ignored): maml's run differs
-    plain = MAMLTrainer(_tiny(meta_iterations=4, **{k: v for k, v in overrides.items() if k != "estimator"}))
+    plain = MAMLTrainer(_tiny(iterations=4, **{k: v for k, v in overrides.items() if k != "estimator"}))
     plain.train(progress=False)
     assert any(not torch.equal(plain.params[n], straight.params[n]) for n in plain.params)
 
@@ -633,9 +646,11 @@ def test_example_cli_passes_the_estimator_and_promp_flags(tmp_path, monkeypatch)
     path = Path(__file__).resolve().parents[1] / "examples" / "maml_nav.py"
     spec = importlib.util.spec_from_file_location("example_maml_nav_estimators", path)
     example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, example)  # its dataclasses look their module up
     spec.loader.exec_module(example)
+    # the example's Args omits the config's prefixes (tyro.conf.OmitArgPrefixes): ProMP's fields are --epochs etc.
     monkeypatch.setattr(sys, "argv", ["maml_nav.py", "--estimator", "lvc", "--meta-optimizer", "promp", "--meta-lr",
-                                      "3e-3", "--promp-epochs", "4", "--promp-target-kl", "0.02", "--output", str(tmp_path)])
+                                      "3e-3", "--epochs", "4", "--target-kl", "0.02", "--output", str(tmp_path)])
     cfg = example.parse_args().config
     assert (cfg.estimator, cfg.meta_optimizer, cfg.meta_lr) == ("lvc", "promp", 3e-3)
     assert cfg.promp == ProMPConfig(epochs=4, target_kl=0.02)

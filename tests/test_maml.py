@@ -1,4 +1,5 @@
-"""MAML (meta/maml.py) and MAML-RL (meta/maml_rl.py) against explicit autograd references.
+"""MAML (meta/maml.py) and MAML-RL (meta/batch.py, adaptation.py, surrogates.py, meta_steps.py)
+against explicit autograd references.
 
 The references below use plain ``torch.autograd.grad`` on leaf tensors (``create_graph=True`` for
 the inner step), hand-written network forwards and ``torch.distributions``; nothing in them
@@ -15,22 +16,21 @@ import torch
 from torch.distributions import Normal, kl_divergence
 from torch.func import grad, grad_and_value
 
+from functional_metarl import meta
 from functional_metarl.envs import Navigation2D, rollout, sample_noise
 from functional_metarl.meta import (
     MetaParams,
     TRPOConfig,
     adapt,
     adapt_tasks,
-    maml_gradient_step,
     maml_loss,
     maml_surrogate,
-    maml_trpo_step,
     make_rl_batch,
     make_rl_batches,
     meta_gradient,
     scale_by_final_reward,
 )
-from functional_metarl.meta import maml_rl as maml_rl_module
+from functional_metarl.meta import meta_steps as meta_steps_module
 from functional_metarl.nn import gaussian_policy, mlp
 from functional_metarl.optim import MetaSgdState, adam, meta_sgd, sgd
 from functional_metarl.rl import gaussian_log_prob
@@ -216,6 +216,14 @@ HORIZON, N_TASKS, N_EPS = 8, 3, 4
 INNER_LR = 0.1
 
 
+def trpo_step(params, train, valid, inner_opt, meta_grad=None, **kw):
+    """One TRPO meta-step from a fresh state: ``(new params, stats)``."""
+    step = meta.trpo(POLICY, inner_opt, **kw)
+    new_params, state, stats = step.update(params, step.init(params), train, valid, meta_grad)
+    assert isinstance(state, meta.TRPOState) and isinstance(stats, dict)
+    return new_params, stats
+
+
 def policy_forward(p, obs):
     h = torch.tanh(obs @ p["mean.0.weight"].T + p["mean.0.bias"])
     mean = h @ p["mean.2.weight"].T + p["mean.2.bias"]
@@ -337,7 +345,7 @@ def test_make_rl_batches_rejects_non_finite_rewards(bad):
     _, _, _, _, episodes = make_problem(seed=2)
     rewards = episodes.rewards.clone()
     rewards[1, 3, 2] = bad
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="rewards must be finite, got NaN or infinite"):
         make_rl_batches(episodes._replace(rewards=rewards))
 
 
@@ -401,15 +409,15 @@ def test_maml_trpo_step_with_one_inner_batch_per_step():
     params, train, valid, inner, _ = make_problem(seed=5)
     _, train2, _, _, _ = make_problem(seed=15)
     config = TRPOConfig(max_kl=1e-3, fisher_subsample=2, fisher_tasks=2)
-    new_params, stats = maml_trpo_step(params, (train, train2), valid, POLICY, inner, steps=2, config=config)
-    assert stats.step_fraction > 0 and stats.kl <= config.max_kl and stats.loss_after < stats.meta_loss
+    new_params, stats = trpo_step(params, (train, train2), valid, inner, steps=2, config=config)
+    assert stats["step_fraction"] > 0 and stats["kl"] <= config.max_kl and stats["loss_after"] < stats["meta_loss"]
     # the reported loss and KL are those of the new params, recomputed from scratch
     surrogate = functools.partial(maml_surrogate, policy=POLICY, inner_opt=inner, steps=2)
     _, (_, adapted_old) = grad_and_value(surrogate, has_aux=True)(params, (train, train2), valid, None)
     old_dist = POLICY.apply_stacked({k: v.detach() for k, v in adapted_old.items()}, valid.obs)
     old_log_prob = gaussian_log_prob(old_dist[0], old_dist[1], valid.actions)
     loss_after, adapted_new = surrogate(new_params, (train, train2), valid, old_log_prob)
-    assert abs(float(loss_after) - stats.loss_after) < 1e-10
+    assert abs(float(loss_after) - stats["loss_after"]) < 1e-10
 
 
 def test_maml_surrogate_with_learned_step_sizes_matches_autograd_loop():
@@ -419,9 +427,9 @@ def test_maml_surrogate_with_learned_step_sizes_matches_autograd_loop():
     params, train, valid, _, _ = make_problem(seed=7)
     gen = torch.Generator().manual_seed(70)
     lrs = {k: 0.05 + 0.1 * torch.rand(v.shape, generator=gen, dtype=DT) for k, v in params.items()}
-    meta = MetaParams(params, MetaSgdState(lrs))
+    meta_params = MetaParams(params, MetaSgdState(lrs))
     surrogate = functools.partial(maml_surrogate, policy=POLICY, inner_opt=meta_sgd(0.1), steps=1)
-    g, (value, _) = grad_and_value(surrogate, has_aux=True)(meta, train, valid, None)
+    g, (value, _) = grad_and_value(surrogate, has_aux=True)(meta_params, train, valid, None)
     assert isinstance(g, MetaParams) and isinstance(g.inner_state, MetaSgdState)
 
     leaves, lr_leaves = _leaves(params), _leaves(lrs)
@@ -443,15 +451,15 @@ def test_maml_surrogate_with_learned_step_sizes_matches_autograd_loop():
 
 def test_maml_trpo_step_with_learned_step_sizes():
     params, train, valid, _, _ = make_problem(seed=8)
-    meta = MetaParams(params, meta_sgd(0.1).init(params))
+    meta_params = MetaParams(params, meta_sgd(0.1).init(params))
     config = TRPOConfig(max_kl=1e-3)
-    new, stats = maml_trpo_step(meta, train, valid, POLICY, meta_sgd(0.1), config=config)
-    assert isinstance(new, MetaParams) and stats.step_fraction > 0
-    assert stats.kl <= config.max_kl and stats.loss_after < stats.meta_loss
+    new, stats = trpo_step(meta_params, train, valid, meta_sgd(0.1), config=config)
+    assert isinstance(new, MetaParams) and stats["step_fraction"] > 0
+    assert stats["kl"] <= config.max_kl and stats["loss_after"] < stats["meta_loss"]
     moved = max(float((new.inner_state.lr[k] - 0.1).abs().max()) for k in params)
     assert moved > 0  # the step sizes are learned too
     with pytest.raises(ValueError, match="curvature='exact'"):
-        maml_trpo_step(meta, train, valid, POLICY, meta_sgd(0.1), config=TRPOConfig(curvature="adapted"))
+        trpo_step(meta_params, train, valid, meta_sgd(0.1), config=TRPOConfig(curvature="adapted"))
 
 
 def test_maml_surrogate_with_explicit_old_log_prob():
@@ -500,23 +508,23 @@ def ref_loss_after(new_params, train, valid, old_dists):
 def test_maml_trpo_step_respects_trust_region_and_improves(curvature, first_order, subsample):
     params, train, valid, inner, _ = make_problem(seed=5)
     config = TRPOConfig(max_kl=1e-2, curvature=curvature, fisher_subsample=subsample)
-    new_params, stats = maml_trpo_step(params, train, valid, POLICY, inner, first_order=first_order, config=config)
-    assert all(math.isfinite(v) for v in stats)
+    new_params, stats = trpo_step(params, train, valid, inner, first_order=first_order, config=config)
+    assert all(math.isfinite(v) for v in stats.values())
     ref_value, ref_g = ref_maml_surrogate(params, train, valid, first_order=first_order)
-    assert stats.meta_loss == pytest.approx(float(ref_value), rel=1e-9, abs=1e-12)
+    assert stats["meta_loss"] == pytest.approx(float(ref_value), rel=1e-9, abs=1e-12)
     ref_norm = math.sqrt(sum(float((v**2).sum()) for v in ref_g.values()))
-    assert stats.grad_norm == pytest.approx(ref_norm, rel=1e-8)
+    assert stats["grad_norm"] == pytest.approx(ref_norm, rel=1e-8)
     # On this problem the line search accepts a step.
-    assert 0 < stats.step_fraction <= 1
-    assert stats.loss_after < stats.meta_loss
-    assert 0 <= stats.kl <= config.max_kl
+    assert 0 < stats["step_fraction"] <= 1
+    assert stats["loss_after"] < stats["meta_loss"]
+    assert 0 <= stats["kl"] <= config.max_kl
     assert any(not torch.equal(new_params[k], params[k]) for k in params)
     assert all(not v.requires_grad for v in new_params.values())
     # The reported KL and loss are those of the adapted policies at the new params.
     old_dists = ref_adapted_dists(params, train, valid)
     new_dists = ref_adapted_dists(new_params, train, valid)
-    assert stats.kl == pytest.approx(float(ref_mean_kl(old_dists, new_dists, valid.mask)), rel=1e-6, abs=1e-12)
-    assert stats.loss_after == pytest.approx(float(ref_loss_after(new_params, train, valid, old_dists)), rel=1e-8)
+    assert stats["kl"] == pytest.approx(float(ref_mean_kl(old_dists, new_dists, valid.mask)), rel=1e-6, abs=1e-12)
+    assert stats["loss_after"] == pytest.approx(float(ref_loss_after(new_params, train, valid, old_dists)), rel=1e-8)
 
 
 def test_exact_curvature_quadratic_model_predicts_kl():
@@ -526,9 +534,9 @@ def test_exact_curvature_quadratic_model_predicts_kl():
     params, train, valid, inner, _ = make_problem(seed=6)
     max_kl = 1e-6
     config = TRPOConfig(max_kl=max_kl, curvature="exact", fisher_subsample=1, cg_damping=1e-10, cg_iters=10)
-    new_params, stats = maml_trpo_step(params, train, valid, POLICY, inner, config=config)
-    assert stats.step_fraction > 0
-    ratio = stats.kl / (stats.step_fraction**2 * max_kl)
+    new_params, stats = trpo_step(params, train, valid, inner, config=config)
+    assert stats["step_fraction"] > 0
+    ratio = stats["kl"] / (stats["step_fraction"]**2 * max_kl)
     assert 0.95 < ratio < 1.05, ratio
 
 
@@ -539,12 +547,12 @@ def test_maml_trpo_step_rejected_keeps_params(monkeypatch):
     def ascent(curvature, loss_grad, max_kl, cg_iters=10, damping=1e-5):
         return -1e-3 * loss_grad / loss_grad.norm()
 
-    monkeypatch.setattr(maml_rl_module, "trpo_step_direction", ascent)
+    monkeypatch.setattr(meta_steps_module, "trpo_step_direction", ascent)
     config = TRPOConfig(ls_max_steps=4)
-    new_params, stats = maml_trpo_step(params, train, valid, POLICY, inner, config=config)
-    assert stats.step_fraction == 0.0
-    assert stats.loss_after == stats.meta_loss
-    assert stats.kl == 0.0
+    new_params, stats = trpo_step(params, train, valid, inner, config=config)
+    assert stats["step_fraction"] == 0.0
+    assert stats["loss_after"] == stats["meta_loss"]
+    assert stats["kl"] == 0.0
     for k in params:
         assert torch.equal(new_params[k], params[k])
 
@@ -552,14 +560,15 @@ def test_maml_trpo_step_rejected_keeps_params(monkeypatch):
 def test_maml_gradient_step_first_adam_step_is_signed_gradient():
     params, train, valid, inner, _ = make_problem(seed=8)
     meta_opt = adam(1e-2)
-    new_params, state, stats = maml_gradient_step(params, meta_opt.init(params), train, valid, POLICY, inner, meta_opt)
+    step = meta.gradient(POLICY, inner, meta_opt)
+    new_params, state, stats = step.update(params, step.init(params), train, valid)
     _, ref_g = ref_maml_surrogate(params, train, valid)
     # First Adam step with bias correction: -lr * g / (|g| + eps).
     for k in params:
         expected = params[k] - 1e-2 * ref_g[k] / (ref_g[k].abs() + 1e-8)
         torch.testing.assert_close(new_params[k], expected, rtol=1e-7, atol=1e-9)
     assert float(state.count) == 1.0
-    assert math.isfinite(stats.loss_after) and stats.kl >= 0
+    assert math.isfinite(stats["loss_after"]) and stats["kl"] >= 0
 
 
 def test_compiled_meta_gradient_matches_eager():
@@ -573,9 +582,9 @@ def test_compiled_meta_gradient_matches_eager():
     for k in params:
         torch.testing.assert_close(g_c[k], g_e[k], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(a_c[k], a_e[k], rtol=1e-5, atol=1e-5)
-    # the compiled function also drives a full TRPO step
-    new_params, stats = maml_trpo_step(params, train, valid, POLICY, inner, grad_fn=compiled)
-    assert all(math.isfinite(v) for v in stats)
+    # a compiled meta-gradient (and line-search scoring) also drives a full TRPO step
+    new_params, stats = trpo_step(params, train, valid, inner, compile=True)
+    assert all(math.isfinite(v) for v in stats.values())
 
 
 @pytest.mark.parametrize("first_order", [False, True])
@@ -584,31 +593,33 @@ def test_gradient_through_a_kept_adaptation_equals_the_surrogate_gradient(first_
     then pull the outer gradient back through it. Same loss, adapted params and meta-gradient as
     ``grad_and_value(maml_surrogate)`` adapting again (float64, to rounding)."""
     params, train, valid, inner, _ = make_problem(seed=10)
-    adapted, pullback = maml_rl_module._adapt_tasks_vjp(params, train, POLICY, inner, first_order=first_order)
-    grads, (loss, kept, dist) = maml_rl_module._surrogate_grad_through(adapted, pullback, valid, POLICY)
+    adapted, pullback = meta.adapt_tasks_vjp(params, train, POLICY, inner, first_order=first_order)
+    kept_grad = meta.surrogate_gradient_through(adapted, pullback, valid, POLICY)
+    assert isinstance(kept_grad, meta.MetaGradient)
+    grads, loss, kept, dist = kept_grad
     surrogate = functools.partial(maml_surrogate, policy=POLICY, inner_opt=inner, steps=1, first_order=first_order)
     ref_grads, (ref_loss, ref_adapted) = grad_and_value(surrogate, has_aux=True)(params, train, valid, None)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-14)
-    # the third aux entry is the adapted policies' distribution on valid.obs, exactly (the meta-step
+    # its dist is the adapted policies' distribution on valid.obs, exactly (the meta-step
     # takes it as its old policy instead of another forward pass)
     with torch.no_grad():
-        fresh = POLICY.apply_stacked(ref_adapted, valid.obs)
+        fresh = POLICY.distribution.params(POLICY.apply_stacked(ref_adapted, valid.obs))
     assert all(torch.equal(d, f) and not d.requires_grad for d, f in zip(dist, fresh))
     for k in params:
         torch.testing.assert_close(kept[k], ref_adapted[k], rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(grads[k], ref_grads[k], rtol=1e-10, atol=1e-12)
-    # the TRPO step is the same whether its grad_fn hands over that distribution or not
-    def kept_grad_fn(p, t, v, old_log_prob):  # what the trainer passes: aux (loss, adapted, dist)
-        return maml_rl_module._surrogate_grad_through(adapted, pullback, v, POLICY)
-
-    def kept_grad_fn_without_dist(p, t, v, old_log_prob):
-        grads, (loss, adapted_params, _) = kept_grad_fn(p, t, v, old_log_prob)
-        return grads, (loss, adapted_params)
-
-    step_a, stats_a = maml_trpo_step(params, train, valid, POLICY, inner, first_order=first_order, grad_fn=kept_grad_fn)
-    step_b, stats_b = maml_trpo_step(params, train, valid, POLICY, inner, first_order=first_order,
-                                     grad_fn=kept_grad_fn_without_dist)
+    # the TRPO step is the same whether the kept gradient hands over that distribution or the old
+    # policy is recomputed by another forward pass of its adapted params
+    with torch.no_grad():
+        recomputed = POLICY.distribution.params(POLICY.apply_stacked(kept, valid.obs))
+    step_a, stats_a = trpo_step(params, train, valid, inner, first_order=first_order, meta_grad=kept_grad)
+    step_b, stats_b = trpo_step(params, train, valid, inner, first_order=first_order,
+                                meta_grad=kept_grad._replace(dist=tuple(d.detach() for d in recomputed)))
     assert stats_a == stats_b and all(torch.equal(step_a[k], step_b[k]) for k in params)
+    # and it is the step the meta-step takes when it computes the meta-gradient itself (to rounding)
+    step_c, stats_c = trpo_step(params, train, valid, inner, first_order=first_order)
+    assert stats_c["step_fraction"] == stats_a["step_fraction"]
+    _assert_trees_close(step_c, step_a, rtol=1e-8, atol=1e-10)
     # and against the explicit autograd reference of this file at second order
     if not first_order:
         _, explicit = ref_maml_surrogate(params, train, valid)

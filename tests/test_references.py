@@ -312,7 +312,7 @@ def test_adapt_rl_and_adapted_distribution_match_hand_written_loop(opt_name, fir
 
     want = dict(zip(leaves, torch.autograd.grad((ref_mean**2).sum() + ref_log_std.sum(), list(leaves.values()))))
     _assert_trees_close(grad(outer)(params), want)
-    with pytest.raises(ValueError, match="expected one per step"):
+    with pytest.raises(ValueError, match=r"train must be .*tuple of 3 RLBatches \(one per inner step\)"):
         meta.adapt_rl(params, train, GAUSS, inner, steps=3)
     with pytest.raises(ValueError, match="policy template"):  # a plain network has no distribution
         meta.adapt_rl(params, train, fnn.mlp(OBS, ACT), inner, steps=2)
@@ -661,9 +661,15 @@ def test_learner_and_trpo_stats_types():
     params = GAUSS.init(0, dtype=DT)
     train, valid = _rl_batch(20, GAUSS, tasks=2), _rl_batch(21, GAUSS, tasks=2)
     config = meta.TRPOConfig(max_kl=1e-3, fisher_subsample=2, fisher_tasks=2)
-    _, stats = meta.maml_trpo_step(params, train, valid, GAUSS, optim.sgd(0.1), config=config)
-    assert isinstance(stats, meta.TRPOStats) and all(isinstance(v, float) for v in stats)
-    assert 0.0 <= stats.step_fraction <= 1.0 and stats.kl <= config.max_kl * (1 + 1e-9)
+    step = meta.trpo(GAUSS, optim.sgd(0.1), config=config)
+    assert isinstance(step, meta.MetaStep)
+    state = step.init(params)
+    assert isinstance(state, meta.TRPOState)
+    _, state, stats = step.update(params, state, train, valid)
+    assert isinstance(state, meta.TRPOState)
+    assert isinstance(stats, dict) and set(stats) == {"meta_loss", "loss_after", "kl", "step_fraction", "grad_norm"}
+    assert all(isinstance(v, float) for v in stats.values())
+    assert 0.0 <= stats["step_fraction"] <= 1.0 and stats["kl"] <= config.max_kl * (1 + 1e-9)
 
 
 def test_episode_seed_is_distinct_and_is_what_rainbow_resets_with():
