@@ -4,8 +4,9 @@ Used by ``benchmarks/maml_nav_iteration.py --roofline``. Three measurements of a
 
 * ``PhaseClock``: wall time of each phase of ``train_iteration`` (rollouts, baseline fits,
   adaptation, meta-gradient, curvature build, CG, line search, the rest), by wrapping the
-  module-level functions the trainer and ``meta.maml_trpo_step`` call. It also counts the
-  line-search evaluations, whose number changes from iteration to iteration.
+  module-level functions the trainer and the ``meta.trpo`` meta-step call (and the meta-gradient
+  function the meta-step holds, see :func:`prepare`). It also counts the line-search
+  evaluations, whose number changes from iteration to iteration.
 * ``MatmulRecorder``: a dispatch mode that records every matmul (``mm``, ``addmm``, ``bmm``,
   ``baddbmm``) of one iteration with its phase, shapes and strides; its FLOP total is checked
   against ``torch.utils.flop_counter.FlopCounterMode`` in the same run.
@@ -30,7 +31,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-import functional_metarl.meta.maml_rl as maml_rl
+import functional_metarl.meta.meta_steps as meta_steps
 import functional_metarl.runners.maml_trainer as maml_trainer
 
 PHASES = ("rollout", "baseline", "adaptation", "gradient", "curvature build", "CG", "line search", "rest")
@@ -80,45 +81,83 @@ class PhaseClock:
         return wrapper
 
 
+# The clock that the meta-gradient functions of prepared trainers report to (None: not timed).
+_ACTIVE: list[PhaseClock | None] = [None]
+
+
+def prepare(trainer: maml_trainer.MAMLTrainer) -> None:
+    """Give ``trainer`` a meta-step whose meta-gradient function reports to the active clock.
+
+    A ``MetaStep`` holds its meta-gradient function in a closure (``meta.surrogate_gradient_fn``,
+    looked up in ``meta.meta_steps`` when the factory runs), so it is rebuilt here, once, with
+    that function wrapped; outside :func:`instrumented` the wrapper only calls through. Call it
+    before the warm-up (``compile=True`` compiles the rebuilt step's gradient there); the state
+    of the meta-step (``trainer.meta_state``) is kept. Idempotent.
+    """
+    if getattr(trainer, "_roofline_prepared", False):
+        return
+    build = meta_steps.surrogate_gradient_fn
+
+    def timed_gradient_fn(*args: Any, **kwargs: Any) -> Any:
+        fn = build(*args, **kwargs)
+
+        def gradient(*a: Any, **k: Any) -> Any:
+            clock = _ACTIVE[0]
+            if clock is None:
+                return fn(*a, **k)
+            with clock.enter("gradient"):
+                return fn(*a, **k)
+
+        return gradient
+
+    meta_steps.surrogate_gradient_fn = timed_gradient_fn
+    try:
+        trainer.meta_step = maml_trainer.make_meta_step(trainer.config, trainer.policy, trainer.inner_opt)
+    finally:
+        meta_steps.surrogate_gradient_fn = build
+    trainer._roofline_prepared = True
+
+
 @contextmanager
 def instrumented(trainer: maml_trainer.MAMLTrainer, clock: PhaseClock) -> Iterator[None]:
     """Wrap the functions ``train_iteration`` calls so that ``clock`` sees each phase; undone on exit.
 
-    The curvature build, CG and the line search are looked up in ``meta.maml_rl``'s namespace at
-    call time, so wrapping them there reaches ``maml_trpo_step``; the line search's objective is
-    wrapped to count its evaluations.
+    The curvature build, CG and the line search are looked up in ``meta.meta_steps``' namespace
+    at call time, so wrapping them there reaches the ``meta.trpo`` step; the line search's
+    objective is wrapped to count its evaluations. The meta-gradient the meta-step computes
+    itself is timed through :func:`prepare` (done here if it was not done before).
     """
+    prepare(trainer)
     saved_trainer = {name: getattr(maml_trainer, name) for name in
-                     ("rollout", "make_rl_batches", "adapt_tasks", "_adapt_tasks_vjp", "_surrogate_grad_through")}
-    saved_rl = {name: getattr(maml_rl, name) for name in
-                ("gauss_newton_operator", "trpo_step_direction", "backtracking_line_search")}
-    saved_grad_fn = trainer._grad_fn
+                     ("rollout", "make_rl_batches", "adapt_tasks", "adapt_tasks_vjp", "surrogate_gradient_through")}
+    saved_steps = {name: getattr(meta_steps, name) for name in
+                   ("gauss_newton_operator", "trpo_step_direction", "backtracking_line_search")}
 
     def line_search(loss_and_kl: Any, *args: Any, **kwargs: Any) -> Any:
         def counted(flat: torch.Tensor) -> Any:
             clock.line_search_evals += 1
             return loss_and_kl(flat)
 
-        return saved_rl["backtracking_line_search"](counted, *args, **kwargs)
+        return saved_steps["backtracking_line_search"](counted, *args, **kwargs)
 
     maml_trainer.rollout = clock.timed(saved_trainer["rollout"], "rollout")
     maml_trainer.make_rl_batches = clock.timed(saved_trainer["make_rl_batches"], "baseline")
     maml_trainer.adapt_tasks = clock.timed(saved_trainer["adapt_tasks"], "adaptation")
     # The default trainer keeps the adaptation's vjp and differentiates through it later.
-    maml_trainer._adapt_tasks_vjp = clock.timed(saved_trainer["_adapt_tasks_vjp"], "adaptation")
-    maml_trainer._surrogate_grad_through = clock.timed(saved_trainer["_surrogate_grad_through"], "gradient")
-    maml_rl.gauss_newton_operator = clock.timed(saved_rl["gauss_newton_operator"], "curvature build")
-    maml_rl.trpo_step_direction = clock.timed(saved_rl["trpo_step_direction"], "CG")
-    maml_rl.backtracking_line_search = clock.timed(line_search, LINE_SEARCH)
-    trainer._grad_fn = clock.timed(saved_grad_fn, "gradient")
+    maml_trainer.adapt_tasks_vjp = clock.timed(saved_trainer["adapt_tasks_vjp"], "adaptation")
+    maml_trainer.surrogate_gradient_through = clock.timed(saved_trainer["surrogate_gradient_through"], "gradient")
+    meta_steps.gauss_newton_operator = clock.timed(saved_steps["gauss_newton_operator"], "curvature build")
+    meta_steps.trpo_step_direction = clock.timed(saved_steps["trpo_step_direction"], "CG")
+    meta_steps.backtracking_line_search = clock.timed(line_search, LINE_SEARCH)
+    _ACTIVE[0] = clock
     try:
         yield
     finally:
+        _ACTIVE[0] = None
         for name, fn in saved_trainer.items():
             setattr(maml_trainer, name, fn)
-        for name, fn in saved_rl.items():
-            setattr(maml_rl, name, fn)
-        trainer._grad_fn = saved_grad_fn
+        for name, fn in saved_steps.items():
+            setattr(meta_steps, name, fn)
 
 
 class MatmulRecorder(TorchDispatchMode):

@@ -2,7 +2,8 @@
 
     python benchmarks/maml_nav_runs_table.py runs/seed0 runs/seed1 runs/seed2
 
-Reads each run's ``metrics.json`` (``eval``: best params, ``eval_final``: latest params) and
+Reads each run's ``metrics.json`` (``eval.best``: best params, ``eval.final``: latest params; runs
+written before the runner base, with top-level ``eval`` / ``eval_final``, are read too) and
 prints the mean return after 0..3 inner steps per run and the mean over the runs, with the
 config fields in which the runs differ, so that a table row averaged over seeds can be checked
 from the run directories alone.
@@ -16,19 +17,27 @@ import statistics
 from pathlib import Path
 
 STEPS = ("0", "1", "2", "3")
-KINDS = (("best", "eval"), ("latest", "eval_final"))
+KINDS = (("best", "best"), ("latest", "final"))
 
 
 def load_run(directory: Path) -> dict:
-    """``metrics.json`` of one run; a clear error when it is missing or has no evaluation."""
+    """``{"config", "best", "final"}`` of one run's ``metrics.json``; a clear error when it is
+    missing or has no evaluation. Reads ``{"eval": {"best", "final"}}`` (the runner base's
+    format) and the older ``{"eval", "eval_final"}``."""
     path = directory / "metrics.json"
     if not path.is_file():
         raise SystemExit(f"{path} not found: expected an examples/maml_nav.py output directory")
     metrics = json.loads(path.read_text())
+    evaluation = metrics.get("eval")
+    if isinstance(evaluation, dict) and "best" in evaluation:
+        run = {"config": metrics.get("config", {}), "best": evaluation.get("best"), "final": evaluation.get("final")}
+    else:  # written before the runner base
+        run = {"config": metrics.get("config", {}), "best": evaluation, "final": metrics.get("eval_final")}
     for _, key in KINDS:
-        if not isinstance(metrics.get(key), dict) or any(step not in metrics[key] for step in STEPS):
-            raise SystemExit(f"{path} has no complete '{key}' entry (steps {', '.join(STEPS)}): did the run finish?")
-    return metrics
+        if not isinstance(run[key], dict) or any(step not in run[key] for step in STEPS):
+            raise SystemExit(f"{path} has no complete 'eval' entry for the {key} params (steps {', '.join(STEPS)}): "
+                             "did the run finish?")
+    return run
 
 
 def differing_config(runs: list[dict]) -> list[str]:

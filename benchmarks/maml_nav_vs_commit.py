@@ -10,6 +10,11 @@ example's settings) from both packages, and alternates their ``train_iteration``
 order), so that any drift hits both alike. The two runs start from the same seed but may drift
 apart numerically, which changes how far each line search backtracks: the mean line-search
 fraction is printed beside the medians so that such a difference shows.
+
+Either side may predate the meta-step redesign (issue 24: ``meta.maml_trpo_step`` and
+``MAMLConfig.meta_iterations`` became ``meta.trpo`` and ``MAMLConfig.iterations``); the script
+only uses what both APIs share (``MAMLConfig(device=...)``, ``MAMLTrainer(config)``,
+``train_iteration()``'s metrics row) and prints which API each side has.
 """
 
 from __future__ import annotations
@@ -44,6 +49,27 @@ def import_commit_package(commit: str, into: Path):
     return importlib.import_module(name)
 
 
+def api_name(package) -> str:
+    """Which MAML-RL API ``package`` has: meta-steps as values (``meta.trpo``) or the older functions."""
+    if hasattr(package.meta, "MetaStep"):
+        return "meta-steps as values (meta.trpo)"
+    if hasattr(package.meta, "maml_trpo_step"):
+        return "meta.maml_trpo_step"
+    return "unknown"
+
+
+def build_trainer(package):
+    """The default ``MAMLTrainer`` (seed 0, the example's settings) of ``package``, on the CPU."""
+    return package.runners.MAMLTrainer(package.runners.MAMLConfig(device="cpu"))
+
+
+def iteration_metrics(trainer) -> dict:
+    """One ``train_iteration``'s metrics row (every version returns it; a version that returned
+    nothing is read from its history)."""
+    metrics = trainer.train_iteration()
+    return metrics if metrics is not None else trainer.history[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("commit", help="the commit (or tag, branch) to compare this checkout with")
@@ -58,19 +84,18 @@ def main() -> None:
     apply_malloc(args.malloc)
     with tempfile.TemporaryDirectory() as tmp:
         other = import_commit_package(args.commit, Path(tmp))
-        trainers = {
-            args.commit: other.runners.MAMLTrainer(other.runners.MAMLConfig(device="cpu")),
-            "this checkout": functional_metarl.runners.MAMLTrainer(functional_metarl.runners.MAMLConfig(device="cpu")),
-        }
+        for name, package in ((args.commit, other), ("this checkout", functional_metarl)):
+            print(f"{name}: {api_name(package)}")
+        trainers = {args.commit: build_trainer(other), "this checkout": build_trainer(functional_metarl)}
         for trainer in trainers.values():
             for _ in range(args.warmup):
-                trainer.train_iteration()
+                iteration_metrics(trainer)
         seconds = {name: [] for name in trainers}
         fractions = {name: [] for name in trainers}
         names = list(trainers)
         for i in range(args.iterations):
             for name in names if i % 2 == 0 else names[::-1]:
-                metrics = trainers[name].train_iteration()
+                metrics = iteration_metrics(trainers[name])
                 seconds[name].append(metrics["seconds"])
                 fractions[name].append(metrics["step_fraction"])
     print(f"median over {args.iterations} interleaved meta-iterations each, {args.threads} threads, malloc {args.malloc}")

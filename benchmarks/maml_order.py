@@ -32,11 +32,11 @@ What is measured (the MAML paper's 2D-navigation settings: 20 episodes per task,
 
 * The pieces of one meta-iteration at the first meta-batch size: the two rollouts, one
   ``make_rl_batches`` (a train_iteration makes two: train and valid), the adaptation that produces the post-rollout params, one full
-  ``maml_trpo_step`` with the default ``TRPOConfig()`` (exact curvature on every 4th episode of
+  ``meta.trpo`` meta-step with the default ``TRPOConfig()`` (exact curvature on every 4th episode of
   10 tasks), with ``curvature="adapted"``, and with the whole batch (pytorch-maml-rl's step), and one Fisher-vector
   product through the adaptation by each route: (a) ``rl.gauss_newton_operator`` (``J v`` and
   ``J^T u`` by backward passes on one graph built per step, closed-form KL curvature, as
-  ``maml_trpo_step`` builds it) and (b) the exact
+  ``meta.trpo`` builds it) and (b) the exact
   double-backward Hessian-vector product of the mean KL (``rl.hessian_vector_product`` on the
   flat params). At the old params the KL Hessian *is* the Gauss-Newton/Fisher form, so (a) and
   (b) must agree; their relative difference is printed.
@@ -122,16 +122,17 @@ from torch.utils.benchmark import Timer  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from functional_metarl.envs import Navigation2D, rollout, sample_noise  # noqa: E402
+from functional_metarl.distributions import GAUSSIAN  # noqa: E402
 from functional_metarl.meta import (  # noqa: E402
     RLBatch,
     TRPOConfig,
+    TRPOState,
     adapt_rl,
     adapt_tasks,
     maml_surrogate,
-    maml_trpo_step,
     make_rl_batches,
+    trpo,
 )
-from functional_metarl.meta.maml_rl import _gaussian_mean_kl_curvature as _mean_kl_curvature  # noqa: E402  (the closed form maml_trpo_step uses)
 from functional_metarl.nn import gaussian_policy  # noqa: E402
 from functional_metarl.optim import sgd  # noqa: E402
 from functional_metarl.rl import (  # noqa: E402
@@ -242,8 +243,22 @@ class Problem:
 
     # TRPO pieces
     def trpo_step(self, config: TRPOConfig):
-        return maml_trpo_step(self.params, self.train, self.valid, self.policy, self.inner_opt, steps=INNER_STEPS,
-                              config=config)
+        """One ``meta.trpo`` step (built once per config, as a trainer holds it): ``(params, stats)``."""
+        steps = self.__dict__.setdefault("_trpo_steps", {})
+        if repr(config) not in steps:
+            steps[repr(config)] = trpo(self.policy, self.inner_opt, steps=INNER_STEPS, config=config)
+        params, _, stats = steps[repr(config)].update(self.params, TRPOState(), self.train, self.valid)
+        return params, stats
+
+
+def _mean_kl_curvature(old, tangent, mask: torch.Tensor):
+    """The closed-form curvature that ``meta.trpo`` gives ``rl.gauss_newton_operator``: the
+    Hessian of the masked mean KL at ``new = old`` times ``tangent``, from ``GAUSSIAN.fisher``
+    and the weights of the masked means (mask ``[N, T, E]``)."""
+    m = mask.to(old[0].dtype)
+    num_tasks, num_episodes = m.shape[0], m.shape[-1]
+    weight = (m / m.sum(dim=1, keepdim=True).clamp_min(1.0) / (num_tasks * num_episodes)).unsqueeze(-1)
+    return tuple(f * weight for f in GAUSSIAN.fisher(old, tangent))
 
 
 def flat(tree) -> torch.Tensor:
@@ -531,7 +546,7 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
         start = time.perf_counter()
         _, stats = problem.trpo_step(cfg)  # the warm-up; its stats show the step is sane
         warm_s = time.perf_counter() - start
-        note = f"frac {stats.step_fraction:.2f}, kl {stats.kl:.1e}"
+        note = f"frac {stats['step_fraction']:.2f}, kl {stats['kl']:.1e}"
         add(name, lambda c=cfg: problem.trpo_step(c), note, reps=expensive_reps, warm_s=warm_s)
 
     # Fisher-vector products through the adaptation, at the current params, full valid batch.
@@ -539,7 +554,7 @@ def piece_rows(problem: Problem, bench: Bench, expensive_reps: int, log) -> tupl
     flat_params, unravel = ravel(problem.params)
     flat_params = flat_params.detach()
 
-    def outputs_fn(x):  # as maml_trpo_step builds it
+    def outputs_fn(x):  # as meta.trpo builds it
         return policy.apply_stacked(adapt_tasks(unravel(x), train, policy, inner_opt, steps=INNER_STEPS), valid.obs)
 
     with torch.no_grad():

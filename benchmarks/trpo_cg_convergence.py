@@ -21,7 +21,7 @@ from unittest import mock
 
 import torch
 
-from functional_metarl.meta import maml_rl
+from functional_metarl.meta import meta_steps
 from functional_metarl.rl.trpo import trpo_step_direction
 from functional_metarl.runners import MAMLConfig, MAMLTrainer
 
@@ -55,9 +55,9 @@ def main() -> None:
     if min(args.cg_iters) < 1:
         parser.error(f"--cg-iters must all be >= 1, got {args.cg_iters}")
     torch.set_num_threads(args.threads)
-    trainer = MAMLTrainer(MAMLConfig(meta_iterations=args.iterations, meta_batch_size=args.meta_batch_size,
+    trainer = MAMLTrainer(MAMLConfig(iterations=args.iterations, meta_batch_size=args.meta_batch_size,
                                      seed=args.seed, device="cpu"))
-    trpo = trainer.config.trpo
+    trpo = trainer.config.trpo  # meta.trpo looks trpo_step_direction up in meta.meta_steps at call time
     records: list[dict] = []
     record_now = False
 
@@ -68,7 +68,7 @@ def main() -> None:
                             "rows": cg_rows(curvature, grad, max_kl, damping, args.cg_iters, args.reference_iters)})
         return trpo_step_direction(curvature, grad, max_kl, cg_iters, damping)
 
-    with mock.patch.object(maml_rl, "trpo_step_direction", recording_direction):
+    with mock.patch.object(meta_steps, "trpo_step_direction", recording_direction):
         for i in range(args.iterations):
             record_now = i == 0 or (i + 1) % args.every == 0
             trainer.train_iteration()

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functional_metarl.runners import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer
+from functional_metarl.runners import CHECKPOINT_FILE, GymMAMLConfig, GymMAMLTrainer
 
 # The run sizes that --paper switches (argparse dest names).
-SIZE_FLAGS = ("meta_iterations", "meta_batch_size", "episodes_per_task", "horizon")
+SIZE_FLAGS = ("iterations", "meta_batch_size", "episodes_per_task", "horizon")
 
 
 def add_run_flags(parser: argparse.ArgumentParser, sizes: dict[str, tuple[int, int]], *, action_scale: float,
@@ -26,7 +26,8 @@ def add_run_flags(parser: argparse.ArgumentParser, sizes: dict[str, tuple[int, i
     for name in SIZE_FLAGS:
         short, paper = sizes[name]
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
-                            help=f"default {short} ({paper} with --paper)")
+                            help=f"default {short} ({paper} with --paper)"
+                            + (" (meta-iterations: GymMAMLConfig.iterations)" if name == "iterations" else ""))
     parser.add_argument("--inner-lr", type=float, default=0.1)
     if first_order:
         parser.add_argument("--first-order", action="store_true")
@@ -62,7 +63,7 @@ def train(family: Any, args: argparse.Namespace, **trainer_kwargs: Any) -> tuple
     """Build the trainer from the flags (resuming with ``--resume``) and train it; returns
     ``(trainer, history, training seconds)``. The caller evaluates, writes metrics and closes it."""
     config = GymMAMLConfig(
-        meta_iterations=args.meta_iterations, meta_batch_size=args.meta_batch_size,
+        iterations=args.iterations, meta_batch_size=args.meta_batch_size,
         episodes_per_task=args.episodes_per_task, inner_lr=args.inner_lr,
         first_order=getattr(args, "first_order", False), vectorization=args.vectorization,
         action_scale=args.action_scale, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
@@ -70,9 +71,9 @@ def train(family: Any, args: argparse.Namespace, **trainer_kwargs: Any) -> tuple
     output = Path(args.output)
     trainer = GymMAMLTrainer(family, config, output_dir=output, **trainer_kwargs)
     if args.resume:
-        trainer.load_checkpoint(output / GYM_MAML_CHECKPOINT)
-        print(f"resumed from {output / GYM_MAML_CHECKPOINT} at meta-iteration {trainer.iteration}")
-    print(f"{family!r} on {trainer.device}: {config.meta_iterations} meta-iterations of {config.meta_batch_size} tasks "
+        trainer.load_checkpoint(output / CHECKPOINT_FILE)
+        print(f"resumed from {output / CHECKPOINT_FILE} at meta-iteration {trainer.iteration}")
+    print(f"{family!r} on {trainer.device}: {config.iterations} meta-iterations of {config.meta_batch_size} tasks "
           f"x {config.episodes_per_task} episodes -> {output}")
     start = time.perf_counter()
     history = trainer.train(progress=not args.no_progress)

@@ -27,7 +27,7 @@ from _gym_maml_cli import add_run_flags, evaluate_before_after, finish_run_flags
 
 from functional_metarl.envs import AntDir
 
-SIZES = {"meta_iterations": (10, 500), "meta_batch_size": (10, 40), "episodes_per_task": (10, 40), "horizon": (100, 200)}
+SIZES = {"iterations": (10, 500), "meta_batch_size": (10, 40), "episodes_per_task": (10, 40), "horizon": (100, 200)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,8 +50,8 @@ def main() -> None:
     family = AntDir(horizon=args.horizon, directions=args.directions)
     trainer, history, train_seconds = train(family, args)
     best, latest, eval_seconds = evaluate_before_after(trainer, args)
-    trainer.write_metrics(extra={"eval": best, "eval_final": latest, "train_seconds_this_run": train_seconds,
-                                 "eval_seconds": eval_seconds})
+    trainer.write_metrics(evaluation={"best": best, "final": latest, "train_seconds_this_run": train_seconds,
+                                      "eval_seconds": eval_seconds})
     if history:
         plot_returns(history, trainer.output_dir / "returns.png", f"MAML on {family!r}")
     trainer.close()

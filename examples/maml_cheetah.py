@@ -32,7 +32,7 @@ from functional_metarl.envs import HalfCheetahDir, HalfCheetahVel
 
 PAPER_AFTER_ONE_STEP = {"dir": 293.2, "vel": -80.0}  # horizon 200; vel read off Fig. 5
 FAMILIES = {"vel": HalfCheetahVel, "dir": HalfCheetahDir}
-SIZES = {"meta_iterations": (20, 500), "meta_batch_size": (10, 40), "episodes_per_task": (10, 20), "horizon": (100, 200)}
+SIZES = {"iterations": (20, 500), "meta_batch_size": (10, 40), "episodes_per_task": (10, 20), "horizon": (100, 200)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,8 +55,8 @@ def main() -> None:
     trainer, history, train_seconds = train(family, args)
     best, latest, eval_seconds = evaluate_before_after(trainer, args)
     paper = PAPER_AFTER_ONE_STEP[args.task]
-    trainer.write_metrics(extra={"eval": best, "eval_final": latest, "paper_after_one_step_h200": paper,
-                                 "train_seconds_this_run": train_seconds, "eval_seconds": eval_seconds})
+    trainer.write_metrics(evaluation={"best": best, "final": latest, "paper_after_one_step_h200": paper,
+                                      "train_seconds_this_run": train_seconds, "eval_seconds": eval_seconds})
     if history:
         plot_returns(history, trainer.output_dir / "returns.png", f"MAML on {family.name} (H={args.horizon})",
                      paper if args.horizon == 200 else None, "MAML paper, after 1 step (H=200)")

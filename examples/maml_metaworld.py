@@ -36,7 +36,7 @@ from _gym_maml_cli import add_run_flags, finish_run_flags, train  # noqa: E402
 from functional_metarl.envs import METAWORLD_BENCHMARKS, MetaWorldFamily  # noqa: E402
 
 PAPER_MAML = {"ML10": {"meta_train": 0.444, "meta_test": 0.316}}
-SIZES = {"meta_iterations": (10, 300), "meta_batch_size": (10, 20), "episodes_per_task": (5, 10), "horizon": (150, 500)}
+SIZES = {"iterations": (10, 300), "meta_batch_size": (10, 20), "episodes_per_task": (5, 10), "horizon": (150, 500)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -85,8 +85,8 @@ def main() -> None:
         results[key] = trainer.evaluate(args.eval_tasks, args.adapt_episodes, args.eval_episodes, split=split,
                                         params=trainer.best_params)
     eval_seconds = time.perf_counter() - start
-    trainer.write_metrics(extra={"eval": results, "paper_maml": PAPER_MAML.get(args.benchmark),
-                                 "train_seconds_this_run": train_seconds, "eval_seconds": eval_seconds})
+    trainer.write_metrics(evaluation={**results, "paper_maml": PAPER_MAML.get(args.benchmark),
+                                      "train_seconds_this_run": train_seconds, "eval_seconds": eval_seconds})
     if history:
         plot_curves(history, trainer.output_dir / "curves.png", f"MAML on Meta-World {family.name} (H={args.horizon})")
     trainer.close()

@@ -15,16 +15,18 @@ A.2): the meta-params with the best post-adaptation return during training, 40 e
 step, a smaller step size after the first one. The paper halves it (0.1, then 0.05); here a
 tenth (0.1, then 0.01) did better on separate tuning tasks (see README), and
 ``--eval-lrs 0.1 0.05`` gives the paper's choice. The latest meta-params are evaluated the same
-way for comparison. Writes metrics.json (``eval``: best params, ``eval_final``: latest),
+way for comparison. Writes metrics.json (``eval.best``: best params, ``eval.final``: latest),
 checkpoint.pt, TensorBoard events, returns.png and trajectories.png into --output.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import matplotlib
 
@@ -71,11 +73,17 @@ def parse_args(argv: list[str] | None = None) -> Args:
             checks.positive_number(lr, f"--eval-lrs[{k}]")
         resolve_device(args.config.device)
     except (TypeError, ValueError) as error:
-        raise SystemExit(f"maml_nav.py: error: {error}") from None
+        usage_error(str(error))
     checkpoint = Path(args.output) / CHECKPOINT_FILE
     if args.resume and not checkpoint.is_file():
-        raise SystemExit(f"maml_nav.py: error: --resume: no checkpoint at {checkpoint}")
+        usage_error(f"--resume: no checkpoint at {checkpoint}")
     return args
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"maml_nav.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def plot_returns(history: list[dict], path: Path) -> None:
@@ -127,7 +135,7 @@ def main() -> None:
         try:
             trainer.load_checkpoint(output / CHECKPOINT_FILE)
         except ValueError as error:  # an unreadable checkpoint or one of other settings: say so, no traceback
-            raise SystemExit(f"maml_nav.py: error: {error}") from None
+            usage_error(str(error))
         print(f"resumed from {output / CHECKPOINT_FILE} at meta-iteration {trainer.iteration}")
     print(f"training on {trainer.device} for {config.iterations} meta-iterations -> {output}")
     history = trainer.train(progress=not args.no_progress)

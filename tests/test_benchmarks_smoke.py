@@ -51,13 +51,13 @@ def test_maml_nav_vs_commit_runs_against_head():
 
 def test_maml_nav_adapted_paths_and_eval_lrs_run_on_a_checkpoint(tmp_path):
     """The two checkpoint diagnostics run on a tiny run's checkpoint, with learned step sizes."""
-    from functional_metarl.runners import CHECKPOINT_NAME, MAMLConfig, MAMLTrainer
+    from functional_metarl.runners import CHECKPOINT_FILE, MAMLConfig, MAMLTrainer
 
-    config = MAMLConfig(meta_iterations=1, meta_batch_size=2, episodes_per_task=2, horizon=10, hidden=(4,),
+    config = MAMLConfig(iterations=1, meta_batch_size=2, episodes_per_task=2, horizon=10, hidden=(4,),
                         device="cpu", learn_inner_lr=True)
     MAMLTrainer(config, tmp_path).train(progress=False)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    checkpoint = str(tmp_path / CHECKPOINT_NAME)
+    checkpoint = str(tmp_path / CHECKPOINT_FILE)
     for script, extra, needle in (
         ("maml_nav_adapted_paths.py", ["--tasks", "3", "--params", "best", "--step-scales", "0.5", "2"],
          "best scale per band"),
@@ -87,8 +87,11 @@ def test_maml_nav_runs_table_averages_the_runs(tmp_path):
         run.mkdir()
         evaluation = {str(k): -40.0 + 10 * k + offset for k in range(4)}
         final = {str(k): value - 1.0 for k, value in evaluation.items()}
-        (run / "metrics.json").write_text(json.dumps(
-            {"config": {"seed": seed, "inner_lr": 0.1}, "eval": evaluation, "eval_final": final}))
+        if seed == 0:  # examples/maml_nav.py's format
+            metrics = {"config": {"seed": seed, "inner_lr": 0.1}, "history": [], "eval": {"best": evaluation, "final": final}}
+        else:  # the format of runs written before the runner base
+            metrics = {"config": {"seed": seed, "inner_lr": 0.1}, "eval": evaluation, "eval_final": final}
+        (run / "metrics.json").write_text(json.dumps(metrics))
     script = str(ROOT / "benchmarks" / "maml_nav_runs_table.py")
     proc = subprocess.run([sys.executable, script, str(tmp_path / "seed0"), str(tmp_path / "seed1")],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -98,7 +101,7 @@ def test_maml_nav_runs_table_averages_the_runs(tmp_path):
     assert [[float(cell) for cell in row.split("|")[2:]] for row in mean_rows] == [
         [-39.0, -29.0, -19.0, -9.0], [-40.0, -30.0, -20.0, -10.0]]  # best, then latest
     (tmp_path / "unfinished").mkdir()
-    (tmp_path / "unfinished" / "metrics.json").write_text(json.dumps({"config": {}, "iterations": []}))
+    (tmp_path / "unfinished" / "metrics.json").write_text(json.dumps({"config": {}, "history": [], "eval": None}))
     proc = subprocess.run([sys.executable, script, str(tmp_path / "unfinished")], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode != 0 and "no complete 'eval' entry" in proc.stderr

@@ -38,7 +38,7 @@ FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?
 # bash blocks, so the page shows exactly what the test runs.
 SHELL_COMMANDS = {
     "getting-started.md": [
-        "python examples/maml_nav.py --meta-iterations 3 --meta-batch-size 4 --episodes-per-task 4 "
+        "python examples/maml_nav.py --iterations 3 --meta-batch-size 4 --episodes-per-task 4 "
         "--eval-tasks 4 --eval-episodes 4 --output runs/quick",
     ],
 }
