@@ -8,8 +8,8 @@
 Each agent is the runner its example builds, with the example's default settings (the config
 values are restated below, next to each agent; the Atari env factory is the example's own
 ``make_atari_env``). Only the length of training differs: the runner is driven through its own
-training loop (``trainer.train()`` with ``config.total_steps`` moved forward, or
-``trainer.step()`` for the tabular Option-Critic, which has no step-count loop) for
+training loop (``trainer.train()`` with ``config.iterations`` moved forward, or
+``trainer.step()`` for the tabular Option-Critic, whose iteration is a whole episode) for
 
 1. a warm-up that runs past the learning-starts phase (random or network-driven acting into the
    replay buffer, no gradient updates) plus a few steps with updates, so that buffers, caches
@@ -187,13 +187,13 @@ class Harness:
         pass
 
 
-class TotalStepsHarness(Harness):
-    """A runner whose ``train()`` runs until ``config.total_steps`` env steps (Rainbow, DDPG/TD3):
-    each call moves that target ``n`` runner steps past the runner's counter, trains, and puts
-    the target back.
+class IterationsHarness(Harness):
+    """A runner whose iteration is one (vector-)env step (Rainbow, DDPG/TD3): each call moves
+    ``config.iterations`` ``n`` iterations past the runner's counter, trains, and puts the
+    budget back.
 
-    (Rainbow anneals ``beta`` over ``total_steps``, so during timing it sits near 1 instead of on
-    the example's schedule; that changes the importance weights' values, not the work.)
+    (Rainbow anneals ``beta`` over the run's env steps, so during timing it sits near 1 instead
+    of on the example's schedule; that changes the importance weights' values, not the work.)
     """
 
     def __init__(self, trainer, step_counter: str, update_counter: str, steps_per_call: int, close) -> None:
@@ -204,12 +204,12 @@ class TotalStepsHarness(Harness):
 
     def advance(self, n: int) -> None:
         cfg = self.trainer.config
-        planned = cfg.total_steps
-        cfg.total_steps = self.env_steps + n * self.steps_per_call
+        planned = cfg.iterations
+        cfg.iterations = self.trainer.iteration + n
         try:
             self.trainer.train(progress=False)
         finally:
-            cfg.total_steps = planned
+            cfg.iterations = planned
 
     @property
     def env_steps(self) -> int:
@@ -223,17 +223,17 @@ class TotalStepsHarness(Harness):
         self._close()
 
 
-def RainbowHarness(trainer: RainbowTrainer) -> TotalStepsHarness:  # noqa: N802 (reads as a class)
-    return TotalStepsHarness(trainer, "step", "updates", trainer.config.num_envs, trainer.close)
+def RainbowHarness(trainer: RainbowTrainer) -> IterationsHarness:  # noqa: N802 (reads as a class)
+    return IterationsHarness(trainer, "step", "updates", trainer.config.num_envs, trainer.close)
 
 
-def DDPGHarness(trainer: DDPGTrainer) -> TotalStepsHarness:  # noqa: N802
-    return TotalStepsHarness(trainer, "steps", "critic_updates", 1, trainer.env.close)
+def DDPGHarness(trainer: DDPGTrainer) -> IterationsHarness:  # noqa: N802
+    return IterationsHarness(trainer, "steps", "critic_updates", 1, trainer.close)
 
 
 class OptionCriticHarness(Harness):
-    """``OptionCriticTrainer.step()`` ``n`` times: the body of its ``train()`` loop (which runs
-    until every learner has finished ``num_episodes`` episodes and cannot stop at a step count).
+    """``OptionCriticTrainer.step()`` ``n`` times: the body of its iteration (which runs until
+    every learner has finished one more episode and cannot stop at a step count).
     Every call steps all ``num_runs`` learners and makes one vmapped SGD step over them."""
 
     def __init__(self, trainer: OptionCriticTrainer):
@@ -262,8 +262,8 @@ def _starts(default: int, args) -> int:
 
 
 def build_rainbow_cartpole(args) -> tuple[Harness, dict]:
-    # examples/rainbow_cartpole.py: --steps 30000 --n-step 3 --lr 1e-3, all six components on.
-    config = RainbowConfig(total_steps=30_000, seed=args.seed, n_step=3, lr=1e-3, device=args.device,
+    # examples/rainbow_cartpole.py: --iterations 30000 --n-step 3 --lr 1e-3, all six components on.
+    config = RainbowConfig(iterations=30_000, seed=args.seed, n_step=3, lr=1e-3, device=args.device,
                            learning_starts=_starts(RainbowConfig.learning_starts, args),
                            eval_every=0,  # the example evaluates every 5,000 steps; not training work
                            double=True, prioritized=True, dueling=True, distributional=True, noisy=True)
@@ -278,7 +278,7 @@ def build_rainbow_atari(args) -> tuple[Harness, dict]:
         raise Skip("examples/rainbow_atari.py no longer defines make_atari_env; update this benchmark")
     game = "Pong"
     config = RainbowConfig(
-        env_id=f"ALE/{game}-v5", total_steps=100_000, buffer_size=30_000, seed=args.seed, device=args.device,
+        env_id=f"ALE/{game}-v5", iterations=100_000, buffer_size=30_000, seed=args.seed, device=args.device,
         gamma=0.99, v_min=-10.0, v_max=10.0, num_atoms=51, batch_size=32, adam_eps=1.5e-4, alpha=0.5, beta0=0.4,
         max_grad_norm=10.0, checkpoint_every=10_000, log_every=1_000,
         double=True, prioritized=True, dueling=True, distributional=True, noisy=True,
@@ -290,9 +290,9 @@ def build_rainbow_atari(args) -> tuple[Harness, dict]:
 
 
 def _pendulum(algo: str, args) -> tuple[Harness, dict]:
-    # examples/ddpg_pendulum.py: --total-steps 20000 --start-steps 5000 --batch-size 100 --gamma 0.98,
+    # examples/ddpg_pendulum.py: --iterations 20000 --start-steps 5000 --batch-size 100 --gamma 0.98,
     # buffer 200k, checkpoint every 5,000 (nothing is written here: no output_dir).
-    config = DDPGConfig(algo=algo, start_steps=_starts(5_000, args), batch_size=100, env_id="Pendulum-v1", total_steps=20_000,
+    config = DDPGConfig(algo=algo, start_steps=_starts(5_000, args), batch_size=100, env_id="Pendulum-v1", iterations=20_000,
                         gamma=0.98, buffer_size=200_000, seed=args.seed, device=args.device, checkpoint_every=5_000)
     return DDPGHarness(DDPGTrainer(config)), {"env": config.env_id}
 
@@ -311,7 +311,7 @@ def build_td3_halfcheetah(args) -> tuple[Harness, dict]:
     import gymnasium as gym
 
     env_id = "HalfCheetah-v5"
-    config = DDPGConfig(algo="td3", env_id=env_id, total_steps=1_000_000, start_steps=_starts(10_000, args),
+    config = DDPGConfig(algo="td3", env_id=env_id, iterations=1_000_000, start_steps=_starts(10_000, args),
                         seed=args.seed,
                         device=args.device, checkpoint_every=50_000)
     return DDPGHarness(DDPGTrainer(config, env=gym.make(env_id))), {"env": env_id}
@@ -319,7 +319,7 @@ def build_td3_halfcheetah(args) -> tuple[Harness, dict]:
 
 def build_option_critic_fourrooms(args) -> tuple[Harness, dict]:
     # examples/option_critic_fourrooms.py: 10 runs x 2000 episodes, 4 options, goal moves at 1000.
-    config = OptionCriticConfig(num_options=4, num_runs=10, num_episodes=2000, switch_goal_at=1000, xi=0.0,
+    config = OptionCriticConfig(num_options=4, num_runs=10, iterations=2000, switch_goal_at=1000, xi=0.0,
                                 entropy_coef=0.0, seed=args.seed)
     return OptionCriticHarness(OptionCriticTrainer(config)), {"env": "FourRooms (tabular, 10 learners)"}
 
