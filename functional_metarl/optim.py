@@ -7,13 +7,13 @@ stays differentiable: this is what lets MAML take exact second-order meta-gradie
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple
 
 import optree
 import torch
 
-from .tree import Params, Tree, tree_add, tree_map, tree_norm, tree_scale
+from . import checks
+from .tree import Params, Tree, tree_map, tree_norm, tree_scale
 
 __all__ = [
     "GradientTransformation",
@@ -56,17 +56,9 @@ class AdamState(NamedTuple):
     nu: Params  # second moment
 
 
-def _check_lr(lr: float, name: str = "lr") -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(lr).__name__}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"{name} must be a positive finite number, got {lr}")
-    return float(lr)
-
-
 def sgd(lr: float) -> GradientTransformation:
     """Plain gradient descent: ``update = -lr * grad``."""
-    lr = _check_lr(lr)
+    lr = checks.positive_number(lr, "lr")
 
     def init(params: Params) -> SgdState:
         return SgdState()
@@ -82,7 +74,7 @@ def meta_sgd(init_lr: float) -> GradientTransformation:
 
     ``init`` fills every ``alpha`` with ``init_lr``; the state is differentiable data.
     """
-    init_lr = _check_lr(init_lr, "init_lr")
+    init_lr = checks.positive_number(init_lr, "init_lr")
 
     def init(params: Params) -> MetaSgdState:
         return MetaSgdState(lr=tree_map(lambda p: torch.full_like(p, init_lr), params))
@@ -95,12 +87,10 @@ def meta_sgd(init_lr: float) -> GradientTransformation:
 
 def adam(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
     """Adam (Kingma & Ba 2015) with bias correction, out of place."""
-    lr = _check_lr(lr)
-    for name, beta in (("b1", b1), ("b2", b2)):
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"{name} must lie in [0, 1), got {beta}")
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
+    lr = checks.positive_number(lr, "lr")
+    b1 = checks.number(b1, "b1", 0.0, 1.0, high_open=True)
+    b2 = checks.number(b2, "b2", 0.0, 1.0, high_open=True)
+    eps = checks.positive_number(eps, "eps")
 
     def init(params: Params) -> AdamState:
         some = optree.tree_leaves(params)[0]  # any tree of tensors (e.g. meta.MetaParams), not only a dict
@@ -134,7 +124,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
 
     The ``1e-6`` keeps a zero gradient finite; it makes a gradient of norm exactly ``max_norm``
     shrink by a factor ``1 - 1e-6 / max_norm``, which no learning run can tell apart."""
-    max_norm = _check_lr(max_norm, "max_norm")
+    max_norm = checks.positive_number(max_norm, "max_norm")
 
     def init(params: Params) -> ClipState:
         return ClipState()
@@ -170,10 +160,5 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
 def apply_updates(params: Params, updates: Tree) -> Params:
     """``params + updates``, out of place. Keys and shapes must match (nothing broadcasts)."""
-    if isinstance(params, dict) and isinstance(updates, dict):
-        for key, p in params.items():
-            u = updates.get(key)
-            if isinstance(u, torch.Tensor) and isinstance(p, torch.Tensor) and u.shape != p.shape:
-                raise ValueError(f"apply_updates: updates[{key!r}] expected shape {tuple(p.shape)} (as params), "
-                                 f"got {tuple(u.shape)}")
-    return tree_add(params, updates)
+    checks.same_structure(updates, "updates", params, "params")
+    return tree_map(torch.add, params, updates)

@@ -12,6 +12,8 @@ from typing import Any, Callable
 import optree
 import torch
 
+from . import checks
+
 Tree = Any
 Params = dict[str, torch.Tensor]
 
@@ -42,12 +44,14 @@ def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
 
 
 def tree_add(a: Tree, b: Tree) -> Tree:
-    """``a + b`` leaf-wise."""
+    """``a + b`` leaf-wise. ``b`` must have ``a``'s structure (keys) and leaf shapes: nothing broadcasts."""
+    checks.same_structure(b, "b", a, "a")
     return tree_map(torch.add, a, b)
 
 
 def tree_sub(a: Tree, b: Tree) -> Tree:
-    """``a - b`` leaf-wise."""
+    """``a - b`` leaf-wise; same structure and leaf shapes, as :func:`tree_add`."""
+    checks.same_structure(b, "b", a, "a")
     return tree_map(torch.sub, a, b)
 
 
@@ -57,12 +61,15 @@ def tree_scale(tree: Tree, scalar: float | torch.Tensor) -> Tree:
 
 
 def tree_axpy(alpha: float | torch.Tensor, x: Tree, y: Tree) -> Tree:
-    """``alpha * x + y`` leaf-wise (the BLAS name)."""
+    """``alpha * x + y`` leaf-wise (the BLAS name); same structure and leaf shapes, as :func:`tree_add`."""
+    checks.same_structure(y, "y", x, "x")
     return tree_map(lambda xi, yi: alpha * xi + yi, x, y)
 
 
 def tree_dot(a: Tree, b: Tree) -> torch.Tensor:
-    """Sum over leaves of ``<a_leaf, b_leaf>``; a 0-d tensor."""
+    """Sum over leaves of ``<a_leaf, b_leaf>``; a 0-d tensor. Same structure and leaf shapes, as
+    :func:`tree_add` (a missing key or a leaf that would broadcast is refused, not summed over)."""
+    checks.same_structure(b, "b", a, "a")
     leaves = [torch.sum(x * y) for x, y in zip(optree.tree_leaves(a), optree.tree_leaves(b))]
     return torch.stack(leaves).sum()
 

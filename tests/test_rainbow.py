@@ -157,7 +157,7 @@ def test_n_step_returns_match_reference_loop_with_episode_ends(n):
 
 def test_n_step_returns_rejects_bad_arguments():
     r = torch.zeros(5)
-    with pytest.raises(ValueError, match="n must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"n must be an int in \[1, inf\)"):
         n_step_returns(r, torch.zeros(5), torch.zeros(5), 0, 0.9)
     with pytest.raises(ValueError, match=r"all \[T\]"):
         n_step_returns(r, torch.zeros(4), torch.zeros(5), 2, 0.9)

@@ -173,7 +173,7 @@ def test_bad_input_raises_and_stores_nothing(cls):
         ({**bad, "reward": torch.zeros(3)}, ValueError, "reward expected shape"),
         ({**bad, "next_obs": torch.zeros(4, 5)}, ValueError, "next_obs expected"),
         ({**bad, "obs": torch.zeros(4, 5), "next_obs": torch.zeros(4, 5)}, ValueError, "per-item shape"),
-        ({**bad, "done": torch.tensor([0.0, 0.5, 0.0, 1.0])}, ValueError, "0/1"),
+        ({**bad, "done": torch.tensor([0.0, 0.5, 0.0, 1.0])}, ValueError, "done must hold only 0 and 1"),
     ]
     for kwargs, err, msg in cases:
         with pytest.raises(err, match=msg):

@@ -20,7 +20,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .core import ACTIVATIONS, Functional, _check_mlp_args, _check_positive_int, _init_linear
+from .. import checks
+from .core import ACTIVATIONS, Functional, check_mlp_args, init_linear
 
 __all__ = ["deterministic_actor", "q_critic"]
 
@@ -28,7 +29,7 @@ __all__ = ["deterministic_actor", "q_critic"]
 def _final_layer(in_dim: int, out_dim: int, final_init: float | None) -> nn.Linear:
     layer = nn.Linear(in_dim, out_dim)
     if final_init is None:
-        return _init_linear(layer)
+        return init_linear(layer)
     # Lillicrap et al. 2015, sec. 7: last layer from U[-3e-3, 3e-3] so first outputs are near 0.
     nn.init.uniform_(layer.weight, -final_init, final_init)
     nn.init.uniform_(layer.bias, -final_init, final_init)
@@ -90,14 +91,19 @@ class _Critic(nn.Module):
 
 
 def _check_bounds(action_low: Sequence[float], action_high: Sequence[float], act_dim: int) -> tuple[list, list]:
-    low = [float(v) for v in action_low]
-    high = [float(v) for v in action_high]
+    low = [checks.number(v, f"action_low[{i}]") for i, v in enumerate(action_low)]
+    high = [checks.number(v, f"action_high[{i}]") for i, v in enumerate(action_high)]
     if len(low) != act_dim or len(high) != act_dim:
         raise ValueError(f"action_low/action_high expected {act_dim} entries each, got {len(low)} and {len(high)}")
     for i, (lo, hi) in enumerate(zip(low, high)):
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ValueError(f"action bounds must be finite with low < high; got [{lo}, {hi}] at index {i}")
     return low, high
+
+
+def _check_final_init(final_init: object) -> None:
+    if final_init is not None:
+        checks.positive_number(final_init, "final_init")
 
 
 def deterministic_actor(
@@ -115,8 +121,9 @@ def deterministic_actor(
     init of the last layer (Lillicrap et al. use 3e-3); ``None`` uses Xavier.
     """
     hidden = tuple(hidden)
-    _check_mlp_args(obs_dim, act_dim, hidden, activation)
+    check_mlp_args(obs_dim, act_dim, hidden, activation)
     low, high = _check_bounds(action_low, action_high, act_dim)
+    _check_final_init(final_init)
     return Functional(lambda: _Actor(obs_dim, act_dim, hidden, activation, low, high, final_init), obs_dim)
 
 
@@ -134,10 +141,9 @@ def q_critic(
     into the second hidden layer (Lillicrap et al. 2015; needs at least two hidden layers).
     """
     hidden = tuple(hidden)
-    _check_mlp_args(obs_dim, act_dim, hidden, activation)
-    _check_positive_int(act_dim, "act_dim")
-    if action_layer not in (0, 1):
-        raise ValueError(f"action_layer must be 0 or 1, got {action_layer!r}")
+    check_mlp_args(obs_dim, act_dim, hidden, activation)
+    checks.one_of(action_layer, "action_layer", (0, 1))
+    _check_final_init(final_init)
     if action_layer == 1 and len(hidden) < 2:
         raise ValueError(f"action_layer=1 needs at least two hidden layers, got hidden={hidden}")
     return Functional(

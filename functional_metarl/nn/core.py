@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from .. import checks
 from ..distributions import CATEGORICAL, GAUSSIAN, Distribution
 from ..tree import Params, check_params
 
@@ -101,17 +102,6 @@ _ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    """``value`` if it is an int (not a bool) of at least ``minimum``; else a TypeError / ValueError
-    naming ``name``. The package's one check of a count argument."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {expected}, got {value}")
-    return value
-
-
 def _check_input_matches_params(x: torch.Tensor, params: Params) -> None:
     """The input must have the params' floating dtype and device: name both instead of torch's
     "mat1 and mat2 must have the same dtype". Cheap (reads one param), so it runs on every call."""
@@ -163,8 +153,7 @@ class Functional:
 
     def init(self, seed: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Params:
         """Fresh parameters from ``seed``; the global RNG is left untouched."""
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        checks.int_in_range(seed, "seed")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = self._make_module()
@@ -226,24 +215,24 @@ class Functional:
         return sum(math.prod(s) for s in self.param_shapes.values())
 
 
-def _init_linear(layer: nn.Linear) -> nn.Linear:
+def init_linear(layer: nn.Linear) -> nn.Linear:
     # Xavier-uniform weights and zero biases, as the MAML-RL reference policies use.
     nn.init.xavier_uniform_(layer.weight)
     nn.init.zeros_(layer.bias)
     return layer
 
 
-def _mlp_module(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> nn.Sequential:
+def mlp_module(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden]
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [_init_linear(nn.Linear(a, b)), ACTIVATIONS[activation]()]
-    layers.append(_init_linear(nn.Linear(sizes[-1], out_dim)))
+        layers += [init_linear(nn.Linear(a, b)), ACTIVATIONS[activation]()]
+    layers.append(init_linear(nn.Linear(sizes[-1], out_dim)))
     return nn.Sequential(*layers)
 
 
 def _mlp_forward(params: Params, x: torch.Tensor, prefix: str, num_layers: int, activation: str) -> torch.Tensor:
-    """What ``_mlp_module(...)(x)`` computes, on ``params`` named ``{prefix}{2 i}.weight/bias``."""
+    """What ``mlp_module(...)(x)`` computes, on ``params`` named ``{prefix}{2 i}.weight/bias``."""
     act = _ACTIVATION_FNS[activation]
     for i in range(num_layers):
         x = F.linear(x, params[f"{prefix}{2 * i}.weight"], params[f"{prefix}{2 * i}.bias"])
@@ -271,22 +260,22 @@ def _mlp_forward_stacked(params: Params, x: torch.Tensor, prefix: str, num_layer
     return h.reshape(*x.shape[:-1], h.shape[-1])
 
 
-def _check_mlp_args(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> None:
-    _check_positive_int(in_dim, "in_dim")
-    _check_positive_int(out_dim, "out_dim")
+def check_mlp_args(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> None:
+    """The checks of an MLP template's arguments, shared by every template built on one."""
+    checks.positive_int(in_dim, "in_dim")
+    checks.positive_int(out_dim, "out_dim")
     for i, h in enumerate(hidden):
-        _check_positive_int(h, f"hidden[{i}]")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        checks.positive_int(h, f"hidden[{i}]")
+    checks.one_of(activation, "activation", sorted(ACTIVATIONS))
 
 
 def _mlp_functional(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str,
                     distribution: Distribution | None) -> Functional:
     hidden = tuple(hidden)
-    _check_mlp_args(in_dim, out_dim, hidden, activation)
+    check_mlp_args(in_dim, out_dim, hidden, activation)
     num_layers = len(hidden) + 1
     return Functional(
-        lambda: _mlp_module(in_dim, out_dim, hidden, activation),
+        lambda: mlp_module(in_dim, out_dim, hidden, activation),
         in_dim,
         pure_apply=lambda params, x: _mlp_forward(params, x, "", num_layers, activation),
         stacked_apply=lambda params, x: _mlp_forward_stacked(params, x, "", num_layers, activation),
@@ -301,13 +290,7 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (100, 100), activatio
 
 def _check_mean_bound(mean_bound: object) -> float | None:
     """``gaussian_policy``'s ``mean_bound``: None, or a positive finite number (as a float)."""
-    if mean_bound is None:
-        return None
-    if isinstance(mean_bound, bool) or not isinstance(mean_bound, (int, float)) or not (
-        mean_bound > 0 and math.isfinite(mean_bound)
-    ):
-        raise ValueError(f"mean_bound must be None or a positive finite float, got {mean_bound!r}")
-    return float(mean_bound)
+    return None if mean_bound is None else checks.positive_number(mean_bound, "mean_bound")
 
 
 def _bound_mean(mean: torch.Tensor, mean_bound: float | None) -> torch.Tensor:
@@ -319,7 +302,7 @@ class _GaussianPolicy(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str, init_std: float,
                  mean_bound: float | None = None):
         super().__init__()
-        self.mean = _mlp_module(obs_dim, act_dim, hidden, activation)
+        self.mean = mlp_module(obs_dim, act_dim, hidden, activation)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         self.mean_bound = mean_bound
 
@@ -344,9 +327,8 @@ def gaussian_policy(
     mean cannot sit far outside the box, where clipping makes every sampled action the same.
     """
     hidden = tuple(hidden)
-    _check_mlp_args(obs_dim, act_dim, hidden, activation)
-    if not (isinstance(init_std, (int, float)) and init_std > 0 and math.isfinite(init_std)):
-        raise ValueError(f"init_std must be a positive finite float, got {init_std!r}")
+    check_mlp_args(obs_dim, act_dim, hidden, activation)
+    checks.positive_number(init_std, "init_std")
     mean_bound = _check_mean_bound(mean_bound)
     num_layers = len(hidden) + 1
 

@@ -10,14 +10,14 @@ with a state-dependent mean and a learned, state-independent log-std per option)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from .core import Functional, _check_mlp_args, _check_positive_int, _mlp_module
+from .. import checks
+from .core import Functional, check_mlp_args, mlp_module
 
 __all__ = ["OptionHeads", "option_critic_net"]
 
@@ -41,9 +41,9 @@ class _OptionCriticNet(nn.Module):
                  hidden: Sequence[int], activation: str, init_log_std: float):
         super().__init__()
         self.num_options, self.out_per_option = num_options, out_per_option
-        self.critic = _mlp_module(obs_dim, num_options, hidden, activation)
-        self.termination = _mlp_module(obs_dim, num_options, hidden, activation)
-        self.policy = _mlp_module(obs_dim, num_options * out_per_option, hidden, activation)
+        self.critic = mlp_module(obs_dim, num_options, hidden, activation)
+        self.termination = mlp_module(obs_dim, num_options, hidden, activation)
+        self.policy = mlp_module(obs_dim, num_options * out_per_option, hidden, activation)
         with torch.no_grad():  # small last policy layer: near-uniform / near-zero-mean start
             self.policy[-1].weight.mul_(0.01)
         self.log_std = nn.Parameter(torch.full((num_options, out_per_option), init_log_std)) if continuous else None
@@ -72,13 +72,12 @@ def option_critic_net(
     """
     if (num_actions is None) == (act_dim is None):
         raise ValueError(f"give exactly one of num_actions (discrete) or act_dim (continuous), got {num_actions!r} and {act_dim!r}")
-    _check_positive_int(num_options, "num_options")
+    checks.positive_int(num_options, "num_options")
     continuous = act_dim is not None
-    out = _check_positive_int(act_dim if continuous else num_actions, "act_dim" if continuous else "num_actions")
+    out = checks.positive_int(act_dim if continuous else num_actions, "act_dim" if continuous else "num_actions")
     hidden = tuple(hidden)
-    _check_mlp_args(obs_dim, out, hidden, activation)
-    if not (isinstance(init_log_std, (int, float)) and math.isfinite(init_log_std)):
-        raise ValueError(f"init_log_std must be a finite float, got {init_log_std!r}")
+    check_mlp_args(obs_dim, out, hidden, activation)
+    checks.number(init_log_std, "init_log_std")
     return Functional(
         lambda: _OptionCriticNet(obs_dim, num_options, out, continuous, hidden, activation, float(init_log_std)), obs_dim
     )

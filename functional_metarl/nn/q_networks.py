@@ -19,7 +19,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ..tree import Params
-from .core import Functional, _check_positive_int
+from .. import checks
+from .core import Functional
 
 __all__ = [
     "NoisyLinear",
@@ -162,8 +163,7 @@ class QNetwork(Functional):
 
         Drawn on the generator's device, then moved to ``device``; same generator state, same noise.
         """
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        checks.instance(generator, "generator", torch.Generator)
         return {
             k: torch.randn(s, generator=generator, device=generator.device, dtype=dtype).to(device or generator.device)
             for k, s in self.noise_shapes.items()
@@ -194,12 +194,14 @@ class QNetwork(Functional):
         return functional_call(self.module, params, (obs, noise))
 
 
-def _check_head_args(num_actions: int, num_atoms: int, head_hidden: int, sigma0: float) -> None:
-    _check_positive_int(num_actions, "num_actions")
-    _check_positive_int(num_atoms, "num_atoms")
-    _check_positive_int(head_hidden, "head_hidden")
-    if not (isinstance(sigma0, (int, float)) and sigma0 >= 0 and math.isfinite(sigma0)):
-        raise ValueError(f"sigma0 must be a finite number >= 0, got {sigma0!r}")
+def _check_head_args(num_actions: int, num_atoms: int, head_hidden: int, sigma0: float, dueling: bool,
+                     noisy: bool) -> None:
+    checks.positive_int(num_actions, "num_actions")
+    checks.positive_int(num_atoms, "num_atoms")
+    checks.positive_int(head_hidden, "head_hidden")
+    checks.non_negative_number(sigma0, "sigma0")
+    checks.flag(dueling, "dueling")
+    checks.flag(noisy, "noisy")
 
 
 def rainbow_mlp(
@@ -218,11 +220,11 @@ def rainbow_mlp(
     With ``noisy`` every linear layer is a :class:`NoisyLinear` (as Rainbow: "we replace all
     linear layers with their noisy equivalent").
     """
-    _check_positive_int(obs_dim, "obs_dim")
+    checks.positive_int(obs_dim, "obs_dim")
     hidden = tuple(hidden)
     for i, h in enumerate(hidden):
-        _check_positive_int(h, f"hidden[{i}]")
-    _check_head_args(num_actions, num_atoms, head_hidden, sigma0)
+        checks.positive_int(h, f"hidden[{i}]")
+    _check_head_args(num_actions, num_atoms, head_hidden, sigma0, dueling, noisy)
     make = lambda: _RainbowQ(None, obs_dim, hidden, head_hidden, num_actions, num_atoms, dueling, noisy, sigma0)  # noqa: E731
     return QNetwork(make, (obs_dim,), num_actions, num_atoms)
 
@@ -256,9 +258,10 @@ def rainbow_cnn(
     if len(obs_shape) != 3:
         raise ValueError(f"obs_shape must be (C, H, W), got {obs_shape!r}")
     for i, s in enumerate(obs_shape):
-        _check_positive_int(s, f"obs_shape[{i}]")
+        checks.positive_int(s, f"obs_shape[{i}]")
+    checks.one_of(arch, "arch", ("nature", "data_efficient"))
     head_hidden = head_hidden or (512 if arch == "nature" else 256)
-    _check_head_args(num_actions, num_atoms, head_hidden, sigma0)
+    _check_head_args(num_actions, num_atoms, head_hidden, sigma0, dueling, noisy)
     torso = _conv_torso(obs_shape[0], arch)
     with torch.no_grad():
         feature_dim = torso(torch.zeros(1, *obs_shape)).reshape(-1).shape[0]

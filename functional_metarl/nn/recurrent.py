@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from .. import checks
 from ..tree import Params
 from .core import Functional
 
@@ -168,9 +169,7 @@ def gru_actor_critic(obs_dim: int, num_actions: int, hidden: int = 256) -> Recur
     """GRU actor-critic for RL²: input ``obs_dim + num_actions + 2`` (obs, previous action
     one-hot, previous reward, previous done), a GRU of ``hidden`` units, linear policy (logits)
     and value heads."""
-    for name, value, minimum in (("obs_dim", obs_dim, 1), ("num_actions", num_actions, 2), ("hidden", hidden, 1)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < minimum:
-            raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    checks.positive_int(obs_dim, "obs_dim")
+    checks.int_in_range(num_actions, "num_actions", low=2)
+    checks.positive_int(hidden, "hidden")
     return RecurrentFunctional(obs_dim + num_actions + 2, num_actions, hidden)

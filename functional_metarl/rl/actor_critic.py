@@ -31,6 +31,7 @@ from typing import NamedTuple
 import torch
 from torch.func import vmap
 
+from .. import checks
 from ..nn import Functional
 from ..tree import Params, Tree, tree_map
 
@@ -88,8 +89,7 @@ def check_transition(batch: TransitionBatch, where: str = "transition batch") ->
 
 
 def _check_gamma(gamma: float) -> None:
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    checks.probability(gamma, "gamma")
 
 
 # ---------------------------------------------------------------------------- unbatched pieces
@@ -232,20 +232,11 @@ def polyak_update(target: Tree, online: Tree, tau: float | torch.Tensor) -> Tree
     ``tau`` in ``[0, 1]``: 0 keeps the target, 1 copies the online params. The result carries no
     gradient.
     """
-    if isinstance(tau, (int, float)) and not isinstance(tau, bool):
-        if not (math.isfinite(tau) and 0.0 <= tau <= 1.0):
-            raise ValueError(f"tau must lie in [0, 1], got {tau!r}")
-    elif not isinstance(tau, torch.Tensor):
-        raise TypeError(f"tau must be a float or a Tensor, got {type(tau).__name__}")
-    if isinstance(target, dict) and isinstance(online, dict) and set(target) != set(online):
-        raise ValueError(
-            f"polyak_update: target and online keys differ; only in target {sorted(set(target) - set(online))}, "
-            f"only in online {sorted(set(online) - set(target))}"
-        )
+    if not isinstance(tau, torch.Tensor):
+        checks.probability(tau, "tau")
+    checks.same_structure(online, "online", target, "target")
 
     def mix(t: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-        if t.shape != o.shape:
-            raise ValueError(f"polyak_update: leaf shapes differ, target {tuple(t.shape)} vs online {tuple(o.shape)}")
         return (tau * o + (1.0 - tau) * t).detach()
 
     return tree_map(mix, target, online)
@@ -257,12 +248,15 @@ def ou_noise_step(x: torch.Tensor, eps: torch.Tensor, theta: float = 0.15, sigma
     Lillicrap et al. 2015 (sec. 7) explore with OU noise, ``theta = 0.15``, ``sigma = 0.2``.
     """
     _same_shape("ou_noise_step", x=x, eps=eps)
+    checks.non_negative_number(theta, "theta")
+    checks.non_negative_number(sigma, "sigma")
+    checks.positive_number(dt, "dt")
+    checks.number(mu, "mu")
     return x + theta * (mu - x) * dt + sigma * math.sqrt(dt) * eps
 
 
 def is_policy_update_step(critic_updates: int, policy_delay: int) -> bool:
     """TD3's delayed updates: update the actor and the targets after every ``policy_delay``-th
     critic update (``critic_updates`` counts from 1). ``policy_delay = 1`` is DDPG."""
-    if isinstance(policy_delay, bool) or not isinstance(policy_delay, int) or policy_delay <= 0:
-        raise ValueError(f"policy_delay must be a positive int, got {policy_delay!r}")
+    checks.positive_int(policy_delay, "policy_delay")
     return critic_updates % policy_delay == 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import checks
+
 __all__ = ["baseline_features", "fit_linear_baseline", "predict_linear_baseline", "linear_baseline_values"]
 
 
@@ -44,10 +46,8 @@ def fit_linear_baseline(
     """
     if returns.shape != mask.shape:
         raise ValueError(f"returns expected shape {tuple(mask.shape)}, got {tuple(returns.shape)}")
-    if not reg_coeff > 0:
-        raise ValueError(f"reg_coeff must be positive, got {reg_coeff}")
-    if isinstance(reg_ladder, bool) or not isinstance(reg_ladder, int) or reg_ladder < 1:
-        raise ValueError(f"reg_ladder must be an int >= 1, got {reg_ladder!r}")
+    checks.positive_number(reg_coeff, "reg_coeff")
+    checks.positive_int(reg_ladder, "reg_ladder")
     feats = baseline_features(obs, mask).reshape(-1, 2 * obs.shape[-1] + 4)
     target = (returns * mask.to(returns.dtype)).reshape(-1)
     xtx = feats.T @ feats

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import checks
+
 __all__ = ["masked_episode_mean", "normalize_advantages", "policy_gradient_loss", "ppo_clip_loss", "surrogate_loss"]
 
 
@@ -44,6 +46,7 @@ def masked_episode_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Zero-mean, unit-std over the valid steps; padding stays 0. ``[T, B] -> [T, B]``."""
     _check_time_major("normalize_advantages", advantages=advantages, mask=mask)
+    checks.non_negative_number(eps, "eps")
     mask = mask.to(advantages.dtype)
     count = mask.sum().clamp_min(1.0)
     mean = (advantages * mask).sum() / count
@@ -75,8 +78,7 @@ def ppo_clip_loss(
 ) -> torch.Tensor:
     """PPO clipped surrogate ``-E[min(r A, clip(r, 1-eps, 1+eps) A)]`` with ``r = exp(log_prob -
     old_log_prob)``. All four inputs ``[T, B]`` (time-major, one task) -> ``[]``."""
-    if isinstance(clip_eps, bool) or not isinstance(clip_eps, (int, float)) or not 0 < clip_eps < float("inf"):
-        raise ValueError(f"ppo_clip_loss: clip_eps must be a positive finite float, got {clip_eps!r}")
+    checks.positive_number(clip_eps, "clip_eps")
     _check_time_major("ppo_clip_loss", log_prob=log_prob, old_log_prob=old_log_prob, advantages=advantages, mask=mask)
     ratio = torch.exp(log_prob - old_log_prob.detach())
     adv = advantages.detach()

@@ -30,10 +30,11 @@ table) this reproduces the tabular updates: ``Q[s,w] += a (g - Q[s,w])``,
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
+
+from .. import checks
 
 __all__ = [
     "OptionActorLosses",
@@ -65,10 +66,8 @@ class OptionCriticLosses(NamedTuple):
 
 
 def _check_margin(xi: float, value_epsilon: float) -> None:
-    if not isinstance(xi, (int, float)) or isinstance(xi, bool) or not math.isfinite(xi):
-        raise ValueError(f"xi must be a finite float, got {xi!r}")
-    if not isinstance(value_epsilon, (int, float)) or isinstance(value_epsilon, bool) or not 0.0 <= value_epsilon <= 1.0:
-        raise ValueError(f"value_epsilon must be a float in [0, 1], got {value_epsilon!r}")
+    checks.number(xi, "xi")
+    checks.probability(value_epsilon, "value_epsilon")
 
 
 def init_linear_option_params(
@@ -81,8 +80,7 @@ def init_linear_option_params(
     (sigmoid logits). With one-hot features each is a table.
     """
     for name, v in (("num_features", num_features), ("num_options", num_options), ("num_actions", num_actions)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        checks.positive_int(v, name)
     z = lambda *s: torch.zeros(*s, device=device, dtype=dtype)
     return {"q_weight": z(num_features, num_options), "policy_weight": z(num_features, num_options, num_actions),
             "termination_weight": z(num_features, num_options)}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import checks
+
 __all__ = ["discounted_returns", "gae"]
 
 
@@ -25,10 +27,7 @@ def _check_time_major(name: str, x: torch.Tensor, like: torch.Tensor) -> None:
 
 
 def _check_discount(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in [0, 1], got {type(value).__name__}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    checks.probability(value, name)
 
 
 def _reverse_affine_scan(decay: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:

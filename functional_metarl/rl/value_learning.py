@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import checks
+
 __all__ = ["n_step_returns", "double_q_target", "q_learning_loss"]
 
 
@@ -41,8 +43,7 @@ def n_step_returns(
         ``(returns [T], discounts [T], steps [T] int64, last [T] int64)`` where ``last`` is the
         index ``t + m_t - 1`` whose ``next_obs`` is the bootstrap observation.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    checks.positive_int(n, "n")
     if r_t.ndim != 1 or terminated_t.shape != r_t.shape or truncated_t.shape != r_t.shape:
         raise ValueError(
             f"n_step_returns expected r_t, terminated_t, truncated_t all [T], got "

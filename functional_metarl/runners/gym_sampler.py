@@ -39,7 +39,7 @@ import torch
 from ..distributions import GAUSSIAN
 from ..envs import Episodes, sample_noise
 from ..nn import Functional
-from ..nn.core import _check_positive_int as _positive_int
+from .. import checks
 from ..tree import Params
 
 __all__ = ["TaskVectorSampler"]
@@ -80,23 +80,17 @@ class TaskVectorSampler:
         seed: int = 0,
         action_scale: float = 1.0,
     ):
-        if not callable(make_env):
-            raise TypeError(f"make_env must be a callable () -> gym.Env, got {type(make_env).__name__}")
-        self.num_tasks = _positive_int(num_tasks, "num_tasks")
-        self.episodes_per_task = _positive_int(episodes_per_task, "episodes_per_task")
-        self.horizon = _positive_int(horizon, "horizon")
-        if vectorization not in _MODES:
-            raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+        checks.function(make_env, "make_env", "() -> gym.Env")
+        self.num_tasks = checks.positive_int(num_tasks, "num_tasks")
+        self.episodes_per_task = checks.positive_int(episodes_per_task, "episodes_per_task")
+        self.horizon = checks.positive_int(horizon, "horizon")
+        checks.one_of(vectorization, "vectorization", _MODES)
         modes = {"next_step": gym.vector.AutoresetMode.NEXT_STEP, "same_step": gym.vector.AutoresetMode.SAME_STEP}
         mode = autoreset_mode if isinstance(autoreset_mode, gym.vector.AutoresetMode) else modes.get(autoreset_mode)
         if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if isinstance(action_scale, bool) or not (isinstance(action_scale, (int, float)) and action_scale > 0
-                                                  and np.isfinite(action_scale)):
-            raise ValueError(f"action_scale must be a positive finite number, got {action_scale!r}")
-        self.action_scale = float(action_scale)
+        checks.int_in_range(seed, "seed")
+        self.action_scale = checks.positive_number(action_scale, "action_scale")
         self.vectorization, self.autoreset_mode, self.seed = vectorization, mode, seed
         self.num_envs = self.num_tasks * self.episodes_per_task
         cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
@@ -192,14 +186,15 @@ class TaskVectorSampler:
             ``(episodes, info)`` with info ``{key: [N, T, E] float tensor}``, 0 on padding.
         """
         tasks = self._check_tasks(tasks)
+        checks.flag(params_per_task, "params_per_task")
+        checks.flag(deterministic, "deterministic")
         self.check_policy(policy, {k: v[0] for k, v in params.items()} if params_per_task and isinstance(params, dict) else params)
         device = next(iter(params.values())).device
         n, e, t_max, a = self.num_tasks, self.episodes_per_task, self.horizon, self.act_dim
         if noise is None:
             noise = (torch.zeros(t_max, n, e, a) if deterministic
                      else sample_noise(t_max, n, e, a, self.generator, device="cpu"))
-        if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != (t_max, n, e, a):
-            raise ValueError(f"noise expected shape {(t_max, n, e, a)} (T, N, E, act_dim), got {getattr(noise, 'shape', noise)}")
+        checks.floating_tensor(noise, "noise", shape=(t_max, n, e, a))  # [T, N, E, act_dim]
         noise = noise.to(device=device, dtype=torch.float32)
         if reset_seeds is None:
             reset_seeds = [int(s) for s in self.rng.integers(0, 2**31 - 1, size=self.num_envs)]

@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from ..nn.core import _check_positive_int as _positive_int
+from .. import checks
 
 __all__ = [
     "Transition",
@@ -76,9 +76,9 @@ class UniformReplay:
     """
 
     def __init__(self, capacity: int, device: torch.device | str | None = None, num_actions: int | None = None):
-        self.capacity = _positive_int(capacity, "capacity")
+        self.capacity = checks.positive_int(capacity, "capacity")
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.num_actions = None if num_actions is None else _positive_int(num_actions, "num_actions")
+        self.num_actions = None if num_actions is None else checks.positive_int(num_actions, "num_actions")
         self._storage: dict[str, torch.Tensor] | None = None
         self.size = 0
         self.cursor = 0  # next slot to write
@@ -104,35 +104,23 @@ class UniformReplay:
             raise ValueError(f"done expected shape ({batch},), got {tuple(done.shape)}")
         if action.ndim == 0 or action.shape[0] != batch:
             raise ValueError(f"action expected a leading batch axis of size {batch}, got shape {tuple(action.shape)}")
-        if not (reward.is_floating_point()):
-            raise TypeError(f"reward must be a floating tensor, got {reward.dtype}")
-        if not torch.isfinite(reward).all():
-            raise ValueError("reward contains non-finite values (nan or inf); nothing was stored")
-        if obs.is_floating_point() and not (torch.isfinite(obs).all() and torch.isfinite(next_obs).all()):
-            raise ValueError("obs / next_obs contain non-finite values; nothing was stored")
-        if done.dtype != torch.bool:
-            if done.is_floating_point() or done.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
-                if not ((done == 0) | (done == 1)).all():
-                    raise ValueError("done must hold only 0/1 (or bool) values")
-            else:
-                raise TypeError(f"done must be bool or 0/1 numbers, got {done.dtype}")
+        checks.floating_tensor(reward, "reward")
+        checks.finite_tensor(reward, "reward")
+        if obs.is_floating_point():
+            checks.finite_tensor(obs, "obs")
+            checks.finite_tensor(next_obs, "next_obs")
+        if done.is_complex():
+            raise TypeError(f"done must be bool or 0/1 numbers, got {done.dtype}")
+        checks.binary_mask(done, "done")  # 0/1 (or bool)
         if self.num_actions is not None:
-            if action.is_floating_point() or action.is_complex() or action.dtype == torch.bool:
-                raise TypeError(f"action must be an integer tensor for {self.num_actions} discrete actions, got {action.dtype}")
-            if action.shape != (batch,):
-                raise ValueError(f"action expected shape ({batch},), got {tuple(action.shape)}")
-            if ((action < 0) | (action >= self.num_actions)).any():
-                raise ValueError(
-                    f"action values must lie in [0, {self.num_actions}), got min {int(action.min())} max {int(action.max())}"
-                )
-        elif action.is_floating_point() and not torch.isfinite(action).all():
-            raise ValueError("action contains non-finite values; nothing was stored")
+            checks.integer_tensor(action, "action", shape=(batch,))  # an index: a float would be truncated
+            checks.index_tensor(action, "action", self.num_actions)
+        elif action.is_floating_point():
+            checks.finite_tensor(action, "action")
         if n_steps is None:
             n_steps = torch.ones(batch, dtype=torch.int64)
         else:
-            n_steps = _as_tensor(n_steps, "n_steps")
-            if n_steps.shape != (batch,) or n_steps.is_floating_point() or n_steps.dtype == torch.bool:
-                raise ValueError(f"n_steps expected an integer tensor of shape ({batch},), got {n_steps.dtype} {tuple(n_steps.shape)}")
+            n_steps = checks.integer_tensor(_as_tensor(n_steps, "n_steps"), "n_steps", shape=(batch,))
             if (n_steps < 1).any():
                 raise ValueError("n_steps must be >= 1")
         fields = {
@@ -183,9 +171,8 @@ class UniformReplay:
         return slots
 
     def _check_sample(self, batch_size: int, generator: torch.Generator) -> None:
-        _positive_int(batch_size, "batch_size")
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        checks.positive_int(batch_size, "batch_size")
+        checks.instance(generator, "generator", torch.Generator)
         if self.size < batch_size:
             raise ValueError(f"cannot sample a batch of {batch_size}: the buffer holds only {self.size} transitions")
 
@@ -236,7 +223,7 @@ class SumTree:
     """
 
     def __init__(self, capacity: int, device: torch.device | str | None = None):
-        self.capacity = _positive_int(capacity, "capacity")
+        self.capacity = checks.positive_int(capacity, "capacity")
         self.depth = max(1, math.ceil(math.log2(capacity)))
         self.leaf_base = 1 << self.depth
         self.tree = torch.zeros(2 * self.leaf_base, dtype=torch.float64, device=device)
@@ -252,12 +239,10 @@ class SumTree:
 
     def update(self, index: torch.Tensor, value: torch.Tensor) -> None:
         """Set leaf ``index[b]`` to ``value[b]``; with duplicate indices the last one wins."""
+        checks.index_tensor(checks.tensor(index, "index", ndim=1), "index", self.capacity)
+        checks.floating_tensor(value, "value", shape=tuple(index.shape))
         index = index.to(self.tree.device).long()
         value = value.to(self.tree.device, torch.float64)
-        if index.shape != value.shape or index.ndim != 1:
-            raise ValueError(f"index and value must be 1-D of equal length, got {tuple(index.shape)} and {tuple(value.shape)}")
-        if ((index < 0) | (index >= self.capacity)).any():
-            raise ValueError(f"index values must lie in [0, {self.capacity})")
         if not (torch.isfinite(value).all() and (value >= 0).all()):
             raise ValueError("priorities must be finite and non-negative")
         # Resolve duplicates deterministically: keep the last occurrence of each index.
@@ -335,12 +320,8 @@ class PrioritizedReplay(UniformReplay):
         num_actions: int | None = None,
     ):
         super().__init__(capacity, device=device, num_actions=num_actions)
-        if not (isinstance(alpha, (int, float)) and 0.0 <= alpha and math.isfinite(alpha)):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-        if not (isinstance(eps, (int, float)) and eps >= 0):
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
-        self.alpha = float(alpha)
-        self.eps = float(eps)
+        self.alpha = checks.non_negative_number(alpha, "alpha")
+        self.eps = checks.non_negative_number(eps, "eps")
         self.tree = SumTree(self.capacity, device=self.device)
         self.max_priority = 1.0  # raw priority (before ** alpha)
 
@@ -356,8 +337,7 @@ class PrioritizedReplay(UniformReplay):
     ) -> tuple[Transition, torch.Tensor, torch.Tensor]:
         """Returns ``(batch, slots [B] int64, weights [B] float32)``."""
         self._check_sample(batch_size, generator)
-        if not (isinstance(beta, (int, float)) and 0.0 <= beta <= 1.0):
-            raise ValueError(f"beta must lie in [0, 1], got {beta!r}")
+        checks.probability(beta, "beta")
         slots = self.tree.sample(batch_size, generator, self.size)
         probs = self.tree.get(slots) / self.tree.total
         weights = importance_weights(probs, self.size, beta).to(torch.float32)
@@ -365,13 +345,12 @@ class PrioritizedReplay(UniformReplay):
 
     def update_priorities(self, slots: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set raw priorities ``[B]`` (e.g. the KL loss) for ``slots [B]``; stores ``(p + eps)^alpha``."""
+        checks.floating_tensor(priorities, "priorities")
+        checks.same_shape(priorities, "priorities", slots, "slots")
+        checks.index_tensor(slots, "slots", self.size)
         priorities = priorities.detach().to(torch.float64)
-        if priorities.shape != slots.shape:
-            raise ValueError(f"priorities expected shape {tuple(slots.shape)}, got {tuple(priorities.shape)}")
         if not (torch.isfinite(priorities).all() and (priorities >= 0).all()):
             raise ValueError("priorities must be finite and non-negative")
-        if ((slots < 0) | (slots >= self.size)).any():
-            raise ValueError(f"slots must lie in [0, {self.size})")
         p = priorities + self.eps
         self.tree.update(slots, p**self.alpha)
         self.max_priority = max(self.max_priority, float(p.max()))
@@ -402,10 +381,9 @@ class NStepAggregator:
     """
 
     def __init__(self, n: int, gamma: float, num_envs: int):
-        self.n = _positive_int(n, "n")
-        self.num_envs = _positive_int(num_envs, "num_envs")
-        if not (isinstance(gamma, (int, float)) and 0.0 <= gamma <= 1.0):
-            raise ValueError(f"gamma must lie in [0, 1], got {gamma!r}")
+        self.n = checks.positive_int(n, "n")
+        self.num_envs = checks.positive_int(num_envs, "num_envs")
+        checks.probability(gamma, "gamma")
         self.gamma = float(gamma)
         self._pending: list[list[tuple]] = [[] for _ in range(num_envs)]
 
@@ -448,13 +426,12 @@ class NStepAggregator:
         the auto-reset one).
         """
         obs, next_obs, action, reward = (_as_tensor(x, n) for x, n in ((obs, "obs"), (next_obs, "next_obs"), (action, "action"), (reward, "reward")))
-        terminated = _as_tensor(terminated, "terminated").bool()
-        truncated = _as_tensor(truncated, "truncated").bool()
+        terminated = checks.binary_mask(_as_tensor(terminated, "terminated"), "terminated").bool()
+        truncated = checks.binary_mask(_as_tensor(truncated, "truncated"), "truncated").bool()
         for name, x in (("obs", obs), ("next_obs", next_obs), ("action", action), ("reward", reward), ("terminated", terminated), ("truncated", truncated)):
             if x.ndim == 0 or x.shape[0] != self.num_envs:
                 raise ValueError(f"{name} expected a leading axis of {self.num_envs} envs, got shape {tuple(x.shape)}")
-        if not torch.isfinite(reward.double()).all():
-            raise ValueError("reward contains non-finite values; nothing was stored")
+        checks.finite_tensor(reward, "reward")
         out: list[tuple] = []
         for e in range(self.num_envs):
             self._pending[e].append((obs[e], action[e], reward[e], next_obs[e], terminated[e]))
