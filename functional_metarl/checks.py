@@ -48,6 +48,7 @@ __all__ = [
     "finite_tensor",
     "same_shape",
     "same_structure",
+    "params_dict",
 ]
 
 T = TypeVar("T")
@@ -127,8 +128,11 @@ def flag(value: object, name: str) -> bool:
 
 
 def one_of(value: T, name: str, choices: Collection[Any]) -> T:
-    """``value`` if it is one of ``choices`` (compared with ``==``, bools never match ints)."""
-    if isinstance(value, bool) != any(isinstance(c, bool) for c in choices) or value not in choices:
+    """``value`` if it is one of ``choices`` (compared with ``==``); a value of none of the
+    choices' types (a number where names are meant, a bool where numbers are) is a wrong kind."""
+    if not any(type(value) is type(c) for c in choices):
+        raise ArgumentTypeError(f"{name} must be one of {tuple(choices)!r}, got {value!r} ({type(value).__name__})")
+    if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)!r}, got {value!r}")
     return value
 
@@ -222,6 +226,18 @@ def same_structure(value: T, name: str, like: Any, like_name: str) -> T:
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
             path = optree.tree_paths(like)[i]
             raise ValueError(f"{name}{_path(path)} expected shape {tuple(b.shape)} (as {like_name}), got {tuple(a.shape)}")
+    return value
+
+
+def params_dict(value: T, name: str) -> T:
+    """``value`` if it is a non-empty ``dict[str, Tensor]`` of floating-point tensors (a params dict)."""
+    if not isinstance(value, dict) or not value:
+        raise ArgumentTypeError(f"{name} must be a non-empty dict[str, Tensor], got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(v, torch.Tensor):
+            raise ArgumentTypeError(f"{name}[{k!r}] must be a Tensor, got {type(v).__name__}")
+        if not v.is_floating_point():
+            raise ArgumentTypeError(f"{name}[{k!r}] must be floating point, got {v.dtype}")
     return value
 
 

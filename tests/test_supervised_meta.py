@@ -266,6 +266,10 @@ def _bad(exc, match, fn, *args, **kwargs):
         fn(*args, **kwargs)
 
 
+STEPS_ERROR = {0: r"steps must be an int in \[1, inf\), got 0", -1: r"steps must be an int in \[1, inf\), got -1",
+               1.5: r"steps must be an int, got 1.5", True: r"steps must be an int, got True"}
+
+
 @pytest.mark.parametrize("steps", [0, -1, 1.5, True])
 def test_inner_steps_below_one_raise(steps):
     net, params, support, query = _setup()
@@ -276,10 +280,10 @@ def test_inner_steps_below_one_raise(steps):
         lambda: meta.anil(loss_fn, optim.sgd(LR), meta.last_layer(params), steps),
         lambda: meta.reptile(loss_fn, optim.sgd(LR), steps),
     ):
-        _bad(ValueError, "steps must be an int >= 1", factory)
+        _bad(ValueError, STEPS_ERROR[steps], factory)
     learner = meta.maml(loss_fn, optim.sgd(LR), 1)
-    if steps != 0:
-        _bad(ValueError, "steps must be an int >= 1", learner.adapt, learner.init(params), support, steps)
+    if steps != 0:  # adapt takes 0 steps (the initial params), not fewer
+        _bad(ValueError, STEPS_ERROR[steps].replace("1, inf", "0, inf"), learner.adapt, learner.init(params), support, steps)
 
 
 def test_k_zero_and_mismatched_batches_raise():

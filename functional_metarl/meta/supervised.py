@@ -41,9 +41,8 @@ from torch.func import grad_and_value, vmap
 from ..optim import GradientTransformation, apply_updates
 from ..optim import meta_sgd as _meta_sgd_opt
 from ..tree import Params, tree_map
-from ._checks import LossFn
-from ._checks import _check_loss_fn, _check_opt, _check_params_dict, _check_steps, check_task_batches
-from .maml import adapt
+from .. import checks
+from .maml import LossFn, adapt, check_task_batches
 
 __all__ = [
     "LossFn",
@@ -95,8 +94,7 @@ def mse_loss(apply: Callable[[Params, torch.Tensor], torch.Tensor]) -> LossFn:
     ``batch`` is anything with ``x: [K, in_dim]`` and ``y: [K, out_dim]`` (a ``RegressionBatch``).
     ``apply`` is a network's forward, e.g. ``net.apply``.
     """
-    if not callable(apply):
-        raise TypeError(f"mse_loss expects a callable apply(params, x), got {type(apply).__name__}")
+    checks.function(apply, "apply", "(params, x) -> y")
 
     def loss(params: Params, batch: Any) -> torch.Tensor:
         return torch.mean((apply(params, batch.x) - batch.y) ** 2)
@@ -107,8 +105,7 @@ def mse_loss(apply: Callable[[Params, torch.Tensor], torch.Tensor]) -> LossFn:
 def last_layer(params: Params) -> tuple[str, ...]:
     """Names of the last layer's params (those sharing the last name's module prefix), e.g.
     ``("4.weight", "4.bias")`` for ``nn.mlp(1, 1, (40, 40))``: ANIL's default head."""
-    if not isinstance(params, dict) or not params:
-        raise ValueError("last_layer expects a non-empty params dict")
+    checks.params_dict(params, "params")
     last = list(params)[-1]
     prefix = last.rsplit(".", 1)[0] + "." if "." in last else last
     return tuple(k for k in params if k == last or k.startswith(prefix))
@@ -185,14 +182,13 @@ def _build(
     compile: bool,
     chunk_size: int | None,
 ) -> MetaLearner:
-    loss_fn = _check_loss_fn(loss_fn)
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
-    chunk = chunk_size
-    inner_opt = _check_opt(inner_opt, "inner_opt")
-    steps = _check_steps(steps)
-    if not isinstance(first_order, bool):
-        raise TypeError(f"first_order must be a bool, got {type(first_order).__name__}")
+    checks.function(loss_fn, "loss_fn", "loss_fn(params, batch) -> loss")
+    chunk = None if chunk_size is None else checks.positive_int(chunk_size, "chunk_size")
+    checks.instance(inner_opt, "inner_opt", GradientTransformation)
+    steps = checks.positive_int(steps, "steps")
+    for flag_name, value in (("first_order", first_order), ("learn_state", learn_state),
+                             ("reptile_update", reptile_update), ("compile", compile)):
+        checks.flag(value, flag_name)
     head_t: tuple[str, ...] | None = None
     if head is not None:
         if isinstance(head, str) or not all(isinstance(h, str) for h in head):
@@ -204,7 +200,7 @@ def _build(
     def check_meta(meta: Any, where: str) -> MetaParams:
         if not isinstance(meta, MetaParams):
             raise TypeError(f"{where}: expected MetaParams (from learner.init), got {type(meta).__name__}")
-        params = _check_params_dict(meta.params, where)
+        params = checks.params_dict(meta.params, f"{where}: params")
         if head_t is not None:
             missing = [h for h in head_t if h not in params]
             if missing:
@@ -217,7 +213,7 @@ def _build(
         return meta
 
     def init(params: Params) -> MetaParams:
-        params = _check_params_dict(params, f"{name}.init")
+        params = checks.params_dict(params, f"{name}.init: params")
         if head_t is not None:
             missing = [h for h in head_t if h not in params]
             if missing:
@@ -296,10 +292,10 @@ def _build(
         tasks, _, _ = check_task_batches(support, support)
         if steps is None:
             fn = adapt_one
-        elif isinstance(steps, int) and not isinstance(steps, bool) and steps == 0:
+        elif checks.non_negative_int(steps, "steps") == 0:
             return _broadcast_tasks(meta.params, tasks)
         else:
-            fn = _make_adapt_one(loss_fn, inner_opt, _check_steps(steps), first_order, learn_state, head_t)
+            fn = _make_adapt_one(loss_fn, inner_opt, steps, first_order, learn_state, head_t)
         return vmap(fn, in_dims=(None, 0))(meta, support)
 
     return MetaLearner(
@@ -408,6 +404,8 @@ def meta_update(
 
     ``outer_state = outer_opt.init(meta)`` to start.
     """
+    checks.instance(learner, "learner", MetaLearner)
+    checks.instance(outer_opt, "outer_opt", GradientTransformation)
     grads, loss = learner.meta_gradient(meta, support, query)
     updates, outer_state = outer_opt.update(grads, outer_state, meta)
     return apply_updates(meta, updates), outer_state, loss
@@ -424,7 +422,10 @@ def adaptation_losses(
     """Per-task query loss after each number of inner steps in ``steps`` -> ``[len(steps), tasks]``
     (detached). Each entry adapts from scratch, so stateful inner optimizers are handled right.
     """
+    checks.instance(learner, "learner", MetaLearner)
+    checks.function(loss_fn, "loss_fn", "loss_fn(params, batch) -> loss")
     check_task_batches(support, query)
+    steps = [checks.non_negative_int(s, "steps[i]") for s in steps]
     out = []
     for s in steps:
         adapted = learner.adapt(meta, support, s)
