@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import torch
 
+from .. import checks
 from ..tree import tree_map
 from .bandits import BanditTask, BernoulliBandits
 from .tabular_mdp import MDPNoise, MDPTask, TabularMDP
@@ -63,8 +64,8 @@ def sample_gamma(alpha: torch.Tensor, generator: torch.Generator | None = None, 
     accepted with probability > 0.95 for ``alpha >= 1``, so all 16 fail with probability
     < 1e-20; the last proposal is kept then).
     """
-    if not isinstance(alpha, torch.Tensor) or not alpha.dtype.is_floating_point:
-        raise TypeError("alpha must be a floating-point Tensor")
+    checks.floating_tensor(alpha, "alpha")
+    checks.positive_int(tries, "tries")
     if not bool((alpha >= 1).all()):
         raise ValueError(f"alpha must be >= 1 everywhere, got a minimum of {float(alpha.min())}")
     d = alpha - 1.0 / 3.0
@@ -89,10 +90,9 @@ def gittins_indices(gamma: float, depth: int, grid: int = 2001, dtype: torch.dty
     pulling is still at least as good as retiring (accurate to ``1 / (grid - 1)``). One value
     iteration serves every state at once, for all ``lam`` of the grid.
     """
-    if not 0.0 < gamma < 1.0:
-        raise ValueError(f"gamma must lie in (0, 1), got {gamma!r}")
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be a positive int, got {depth!r}")
+    checks.number(gamma, "gamma", 0.0, 1.0, low_open=True, high_open=True)
+    checks.positive_int(depth, "depth")
+    checks.int_in_range(grid, "grid", low=2)
     lam = torch.linspace(0.0, 1.0, grid, dtype=dtype)  # [L]
     retire = lam / (1.0 - gamma)
     index = torch.full((depth + 1, depth + 1), float("nan"), dtype=dtype)
@@ -128,12 +128,8 @@ def bayes_optimal_bandit_value(num_arms: int, num_pulls: int) -> float:
     has a higher mean; e.g. k=5, n=10 gives 6.660. Exact up to float rounding; ``num_pulls`` is
     limited to ``BAYES_OPTIMAL_MAX_PULLS``.
     """
-    for value, name in ((num_arms, "num_arms"), (num_pulls, "num_pulls")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"bayes_optimal_bandit_value: {name} must be an int >= 1, got {value!r}")
-    if num_pulls > BAYES_OPTIMAL_MAX_PULLS:
-        raise ValueError(f"bayes_optimal_bandit_value: num_pulls must be <= {BAYES_OPTIMAL_MAX_PULLS} (the belief "
-                         f"states grow combinatorially), got {num_pulls}")
+    checks.positive_int(num_arms, "num_arms")
+    checks.int_in_range(num_pulls, "num_pulls", 1, BAYES_OPTIMAL_MAX_PULLS)  # belief states grow combinatorially
 
     @lru_cache(maxsize=None)
     def value(belief: tuple[tuple[int, int], ...], remaining: int) -> float:
@@ -162,6 +158,8 @@ def tune_ucb_c(
     ``tasks`` (use tuning tasks, not the evaluation ones). Returns ``(best, {c: mean})``."""
     if not values:
         raise ValueError("values must be a non-empty sequence of exploration constants >= 0")
+    for i, c in enumerate(values):
+        checks.non_negative_number(c, f"values[{i}]")
     scores = {c: float(bandit_baseline(env, tasks, "ucb1", env_noise, generator, ucb_c=c).rewards.sum(0).mean())
               for c in values}
     return max(scores, key=scores.get), scores
@@ -175,6 +173,8 @@ def tune_gittins_gamma(
     ``tasks`` (use tuning tasks, not the evaluation ones). Returns ``(best, {gamma: mean})``."""
     if not gammas:
         raise ValueError("gammas must be a non-empty sequence of discounts in (0, 1)")
+    for i, g in enumerate(gammas):
+        checks.number(g, f"gammas[{i}]", 0.0, 1.0, low_open=True, high_open=True)
     scores = {g: float(bandit_baseline(env, tasks, "gittins", env_noise, generator, gittins_gamma=g).rewards.sum(0).mean())
               for g in gammas}
     return max(scores, key=scores.get), scores
@@ -194,10 +194,11 @@ def bandit_baseline(
     (``means [B, k]``) with the env's uniforms ``env_noise [n, B]``. ``gittins_gamma``: the
     discount of the Gittins indices (``"gittins"`` only); ``ucb_c``: UCB1's exploration
     constant, bonus ``ucb_c * sqrt(ln t / c)`` (``"ucb1"`` only; ``sqrt(2)`` is Auer et al.'s)."""
-    if not (isinstance(ucb_c, (int, float)) and ucb_c >= 0 and math.isfinite(ucb_c)):
-        raise ValueError(f"ucb_c must be a finite float >= 0, got {ucb_c!r}")
-    if method not in BANDIT_BASELINES:
-        raise ValueError(f"method must be one of {BANDIT_BASELINES}, got {method!r}")
+    checks.instance(env, "env", BernoulliBandits)
+    checks.non_negative_number(ucb_c, "ucb_c")
+    checks.number(gittins_gamma, "gittins_gamma", 0.0, 1.0, low_open=True, high_open=True)
+    checks.one_of(method, "method", BANDIT_BASELINES)
+    checks.floating_tensor(env_noise, "env_noise")
     means = tasks.means
     if means.ndim != 2 or means.shape[-1] != env.num_arms:
         raise ValueError(f"tasks.means expected shape [B, {env.num_arms}], got {tuple(means.shape)}")
@@ -267,8 +268,9 @@ def mdp_baseline(
 ) -> BaselineRun:
     """Play one trial of ``method`` (``"random"``, ``"greedy"`` or ``"psrl"``) on every MDP of ``tasks``
     (leading axis ``B``) with the env's trial noise (leaves ``[n H, B]``)."""
-    if method not in MDP_BASELINES:
-        raise ValueError(f"method must be one of {MDP_BASELINES}, got {method!r}")
+    checks.instance(env, "env", TabularMDP)
+    checks.one_of(method, "method", MDP_BASELINES)
+    checks.instance(env_noise, "env_noise", MDPNoise)
     S, A, H = env.num_states, env.num_actions, env.horizon
     r = tasks.reward_mean
     if r.ndim != 3 or r.shape[1:] != (S, A):

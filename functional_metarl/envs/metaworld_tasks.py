@@ -40,6 +40,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from .. import checks
+
 __all__ = [
     "METAWORLD_BENCHMARKS",
     "MetaWorldTaskEnv",
@@ -65,9 +67,7 @@ def _import_metaworld():
 
 
 def _check_horizon(horizon: object) -> int:
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 0 < horizon <= MAX_PATH_LENGTH:
-        raise ValueError(f"horizon must be an int in [1, {MAX_PATH_LENGTH}] (metaworld's max_path_length), got {horizon!r}")
-    return horizon
+    return checks.int_in_range(horizon, "horizon", 1, MAX_PATH_LENGTH)  # metaworld's max_path_length
 
 
 class MetaWorldTaskEnv(gym.Env):
@@ -158,8 +158,7 @@ class MetaWorldFamily:
                  horizon: int = MAX_PATH_LENGTH):
         if benchmark not in METAWORLD_BENCHMARKS:
             raise ValueError(f"unknown Meta-World benchmark {benchmark!r}; expected one of {list(METAWORLD_BENCHMARKS)}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        checks.int_in_range(seed, "seed")
         self.horizon = _check_horizon(horizon)
         metaworld = _import_metaworld()
         if benchmark == "ML1":
@@ -195,10 +194,8 @@ class MetaWorldFamily:
 
     def sample_tasks(self, num_tasks: int, rng: np.random.Generator, split: str = "train") -> list:
         """``num_tasks`` tasks of ``split``; slot ``i`` is of class ``classes(split)[i % C]``."""
-        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks <= 0:
-            raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        checks.positive_int(num_tasks, "num_tasks")
+        checks.instance(rng, "rng", np.random.Generator)
         classes, tasks = self._split(split)
         names = list(classes)
         by_class = {n: [t for t in tasks if t.env_name == n] for n in names}

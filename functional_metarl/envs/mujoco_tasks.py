@@ -41,6 +41,8 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
+from .. import checks
+
 __all__ = [
     "HalfCheetahVelEnv",
     "HalfCheetahDirEnv",
@@ -59,9 +61,7 @@ ANT_SURVIVE = 0.05
 
 
 def _check_horizon(horizon: object) -> int:
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon <= 0:
-        raise ValueError(f"horizon must be a positive int, got {horizon!r}")
-    return horizon
+    return checks.positive_int(horizon, "horizon")
 
 
 def _make_gym(env_id: str, horizon: int, **kwargs: Any) -> gym.Env:
@@ -209,10 +209,8 @@ class _MujocoFamily:
 
     def _check_sample_args(self, num_tasks: int, rng: Any) -> None:
         """A new sub-env of this family, set to ``task`` when given (a gymnasium env with a settable ``task``)."""
-        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks <= 0:
-            raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        checks.positive_int(num_tasks, "num_tasks")
+        checks.instance(rng, "rng", np.random.Generator)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(horizon={self.horizon})"
