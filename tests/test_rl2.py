@@ -295,6 +295,9 @@ def test_resume_is_bit_identical(tmp_path):
     assert [{k: v for k, v in m.items() if k not in drop} for m in straight.history] == \
            [{k: v for k, v in m.items() if k not in drop} for m in resumed.history]
     assert (tmp_path / "a" / "metrics.json").is_file() and any((tmp_path / "a" / "tensorboard").iterdir())
+    rebuilt = RL2Trainer.from_checkpoint(tmp_path / "a" / CHECKPOINT_FILE)  # settings from the file, on the CPU
+    assert rebuilt.config == straight.config and rebuilt.iteration == 4 and rebuilt.history == straight.history
+    assert all(torch.equal(straight.params[k], rebuilt.params[k]) for k in straight.params)
     stopped = RL2Trainer(_tiny(), tmp_path / "d")
     stopped.train(progress=False, max_seconds=1e-9)  # stops after the first iteration, with a checkpoint
     assert stopped.iteration == 1 and (tmp_path / "d" / CHECKPOINT_FILE).is_file()

@@ -332,18 +332,20 @@ class Runner:
         self.load_state_dict(state)
 
     @classmethod
-    def from_checkpoint(cls: type[R], path: str | Path, device: str = "cpu", output_dir: str | Path | None = None) -> R:
+    def from_checkpoint(cls: type[R], path: str | Path, device: str = "cpu", output_dir: str | Path | None = None,
+                        **runner_kwargs: Any) -> R:
         """A runner rebuilt from ``path`` with the checkpoint's settings, on ``device``.
 
         Args:
             path: a ``checkpoint.pt`` written by this runner class.
             device: where to load it (replaces the saved ``device`` setting).
             output_dir: where the rebuilt runner writes (``None``: nothing).
+            runner_kwargs: passed on to the constructor (e.g. an ``env`` or ``env_fn``).
         """
         state = load_checkpoint_file(path)
         cls._check_compatible_class(state, f"checkpoint {path}")
         config = cls.config_class.from_dict({**state["config"], "device": device})
-        runner = cls(config, output_dir=output_dir)
+        runner = cls(config, output_dir=output_dir, **runner_kwargs)
         runner.load_state_dict(state)
         return runner
 

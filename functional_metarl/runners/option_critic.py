@@ -26,17 +26,11 @@ Settings, stated:
   size 0.25. Their code updates ``theta`` by ``lr * delta * (e_a - pi)`` with logits
   ``theta / T``; we parameterise the logits directly, which is the same update with step size
   ``lr / T`` (``intra_lr / temperature`` on the logits).
-- Our choices (measured, see the example's docstring): epsilon 0.1, temperature 1 (intra-option
-  step 0.25 on the logits, so options stay stochastic for longer and specialise), termination
-  step size 2.5, margin ``xi = 0``. With ``V = max Q`` the advantage ``Q_w - V`` is never positive
-  and ``beta`` only rises (about 0.7-0.8 everywhere after 2000 episodes: options last one or two
-  steps); with the epsilon-greedy ``V`` the greedy option's ``beta`` falls, each option comes to
-  own a room or two (``beta`` near 0 there) and terminations happen where an option enters a
-  region another option owns, i.e. around the doorways. The ALE margin ``xi = 0.01`` lowers
-  ``beta`` everywhere here (gaps between option values are often below 0.01) and removed the
-  doorway contrast in our runs; it remains a setting. The paper's termination step 0.25 moves
-  ``beta`` too little in 2000 episodes (``dbeta = beta (1 - beta) * advantage``, advantages of a few
-  hundredths) for a visible map.
+- Our choices: epsilon 0.1, temperature 1 (intra-option step 0.25 on the logits, so options
+  stay stochastic for longer and specialise), termination step size 2.5, margin ``xi = 0``. With
+  ``V = max Q`` the advantage ``Q_w - V`` is never positive, so ``beta`` can only rise; with the
+  epsilon-greedy ``V`` the greedy option's ``beta`` can fall. Why these values, from measured
+  runs: ``docs/results/agents.md``.
 - ``Q_U(s, w, a)`` is the one-step target (see ``rl.option_critic``), not a separate table.
 - Ties in ``argmax_w Q`` are broken uniformly at random (all-zero Q at the start).
 - One iteration of the runner is one episode of every learner: it steps all of them side by
