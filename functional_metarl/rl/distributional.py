@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import checks
+
 __all__ = ["categorical_projection", "categorical_q_values", "categorical_double_q_loss"]
 
 
@@ -81,6 +83,7 @@ def categorical_double_q_loss(
         )
     if q_t_selector.shape != logits_t.shape[:1]:
         raise ValueError(f"q_t_selector expected shape {tuple(logits_t.shape[:1])}, got {tuple(q_t_selector.shape)}")
+    checks.integer_tensor(a_tm1, "a_tm1", ndim=0)  # an index: a float would be truncated
     a_star = torch.argmax(q_t_selector)
     probs_t = torch.softmax(logits_t[a_star], dim=-1)
     target = categorical_projection(r_t + discount_t * atoms, probs_t, atoms).detach()

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch.func import vmap
 
+from .. import checks
 from ..nn import QNetwork
 from ..tree import Params
 from .distributional import categorical_double_q_loss, categorical_q_values
@@ -53,6 +54,9 @@ def rainbow_loss(
     Returns ``(loss [], priorities [B])``: the weighted mean, and the per-transition KL (or
     ``|td|``) for the priority update.
     """
+    checks.probability(gamma, "gamma")
+    checks.flag(double, "double")
+    checks.floating_tensor(weights, "weights", shape=tuple(batch.reward.shape))
     discount_t = gamma ** batch.n_steps.to(batch.reward.dtype) * (1.0 - batch.done)
     if double:
         # one online pass over s_tm1 and s_t (same noise); the s_t half only selects actions

@@ -10,6 +10,8 @@ from typing import Callable, NamedTuple
 import torch
 from torch.func import grad, jvp
 
+from .. import checks
+
 __all__ = [
     "hessian_vector_product",
     "gauss_newton_operator",
@@ -93,6 +95,9 @@ def conjugate_gradient(
     remaining iterations leave ``x`` unchanged (``torch.where``, no data-dependent ``break``),
     so the function stays traceable.
     """
+    checks.function(matvec, "matvec", "(v) -> A v")
+    checks.positive_int(iters, "iters")
+    checks.non_negative_number(residual_tol, "residual_tol")
     return _conjugate_gradient(matvec, b, iters, residual_tol)[0]
 
 
@@ -100,8 +105,6 @@ def _conjugate_gradient(
     matvec: Callable[[Vector], Vector], b: Vector, iters: int, residual_tol: float
 ) -> tuple[Vector, Vector]:
     """``conjugate_gradient`` that also returns its residual ``r = b - A x`` (kept by recurrence)."""
-    if iters < 1:
-        raise ValueError(f"iters must be >= 1, got {iters}")
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -130,10 +133,9 @@ def trpo_step_direction(
     """The full TRPO step ``s / sqrt(s^T A s / (2 max_kl))`` with ``A s = g`` solved by CG,
     ``A = curvature + damping * I``. Subtract it (times the line-search fraction) from params.
     """
-    if not max_kl > 0:
-        raise ValueError(f"max_kl must be positive, got {max_kl}")
-    if damping < 0:
-        raise ValueError(f"damping must be >= 0, got {damping}")
+    checks.positive_number(max_kl, "max_kl")
+    checks.non_negative_number(damping, "damping")
+    checks.positive_int(cg_iters, "cg_iters")
 
     def damped(v: Vector) -> Vector:
         return curvature(v) + damping * v
@@ -167,10 +169,9 @@ def backtracking_line_search(
     """Try ``x - ratio^k * full_step`` for ``k = 0..max_steps-1``; accept the first with lower loss
     and mean KL below ``max_kl``. If none qualifies, keep ``x``. (Runner-level: it reads scalars.)
     """
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if not 0 < backtrack_ratio < 1:
-        raise ValueError(f"backtrack_ratio must lie in (0, 1), got {backtrack_ratio}")
+    checks.positive_int(max_steps, "max_steps")
+    checks.number(backtrack_ratio, "backtrack_ratio", 0.0, 1.0, low_open=True, high_open=True)
+    checks.positive_number(max_kl, "max_kl")
     fraction = 1.0
     for _ in range(max_steps):
         candidate = x - fraction * full_step

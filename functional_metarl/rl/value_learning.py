@@ -49,8 +49,7 @@ def n_step_returns(
             f"n_step_returns expected r_t, terminated_t, truncated_t all [T], got "
             f"{tuple(r_t.shape)}, {tuple(terminated_t.shape)}, {tuple(truncated_t.shape)}"
         )
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must lie in [0, 1], got {gamma!r}")
+    checks.probability(gamma, "gamma")
     T = r_t.shape[0]
     device = r_t.device
     ended = (terminated_t.bool() | truncated_t.bool()).to(torch.int64)
@@ -108,6 +107,9 @@ def q_learning_loss(
     """
     if q_tm1.ndim != 1:
         raise ValueError(f"q_learning_loss expected q_tm1 of shape [A], got {tuple(q_tm1.shape)}")
+    checks.integer_tensor(a_tm1, "a_tm1", ndim=0)  # an index: a float would be truncated
+    if huber_delta is not None:
+        checks.positive_number(huber_delta, "huber_delta")
     target = double_q_target(r_t, discount_t, q_t_value, q_t_selector).detach()
     td = target - q_tm1[a_tm1.long()]
     if huber_delta is None:
