@@ -298,3 +298,30 @@ def test_ablations_run_and_checkpoint_resumes(flags, tmp_path):
         RainbowTrainer(RainbowConfig.from_dict({**cfg.to_dict(), "lr": 0.5}), output_dir=tmp_path).load_checkpoint(
             tmp_path / CHECKPOINT_FILE
         )
+
+
+def test_gradient_clipping_is_a_chained_optimizer():
+    """max_grad_norm composes optim.clip_by_global_norm before Adam (its state: (ClipState, AdamState));
+    None leaves plain Adam. One update equals the same chain applied by hand."""
+    from functional_metarl.optim import AdamState, ClipState, adam, apply_updates, chain, clip_by_global_norm
+    from functional_metarl.runners import RainbowConfig, RainbowTrainer
+
+    cfg = RainbowConfig(iterations=40, learning_starts=16, batch_size=8, hidden=(8,), head_hidden=8, device="cpu",
+                        max_grad_norm=0.01, noisy=False, prioritized=False)
+    trainer = RainbowTrainer(cfg)
+    assert isinstance(trainer.opt_state[0], ClipState) and isinstance(trainer.opt_state[1], AdamState)
+    for _ in range(20):
+        trainer.train_iteration()
+    params, generator_state = dict(trainer.params), trainer.generator.get_state()
+    batch = trainer.buffer.sample(cfg.batch_size, trainer.generator)
+    trainer.generator.set_state(generator_state)
+    grads, _ = trainer._grad_fn(params, trainer.target_params, batch, torch.ones(cfg.batch_size), None, None)
+    by_hand = chain(clip_by_global_norm(0.01), adam(cfg.lr, eps=cfg.adam_eps))
+    updates, _ = by_hand.update(grads, trainer.opt_state, params)
+    trainer.update()
+    expected = apply_updates(params, updates)
+    assert all(torch.equal(trainer.params[k], expected[k]) for k in params)
+    plain = RainbowTrainer(RainbowConfig(**{**cfg.to_dict(), "max_grad_norm": None, "hidden": (8,)}))
+    assert isinstance(plain.opt_state, AdamState)
+    for t in (trainer, plain):
+        t.close()

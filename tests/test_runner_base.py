@@ -19,6 +19,7 @@ from functional_metarl import optim
 from functional_metarl.optim import AdamState
 from functional_metarl.runners.base import (
     CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
     METRICS_FILE,
     RunConfig,
     Runner,
@@ -107,7 +108,7 @@ def test_state_dict_loads_weights_only(tmp_path):
     runner = ToyRunner(ToyConfig(), tmp_path)
     runner.train(progress=False)
     state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
-    assert state["runner"] == "ToyRunner" and state["iteration"] == 4
+    assert state["format"] == CHECKPOINT_FORMAT and state["runner"] == "ToyRunner" and state["iteration"] == 4
     assert type(state["state"]["opt_state"]) is tuple
     assert [row["iteration"] for row in state["history"]] == [1, 2, 3, 4]
 
