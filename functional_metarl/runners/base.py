@@ -23,10 +23,16 @@ A subclass gives ``config_class``, ``log_prefix``, ``run_iteration()``, ``runner
 :func:`restore_like` rebuilds a saved tree into the structure of a live one (an optimizer state
 is restored this way, never field by field).
 
-One deviation from a literal "one history row per iteration": an iteration that returns no
-metrics (an env step inside an episode, for the runners whose iteration is an env step) adds no
-row to ``history`` and logs nothing, so ``metrics.json`` holds one row per event that has
-numbers rather than a million ``{"iteration": n}`` rows.
+Where this differs from the planned API, and why:
+
+* an iteration that returns no metrics (an env step inside an episode, for the runners whose
+  iteration is an env step) adds no row to ``history`` and logs nothing, so ``metrics.json``
+  holds one row per event that has numbers rather than a million ``{"iteration": n}`` rows;
+* ``train`` also takes ``max_seconds`` (RL²'s examples stop on wall time, with a checkpoint);
+* ``from_checkpoint`` passes extra keyword arguments to the constructor (a runner that takes an
+  ``env`` or ``env_fn`` cannot be rebuilt without them);
+* ``RunConfig.from_dict`` (the inverse of ``to_dict``) and the ``METRICS_FILE`` /
+  ``CHECKPOINT_FORMAT`` constants are public, for ``from_checkpoint`` and for tools that read runs.
 """
 
 from __future__ import annotations
