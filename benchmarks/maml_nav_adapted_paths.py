@@ -73,7 +73,7 @@ def main() -> None:
             print(f"learned step sizes of {name}: mean {float(lr.mean()):.3f}, min {float(lr.min()):.3f}, "
                   f"max {float(lr.max()):.3f}")
     gen = torch.Generator().manual_seed(args.seed)
-    tasks = trainer.env.sample_tasks(args.tasks, gen)
+    tasks = trainer.sampler.env.sample_tasks(args.tasks, gen)
     adapted = tree_map(lambda p: p.expand(args.tasks, *p.shape).clone(), params)
     lrs = (config.inner_lr, config.inner_lr / 10)
     print(f"{args.checkpoint} ({args.params} params, meta-iteration {trainer.iteration}), {args.tasks} goals, seed {args.seed}")
@@ -85,8 +85,8 @@ def main() -> None:
     print(f"{'steps':>5} | {'sampled':>8} | {'near/mid/far':>20} | {'mean action':>11} | "
           f"{f'median dist t={t // 10}/{t // 2}/{t - 1}':>22} | {'moved per step':>14}")
     for step in range(4):
-        episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)
-        noiseless = rollout(adapted, tasks, torch.zeros(config.horizon, args.tasks, 1, 2), trainer.env, trainer.policy,
+        episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)[0]
+        noiseless = rollout(adapted, tasks, torch.zeros(config.horizon, args.tasks, 1, 2), trainer.sampler.env, trainer.policy,
                             params_per_task=True)
         position = noiseless.obs[:, :, 0]  # [N, T, 2]: the position before each step
         distance = (position - tasks.goal[:, None]).norm(dim=-1)
@@ -129,7 +129,7 @@ def first_step_length_scan(trainer, meta, batch, tasks, bins, scales, lr, learne
     for scale in scales:
         adapted = trainer.adapt_batch(meta, batch, per_task=True, lr=scale * lr, learned_lrs=learned)
         gen = torch.Generator().manual_seed(seed + 1)
-        episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)
+        episodes = trainer.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=40)[0]
         task_returns = episodes.rewards.sum(1).mean(-1)  # [N]
         per_scale.append([float(task_returns[b].mean()) if b.any() else math.nan for b in bins.values()])
     print(f"      first step of scale x {lr:g} (same pre-update episodes), one-step return "

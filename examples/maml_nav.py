@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import NoReturn
@@ -48,11 +48,10 @@ PAPER_MAML = {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
 
 
 @dataclass
-class Args:
-    """MAML-TRPO on 2D navigation. Every field of MAMLConfig is a flag (nested ones as --trpo.max-kl,
-    --promp.epochs); the rest are evaluation and output settings."""
+class Args(MAMLConfig):
+    """MAML-TRPO on 2D navigation. Every field of MAMLConfig is a flag (its nested configs as
+    --trpo.max-kl, --promp.epochs, ...); the fields below are evaluation and output settings."""
 
-    config: tyro.conf.OmitArgPrefixes[MAMLConfig] = field(default_factory=MAMLConfig)
     eval_tasks: int = 40  # held-out goals
     eval_episodes: int = 40  # episodes per task and evaluation step
     # step size of evaluation step k = EVAL_LRS[min(k, len-1)] (default: inner-lr, inner-lr/10)
@@ -61,17 +60,23 @@ class Args:
     resume: bool = False  # continue from OUTPUT/checkpoint.pt
     no_progress: bool = False
 
+    @property
+    def config(self) -> MAMLConfig:
+        """The trainer's settings: the MAMLConfig fields of the command line."""
+        return MAMLConfig(**{f.name: getattr(self, f.name) for f in fields(MAMLConfig)})
+
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """The command line as :class:`Args`; every setting is checked before any work starts, so a bad
-    evaluation flag fails in a second rather than after minutes of training."""
+    """The command line as :class:`Args` (MAMLConfig checks its fields as it is built); the
+    evaluation settings are checked too, before any work starts, so a bad evaluation flag fails
+    in a second rather than after minutes of training."""
     try:
         args = tyro.cli(Args, args=argv, description=__doc__)
         checks.positive_int(args.eval_tasks, "--eval-tasks")
         checks.positive_int(args.eval_episodes, "--eval-episodes")
         for k, lr in enumerate(args.eval_lrs or ()):
             checks.positive_number(lr, f"--eval-lrs[{k}]")
-        resolve_device(args.config.device)
+        resolve_device(args.device)
     except (TypeError, ValueError) as error:
         usage_error(str(error))
     checkpoint = Path(args.output) / CHECKPOINT_FILE
@@ -142,11 +147,11 @@ def main() -> None:
 
     evaluate = partial(trainer.evaluate_with_episodes, num_tasks=args.eval_tasks, max_steps=3,
                        episodes_per_task=args.eval_episodes, inner_lrs=args.eval_lrs)
-    returns, (tasks, episodes_per_step) = evaluate(params=trainer.best_params, learned_lrs=trainer.best_learned_lrs)
+    returns, evaluation = evaluate(params=trainer.best_params, learned_lrs=trainer.best_learned_lrs)
     returns_final, _ = evaluate(params=trainer.params, learned_lrs=trainer.learned_lrs)
     trainer.write_metrics(evaluation={"best": returns, "final": returns_final})
     plot_returns(history, output / "returns.png")
-    plot_trajectories(tasks, episodes_per_step, output / "trajectories.png")
+    plot_trajectories(evaluation.tasks, evaluation.episodes, output / "trajectories.png")
 
     seconds = sum(m["seconds"] for m in history)
     best_iteration = max(history, key=lambda m: m["post_return"])["iteration"] if history else 0

@@ -312,7 +312,7 @@ def test_adapt_rl_and_adapted_distribution_match_hand_written_loop(opt_name, fir
 
     want = dict(zip(leaves, torch.autograd.grad((ref_mean**2).sum() + ref_log_std.sum(), list(leaves.values()))))
     _assert_trees_close(grad(outer)(params), want)
-    with pytest.raises(ValueError, match=r"train must be .*tuple of 3 RLBatches \(one per inner step\)"):
+    with pytest.raises(ValueError, match=r"train: got 2 per-step inner batches for 3 inner steps"):
         meta.adapt_rl(params, train, GAUSS, inner, steps=3)
     with pytest.raises(ValueError, match="policy template"):  # a plain network has no distribution
         meta.adapt_rl(params, train, fnn.mlp(OBS, ACT), inner, steps=2)

@@ -17,6 +17,7 @@ import torch
 from functional_metarl.envs import Navigation2D, NoNoise
 from functional_metarl.meta import TRPOState
 from functional_metarl.runners import CHECKPOINT_FILE, MAMLConfig, MAMLTrainer
+from functional_metarl.runners.maml_samplers import PureFamilySampler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def tiny_config(**overrides) -> MAMLConfig:
 
 
 def _without_seconds(history):
-    return [{k: v for k, v in m.items() if k != "seconds"} for m in history]
+    return [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in history]
 
 
 def _load(path):
@@ -85,7 +86,7 @@ def test_evaluation_step_sizes_follow_inner_lrs():
     from functional_metarl.meta import make_rl_batches
 
     trainer = MAMLTrainer(tiny_config())
-    returns, (tasks, episodes) = trainer.evaluate_with_episodes(
+    returns, (tasks, episodes, _) = trainer.evaluate_with_episodes(
         num_tasks=3, max_steps=3, episodes_per_task=5, inner_lrs=(0.3, 0.02)
     )
     assert all(ep.obs.shape[2] == 5 for ep in episodes)  # episodes per task and step
@@ -93,11 +94,11 @@ def test_evaluation_step_sizes_follow_inner_lrs():
     from functional_metarl.envs import rollout, sample_noise
 
     gen = torch.Generator().manual_seed(trainer.config.seed + 10_000)
-    assert torch.equal(trainer.env.sample_tasks(3, gen).goal, tasks.goal)
+    assert torch.equal(trainer.sampler.env.sample_tasks(3, gen).goal, tasks.goal)
     params = {k: v.expand(3, *v.shape).clone() for k, v in trainer.params.items()}
     for step, lr in enumerate((0.3, 0.02, 0.02, None)):
-        noise = sample_noise(trainer.config.horizon, 3, 5, trainer.env.act_dim, gen)
-        expected = rollout(params, tasks, noise, trainer.env, trainer.policy, params_per_task=True)
+        noise = sample_noise(trainer.config.horizon, 3, 5, trainer.sampler.env.action_size, gen)
+        expected = rollout(params, tasks, noise, trainer.sampler.env, trainer.policy, params_per_task=True)
         assert torch.equal(expected.actions, episodes[step].actions), step
         if lr is not None:
             batch = make_rl_batches(expected, trainer.config.gamma, trainer.config.gae_lambda)
@@ -235,7 +236,7 @@ def test_trainer_learns_on_another_pure_task_family():
             return LineState(position, state.done), position, reward, state.done
 
     trainer = MAMLTrainer(tiny_config(iterations=30, meta_batch_size=10, episodes_per_task=10, horizon=20,
-                                      hidden=(16,)), env=Line1D())
+                                      hidden=(16,)), sampler=PureFamilySampler(Line1D()))
     before = trainer.evaluate(num_tasks=40, max_steps=1, episodes_per_task=20)
     trainer.train(progress=False)
     after = trainer.evaluate(num_tasks=40, max_steps=1, episodes_per_task=20)
@@ -351,7 +352,7 @@ def test_bad_trainer_settings():
     with pytest.raises(ValueError, match="max_kl"):
         tiny_config(trpo={"max_kl": 0.0})
     with pytest.raises(ValueError, match="horizon"):
-        MAMLTrainer(tiny_config(horizon=10), env=Navigation2D(horizon=20))
+        MAMLTrainer(tiny_config(horizon=10), sampler=PureFamilySampler(Navigation2D(horizon=20)))
 
 
 def test_load_checkpoint_errors(tmp_path):
@@ -429,13 +430,13 @@ def test_non_finite_meta_loss_stops_training(tmp_path, monkeypatch, meta_optimiz
 
 def test_non_finite_rewards_stop_training(tmp_path, monkeypatch):
     trainer, good = _two_good_iterations(tmp_path)
-    real_step = trainer.env.step
+    real_step = trainer.sampler.env.step
 
     def nan_step(state, action, tasks, noise):
         state, obs, reward, done = real_step(state, action, tasks, noise)
         return state, obs, reward * float("nan"), done
 
-    monkeypatch.setattr(trainer.env, "step", nan_step)
+    monkeypatch.setattr(trainer.sampler.env, "step", nan_step)
     with pytest.raises(FloatingPointError, match="non-finite"):
         trainer.train(progress=False)
     _assert_last_good_checkpoint(tmp_path, trainer, good)
@@ -494,7 +495,7 @@ def _load_example_module():
 def test_example_plot_trajectories_with_four_goals(tmp_path):
     example = _load_example_module()
     trainer = MAMLTrainer(tiny_config())
-    returns, (tasks, episodes) = trainer.evaluate_with_episodes(num_tasks=4, max_steps=3)
+    returns, (tasks, episodes, _) = trainer.evaluate_with_episodes(num_tasks=4, max_steps=3)
     example.plot_trajectories(tasks, episodes, tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 0
 
@@ -502,7 +503,7 @@ def test_example_plot_trajectories_with_four_goals(tmp_path):
 def test_example_plot_trajectories_with_fewer_than_four_eval_tasks(tmp_path):
     example = _load_example_module()
     trainer = MAMLTrainer(tiny_config())
-    returns, (tasks, episodes) = trainer.evaluate_with_episodes(num_tasks=2, max_steps=3)
+    returns, (tasks, episodes, _) = trainer.evaluate_with_episodes(num_tasks=2, max_steps=3)
     example.plot_trajectories(tasks, episodes, tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 0
 
@@ -537,9 +538,9 @@ def test_each_inner_step_learns_from_fresh_episodes_of_the_policy_adapted_so_far
     original_sample = trainer.sample
 
     def spy_sample(params, tasks, per_task=False, **kwargs):
-        episodes = original_sample(params, tasks, per_task=per_task, **kwargs)
+        episodes, info = original_sample(params, tasks, per_task=per_task, **kwargs)
         sampled.append(({k: v.clone() for k, v in params.items()}, per_task, episodes))
-        return episodes
+        return episodes, info
 
     def spy_step(params, state, train, valid, *args, **kwargs):
         seen["train"], seen["valid"] = train, valid
@@ -576,8 +577,9 @@ def _spy_on_inner_batches(trainer, monkeypatch):
     original_step, original_vjp = trainer.meta_step.update, trainer_module.adapt_tasks_vjp
 
     def spy_sample(*args, **kwargs):
-        sampled.append(original_sample(*args, **kwargs))
-        return sampled[-1]
+        result = original_sample(*args, **kwargs)
+        sampled.append(result[0])
+        return result
 
     def spy_step(params, state, train, valid, *args, **kwargs):
         seen["train"], seen["valid"] = train, valid
@@ -670,8 +672,8 @@ def test_learned_inner_step_sizes_train_resume_and_evaluate(tmp_path):
     # the adaptation uses the learned step sizes: doubling them doubles the step
     from functional_metarl.meta import make_rl_batches
 
-    tasks = straight.env.sample_tasks(3, torch.Generator().manual_seed(5))
-    batch = make_rl_batches(straight.sample(straight.params, tasks, generator=torch.Generator().manual_seed(6)))
+    tasks = straight.sampler.env.sample_tasks(3, torch.Generator().manual_seed(5))
+    batch = make_rl_batches(straight.sample(straight.params, tasks, generator=torch.Generator().manual_seed(6))[0])
     one = straight.adapt_batch(straight.params, batch)
     two = straight.adapt_batch(straight.params, batch, lr=2 * cfg.inner_lr)
     for name, p in straight.params.items():

@@ -158,8 +158,12 @@ def adapt_rl(
     check_policy(policy)
     checks.positive_int(steps, "steps")
     if not isinstance(train, RLBatch):
-        if not isinstance(train, (tuple, list)) or len(train) != steps:
-            raise ValueError(f"train must be an RLBatch or a tuple of {steps} RLBatches (one per inner step), got {train!r:.80}")
+        if not isinstance(train, (tuple, list)) or not all(isinstance(b, RLBatch) for b in train):
+            raise TypeError(f"train must be an RLBatch or a tuple of RLBatches (one per inner step), "
+                            f"got {type(train).__name__}")
+        if len(train) != steps:
+            raise ValueError(f"train: got {len(train)} per-step inner batches for {steps} inner steps; expected one "
+                             "per step")
     batches = per_step_batches(train, steps)
     for k, batch in enumerate(batches):
         check_rl_batch(batch, f"train[{k}]", policy.distribution, task_axis=False)

@@ -1,11 +1,13 @@
-"""The MAML-RL trainer on pure task families: the stateful shell of the MAML path.
+"""The MAML-RL trainer: one meta-iteration loop for every task family.
 
 One meta-iteration: sample tasks -> roll out the meta-params -> adapt (an inner step per task,
 on fresh episodes of the policy adapted so far) -> roll out the adapted params -> the
 configured :class:`~functional_metarl.meta.MetaStep` (TRPO, Adam or ProMP, with the configured
-estimator). Everything but the loop, the device, the generator and the files is a pure
-function of ``meta``; the loop, checkpoints, metrics and resume come from
-:class:`~functional_metarl.runners.base.Runner`.
+estimator). Where the episodes come from is a :class:`~functional_metarl.runners.MAMLSampler`:
+a pure family (2D navigation, the default), bandits and tabular MDPs under the split-trial
+protocol, or a simulator family through a vector env. Everything but the loop, the device, the
+generator and the files is a pure function of ``meta``; the loop, checkpoints, metrics and
+resume come from :class:`~functional_metarl.runners.base.Runner`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
 from .. import checks
-from ..envs import Episodes, Navigation2D, rollout, sample_noise
+from ..envs import Episodes, Navigation2D
 from ..meta import (
     ESTIMATORS,
     FINAL_REWARD_WINDOW,
@@ -39,18 +41,20 @@ from ..meta import (
     surrogate_gradient_through,
     trpo,
 )
-from ..nn import gaussian_policy
+from ..nn import categorical_policy, gaussian_policy
 from ..optim import MetaSgdState, adam, meta_sgd, sgd
 from ..tree import Params, tree_map
 from .base import RunConfig, Runner, restore_like
+from .maml_samplers import EpisodeInfo, MAMLSampler, PureFamilySampler
 
-__all__ = ["MAMLConfig", "MAMLTrainer", "make_meta_step"]
+__all__ = ["MAMLConfig", "MAMLTrainer", "Evaluation", "make_meta_step"]
 
 
 @dataclass
 class MAMLConfig(RunConfig):
     """MAML-RL settings; defaults are the MAML paper's 2D-navigation settings (one iteration is a
-    meta-iteration)."""
+    meta-iteration). ``horizon`` and ``action_scale`` build the default navigation sampler; with
+    another sampler, ``horizon`` must equal its episode length and ``action_scale`` is unused."""
 
     iterations: int = 500
     checkpoint_every: int = 10
@@ -129,12 +133,13 @@ def make_meta_step(config: MAMLConfig, policy: Any, inner_opt: Any) -> MetaStep:
     return promp(policy, inner_opt, adam(config.meta_lr), estimator=estimator, config=config.promp, **common)
 
 
-def _num_tasks(tasks: Any) -> int:
-    """The leading (task) axis of a batch of tasks: a NamedTuple of tensors ``[N, ...]``."""
-    leaves = [x for x in tasks if isinstance(x, torch.Tensor)] if isinstance(tasks, tuple) else []
-    if not leaves or leaves[0].ndim == 0:
-        raise TypeError(f"tasks must be a NamedTuple of tensors with a leading task axis, got {type(tasks).__name__}")
-    return leaves[0].shape[0]
+class Evaluation(NamedTuple):
+    """What :meth:`MAMLTrainer.evaluate_with_episodes` saw: the tasks, and per step (0 = before
+    adapting) the episodes ``[N, T, E, ...]`` and their info (e.g. ``"success"`` ``[N, E]``)."""
+
+    tasks: Any
+    episodes: list[Episodes]
+    info: list[EpisodeInfo]
 
 
 def _episode_return(rewards: torch.Tensor) -> float:
@@ -142,16 +147,25 @@ def _episode_return(rewards: torch.Tensor) -> float:
     return float(rewards.sum(dim=1).mean())
 
 
+def _trial_totals(pre: Episodes, post: Episodes) -> dict[str, float]:
+    """Mean over tasks of the total reward before and after the inner steps, and of both (the
+    return of a split trial, where the two are one trial's halves); counted env steps."""
+    pre_total, post_total = float(pre.rewards.sum(dim=(1, 2)).mean()), float(post.rewards.sum(dim=(1, 2)).mean())
+    return {"pre_total": pre_total, "post_total": post_total, "trial_return": pre_total + post_total,
+            "env_steps": float(pre.mask.sum() + post.mask.sum())}
+
+
 class MAMLTrainer(Runner):
-    """Trains a Gaussian MLP policy with MAML on a pure continuous-action task family (default
-    Navigation2D; any ``envs.TaskFamily`` with continuous actions whose tasks are a NamedTuple of
-    tensors with a leading task axis).
+    """Meta-trains an MLP policy with MAML on the episodes of ``sampler``: a Gaussian policy for
+    continuous actions, a categorical one for discrete actions.
 
     Args:
         config: the settings.
         output_dir: where ``checkpoint.pt``, ``metrics.json`` and TensorBoard events go
             (``None``: nothing is written).
-        env: a pure task family (default ``Navigation2D(config.horizon, config.action_scale)``).
+        sampler: a :class:`~functional_metarl.runners.MAMLSampler` (default:
+            ``PureFamilySampler(Navigation2D(config.horizon, config.action_scale))``); the trainer
+            closes it in :meth:`close`. Resume needs a sampler of the same family.
         meta_step: a :class:`~functional_metarl.meta.MetaStep` to run instead of the one the
             config names (``make_meta_step``); its ``stats`` go into the metrics as they are.
             Resume needs the same step again.
@@ -166,16 +180,24 @@ class MAMLTrainer(Runner):
     log_prefix = "train"
     progress_metric = "post_return"
 
-    def __init__(self, config: MAMLConfig, output_dir: Any = None, env: Any = None, meta_step: MetaStep | None = None):
+    def __init__(self, config: MAMLConfig, output_dir: Any = None, sampler: MAMLSampler | None = None,
+                 meta_step: MetaStep | None = None):
         super().__init__(config, output_dir)
-        self.env = env if env is not None else Navigation2D(horizon=config.horizon, action_scale=config.action_scale)
-        if self.env.episode_length != config.horizon:
-            raise ValueError(f"env: its episode_length ({self.env.episode_length}) differs from config.horizon "
-                             f"({config.horizon})")
-        if self.env.discrete_actions:
-            raise ValueError("env: MAMLTrainer trains a Gaussian policy; this family has discrete actions")
-        self.policy = gaussian_policy(self.env.obs_shape[0], self.env.action_size, config.hidden, config.activation,
-                                      mean_bound=config.mean_bound)
+        if sampler is None:
+            sampler = PureFamilySampler(Navigation2D(horizon=config.horizon, action_scale=config.action_scale))
+        self.sampler = checks.instance(sampler, "sampler", MAMLSampler)
+        if sampler.horizon != config.horizon:
+            raise ValueError(f"sampler: its episodes last {sampler.horizon} steps but config.horizon is {config.horizon}")
+        if sampler.fixed_inner_steps is not None and config.inner_steps != sampler.fixed_inner_steps:
+            raise ValueError(f"inner_steps: {sampler!r} takes exactly {sampler.fixed_inner_steps} inner step(s), "
+                             f"got {config.inner_steps}")
+        if sampler.discrete_actions:
+            if config.mean_bound is not None:
+                raise ValueError("mean_bound: a categorical policy (discrete actions) has no mean to bound")
+            self.policy = categorical_policy(sampler.obs_dim, sampler.action_size, config.hidden, config.activation)
+        else:
+            self.policy = gaussian_policy(sampler.obs_dim, sampler.action_size, config.hidden, config.activation,
+                                          mean_bound=config.mean_bound)
         self.inner_opt = meta_sgd(config.inner_lr) if config.learn_inner_lr else sgd(config.inner_lr)
         if meta_step is not None:
             checks.instance(meta_step, "meta_step", MetaStep)
@@ -231,28 +253,26 @@ class MAMLTrainer(Runner):
             batch = scale_by_final_reward(batch, cfg.proportional_inner_step)
         return batch
 
-    def sample(self, params: Params, tasks: Any, per_task: bool = False, generator: torch.Generator | None = None,
-               episodes_per_task: int | None = None) -> Episodes:
-        """Episodes ``[N, T, E, ...]`` of ``params`` (shared, or per task) on ``tasks``, with noise
-        from ``generator`` (default: the trainer's)."""
-        cfg = self.config
-        num_episodes = cfg.episodes_per_task if episodes_per_task is None else episodes_per_task
-        noise = sample_noise(cfg.horizon, _num_tasks(tasks), num_episodes, self.env.action_size,
-                             self.generator if generator is None else generator)
-        episodes = rollout(params, tasks, noise, self.env, self.policy, params_per_task=per_task)
-        if not torch.isfinite(episodes.rewards).all():
-            raise FloatingPointError("the environment returned non-finite rewards")
-        return episodes
+    def sample(self, params: Params, tasks: Any, per_task: bool = False, step: int = 0,
+               generator: torch.Generator | None = None, episodes_per_task: int | None = None,
+               sampler: MAMLSampler | None = None) -> tuple[Episodes, EpisodeInfo]:
+        """Episodes ``[N, T, E, ...]`` of ``params`` (shared, or per task), adapted ``step`` times,
+        on ``tasks``, and their extra info, from ``sampler`` (default the trainer's) with
+        ``generator`` (default the trainer's)."""
+        sampler = self.sampler if sampler is None else sampler
+        return sampler.sample(params, tasks, self.policy, per_task=per_task, step=step,
+                              episodes_per_task=self.config.episodes_per_task if episodes_per_task is None
+                              else episodes_per_task, generator=self.generator if generator is None else generator)
 
     # ----------------------------------------------------------------- training
     def run_iteration(self) -> dict[str, float]:
         """One meta-iteration; returns its metrics."""
         cfg = self.config
         start = time.perf_counter()
-        tasks = self.env.sample_tasks(cfg.meta_batch_size, self.generator)
+        tasks = self.sampler.sample_tasks(cfg.meta_batch_size, self.generator)
         # Inner step k learns from episodes of the policy adapted k times (fresh episodes per
         # step, as pytorch-maml-rl samples them); the meta-step then replays those steps.
-        train_episodes = self.sample(self.params, tasks)
+        train_episodes, train_info = self.sample(self.params, tasks)
         train_batches = [self.inner_batch(train_episodes)]
         meta_grad: MetaGradient | None = None
         if self._keeps_adaptation():
@@ -262,11 +282,12 @@ class MAMLTrainer(Runner):
                                                 first_order=cfg.first_order)
         else:
             adapted = self.adapt_batch(self.params, train_batches[0])
-        for _ in range(cfg.inner_steps - 1):
-            train_batches.append(self.inner_batch(self.sample(adapted, tasks, per_task=True)))
+        for step in range(1, cfg.inner_steps):
+            train_batches.append(self.inner_batch(self.sample(adapted, tasks, per_task=True, step=step)[0]))
             adapted = self.adapt_batch(adapted, train_batches[-1], per_task=True)
         train = train_batches[0] if cfg.inner_steps == 1 else tuple(train_batches)
-        valid_episodes = self.sample(adapted, tasks, per_task=True)
+        valid_episodes, valid_info = self.sample(adapted, tasks, per_task=True, step=cfg.inner_steps)
+        sampled = time.perf_counter()
         valid = make_rl_batches(valid_episodes, cfg.gamma, cfg.gae_lambda)
         if self._keeps_adaptation():
             meta_grad = surrogate_gradient_through(adapted, pullback, valid, self.policy)
@@ -279,7 +300,10 @@ class MAMLTrainer(Runner):
             self.params, self.learned_lrs = new_meta.params, new_meta.inner_state.lr
         else:
             self.params = new_meta
-        return {"pre_return": _episode_return(train_episodes.rewards), "post_return": post_return, **stats,
+        infos = {f"{when}_{key}": float(value.float().mean())
+                 for when, info in (("pre", train_info), ("post", valid_info)) for key, value in info.items()}
+        return {"pre_return": _episode_return(train_episodes.rewards), "post_return": post_return, **infos,
+                **_trial_totals(train_episodes, valid_episodes), **stats, "sampling_seconds": sampled - start,
                 "seconds": time.perf_counter() - start}
 
     # ----------------------------------------------------------------- evaluation
@@ -298,7 +322,9 @@ class MAMLTrainer(Runner):
         inner_lrs: Sequence[float] | None = None,
         params: Params | None = None,
         learned_lrs: Params | None = None,
-    ) -> tuple[dict[str, float], tuple[Any, list[Episodes]]]:
+        split: str = "train",
+        deterministic: bool = False,
+    ) -> tuple[dict[str, float], Evaluation]:
         """Held-out evaluation in the MAML paper's protocol (section 5.3 and appendix A.2).
 
         Each of ``max_steps`` steps adapts on ``episodes_per_task`` fresh episodes of the current
@@ -306,15 +332,19 @@ class MAMLTrainer(Runner):
         uses step size ``inner_lrs[min(k, len - 1)]``. The paper used "alpha = 0.1 for the first
         step, and alpha = 0.05 for all future steps" (``inner_lrs=(0.1, 0.05)``); for policies
         meta-trained here, halving still overshoots from the second step on, and a tenth did best
-        on separate tuning task sets (README), so the default is ``(inner_lr, inner_lr / 10)``.
+        on separate tuning task sets (docs/results/maml-nav.md), so the default is ``(inner_lr, inner_lr / 10)``.
         ``params`` defaults to the latest meta-params (pass ``trainer.best_params`` for the
         paper's choice of model). With ``learn_inner_lr``, step ``k`` uses the learned
         per-parameter step sizes times ``inner_lrs[k] / inner_lr``; pass the ``learned_lrs`` that
         belong to ``params`` (``trainer.best_learned_lrs`` with ``trainer.best_params``). Tasks come
-        from their own generator (``seed`` defaults to ``config.seed + 10_000``), so they do not
-        overlap the training stream.
+        from their own generator (``seed`` defaults to ``config.seed + 10_000``) and sampler
+        (``sampler.for_evaluation(seed, deterministic)``), so they do not overlap the training
+        stream. ``split``: the family's task split (Meta-World: ``"test"`` for the held-out
+        classes); ``deterministic``: act with the policy's mean where the sampler can.
 
-        Returns ``({"0": r0, ..., str(max_steps): r}, (tasks, [Episodes per step]))``.
+        Returns ``(returns, evaluation)``: ``returns`` maps ``"k"`` to the mean episode return
+        after ``k`` steps (and ``"success_k"`` to the success rate when the sampler reports
+        success); ``evaluation`` holds the tasks and every step's episodes and info.
         """
         cfg = self.config
         checks.positive_int(num_tasks, "num_tasks")
@@ -338,20 +368,32 @@ class MAMLTrainer(Runner):
             self.policy.check(learned_lrs)
         elif learned_lrs is not None:
             raise ValueError("learned_lrs given, but this trainer has learn_inner_lr=False")
-        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 10_000 if seed is None else seed)
-        tasks = self.env.sample_tasks(num_tasks, gen)
-        adapted = tree_map(lambda p: p.expand(num_tasks, *p.shape).clone(), meta_params)
-        returns: dict[str, float] = {}
-        episodes_per_step = []
-        for step in range(max_steps + 1):
-            episodes = self.sample(adapted, tasks, per_task=True, generator=gen, episodes_per_task=episodes_per_task)
-            returns[str(step)] = _episode_return(episodes.rewards)
-            episodes_per_step.append(episodes)
-            if step < max_steps:
-                batch = self.inner_batch(episodes)
-                adapted = self.adapt_batch(adapted, batch, per_task=True, lr=inner_lrs[min(step, len(inner_lrs) - 1)],
-                                           learned_lrs=learned_lrs)
-        return returns, (tasks, episodes_per_step)
+        fixed = self.sampler.fixed_inner_steps
+        if fixed is not None and max_steps > fixed:
+            raise ValueError(f"max_steps: {self.sampler!r} allows {fixed} inner step(s), got {max_steps}")
+        seed = cfg.seed + 10_000 if seed is None else seed
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        sampler = self.sampler.for_evaluation(seed, deterministic=checks.flag(deterministic, "deterministic"))
+        try:
+            tasks = sampler.sample_tasks(num_tasks, gen, split)
+            adapted = tree_map(lambda p: p.expand(num_tasks, *p.shape).clone(), meta_params)
+            returns: dict[str, float] = {}
+            evaluation = Evaluation(tasks, [], [])
+            for step in range(max_steps + 1):
+                episodes, info = self.sample(adapted, tasks, per_task=True, step=step, generator=gen,
+                                             episodes_per_task=episodes_per_task, sampler=sampler)
+                returns[str(step)] = _episode_return(episodes.rewards)
+                returns.update({f"{key}_{step}": float(value.float().mean()) for key, value in info.items()})
+                evaluation.episodes.append(episodes)
+                evaluation.info.append(info)
+                if step < max_steps:
+                    batch = self.inner_batch(episodes)
+                    adapted = self.adapt_batch(adapted, batch, per_task=True,
+                                               lr=inner_lrs[min(step, len(inner_lrs) - 1)], learned_lrs=learned_lrs)
+        finally:
+            if sampler is not self.sampler:
+                sampler.close()
+        return returns, evaluation
 
     # ----------------------------------------------------------------- state
     def runner_state(self) -> dict[str, Any]:
@@ -364,6 +406,8 @@ class MAMLTrainer(Runner):
             "best_learned_lrs": self.best_learned_lrs,
             "meta_state": self.meta_state,
             "generator": self.generator.get_state(),
+            "sampler": repr(self.sampler),
+            "sampler_state": self.sampler.state_dict(),
         }
 
     def load_runner_state(self, state: dict[str, Any]) -> None:
@@ -371,5 +415,13 @@ class MAMLTrainer(Runner):
         live = self.runner_state()
         for name in ("params", "best_params", "learned_lrs", "best_learned_lrs", "meta_state"):
             setattr(self, name, restore_like(state[name], live[name], name))
+        if state["sampler"] != repr(self.sampler):
+            raise ValueError(f"sampler: the checkpoint was written with {state['sampler']}, not {self.sampler!r}")
         self.best_post_return = float(state["best_post_return"])
         self.generator.set_state(state["generator"])
+        self.sampler.load_state_dict(state["sampler_state"])
+
+    def close(self) -> None:
+        """Close the sampler's envs and the TensorBoard writer."""
+        self.sampler.close()
+        super().close()
