@@ -503,3 +503,189 @@ def test_runner_base_rejects_mismatched_state_trees():
         runners.restore_like({"w": torch.zeros(3)}, params, "params")
     with pytest.raises(ValueError, match=r"params\['b'\]: saved dtype torch.int64"):
         runners.restore_like({"w": torch.zeros(3), "b": torch.zeros((), dtype=torch.int64)}, params, "params")
+
+
+# ============================================================================= pure layers (issue 24)
+# envs (every task family and the rollouts), nn templates, rl math, tree / optim, the replay
+# buffers and sampler, RL², discrete MAML and the supervised learners: shapes that would only
+# broadcast, a float where an index is meant, a string or bool where a number or flag is meant,
+# values out of range (probabilities, 0/1 flags, non-finite numbers), trees with other keys, and
+# discrete actions out of range. Each case is (id, call, exception type, regex naming the argument).
+def _pure_layer_cases():
+    from functional_metarl.envs import (BanditTask, BernoulliBandits, FourRooms, FourRoomsNoise, NavTask, NoNoise,
+                                        TabularMDP)
+
+    gen = torch.Generator().manual_seed(0)
+    nav_state, _ = NAV.reset(envs.repeat_tasks(_tasks(), 3), NoNoise())  # position [2, 3, 2]
+    bandits = BernoulliBandits(3, 4)
+    b_tasks = bandits.sample_tasks(2, gen)
+    b_state, _ = bandits.reset(b_tasks, None)
+    mdp = TabularMDP(1, num_states=3, num_actions=2, horizon=2)
+    m_tasks = mdp.sample_tasks(2, gen)
+    m_state, _ = mdp.reset(m_tasks, None)
+    rooms = FourRooms()
+    r_task = rooms.task(torch.tensor([62, 3]))
+    r_state, _ = rooms.reset(r_task, FourRoomsNoise(start=torch.rand(2)))
+    cat1 = nn.categorical_policy(1, 3, hidden=(4,))
+    cat1_noise = envs.sample_noise(1, 2, 2, 3, gen, distribution=fm.distributions.CATEGORICAL)
+    gru = nn.gru_actor_critic(1, 3, hidden=4)
+    rl2_noise = meta.sample_rl2_noise(bandits, 2, 1, gen)
+    learner = meta.maml(_mse, optim.sgd(0.1), 1)
+    support, query = _sine()
+    tree = {"w": torch.zeros(3), "b": torch.zeros(())}
+    buf = runners.UniformReplay(8, num_actions=2)
+    per = runners.PrioritizedReplay(8)
+    per.add(torch.zeros(2, 2), torch.zeros(2, 1), torch.zeros(2), torch.zeros(2, 2), torch.zeros(2))
+    batch = dict(obs=torch.zeros(2, 2), action=torch.tensor([0, 1]), reward=torch.zeros(2), next_obs=torch.zeros(2, 2))
+    q = torch.zeros(3)
+    return [
+        # envs: task families
+        ("nav-goal-broadcasts", lambda: NAV.step(nav_state, torch.zeros(2, 3, 2), _tasks(), NoNoise()),
+         ValueError, r"tasks.goal expected shape \(2, 3, 2\)"),
+        ("nav-action-broadcasts", lambda: NAV.step(nav_state, torch.zeros(1, 3, 2), envs.repeat_tasks(_tasks(), 3),
+                                                   NoNoise()), ValueError, r"action expected shape \(2, 3, 2\)"),
+        ("nav-horizon-string", lambda: Navigation2D(horizon="10"), TypeError, "horizon must be an int"),
+        ("nav-action-scale-nan", lambda: Navigation2D(action_scale=float("nan")), ValueError, "action_scale"),
+        ("nav-num-steps-float", lambda: NAV.sample_noise(5.0, (2,)), TypeError, "num_steps must be an int"),
+        ("bandit-action-float", lambda: bandits.step(b_state, torch.zeros(2), b_tasks, torch.rand(2)),
+         TypeError, "action must be an integer Tensor"),
+        ("bandit-action-out-of-range", lambda: bandits.step(b_state, torch.tensor([0, 3]), b_tasks, torch.rand(2)),
+         ValueError, r"action must hold indices in \[0, 3\)"),
+        ("bandit-noise-broadcasts", lambda: bandits.step(b_state, torch.tensor([0, 1]), b_tasks, torch.rand(1)),
+         ValueError, r"noise expected shape \(2,\)"),
+        ("bandit-means-not-probabilities", lambda: bandits.task(torch.tensor([0.2, 1.5, 0.3])), ValueError,
+         r"means must lie in \[0, 1\]"),
+        ("bandit-num-arms-bool", lambda: BernoulliBandits(num_arms=True), TypeError, "num_arms must be an int"),
+        ("mdp-reward-std-bool", lambda: TabularMDP(reward_std=True), TypeError, "reward_std must be a number"),
+        ("mdp-reward-mean-nan", lambda: mdp.task(torch.full((3, 2), float("nan")), torch.full((3, 2, 3), 1 / 3)),
+         ValueError, "reward_mean must be finite"),
+        ("mdp-noise-wrong-type", lambda: mdp.step(m_state, torch.tensor([0, 1]), m_tasks, torch.rand(2)),
+         TypeError, "noise must be a MDPNoise"),
+        ("mdp-action-out-of-range", lambda: mdp.step(m_state, torch.tensor([0, 2]), m_tasks,
+                                                     fm.envs.MDPNoise(torch.rand(2), torch.randn(2))),
+         ValueError, r"action must hold indices in \[0, 2\)"),
+        ("rooms-fail-prob-above-one", lambda: FourRooms(fail_prob=1.5), ValueError, "fail_prob"),
+        ("rooms-one-hot-string", lambda: FourRooms(one_hot_obs="yes"), TypeError, "one_hot_obs must be a bool"),
+        ("rooms-goal-float", lambda: rooms.task(3.0), TypeError, "goal must be an int"),
+        ("rooms-goal-out-of-range", lambda: rooms.task(torch.tensor([200])), ValueError, r"goal must hold indices"),
+        ("rooms-action-out-of-range", lambda: rooms.step(r_state, torch.tensor([0, 4]), r_task,
+                                                         FourRoomsNoise(move=torch.rand(2, 2))),
+         ValueError, r"action must hold indices in \[0, 4\)"),
+        ("rooms-raw-noise", lambda: rooms.step(r_state, torch.tensor([0, 1]), r_task, torch.rand(2, 2)),
+         TypeError, "noise must be a FourRoomsNoise"),
+        ("sine-num-tasks-float", lambda: SineRegression().sample_tasks(2.0, gen), TypeError, "num_tasks must be an int"),
+        # envs: rollouts and the protocol helpers
+        ("rollout-env-noise-length", lambda: envs.rollout(cat1.init(0), b_tasks, cat1_noise, bandits, cat1,
+                                                          env_noise=bandits.sample_noise(3, (2, 2), gen)),
+         ValueError, "env_noise leaves expected shape"),
+        ("rollout-gaussian-on-discrete-env", lambda: envs.rollout(GAUSS_PARAMS, b_tasks, _noise(act=3, horizon=1),
+                                                                  bandits, GAUSS), TypeError, "distribution"),
+        ("rollout-not-a-family", lambda: envs.rollout(GAUSS_PARAMS, _tasks(), _noise(), object(), GAUSS),
+         TypeError, "env must be a TaskFamily"),
+        ("rollout-params-per-task-string", lambda: envs.rollout(GAUSS_PARAMS, _tasks(), _noise(), NAV, GAUSS,
+                                                                params_per_task="no"),
+         TypeError, "params_per_task must be a bool"),
+        ("repeat-tasks-zero", lambda: envs.repeat_tasks(_tasks(), 0), ValueError, "num_episodes"),
+        ("bandit-baseline-method", lambda: envs.bandit_baseline(bandits, b_tasks, "ucb", torch.rand(4, 2)),
+         ValueError, "method must be one of"),
+        ("bandit-baseline-ucb-c-nan", lambda: envs.bandit_baseline(bandits, b_tasks, "ucb1", torch.rand(4, 2),
+                                                                   ucb_c=float("nan")), ValueError, "ucb_c"),
+        ("gittins-gamma-one", lambda: envs.gittins_indices(1.0, 10), ValueError, r"gamma must be a finite number in \(0, 1\)"),
+        ("tune-gittins-gamma-above-one", lambda: envs.tune_gittins_gamma(bandits, b_tasks, torch.rand(4, 2),
+                                                                         gammas=(0.5, 1.5)), ValueError, r"gammas\[1\]"),
+        # nn templates
+        ("mlp-hidden-float", lambda: nn.mlp(2, 2, hidden=(8.0,)), TypeError, r"hidden\[0\] must be an int"),
+        ("mlp-activation-unknown", lambda: nn.mlp(2, 2, activation="gelu2"), ValueError, "activation must be one of"),
+        ("gaussian-init-std-zero", lambda: nn.gaussian_policy(2, 2, init_std=0.0), ValueError, "init_std"),
+        ("rainbow-noisy-string", lambda: nn.rainbow_mlp(4, 2, noisy="false"), TypeError, "noisy must be a bool"),
+        ("rainbow-cnn-arch", lambda: nn.rainbow_cnn(arch="resnet"), ValueError, "arch must be one of"),
+        ("q-critic-action-layer", lambda: nn.q_critic(3, 1, action_layer=2), ValueError, "action_layer"),
+        ("actor-final-init-negative", lambda: nn.deterministic_actor(3, 1, [-1.0], [1.0], final_init=-1.0),
+         ValueError, "final_init"),
+        ("gru-one-action", lambda: nn.gru_actor_critic(2, 1), ValueError, "num_actions"),
+        ("option-critic-net-log-std-nan", lambda: nn.option_critic_net(3, 2, num_actions=2, init_log_std=float("nan")),
+         ValueError, "init_log_std"),
+        # rl math
+        ("polyak-keys-differ", lambda: rl.polyak_update(tree, {"w": torch.zeros(3)}, 0.5), ValueError, "keys differ"),
+        ("polyak-tau-string", lambda: rl.polyak_update(tree, tree, "0.5"), TypeError, "tau must be a number"),
+        ("returns-gamma-bool", lambda: rl.discounted_returns(_tb(), _ones(), True), TypeError, "gamma must be a number"),
+        ("ppo-clip-eps-nan", lambda: rl.ppo_clip_loss(_tb(), _tb(), _tb(), _ones(), float("nan")), ValueError, "clip_eps"),
+        ("n-step-n-float", lambda: rl.n_step_returns(torch.zeros(5), torch.zeros(5), torch.zeros(5), 2.0, 0.9),
+         TypeError, "n must be an int"),
+        ("q-learning-action-float", lambda: rl.q_learning_loss(q, torch.tensor(1.0), torch.tensor(0.0), torch.tensor(0.9),
+                                                               q, q), TypeError, "a_tm1 must be an integer Tensor"),
+        ("c51-action-float", lambda: rl.categorical_double_q_loss(torch.linspace(-1, 1, 5), torch.zeros(3, 5),
+                                                                  torch.tensor(1.0), torch.tensor(0.0), torch.tensor(0.9),
+                                                                  torch.zeros(3, 5), q),
+         TypeError, "a_tm1 must be an integer Tensor"),
+        ("cg-iters-zero", lambda: rl.conjugate_gradient(lambda v: v, torch.ones(3), iters=0), ValueError, "iters"),
+        ("line-search-ratio-one", lambda: rl.backtracking_line_search(lambda x: (x.sum(), x.sum()), torch.ones(2),
+                                                                      torch.ones(2), 0.0, 0.01, backtrack_ratio=1.0),
+         ValueError, "backtrack_ratio"),
+        ("baseline-reg-ladder-float", lambda: rl.fit_linear_baseline(torch.zeros(T, B, 2), _tb(), _ones(), reg_ladder=0.5),
+         TypeError, "reg_ladder must be an int"),
+        ("ou-sigma-negative", lambda: rl.ou_noise_step(torch.zeros(2), torch.zeros(2), sigma=-1.0), ValueError, "sigma"),
+        ("policy-delay-zero", lambda: rl.is_policy_update_step(3, 0), ValueError, "policy_delay"),
+        # tree / optim
+        ("tree-add-keys-differ", lambda: fm.tree.tree_add(tree, {"w": torch.zeros(3), "c": torch.zeros(())}),
+         ValueError, "keys differ"),
+        ("tree-dot-leaf-broadcasts", lambda: fm.tree.tree_dot(tree, {"w": torch.zeros(1), "b": torch.zeros(())}),
+         ValueError, r"b\['w'\] expected shape \(3,\)"),
+        ("apply-updates-missing-key", lambda: optim.apply_updates(tree, {"w": torch.zeros(3)}), ValueError, "updates"),
+        ("adam-b1-one", lambda: optim.adam(b1=1.0), ValueError, "b1"),
+        ("sgd-lr-string", lambda: optim.sgd("0.1"), TypeError, "lr must be a number"),
+        # replay buffers and the vector sampler
+        ("replay-done-not-0-1", lambda: buf.add(**batch, done=torch.tensor([0.0, 0.5])), ValueError, "done must hold only 0 and 1"),
+        ("replay-action-float", lambda: buf.add(**{**batch, "action": torch.tensor([0.0, 1.0])}, done=torch.zeros(2)),
+         TypeError, "action must be an integer Tensor"),
+        ("replay-capacity-zero", lambda: runners.UniformReplay(0), ValueError, "capacity"),
+        ("per-beta-above-one", lambda: per.sample(1, gen, beta=1.5), ValueError, "beta"),
+        ("per-slots-out-of-range", lambda: per.update_priorities(torch.tensor([0, 5]), torch.ones(2)),
+         ValueError, r"slots must hold indices in \[0, 2\)"),
+        ("per-alpha-string", lambda: runners.PrioritizedReplay(8, alpha="0.5"), TypeError, "alpha must be a number"),
+        ("sum-tree-index-out-of-range", lambda: runners.SumTree(4).update(torch.tensor([4]), torch.ones(1)),
+         ValueError, r"index must hold indices in \[0, 4\)"),
+        ("nstep-terminated-not-0-1", lambda: runners.NStepAggregator(2, 0.9, 2).push(
+            torch.zeros(2, 1), torch.zeros(2), torch.zeros(2), torch.zeros(2, 1), torch.tensor([0, 2]), torch.zeros(2)),
+         ValueError, "terminated must hold only 0 and 1"),
+        ("sampler-make-env-not-callable", lambda: runners.TaskVectorSampler(None, 2, 2, 5), TypeError, "make_env"),
+        # RL², discrete MAML
+        ("rl2-noise-epochs-negative", lambda: meta.sample_rl2_noise(bandits, 2, -1), ValueError, "epochs"),
+        ("rl2-rollout-continuous-env", lambda: meta.rl2_rollout(gru.init(0), _tasks(), NoNoise(), torch.rand(5, 2, 3),
+                                                                NAV, gru), TypeError, "discrete actions"),
+        ("rl2-ppo-flag-string", lambda: meta.rl2_train_step(
+            gru.init(0), optim.adam(1e-3).init(gru.init(0)), b_tasks, rl2_noise, bandits, gru, optim.adam(1e-3),
+            config=meta.PPOConfig(epochs=1, num_minibatches=1, normalize_advantages="yes")),
+         TypeError, "config.normalize_advantages must be a bool"),
+        ("discrete-maml-num-pre-zero", lambda: meta.split_trial_rollouts(
+            cat1.init(0), b_tasks, rl2_noise.env, rl2_noise.gumbel_u, bandits, cat1, optim.sgd(0.1), num_pre=0),
+         ValueError, "num_pre"),
+        ("categorical-episodes-flag-string", lambda: meta.categorical_episodes(
+            cat1.init(0), b_tasks, torch.rand(1, 2, 2), torch.rand(1, 2, 2, 3), bandits, cat1, params_per_task="no"),
+         TypeError, "params_per_task must be a bool"),
+        # supervised meta-learning
+        ("maml-loss-first-order-string", lambda: meta.maml_loss(SINE_PARAMS, support, query, _mse, _mse, optim.sgd(0.1),
+                                                                first_order="no"), TypeError, "first_order must be a bool"),
+        ("maml-loss-inner-opt", lambda: meta.maml_loss(SINE_PARAMS, support, query, _mse, _mse, "sgd"),
+         TypeError, "inner_opt must be a GradientTransformation"),
+        ("learner-chunk-size-float", lambda: meta.maml(_mse, optim.sgd(0.1), chunk_size=2.0), TypeError,
+         "chunk_size must be an int"),
+        ("learner-compile-string", lambda: meta.maml(_mse, optim.sgd(0.1), compile="yes"), TypeError,
+         "compile must be a bool"),
+        ("adaptation-losses-steps-float", lambda: meta.adaptation_losses(learner, _mse, learner.init(SINE_PARAMS),
+                                                                         support, query, steps=(0, 1.5)),
+         TypeError, r"steps\[i\] must be an int"),
+        ("last-layer-empty", lambda: meta.last_layer({}), ValueError, "params must be a non-empty dict"),
+        ("meta-update-outer-opt", lambda: meta.meta_update(learner, "adam", learner.init(SINE_PARAMS), (), support, query),
+         TypeError, "outer_opt must be a GradientTransformation"),
+    ]
+
+
+PURE_LAYER_CASES = _pure_layer_cases()
+
+
+@pytest.mark.parametrize("case", PURE_LAYER_CASES, ids=[c[0] for c in PURE_LAYER_CASES])
+def test_pure_layers_reject_bad_input(case):
+    _, call, exc, pattern = case
+    with pytest.raises(exc, match=pattern):
+        call()
