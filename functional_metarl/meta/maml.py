@@ -15,79 +15,22 @@ which add compilation, chunking and Meta-SGD / ANIL bookkeeping on top.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-import optree
 import torch
 from torch.func import grad, vmap
 
 from .. import checks
 from ..optim import GradientTransformation, apply_updates
 from ..tree import Params, tree_detach
+from .task_batches import LossFn, check_task_batches
 
-__all__ = ["LossFn", "adapt", "adapt_sequence", "maml_loss", "meta_gradient", "check_task_batches"]
-
-LossFn = Callable[[Params, Any], torch.Tensor]
-"""``loss_fn(params, batch) -> 0-d Tensor``: one task's loss."""
+__all__ = ["adapt", "adapt_sequence", "maml_loss", "meta_gradient"]
 
 
 def _check_parts(loss_fn: object, inner_opt: object) -> None:
     checks.function(loss_fn, "loss_fn", "loss_fn(params, batch) -> loss")
     checks.instance(inner_opt, "inner_opt", GradientTransformation)
-
-
-def check_task_batches(support: Any, query: Any) -> tuple[int, int, int]:
-    """Check a meta-batch and return ``(tasks, K_support, K_query)``.
-
-    Leaves must be tensors ``[tasks, K, *feature]``: floating-point leaves (inputs, regression
-    targets) need at least one feature axis (a scalar per point is ``[tasks, K, 1]``), so data
-    without its task axis (``[K, 1]``) is refused instead of being read as ``K`` one-point tasks;
-    integer / bool leaves (class labels) may be ``[tasks, K]``. Support and query must have the
-    same structure, the same task count, the same feature shapes and dtypes; K >= 1 on both sides.
-    Raises ``ValueError`` / ``TypeError`` naming what was expected and what came.
-    """
-    s_leaves, s_spec = optree.tree_flatten(support)
-    q_leaves, q_spec = optree.tree_flatten(query)
-    if not s_leaves:
-        raise ValueError("support batch has no tensors")
-    if s_spec != q_spec:
-        raise ValueError(f"support and query must have the same structure, got {s_spec} and {q_spec}")
-    sizes = {}
-    for side, leaves in (("support", s_leaves), ("query", q_leaves)):
-        for i, leaf in enumerate(leaves):
-            if not isinstance(leaf, torch.Tensor):
-                raise TypeError(f"{side} leaf {i} must be a Tensor, got {type(leaf).__name__}")
-            min_dims = 3 if leaf.is_floating_point() or leaf.is_complex() else 2
-            if leaf.ndim < min_dims:
-                expected = "[tasks, K, *feature] (a scalar per point is [tasks, K, 1])" if min_dims == 3 else "[tasks, K, ...]"
-                raise ValueError(
-                    f"{side} leaf {i} expected shape {expected}, got {tuple(leaf.shape)}; "
-                    "is the leading task axis missing?"
-                )
-        tasks = {leaf.shape[0] for leaf in leaves}
-        ks = {leaf.shape[1] for leaf in leaves}
-        if len(tasks) != 1 or len(ks) != 1:
-            raise ValueError(
-                f"{side} leaves must share [tasks, K, ...], got shapes {[tuple(x.shape) for x in leaves]}"
-            )
-        sizes[side] = (tasks.pop(), ks.pop())
-    (t_s, k_s), (t_q, k_q) = sizes["support"], sizes["query"]
-    if t_s != t_q:
-        raise ValueError(f"support has {t_s} tasks but query has {t_q}")
-    if t_s < 1:
-        raise ValueError("a meta-batch needs at least one task, got 0")
-    if k_s < 1 or k_q < 1:
-        raise ValueError(f"K must be >= 1 on both sides, got K_support={k_s}, K_query={k_q}")
-    for i, (s, q) in enumerate(zip(s_leaves, q_leaves)):
-        if s.shape[2:] != q.shape[2:] or s.dtype != q.dtype:
-            raise ValueError(
-                f"support and query leaf {i} disagree: {tuple(s.shape)} {s.dtype} vs {tuple(q.shape)} {q.dtype}"
-                " (they may differ only in K, axis 1)"
-            )
-    return t_s, k_s, k_q
-
-
-
 
 
 def adapt(

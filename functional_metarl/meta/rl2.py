@@ -261,8 +261,8 @@ def rl2_ppo_grad(
     clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
 ) -> tuple[Params, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """``grad_and_value(rl2_ppo_loss, has_aux=True)`` computed with ``torch.autograd.grad`` on
-    detached copies of ``params`` (the inputs are not touched): the same numbers, about 1.6x
-    faster eager on CPU for the GRU loop than ``torch.func.grad``'s per-op dispatch. It is the
+    detached copies of ``params`` (the inputs are not touched): the same numbers, faster eager on
+    CPU for the GRU loop than ``torch.func.grad``'s per-op dispatch (``docs/results/benchmarks.md``). It is the
     eager default of :func:`rl2_train_step`; use the ``torch.func`` form under ``torch.compile``
     or when nesting transforms."""
     leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}

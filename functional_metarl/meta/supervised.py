@@ -16,7 +16,7 @@ run a lean hot path: per task, ``grad`` of "adapt on the support set, then score
 ``vmap``-ed over tasks (one backward per task, batched), averaged over tasks. Nested
 ``torch.func.grad`` makes the second-order terms exact, and it is what ``torch.compile`` can
 trace end to end (``compile=True`` compiles the whole meta-gradient, static shapes; on CPU with
-inductor's ``cpp_wrapper``). The first call compiles (10-60 s); a new meta-batch size compiles
+inductor's ``cpp_wrapper``). The first call compiles (tens of seconds); a new meta-batch size compiles
 again, and dynamo keeps a limited number of compiled variants per function (``torch._dynamo.reset()``
 between many differently-shaped learners).
 
@@ -42,10 +42,10 @@ from ..optim import GradientTransformation, apply_updates
 from ..optim import meta_sgd as _meta_sgd_opt
 from ..tree import Params, tree_map
 from .. import checks
-from .maml import LossFn, adapt, check_task_batches
+from .maml import adapt
+from .task_batches import LossFn, check_task_batches
 
 __all__ = [
-    "LossFn",
     "MetaParams",
     "MetaLearner",
     "mse_loss",
@@ -152,7 +152,7 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compile(fn)`` with static shapes, chosen per device type on the first call.
 
     On CPU, inductor's ``cpp_wrapper`` (C++ host code instead of Python between kernels) cuts the
-    per-kernel overhead that dominates small meta-learning graphs (1.4-2x faster here).
+    per-kernel overhead that dominates small meta-learning graphs (``docs/results/benchmarks.md``).
     """
     compiled: dict[str, Callable[..., Any]] = {}
 

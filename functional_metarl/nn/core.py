@@ -31,10 +31,11 @@ __all__ = ["Functional", "mlp", "gaussian_policy", "categorical_policy", "ACTIVA
 class _SigmoidFormTanh(torch.autograd.Function):
     """``tanh(x) = 2 sigmoid(2x) - 1``, with torch's own ``tanh`` derivative.
 
-    Why: on the CPU, ``torch.tanh`` is about 3x slower than ``torch.sigmoid`` on the same tensor
-    (its kernel is a high-accuracy polynomial), and a tanh policy's forward passes are a quarter
-    of a MAML-TRPO meta-iteration. This form costs one sigmoid and two in-place scalings; its
-    error is at most 2e-7 (float32) / 4e-16 (float64) absolute, against torch's 3e-8 / 0.
+    Why: on the CPU, ``torch.tanh``'s kernel (a high-accuracy polynomial) is several times slower
+    than ``torch.sigmoid``'s, and a tanh policy's forward passes are a large share of a MAML-TRPO
+    meta-iteration (measurements: ``docs/results/benchmarks.md``, "Measurements behind the pure
+    layers"). This form costs one sigmoid and two in-place scalings; its error is at most 2e-7
+    (float32) / 4e-16 (float64) absolute.
     The backward and forward-mode rules are ``aten.tanh_backward`` on the saved output: the
     op torch's tanh differentiates with, so first and higher derivatives cost what they always did.
     """

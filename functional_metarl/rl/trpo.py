@@ -48,9 +48,8 @@ def gauss_newton_operator(
     ``g(w) = J^T w`` recorded with ``create_graph`` at a placeholder ``w``. ``J^T u`` is a backward
     pass through the forward; ``J v`` is the backward pass of the *linear* map ``g`` with
     cotangent ``v`` (the transpose of a transpose). Unlike a ``torch.func.jvp`` per product, this
-    neither recomputes the forward pass nor pays forward-mode dispatch on every op (one product on
-    a whole 2D-navigation meta-batch: 96 against 130 ms, ``benchmarks/maml_order.py``; relatively
-    more on TRPO's smaller curvature sample). The operator is therefore built with the autograd
+    neither recomputes the forward pass nor pays forward-mode dispatch on every op (timings in
+    ``docs/results/benchmarks.md``). The operator is therefore built with the autograd
     tape rather than ``torch.func`` transforms: use it at the runner level (as TRPO's step does),
     not inside ``vmap`` or ``grad``. ``output_curvature(old, u)`` may give ``M u`` in closed form;
     by default it is computed by a jvp of the divergence's gradient.
