@@ -1,5 +1,6 @@
 """The command line and run loop that ``maml_cheetah.py``, ``maml_ant.py`` and ``maml_metaworld.py``
-share: MAML-TRPO through ``runners.GymMAMLTrainer`` on a simulator task family. Each script adds
+share: MAML-TRPO through ``runners.MAMLTrainer`` with a ``runners.SimulatorSampler`` on a simulator
+task family. Each script adds
 its own task flags and builds its family; everything else (run sizes with a ``--paper`` preset,
 the trainer settings, resume, checks of the flags before anything is built, training) is here.
 The scripts run as ``python examples/<name>.py``, which puts this directory on ``sys.path``.
@@ -12,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functional_metarl.runners import CHECKPOINT_FILE, GymMAMLConfig, GymMAMLTrainer
+from functional_metarl.envs import success_rates
+from functional_metarl.runners import CHECKPOINT_FILE, MAMLConfig, MAMLTrainer, SimulatorSampler
 
 # The run sizes that --paper switches (argparse dest names).
 SIZE_FLAGS = ("iterations", "meta_batch_size", "episodes_per_task", "horizon")
@@ -27,7 +29,7 @@ def add_run_flags(parser: argparse.ArgumentParser, sizes: dict[str, tuple[int, i
         short, paper = sizes[name]
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
                             help=f"default {short} ({paper} with --paper)"
-                            + (" (meta-iterations: GymMAMLConfig.iterations)" if name == "iterations" else ""))
+                            + (" (meta-iterations: MAMLConfig.iterations)" if name == "iterations" else ""))
     parser.add_argument("--inner-lr", type=float, default=0.1)
     if first_order:
         parser.add_argument("--first-order", action="store_true")
@@ -59,17 +61,19 @@ def finish_run_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     return args
 
 
-def train(family: Any, args: argparse.Namespace, **trainer_kwargs: Any) -> tuple[GymMAMLTrainer, list[dict], float]:
+def train(family: Any, args: argparse.Namespace, success_key: str | None = None) -> tuple[MAMLTrainer, list[dict], float]:
     """Build the trainer from the flags (resuming with ``--resume``) and train it; returns
     ``(trainer, history, training seconds)``. The caller evaluates, writes metrics and closes it."""
-    config = GymMAMLConfig(
+    config = MAMLConfig(
         iterations=args.iterations, meta_batch_size=args.meta_batch_size,
-        episodes_per_task=args.episodes_per_task, inner_lr=args.inner_lr,
-        first_order=getattr(args, "first_order", False), vectorization=args.vectorization,
-        action_scale=args.action_scale, seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
+        episodes_per_task=args.episodes_per_task, horizon=family.horizon, inner_lr=args.inner_lr,
+        first_order=getattr(args, "first_order", False), seed=args.seed, device=args.device,
+        checkpoint_every=args.checkpoint_every,
     )
+    sampler = SimulatorSampler(family, seed=args.seed, vectorization=args.vectorization, action_scale=args.action_scale,
+                               success_key=success_key)
     output = Path(args.output)
-    trainer = GymMAMLTrainer(family, config, output_dir=output, **trainer_kwargs)
+    trainer = MAMLTrainer(config, output_dir=output, sampler=sampler)
     if args.resume:
         trainer.load_checkpoint(output / CHECKPOINT_FILE)
         print(f"resumed from {output / CHECKPOINT_FILE} at meta-iteration {trainer.iteration}")
@@ -103,12 +107,42 @@ def plot_returns(history: list[dict], path: Path, title: str, paper: float | Non
     plt.close(fig)
 
 
-def evaluate_before_after(trainer: GymMAMLTrainer, args: argparse.Namespace) -> tuple[dict, dict, float]:
+def before_after(trainer: MAMLTrainer, num_tasks: int, adapt_episodes: int, eval_episodes: int, *,
+                 split: str = "train", params: Any = None, seed: int | None = None) -> dict[str, Any]:
+    """Held-out evaluation, Meta-World's protocol (``metaworld.evaluation``): per task,
+    ``adapt_episodes`` rollouts of the meta-params, one inner step, then ``eval_episodes`` rollouts
+    of the adapted policy. Tasks and rollouts come from an evaluation sampler seeded with ``seed``
+    (default ``config.seed + 10_000``). Returns ``{"return_before", "return_after", "tasks"}`` and,
+    when the sampler counts success, ``"success_before"`` / ``"success_after"`` (per task, per
+    class, overall: ``envs.success_rates``)."""
+    params = trainer.params if params is None else params
+    seed = trainer.config.seed + 10_000 if seed is None else seed
+    sampler = trainer.sampler.for_evaluation(seed)
+    try:
+        tasks = sampler.sample_tasks(num_tasks, None, split)
+        before, info_before = trainer.sample(params, tasks, step=0, episodes_per_task=adapt_episodes, sampler=sampler)
+        adapted = trainer.adapt_batch(params, trainer.inner_batch(before))
+        after, info_after = trainer.sample(adapted, tasks, per_task=True, step=1, episodes_per_task=eval_episodes,
+                                           sampler=sampler)
+    finally:
+        sampler.close()
+    out: dict[str, Any] = {"tasks": len(tasks), "split": split, "adapt_episodes": adapt_episodes,
+                           "eval_episodes": eval_episodes,
+                           "return_before": float(before.rewards.sum(dim=1).mean()),
+                           "return_after": float(after.rewards.sum(dim=1).mean())}
+    if "success" in info_before:
+        names = [getattr(t, "env_name", trainer.sampler.family.name) for t in tasks]
+        out["success_before"] = success_rates(info_before["success"], names)
+        out["success_after"] = success_rates(info_after["success"], names)
+    return out
+
+
+def evaluate_before_after(trainer: MAMLTrainer, args: argparse.Namespace) -> tuple[dict, dict, float]:
     """Held-out return before and after one inner step for the best and the latest meta-params:
     ``(best, latest, seconds)``; prints the table."""
     start = time.perf_counter()
-    best = trainer.evaluate(args.eval_tasks, args.eval_episodes, args.eval_episodes, params=trainer.best_params)
-    latest = trainer.evaluate(args.eval_tasks, args.eval_episodes, args.eval_episodes)
+    best = before_after(trainer, args.eval_tasks, args.eval_episodes, args.eval_episodes, params=trainer.best_params)
+    latest = before_after(trainer, args.eval_tasks, args.eval_episodes, args.eval_episodes)
     seconds = time.perf_counter() - start
     print(f"\nheld-out evaluation on {args.eval_tasks} tasks x {args.eval_episodes} episodes (mean episode return)")
     print(f"{'':>14} | {'before':>8} | {'after 1 step':>12}")

@@ -31,7 +31,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _gym_maml_cli import add_run_flags, finish_run_flags, train  # noqa: E402
+from _gym_maml_cli import add_run_flags, before_after, finish_run_flags, train  # noqa: E402
 
 from functional_metarl.envs import METAWORLD_BENCHMARKS, MetaWorldFamily  # noqa: E402
 
@@ -82,8 +82,8 @@ def main() -> None:
     start = time.perf_counter()
     results = {}
     for split, key in (("train", "meta_train"), ("test", "meta_test")):
-        results[key] = trainer.evaluate(args.eval_tasks, args.adapt_episodes, args.eval_episodes, split=split,
-                                        params=trainer.best_params)
+        results[key] = before_after(trainer, args.eval_tasks, args.adapt_episodes, args.eval_episodes, split=split,
+                                    params=trainer.best_params)
     eval_seconds = time.perf_counter() - start
     trainer.write_metrics(evaluation={**results, "paper_maml": PAPER_MAML.get(args.benchmark),
                                       "train_seconds_this_run": train_seconds, "eval_seconds": eval_seconds})

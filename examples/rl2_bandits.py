@@ -30,13 +30,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from functional_metarl.envs import RL2_PAPER_GITTINS  # noqa: E402
+from functional_metarl.meta import maml_trial_returns  # noqa: E402
 from functional_metarl.runners import (  # noqa: E402
     CHECKPOINT_FILE,
-    DiscreteMAMLConfig,
-    DiscreteMAMLTrainer,
+    MAMLConfig,
+    MAMLTrainer,
     RL2Config,
     RL2Trainer,
+    SplitTrialSampler,
     keep_freed_cpu_memory,
+    make_rl2_env,
 )
 
 # Duan et al. 2016, Table 1, as quoted in issue #12: mean total reward per trial by (k, n).
@@ -100,15 +103,18 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
     total_train_seconds = sum(m["seconds"] for m in trainer.history)
     others, maml_extra = {}, {}
     if args.maml_iterations > 0:
-        fields = {k: getattr(config, k) for k in ("env", "num_arms", "num_pulls", "num_episodes", "seed", "device")}
-        maml = DiscreteMAMLTrainer(DiscreteMAMLConfig(**fields, iterations=args.maml_iterations,
-                                                      meta_batch_size=args.maml_meta_batch, inner_lr=args.maml_inner_lr,
-                                                      hidden=tuple(args.maml_hidden)), output / "maml")
+        sampler = SplitTrialSampler(make_rl2_env(config))  # half the trial before the inner step, half after
+        maml = MAMLTrainer(MAMLConfig(iterations=args.maml_iterations, meta_batch_size=args.maml_meta_batch,
+                                      inner_lr=args.maml_inner_lr, hidden=tuple(args.maml_hidden), horizon=sampler.horizon,
+                                      seed=config.seed, device=config.device, checkpoint_every=25),
+                           output / "maml", sampler=sampler)
         # Its own directory: every runner writes checkpoint.pt and metrics.json (runners.CHECKPOINT_FILE).
         if args.resume and (output / "maml" / CHECKPOINT_FILE).is_file():
             maml.load_checkpoint(output / "maml" / CHECKPOINT_FILE)
         maml.train(progress=not args.no_progress)
-        others["maml"] = maml.evaluate
+        others["maml"] = lambda tasks, env_noise, gumbel_u: maml_trial_returns(
+            maml.params, tasks, env_noise, gumbel_u, sampler.env, maml.policy, maml.inner_opt, num_pre=sampler.num_pre,
+            gamma=maml.config.gamma, gae_lambda=maml.config.gae_lambda)
         maml_extra = {"maml_config": maml.config.to_dict(), "maml_iterations": maml.history,
                       "maml_train_seconds_total": sum(m["seconds"] for m in maml.history)}
     start = time.perf_counter()

@@ -495,31 +495,53 @@ def test_split_trial_rollouts_is_pre_episodes_one_inner_step_then_post_episodes(
         split_trial_rollouts(params, tasks, noise.env, noise.gumbel_u, env, net, inner, num_pre=6)
 
 
-def test_discrete_maml_trainer_resume_is_bit_identical(tmp_path):
-    from functional_metarl.runners import DiscreteMAMLConfig, DiscreteMAMLTrainer
+def test_split_trial_maml_trainer_follows_the_protocol_and_resumes_bit_identically(tmp_path):
+    from functional_metarl.meta import TRPOConfig, make_rl_batches, split_trial_rollouts, trpo
+    from functional_metarl.runners import MAMLConfig, MAMLTrainer, SplitTrialSampler
 
-    def cfg(**kw):
-        return DiscreteMAMLConfig(**{**dict(num_arms=3, num_pulls=4, iterations=4, meta_batch_size=4, hidden=(4,),
-                                            device="cpu", checkpoint_every=2), **kw})
+    env = BernoulliBandits(3, 4)
 
-    straight = DiscreteMAMLTrainer(cfg(), tmp_path / "a")
+    def trainer(iterations=4, out=None):
+        config = MAMLConfig(iterations=iterations, meta_batch_size=4, hidden=(4,), inner_lr=0.5, horizon=1,
+                            device="cpu", checkpoint_every=2)
+        return MAMLTrainer(config, out, sampler=SplitTrialSampler(env))
+
+    # one iteration is split_trial_rollouts on the iteration's tasks and trial noise, then meta.trpo
+    first = trainer()
+    params0 = {k: v.clone() for k, v in first.params.items()}
+    gen = torch.Generator().manual_seed(0)
+    trial = first.sampler.sample_tasks(4, gen)
+    pre, post, train = split_trial_rollouts(params0, trial.tasks, trial.noise.env, trial.noise.gumbel_u, env,
+                                            first.policy, first.inner_opt, num_pre=2)
+    want, _, _ = trpo(first.policy, first.inner_opt, config=TRPOConfig()).update(params0, (), train,
+                                                                                 make_rl_batches(post))
+    row = first.train_iteration()
+    for k in want:
+        torch.testing.assert_close(first.params[k], want[k], rtol=1e-6, atol=1e-7)
+    assert row["pre_total"] == float(pre.rewards.sum(dim=(1, 2)).mean())
+    assert row["trial_return"] == row["pre_total"] + row["post_total"]
+
+    straight = trainer(out=tmp_path / "a")
     straight.train(progress=False)
-    DiscreteMAMLTrainer(cfg(iterations=2), tmp_path / "b").train(progress=False)
-    resumed = DiscreteMAMLTrainer(cfg(), tmp_path / "c")
+    trainer(iterations=2, out=tmp_path / "b").train(progress=False)
+    resumed = trainer(out=tmp_path / "c")
     resumed.load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
     resumed.train(progress=False)
     for k in straight.params:
         assert torch.equal(straight.params[k], resumed.params[k]), k
-    drop = ("seconds",)
-    assert [{k: v for k, v in m.items() if k not in drop} for m in straight.history] == \
-           [{k: v for k, v in m.items() if k not in drop} for m in resumed.history]
-    assert cfg().pre_episodes == 2 and cfg(num_pre=3).pre_episodes == 3
+    drop = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
+    assert drop(straight.history) == drop(resumed.history)
+
+    assert SplitTrialSampler(env).num_pre == 2 and SplitTrialSampler(env, num_pre=3).num_pre == 3
     with pytest.raises(ValueError, match="num_pre must be an int in"):
-        cfg(num_pre=4)
+        SplitTrialSampler(env, num_pre=4)
     with pytest.raises(ValueError, match=">= 2 episodes"):
-        cfg(num_pulls=1)
-    with pytest.raises(ValueError, match="inner_lr"):
-        cfg(inner_lr=-1.0)
+        SplitTrialSampler(BernoulliBandits(3, 1))
+    with pytest.raises(ValueError, match="inner_steps"):  # the protocol takes exactly one inner step
+        MAMLTrainer(MAMLConfig(horizon=1, inner_steps=2, device="cpu"), sampler=SplitTrialSampler(env))
+    with pytest.raises(ValueError, match="max_steps"):
+        straight.evaluate(num_tasks=2, max_steps=2)
+    assert set(straight.evaluate(num_tasks=2, max_steps=1)) == {"0", "1"}
 
 
 def test_mdp_example_smoke(tmp_path, monkeypatch):

@@ -4,6 +4,8 @@ MAML runner on top of them. MuJoCo tests skip without ``mujoco``, Meta-World tes
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import gymnasium as gym
@@ -27,7 +29,7 @@ from functional_metarl.envs import (
     success_rates,
 )
 from functional_metarl.nn import categorical_policy, gaussian_policy
-from functional_metarl.runners import GYM_MAML_CHECKPOINT, GymMAMLConfig, GymMAMLTrainer, TaskVectorSampler
+from functional_metarl.runners import CHECKPOINT_FILE, MAMLConfig, MAMLTrainer, SimulatorSampler, TaskVectorSampler
 
 try:
     import mujoco  # noqa: F401
@@ -390,16 +392,19 @@ def test_success_rates_per_task_per_class_and_overall():
 
 @needs_metaworld
 def test_metaworld_through_the_sampler_and_the_maml_runner(ml1, tmp_path):
-    config = GymMAMLConfig(meta_iterations=1, meta_batch_size=2, episodes_per_task=2, hidden=(8,), device="cpu",
-                           trpo={"fisher_subsample": 1})
+    config = MAMLConfig(iterations=1, meta_batch_size=2, episodes_per_task=2, hidden=(8,), device="cpu", horizon=15,
+                        trpo={"fisher_subsample": 1})
     family = MetaWorldFamily("ML1", "reach-v3", seed=0, horizon=15)
-    trainer = GymMAMLTrainer(family, config, output_dir=tmp_path, success_key="success")
+    trainer = MAMLTrainer(config, output_dir=tmp_path, sampler=SimulatorSampler(family, success_key="success"))
     trainer.train(progress=False)
     m = trainer.history[0]
     assert m["env_steps"] == 2 * 2 * 2 * 15 and 0 <= m["pre_success"] <= 1
-    out = trainer.evaluate(num_tasks=2, adapt_episodes=2, eval_episodes=3, split="test")
-    assert set(out["success_after"]) == {"per_task", "per_class", "overall"}
-    assert list(out["success_after"]["per_class"]) == ["reach-v3"]
+    returns, evaluation = trainer.evaluate_with_episodes(num_tasks=2, max_steps=1, episodes_per_task=3, split="test")
+    assert set(returns) == {"0", "1", "success_0", "success_1"} and 0 <= returns["success_1"] <= 1
+    solved = evaluation.info[1]["success"]
+    assert solved.shape == (2, 3) and solved.dtype == torch.bool
+    rates = success_rates(solved, [getattr(t, "env_name", family.name) for t in evaluation.tasks])
+    assert set(rates) == {"per_task", "per_class", "overall"} and list(rates["per_class"]) == ["reach-v3"]
     trainer.close()
 
 
@@ -408,23 +413,22 @@ def test_metaworld_through_the_sampler_and_the_maml_runner(ml1, tmp_path):
 def test_runner_resume_continues_exactly(tmp_path):
     """Two meta-iterations in one go == one, checkpoint, a fresh trainer loads it, one more."""
     family = HalfCheetahDir(horizon=8)
-    config = GymMAMLConfig(meta_iterations=2, meta_batch_size=2, episodes_per_task=2, hidden=(8,), device="cpu",
-                           checkpoint_every=1, trpo={"fisher_subsample": 1})
-    straight = GymMAMLTrainer(family, config)
+    config = MAMLConfig(iterations=2, meta_batch_size=2, episodes_per_task=2, hidden=(8,), device="cpu", horizon=8,
+                        checkpoint_every=1, trpo={"fisher_subsample": 1})
+    straight = MAMLTrainer(config, sampler=SimulatorSampler(family))
     straight.train(progress=False)
-    first = GymMAMLTrainer(family, GymMAMLConfig(**{**config.to_dict(), "meta_iterations": 1}), output_dir=tmp_path)
+    first = MAMLTrainer(dataclasses.replace(config, iterations=1), output_dir=tmp_path, sampler=SimulatorSampler(family))
     first.train(progress=False)
-    resumed = GymMAMLTrainer(family, config, output_dir=tmp_path)
-    assert GYM_MAML_CHECKPOINT == "checkpoint.pt"
-    resumed.load_checkpoint(tmp_path / GYM_MAML_CHECKPOINT)
+    resumed = MAMLTrainer(config, output_dir=tmp_path, sampler=SimulatorSampler(family))
+    resumed.load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert resumed.iteration == 1
     resumed.train(progress=False)
     for k in straight.params:
         torch.testing.assert_close(resumed.params[k], straight.params[k], rtol=0, atol=0)
     assert [m["post_return"] for m in resumed.history] == [m["post_return"] for m in straight.history]
     assert (tmp_path / "metrics.json").is_file()
-    with pytest.raises(ValueError, match="written for"):
-        GymMAMLTrainer(HalfCheetahVel(horizon=8), config).load_checkpoint(tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="sampler: the checkpoint was written with"):
+        MAMLTrainer(config, sampler=SimulatorSampler(HalfCheetahVel(horizon=8))).load_checkpoint(tmp_path / CHECKPOINT_FILE)
     for t in (straight, first, resumed):
         t.close()
 
@@ -456,7 +460,7 @@ def test_bad_task_family_and_task_values():
         HalfCheetahVel(horizon=0)
     with pytest.raises(ValueError, match="num_tasks"):
         HalfCheetahVel().sample_tasks(0, np.random.default_rng(0))
-    with pytest.raises(TypeError, match="numpy.random.Generator"):
+    with pytest.raises(TypeError, match="rng must be a Generator"):
         HalfCheetahVel().sample_tasks(3, 0)
     env.close()
 
@@ -511,7 +515,7 @@ def test_bad_sampler_input():
         with pytest.raises(ValueError, match="actions have 6 numbers but the policy outputs 2"):
             sampler.sample(wrong_act.init(0), [0.5, 1.0], wrong_act)
         discrete = categorical_policy(17, 6)
-        with pytest.raises(TypeError, match="distribution 'gaussian'"):
+        with pytest.raises(TypeError, match="distribution GAUSSIAN"):
             sampler.sample(discrete.init(0), [0.5, 1.0], discrete)
         policy = gaussian_policy(17, 6, hidden=(4,))
         params = policy.init(0)
@@ -526,19 +530,19 @@ def test_bad_sampler_input():
     assert isinstance(HalfCheetahVel(horizon=5).make_env(1.0), HalfCheetahVelEnv)
 
 
-def test_bad_runner_config():
-    with pytest.raises(ValueError, match="meta_batch_size"):
-        GymMAMLConfig(meta_batch_size=0)
-    with pytest.raises(ValueError, match="inner_lr"):
-        GymMAMLConfig(inner_lr=-1.0)
+def test_bad_simulator_sampler():
     with pytest.raises(ValueError, match="vectorization"):
-        GymMAMLConfig(vectorization="gpu")
+        SimulatorSampler(HalfCheetahVel(horizon=8), vectorization="gpu")
     with pytest.raises(ValueError, match="action_scale"):
-        GymMAMLConfig(action_scale=float("inf"))
-    with pytest.raises(TypeError, match="first_order must be a bool"):
-        GymMAMLConfig(first_order=1)
+        SimulatorSampler(HalfCheetahVel(horizon=8), action_scale=float("inf"))
+    with pytest.raises(TypeError, match="seed"):
+        SimulatorSampler(HalfCheetahVel(horizon=8), seed=1.5)
+    with pytest.raises(TypeError, match="deterministic"):
+        SimulatorSampler(HalfCheetahVel(horizon=8), deterministic="yes")
     with pytest.raises(TypeError, match="family must have"):
-        GymMAMLTrainer(object(), GymMAMLConfig(device="cpu"))
+        SimulatorSampler(object())
+    with pytest.raises(ValueError, match="horizon"):  # the config's horizon must be the family's
+        MAMLTrainer(MAMLConfig(horizon=9, device="cpu"), sampler=SimulatorSampler(HalfCheetahVel(horizon=8)))
 
 
 @pytest.mark.parametrize("example", ["maml_cheetah", "maml_ant", "maml_metaworld"])

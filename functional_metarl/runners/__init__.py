@@ -56,10 +56,8 @@ __all__ += ["RL2Config", "RL2Trainer", "make_rl2_env", "mean_and_stderr"]
 
 # Simulator meta-RL: the task-aware vector sampler and MAML-TRPO on top of it
 from .gym_sampler import TaskVectorSampler  # noqa: E402
-from .gym_maml import GymMAMLConfig, GymMAMLTrainer  # noqa: E402
+from .maml_samplers import MAMLSampler, PureFamilySampler, SimulatorSampler, SplitTrialSampler, SplitTrialTasks  # noqa: E402
+from .maml_trainer import Evaluation  # noqa: E402
 
-__all__ += ["TaskVectorSampler", "GymMAMLConfig", "GymMAMLTrainer"]
-
-from .maml_discrete import DiscreteMAMLConfig, DiscreteMAMLTrainer  # noqa: E402
-
-__all__ += ["DiscreteMAMLConfig", "DiscreteMAMLTrainer"]
+__all__ += ["TaskVectorSampler", "MAMLSampler", "PureFamilySampler", "SimulatorSampler", "SplitTrialSampler",
+            "SplitTrialTasks", "Evaluation"]

@@ -200,7 +200,7 @@ class RL2Trainer(Runner):
         Tasks and noise come from their own generator (``seed`` defaults to ``config.seed +
         10_000``), not from the training stream. ``others``: more agents, ``name -> fn(tasks,
         env_noise, gumbel_u) -> totals [B]``, scored on the same tasks and noise (e.g.
-        ``DiscreteMAMLTrainer.evaluate``).
+        ``meta.maml_trial_returns`` of a MAML trainer's params).
 
         Returns:
             ``{"<method>/mean", "<method>/stderr", "<method>/num_tasks"}`` for every method, plus
