@@ -130,6 +130,8 @@ def split_trial_rollouts(
     """
     n = env.trial_length // env.episode_length
     checks.int_in_range(num_pre, "num_pre", 1, n - 1)  # episodes before the inner step
+    checks.probability(gamma, "gamma")
+    checks.probability(gae_lambda, "gae_lambda")
     pre_noise, pre_u = split_trial_noise(env, env_noise, gumbel_u, 0, num_pre)
     post_noise, post_u = split_trial_noise(env, env_noise, gumbel_u, num_pre, n - num_pre)
     pre = categorical_episodes(params, tasks, pre_noise, pre_u, env, policy)

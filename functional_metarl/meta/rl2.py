@@ -223,6 +223,9 @@ def rl2_advantages(trial: Trial, gamma: float, gae_lambda: float) -> tuple[torch
     Episode ends inside the trial do not stop the recursion (the trial is the RL² episode);
     the value after the last step is 0. ``returns = advantages + values`` (the GAE(λ) return).
     """
+    checks.instance(trial, "trial", Trial)
+    checks.probability(gamma, "gamma")
+    checks.probability(gae_lambda, "gae_lambda")
     mask = torch.ones_like(trial.rewards)
     adv = gae(trial.rewards, trial.values, mask, gamma, gae_lambda)
     return adv, adv + trial.values
