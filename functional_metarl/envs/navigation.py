@@ -49,7 +49,8 @@ class Navigation2D:
     Args:
         horizon: steps per episode (``episode_length``).
         max_action: the per-coordinate bound of one move.
-        goal_low, goal_high: the box the goals are drawn from.
+        goal_low: the lower corner of the box the goals are drawn from.
+        goal_high: its upper corner.
         success_radius: an episode ends within this distance of its goal.
         action_scale: actions are multiplied by this before the clip (see the module docstring).
     """

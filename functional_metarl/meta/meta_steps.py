@@ -174,11 +174,13 @@ def trpo(
     differentiates through that estimator's inner objective (same values, its Jacobian).
 
     Args:
-        policy: the policy template; inner_opt: the inner optimizer.
+        policy: the policy template.
+        inner_opt: the inner optimizer.
         estimator: the meta-gradient estimator (``meta.MAML``, ``meta.E_MAML``, ``meta.DICE``,
             ``meta.LVC``).
         config: trust region, conjugate gradient, line search and curvature sample.
-        steps, first_order: the inner loop.
+        steps: inner steps.
+        first_order: treat the inner gradients as constants (first-order MAML).
         compile: ``torch.compile`` the meta-gradient and the line search's scoring.
     """
     _check_factory(policy, inner_opt, estimator, steps, first_order)

@@ -115,7 +115,10 @@ def maml_surrogate(
         valid: the post-update episodes, leaves ``[N, T, E, ...]``.
         old_log_prob: ``[N, T, E]``, or ``None`` to take the adapted policy itself (detached) as
             the old one: value and gradient are then those at the current params.
-        policy, inner_opt, steps, first_order: the inner loop.
+        policy: the policy template.
+        inner_opt: the inner optimizer.
+        steps: inner steps.
+        first_order: treat the inner gradients as constants.
         estimator: a ``meta.estimators.Estimator`` (default :data:`MAML`).
 
     Returns:

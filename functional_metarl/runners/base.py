@@ -203,8 +203,11 @@ class Runner:
             (``None``: nothing is written).
 
     Attributes:
-        config, device (resolved from ``config.device``), output_dir, iteration (iterations done),
-        history (one ``{"iteration": n, **metrics}`` row per iteration that returned metrics).
+        config: the settings.
+        device: resolved from ``config.device``.
+        output_dir: where files go, or ``None``.
+        iteration: iterations done.
+        history: one ``{"iteration": n, **metrics}`` row per iteration that returned metrics.
     """
 
     config_class: ClassVar[type[RunConfig]] = RunConfig
