@@ -128,14 +128,15 @@ def rollout(
                              f"got leading sizes {sorted(leading)}")
     forward = policy.apply_stacked if params_per_task else policy.apply
     batch = repeat_tasks(tasks, num_episodes)
+    has_noise = bool(optree.tree_leaves(env_noise))  # a noise-free family's NoNoise is passed as it is
     with torch.no_grad():
-        state, obs = env.reset(batch, noise_at(env_noise, 0))
+        state, obs = env.reset(batch, noise_at(env_noise, 0) if has_noise else env_noise)
         all_obs, all_actions, all_rewards, all_done = [], [], [], []
         for t in range(horizon):
             action = policy.distribution.sample(policy.distribution.params(forward(params, obs)), noise[t])
             all_obs.append(obs)
             all_actions.append(action)
-            state, obs, reward, done = env.step(state, action, batch, noise_at(env_noise, t))
+            state, obs, reward, done = env.step(state, action, batch, noise_at(env_noise, t) if has_noise else env_noise)
             all_rewards.append(reward)
             all_done.append(done)
         # The mask (step t happened = no step before it ended the episode) and the padding's
