@@ -155,6 +155,8 @@ class Functional:
     def init(self, seed: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Params:
         """Fresh parameters from ``seed``; the global RNG is left untouched."""
         checks.int_in_range(seed, "seed")
+        if dtype is not None and not dtype.is_floating_point:  # an integer dtype would truncate the init
+            raise TypeError(f"dtype must be a floating-point dtype (or None), got {dtype}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = self._make_module()

@@ -41,6 +41,8 @@ def noise_transform(eps: torch.Tensor) -> torch.Tensor:
 
 def factorised_noise(eps_in: torch.Tensor, eps_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias noise from factorised inputs: ``(f(eps_out) f(eps_in)^T [out, in], f(eps_out) [out])``."""
+    checks.floating_tensor(eps_in, "eps_in", ndim=1)
+    checks.floating_tensor(eps_out, "eps_out", ndim=1)
     f_out = noise_transform(eps_out)
     return torch.outer(f_out, noise_transform(eps_in)), f_out
 

@@ -177,7 +177,8 @@ class UniformReplay:
             raise ValueError(f"cannot sample a batch of {batch_size}: the buffer holds only {self.size} transitions")
 
     def gather(self, slots: torch.Tensor) -> Transition:
-        """The transitions at ``slots [B]`` (int64)."""
+        """The transitions at ``slots [B]`` (int64, each in ``[0, len(self))``)."""
+        checks.index_tensor(checks.tensor(slots, "slots", ndim=1), "slots", self.size)
         assert self._storage is not None
         slots = slots.to(self.device)
         return Transition(**{k: v[slots] for k, v in self._storage.items()})
@@ -290,6 +291,10 @@ def importance_weights(probs: torch.Tensor, size: int, beta: float | torch.Tenso
     Normalising by the batch maximum (rather than the maximum over the whole buffer) keeps
     ``w <= 1`` and only rescales the step (Schaul et al. 2016 normalise "by 1 / max_i w_i").
     """
+    checks.positive_int(size, "size")
+    checks.floating_tensor(probs, "probs", ndim=1)
+    if not isinstance(beta, torch.Tensor):
+        checks.probability(beta, "beta")
     w = (size * probs) ** (-beta)
     return w / w.max()
 
