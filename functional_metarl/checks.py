@@ -141,7 +141,8 @@ def instance(value: T, name: str, types: type | tuple[type, ...]) -> T:
     """``value`` if it is an instance of ``types``."""
     if not isinstance(value, types):
         expected = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-        raise ArgumentTypeError(f"{name} must be a {expected}, got {type(value).__name__}")
+        article = "an" if expected[0].lower() in "aeiou" else "a"
+        raise ArgumentTypeError(f"{name} must be {article} {expected}, got {type(value).__name__}")
     return value
 
 

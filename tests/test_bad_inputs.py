@@ -247,7 +247,7 @@ def _cases():
         # --- meta: RL
         ("make-rl-batches-nan-rewards",
          lambda: meta.make_rl_batches(_with(_episodes(), rewards=torch.full((2, 5, 3), float("nan")))),
-         ValueError, "episodes.rewards contain non-finite"),
+         ValueError, "episodes.rewards must be finite"),
         ("make-rl-batches-mask-values",
          lambda: meta.make_rl_batches(_with(_episodes(), mask=torch.full((2, 5, 3), 0.5))),
          ValueError, "episodes.mask must hold only 0 and 1"),
@@ -256,10 +256,10 @@ def _cases():
          ValueError, r"episodes.rewards expected shape \[N, T, E\]"),
         ("make-rl-batches-obs-shape",
          lambda: meta.make_rl_batches(_with(_episodes(), obs=torch.zeros(2, 5, 3))), ValueError, "episodes.obs"),
-        ("make-rl-batches-type", lambda: meta.make_rl_batches((1, 2, 3, 4)), TypeError, "episodes must be an envs.Episodes"),
+        ("make-rl-batches-type", lambda: meta.make_rl_batches((1, 2, 3, 4)), TypeError, "episodes must be an Episodes"),
         ("make-rl-batches-gamma", lambda: meta.make_rl_batches(_episodes(), gamma=2.0), ValueError, "gamma"),
         ("final-reward-batch-type", lambda: meta.scale_by_final_reward(_episodes(), 0.4), TypeError,
-         "batch must be an RLBatch"),
+         "batch must be an? RLBatch"),
         ("final-reward-no-rewards", lambda: meta.scale_by_final_reward(meta.RLBatch(*batches[:4]), 0.4), ValueError,
          "batch.rewards is None"),
         ("final-reward-unbatched", lambda: meta.scale_by_final_reward(meta.RLBatch(*(x[0] for x in batches[:5])), 0.4),
@@ -269,7 +269,7 @@ def _cases():
         ("final-reward-reference-bool", lambda: meta.scale_by_final_reward(batches, True), ValueError, "reference"),
         ("final-reward-window-zero", lambda: meta.scale_by_final_reward(batches, 0.4, window=0), ValueError, "window"),
         ("final-reward-window-long", lambda: meta.scale_by_final_reward(batches, 0.4, window=6), ValueError,
-         "window must be at most the horizon 5"),
+         r"window must be an int in \[1, 5\]"),
         ("final-reward-window-float", lambda: meta.scale_by_final_reward(batches, 0.4, window=2.5), TypeError, "window"),
         ("final-reward-positive-rewards",
          lambda: meta.scale_by_final_reward(batches._replace(rewards=batches.rewards.abs()), 0.4, window=2), ValueError,
@@ -290,16 +290,13 @@ def _cases():
         ("surrogate-task-count",
          lambda: meta.maml_surrogate(GAUSS_PARAMS, batches, _rl_batches(3), None, GAUSS, optim.sgd(0.1)),
          ValueError, "train has 2 tasks but valid has 3"),
-        ("trpo-config-type", lambda: meta.maml_trpo_step(GAUSS_PARAMS, batches, batches, GAUSS, optim.sgd(0.1),
-                                                         config={"max_kl": 0.01}), TypeError, "config must be a TRPOConfig"),
-        ("trpo-score-fn-type", lambda: meta.maml_trpo_step(GAUSS_PARAMS, batches, batches, GAUSS, optim.sgd(0.1),
-                                                           score_fn="compiled"), TypeError, "score_fn must be"),
-        ("score-fn-policy", lambda: meta.default_score_fn(GAUSS_PARAMS, optim.sgd(0.1), 1), TypeError, "policy"),
-        ("score-fn-inner-opt", lambda: meta.default_score_fn(GAUSS, "sgd", 1), TypeError, "inner_opt must be"),
-        ("score-fn-steps", lambda: meta.default_score_fn(GAUSS, optim.sgd(0.1), 0), ValueError, "inner steps must be"),
-        ("gradient-step-grad-fn-type",
-         lambda: meta.maml_gradient_step(GAUSS_PARAMS, None, batches, batches, GAUSS, optim.sgd(0.1), optim.adam(1e-3),
-                                         grad_fn=1), TypeError, "grad_fn must be"),
+        ("trpo-config-type", lambda: meta.trpo(GAUSS, optim.sgd(0.1), config={"max_kl": 0.01}), TypeError,
+         "config must be a TRPOConfig"),
+        ("trpo-compile-flag", lambda: meta.trpo(GAUSS, optim.sgd(0.1), compile="yes"), TypeError, "compile"),
+        ("score-fn-policy", lambda: meta.score_fn(GAUSS_PARAMS, optim.sgd(0.1)), TypeError, "policy"),
+        ("score-fn-steps", lambda: meta.score_fn(GAUSS, optim.sgd(0.1), steps=0), ValueError, "steps"),
+        ("gradient-step-meta-opt-type", lambda: meta.gradient(GAUSS, optim.sgd(0.1), "adam"), TypeError,
+         "meta_opt must be a GradientTransformation"),
         ("trpo-config-max-kl", lambda: meta.TRPOConfig(max_kl=0.0), ValueError, "max_kl"),
         ("trpo-config-curvature", lambda: meta.TRPOConfig(curvature="fisher"), ValueError, "curvature"),
         # --- runners: configs and devices
@@ -327,7 +324,8 @@ def test_bad_input_raises_a_clear_error(case):
 
 def test_case_count_is_what_the_readme_states():
     # The README's reliability section quotes the number of cases; keep them together.
-    count = len(CASES) + len(CHECKPOINT_CASES) + len(CLI_CASES)
+    count = (len(CASES) + len(CHECKPOINT_CASES) + len(CLI_CASES) + len(_RUNNER_CONFIG_CASES) + len(PURE_LAYER_CASES)
+             + len(MAML_LAYER_CASES))
     stated = re.search(r"holds (\d+) such cases", (ROOT / "README.md").read_text())
     assert stated is not None and int(stated.group(1)) == count
     assert count >= 60
@@ -380,9 +378,9 @@ CLI_CASES = [
     (["--inner-lr", "-0.1"], "inner_lr"),
     (["--device", "banana"], "device"),
     (["--resume", "--output", "{tmp}/nothing"], "no checkpoint"),
-    (["--estimator", "dicey"], "--estimator"),
-    (["--promp-epochs", "0"], "epochs"),
-    (["--promp-clip", "-0.2"], "clip_eps"),
+    (["--estimator", "dicey"], "estimator"),
+    (["--promp.epochs", "0"], "epochs"),
+    (["--promp.clip-eps", "-0.2"], "clip_eps"),
     (["--proportional-inner-step", "0"], "proportional_inner_step"),
 ]
 
@@ -390,6 +388,7 @@ CLI_CASES = [
 def _load_example(name: str):
     spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -414,7 +413,7 @@ def test_maml_nav_cli_accepts_good_flags(tmp_path, monkeypatch):
     example = _load_example("maml_nav")
     monkeypatch.setattr(sys, "argv", ["maml_nav.py", "--eval-lrs", "0.1", "0.05", "--output", str(tmp_path)])
     args = example.parse_args()
-    assert args.config.meta_batch_size == 20 and args.eval_lrs == [0.1, 0.05]
+    assert args.config.meta_batch_size == 20 and args.eval_lrs == (0.1, 0.05)
 
 
 # ============================================================================= runner configs
@@ -686,6 +685,130 @@ PURE_LAYER_CASES = _pure_layer_cases()
 
 @pytest.mark.parametrize("case", PURE_LAYER_CASES, ids=[c[0] for c in PURE_LAYER_CASES])
 def test_pure_layers_reject_bad_input(case):
+    _, call, exc, pattern = case
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+# ============================================================================= MAML-RL layer (issue 24)
+# The meta-steps, estimators, surrogates and batches of the redesigned MAML-RL layer, the MAML
+# trainer's config and samplers, the distributions and the checks themselves: wrong kinds (a
+# string or bool where a value, number or flag is meant, a float where a count is meant),
+# values out of range, masks that are not 0/1, mismatched batches. (id, call, exception, regex).
+def _maml_layer_cases():
+    from functional_metarl import checks, distributions
+    from functional_metarl.envs import BernoulliBandits
+
+    batches = _rl_batches()
+    inner = optim.sgd(0.1)
+    step = meta.trpo(GAUSS, inner)
+    episodes = _episodes()
+    return [
+        ("meta-trpo-estimator-string", lambda: meta.trpo(GAUSS, inner, estimator="lvc"), TypeError,
+         "estimator must be an? Estimator"),
+        ("meta-trpo-steps-bool", lambda: meta.trpo(GAUSS, inner, steps=True), TypeError, "steps must be an int"),
+        ("meta-trpo-steps-float", lambda: meta.trpo(GAUSS, inner, steps=1.0), TypeError, "steps must be an int"),
+        ("meta-trpo-first-order-string", lambda: meta.trpo(GAUSS, inner, first_order="false"), TypeError,
+         "first_order must be a bool"),
+        ("meta-trpo-non-policy", lambda: meta.trpo(MLP, inner), ValueError, "policy must be a policy template"),
+        ("meta-trpo-inner-opt-string", lambda: meta.trpo(GAUSS, "sgd"), TypeError, "inner_opt must be"),
+        ("meta-trpo-train-tuple-length", lambda: step.update(GAUSS_PARAMS, (), (batches, batches), batches),
+         ValueError, "2 per-step inner batches for 1 inner steps"),
+        ("meta-trpo-train-kind", lambda: step.update(GAUSS_PARAMS, (), [1, 2], batches), TypeError,
+         "train must be an RLBatch or a tuple of RLBatches"),
+        ("meta-trpo-valid-kind", lambda: step.update(GAUSS_PARAMS, (), batches, "valid"), TypeError,
+         "valid must be a RLBatch"),
+        ("meta-trpo-valid-missing-task-axis",
+         lambda: step.update(GAUSS_PARAMS, (), batches, meta.RLBatch(*(x[0] for x in batches))), ValueError,
+         r"valid.mask expected shape \[N, T, E\]"),
+        ("meta-emaml-without-post-rewards",
+         lambda: meta.trpo(GAUSS, inner, estimator=meta.E_MAML).update(GAUSS_PARAMS, (), batches,
+                                                                     meta.RLBatch(*batches[:4])),
+         ValueError, "needs the post-update rewards"),
+        ("meta-gradient-meta-opt-kind", lambda: meta.gradient(GAUSS, inner, optim.adam), TypeError, "meta_opt"),
+        ("meta-promp-config-kind", lambda: meta.promp(GAUSS, inner, optim.adam(), config={"epochs": 2}), TypeError,
+         "config must be a ProMPConfig"),
+        ("meta-promp-meta-grad-given",
+         lambda: meta.promp(GAUSS, inner, optim.adam()).update(GAUSS_PARAMS, None, batches, batches, meta_grad=1),
+         ValueError, "meta_grad"),
+        ("meta-promp-state-kind",
+         lambda: meta.promp(GAUSS, inner, optim.adam()).update(GAUSS_PARAMS, optim.adam().init(GAUSS_PARAMS), batches,
+                                                               batches), TypeError, "state must be a ProMPState"),
+        ("meta-estimator-named-unknown", lambda: meta.estimator_named("dcie"), ValueError, "estimator must be one of"),
+        ("meta-estimator-named-number", lambda: meta.estimator_named(3), TypeError, "estimator must be a str"),
+        ("meta-inner-loss-estimator-string", lambda: meta.inner_loss(GAUSS_PARAMS, meta.RLBatch(*(x[0] for x in batches)),
+                                                                     GAUSS, estimator="dice"), TypeError, "estimator"),
+        ("meta-surrogate-first-order-int",
+         lambda: meta.maml_surrogate(GAUSS_PARAMS, batches, batches, None, GAUSS, inner, first_order=1), TypeError,
+         "first_order must be a bool"),
+        ("meta-adapt-rl-train-kind", lambda: meta.adapt_rl(GAUSS_PARAMS, "train", GAUSS, inner), TypeError,
+         "train must be an RLBatch"),
+        ("meta-policy-distribution-flag", lambda: meta.policy_distribution(GAUSS_PARAMS, torch.zeros(3, 2), GAUSS,
+                                                                          params_per_task="no"), TypeError,
+         "params_per_task must be a bool"),
+        ("meta-batches-mask-not-binary", lambda: meta.make_rl_batches(_with(episodes, mask=episodes.mask * 0.5)),
+         ValueError, "episodes.mask must hold only 0 and 1"),
+        ("meta-batches-gamma-string", lambda: meta.make_rl_batches(episodes, gamma="0.99"), TypeError,
+         "gamma must be a number"),
+        ("meta-batches-normalize-int", lambda: meta.make_rl_batches(episodes, normalize=1), TypeError,
+         "normalize must be a bool"),
+        ("meta-batches-obs-nan",
+         lambda: meta.make_rl_batches(_with(episodes, obs=episodes.obs * float("nan"))), ValueError,
+         "episodes.obs must be finite"),
+        ("meta-final-reward-reference-bool", lambda: meta.scale_by_final_reward(batches, True), TypeError,
+         "reference must be a number"),
+        # the MAML trainer's config and samplers
+        ("maml-config-estimator-number", lambda: runners.MAMLConfig(estimator=3), TypeError, "estimator must be one of"),
+        ("maml-config-meta-optimizer", lambda: runners.MAMLConfig(meta_optimizer="sgd"), ValueError,
+         "meta_optimizer must be one of"),
+        ("maml-config-gamma-string", lambda: runners.MAMLConfig(gamma="0.99"), TypeError, "gamma must be a number"),
+        ("maml-config-inner-lr-inf", lambda: runners.MAMLConfig(inner_lr=float("inf")), ValueError, "inner_lr"),
+        ("maml-config-hidden-float", lambda: runners.MAMLConfig(hidden=(64, 32.0)), TypeError, r"hidden\[1\]"),
+        ("maml-config-mean-bound-nan", lambda: runners.MAMLConfig(mean_bound=float("nan")), ValueError, "mean_bound"),
+        ("maml-trainer-sampler-kind", lambda: runners.MAMLTrainer(runners.MAMLConfig(device="cpu"), sampler=NAV),
+         TypeError, "sampler must be a MAMLSampler"),
+        ("maml-trainer-meta-step-kind",
+         lambda: runners.MAMLTrainer(runners.MAMLConfig(device="cpu"), meta_step=lambda *a: a), TypeError,
+         "meta_step must be a MetaStep"),
+        ("maml-trainer-discrete-mean-bound",
+         lambda: runners.MAMLTrainer(runners.MAMLConfig(horizon=1, mean_bound=1.0, device="cpu"),
+                                     sampler=runners.SplitTrialSampler(BernoulliBandits(3, 4))), ValueError,
+         "mean_bound"),
+        ("split-trial-env-kind", lambda: runners.SplitTrialSampler(NAV), TypeError, "trials"),
+        ("split-trial-num-pre-float", lambda: runners.SplitTrialSampler(BernoulliBandits(3, 4), num_pre=1.0), TypeError,
+         "num_pre must be an int"),
+        ("pure-sampler-discrete-family", lambda: runners.PureFamilySampler(BernoulliBandits(3, 4)), ValueError,
+         "continuous actions"),
+        ("maml-evaluate-max-steps-float",
+         lambda: runners.MAMLTrainer(runners.MAMLConfig(device="cpu", hidden=(4,))).evaluate(max_steps=1.0), TypeError,
+         "max_steps must be an int"),
+        ("maml-evaluate-inner-lrs-bool",
+         lambda: runners.MAMLTrainer(runners.MAMLConfig(device="cpu", hidden=(4,))).evaluate(inner_lrs=(True,)),
+         TypeError, r"inner_lrs\[0\] must be a number"),
+        # distributions, optimizers and the checks
+        ("functional-distribution-string", lambda: nn.Functional(lambda: torch.nn.Linear(1, 1), 1,
+                                                                 distribution="gaussian"), TypeError, "distribution"),
+        ("sample-noise-distribution-string", lambda: envs.sample_noise(5, 2, 3, 2, None, distribution="categorical"),
+         TypeError, "distribution"),
+        ("optim-chain-empty", lambda: optim.chain(), ValueError, "at least one"),
+        ("optim-chain-kind", lambda: optim.chain(optim.sgd(0.1), "adam"), TypeError, r"transforms\[1\]"),
+        ("optim-clip-negative", lambda: optim.clip_by_global_norm(-1.0), ValueError, "max_norm"),
+        ("optim-clip-bool", lambda: optim.clip_by_global_norm(True), TypeError, "max_norm"),
+        ("checks-one-of-kind", lambda: checks.one_of(1, "mode", ("a", "b")), TypeError, "mode must be one of"),
+        ("checks-same-structure", lambda: checks.same_structure({"a": torch.zeros(1)}, "updates",
+                                                                {"b": torch.zeros(1)}, "params"), ValueError,
+         "updates must have the keys of params"),
+        ("distributions-gaussian-shape", lambda: distributions.GAUSSIAN.log_prob((torch.zeros(3, 2), torch.zeros(2)),
+                                                                                torch.zeros(3, 3)), ValueError,
+         "x expected a shape"),
+    ]
+
+
+MAML_LAYER_CASES = _maml_layer_cases()
+
+
+@pytest.mark.parametrize("case", MAML_LAYER_CASES, ids=[c[0] for c in MAML_LAYER_CASES])
+def test_maml_layer_rejects_bad_input(case):
     _, call, exc, pattern = case
     with pytest.raises(exc, match=pattern):
         call()
