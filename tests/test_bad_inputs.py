@@ -677,6 +677,15 @@ def _pure_layer_cases():
         ("last-layer-empty", lambda: meta.last_layer({}), ValueError, "params must be a non-empty dict"),
         ("meta-update-outer-opt", lambda: meta.meta_update(learner, "adam", learner.init(SINE_PARAMS), (), support, query),
          TypeError, "outer_opt must be a GradientTransformation"),
+        # late additions: replay gather / importance weights, template init dtype, noisy-net noise, params dicts
+        ("replay-gather-slot-out-of-range", lambda: per.gather(torch.tensor([5])), ValueError,
+         r"slots must hold indices in \[0, 2\)"),
+        ("importance-weights-beta-above-one", lambda: runners.importance_weights(torch.full((2,), 0.5), 2, 1.5),
+         ValueError, "beta"),
+        ("template-init-integer-dtype", lambda: MLP.init(0, dtype=torch.long), TypeError, "dtype must be a floating-point"),
+        ("factorised-noise-2d", lambda: nn.factorised_noise(torch.zeros(2, 2), torch.zeros(3)), ValueError,
+         "eps_in must have 1 axes"),
+        ("params-dict-empty", lambda: fm.checks.params_dict({}, "params"), ValueError, "params must be a non-empty dict"),
     ]
 
 
