@@ -95,6 +95,6 @@ def test_the_walk_sees_the_whole_library():
     # a guard on the guard: the walk must find the core entry points
     names = {q for q, _ in OBJECTS}
     for expected in ("functional_metarl.meta.maml.maml_loss", "functional_metarl.envs.rollout.rollout",
-                     "functional_metarl.meta.maml_rl.maml_trpo_step", "functional_metarl.nn.core.Functional"):
+                     "functional_metarl.meta.meta_steps.trpo", "functional_metarl.nn.core.Functional"):
         assert expected in names
     assert len(OBJECTS) > 150

@@ -109,11 +109,13 @@ class PureFamilySampler:
         return f"PureFamilySampler({_describe(self.env)})"
 
     def sample_tasks(self, num_tasks: int, generator: torch.Generator, split: str = "train") -> Any:
+        """``num_tasks`` tasks of the family from ``generator`` (the family has one split)."""
         checks.one_of(split, "split", ("train",))
         return self.env.sample_tasks(num_tasks, generator)
 
     def sample(self, params: Params, tasks: Any, policy: Functional, *, per_task: bool, step: int,
                episodes_per_task: int, generator: torch.Generator) -> tuple[Episodes, EpisodeInfo]:
+        """Episodes of ``envs.rollout`` with action noise from ``generator``; no extra info."""
         num_tasks = next(x for x in tasks if isinstance(x, torch.Tensor)).shape[0]
         noise = sample_noise(self.horizon, num_tasks, episodes_per_task, self.action_size, generator)
         episodes = rollout(params, tasks, noise, self.env, policy, params_per_task=per_task)
@@ -122,17 +124,21 @@ class PureFamilySampler:
         return episodes, {}
 
     def for_evaluation(self, seed: int, deterministic: bool = False) -> PureFamilySampler:
+        """Itself: it keeps no state (evaluation draws from its own generator)."""
         if deterministic:
             raise ValueError("deterministic: PureFamilySampler always samples actions")
         return self
 
     def state_dict(self) -> dict[str, Any]:
+        """Nothing: its draws come from the trainer's generator."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
         pass
 
     def close(self) -> None:
+        """Nothing to release."""
         pass
 
 
@@ -176,12 +182,14 @@ class SplitTrialSampler:
         return f"SplitTrialSampler({_describe(self.env)}, num_pre={self.num_pre})"
 
     def sample_tasks(self, num_tasks: int, generator: torch.Generator, split: str = "train") -> SplitTrialTasks:
+        """``num_tasks`` tasks and the noise of one trial each, from ``generator``."""
         checks.one_of(split, "split", ("train",))
         tasks = self.env.sample_tasks(num_tasks, generator)
         return SplitTrialTasks(tasks, sample_rl2_noise(self.env, num_tasks, 0, generator))
 
     def sample(self, params: Params, tasks: SplitTrialTasks, policy: Functional, *, per_task: bool, step: int,
                episodes_per_task: int, generator: torch.Generator) -> tuple[Episodes, EpisodeInfo]:
+        """The trial's first ``num_pre`` episodes (``step`` 0) or the rest (``step`` 1)."""
         # The meta-params play the trial's first episodes; the adapted params the rest.
         checks.int_in_range(step, "step", 0, 1)
         first, count = (self.num_pre, self.num_episodes - self.num_pre) if step == 1 else (0, self.num_pre)
@@ -190,17 +198,21 @@ class SplitTrialSampler:
                                     params_per_task=per_task), {}
 
     def for_evaluation(self, seed: int, deterministic: bool = False) -> SplitTrialSampler:
+        """Itself: it keeps no state (evaluation draws from its own generator)."""
         if deterministic:
             raise ValueError("deterministic: SplitTrialSampler always samples actions")
         return self
 
     def state_dict(self) -> dict[str, Any]:
+        """Nothing: its draws come from the trainer's generator."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
         pass
 
     def close(self) -> None:
+        """Nothing to release."""
         pass
 
 
@@ -246,6 +258,7 @@ class SimulatorSampler:
         return f"SimulatorSampler({self.family!r})"
 
     def sample_tasks(self, num_tasks: int, generator: torch.Generator | None = None, split: str = "train") -> list:
+        """``num_tasks`` tasks of ``split`` from the sampler's own numpy generator (``generator`` is unused)."""
         if hasattr(self.family, "classes"):
             return self.family.sample_tasks(num_tasks, self.task_rng, split)
         checks.one_of(split, "split", ("train",))
@@ -268,6 +281,7 @@ class SimulatorSampler:
 
     def sample(self, params: Params, tasks: list, policy: Functional, *, per_task: bool, step: int,
                episodes_per_task: int, generator: torch.Generator | None = None) -> tuple[Episodes, EpisodeInfo]:
+        """One episode per sub-env of the vector sampler for this batch shape; ``"success"`` ``[N, E]`` in the info with a success key."""
         vector = self.vector_sampler(len(tasks), episodes_per_task)
         keys = (self.success_key,) if self.success_key else ()
         episodes, info = vector.sample_with_info(params, tasks, policy, params_per_task=per_task,
@@ -276,14 +290,17 @@ class SimulatorSampler:
         return episodes, extra
 
     def for_evaluation(self, seed: int, deterministic: bool = False) -> SimulatorSampler:
+        """A new sampler of the same family and settings, seeded with ``seed``."""
         return SimulatorSampler(self.family, seed=seed, vectorization=self.vectorization,
                                 action_scale=self.action_scale, success_key=self.success_key, deterministic=deterministic)
 
     def state_dict(self) -> dict[str, Any]:
+        """The task generator's and the vector sampler's states."""
         return {"task_rng": self.task_rng.bit_generator.state,
                 "vector": None if self._vector is None else self._vector.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (a vector sampler built later takes its part)."""
         self.task_rng.bit_generator.state = state["task_rng"]
         if self._vector is not None and state["vector"] is not None:
             self._vector.load_state_dict(state["vector"])
@@ -291,6 +308,7 @@ class SimulatorSampler:
             self._pending_state = state["vector"]
 
     def close(self) -> None:
+        """Close the vector sampler's sub-envs."""
         if self._vector is not None:
             self._vector.close()
             self._vector = None

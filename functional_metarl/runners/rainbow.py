@@ -160,7 +160,7 @@ def episode_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed % 2**63, episode]).generate_state(1)[0])
 
 
-def make_vector_env(config: RainbowConfig, seed_offset: int = 0):
+def make_vector_env(config: RainbowConfig, seed_offset: int = 0) -> "gymnasium.vector.SyncVectorEnv":
     """A sync gymnasium vector env with same-step auto-reset (final obs in ``info``)."""
     import gymnasium as gym
 
