@@ -163,8 +163,8 @@ def tensor(value: object, name: str, *, ndim: int | None = None, shape: tuple[in
     if ndim is not None and value.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} axes, got shape {tuple(value.shape)}")
     if shape is not None and (value.ndim != len(shape) or any(s not in (-1, v) for s, v in zip(shape, value.shape))):
-        wanted = "[" + ", ".join("*" if s == -1 else str(s) for s in shape) + "]"
-        raise ValueError(f"{name} expected shape {wanted}, got {list(value.shape)}")
+        wanted = str(tuple(shape)) if -1 not in shape else "(" + ", ".join("*" if s == -1 else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} expected shape {wanted}, got {tuple(value.shape)}")
     return value
 
 

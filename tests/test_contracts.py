@@ -132,7 +132,7 @@ def test_tensor_checks():
         checks.finite_tensor(torch.tensor([1.0, math.inf]), "r")
     with pytest.raises(ValueError, match=r"b expected shape \(2,\) \(as a\)"):
         checks.same_shape(torch.zeros(3), "b", floats, "a")
-    with pytest.raises(ValueError, match=r"t expected shape \[\*, 2\], got \[2, 3\]"):
+    with pytest.raises(ValueError, match=r"t expected shape \(\*, 2\), got \(2, 3\)"):
         checks.tensor(torch.zeros(2, 3), "t", shape=(-1, 2))
 
 
