@@ -97,7 +97,6 @@ class PPOConfig(NamedTuple):
     entropy_coef: float = 0.01
     gamma: float = 0.99
     gae_lambda: float = 0.3
-    max_grad_norm: float = 0.5
     normalize_advantages: bool = True
     reward_scale: float = 1.0  # rewards are multiplied by this for the advantages and value targets
 
@@ -108,7 +107,7 @@ def _check_ppo_config(config: PPOConfig, num_trials: int) -> None:
         checks.positive_int(getattr(config, name), f"config.{name}")
     if num_trials % config.num_minibatches != 0:
         raise ValueError(f"config.num_minibatches ({config.num_minibatches}) must divide the number of trials ({num_trials})")
-    for name in ("clip_eps", "max_grad_norm", "reward_scale"):
+    for name in ("clip_eps", "reward_scale"):
         checks.positive_number(getattr(config, name), f"config.{name}")
     for name in ("value_coef", "entropy_coef"):
         checks.non_negative_number(getattr(config, name), f"config.{name}")
@@ -287,7 +286,7 @@ def rl2_train_step(
     """One RL² iteration: a trial on each of the ``B`` tasks, then ``config.epochs`` PPO epochs of
     ``config.num_minibatches`` minibatches (trials split by ``noise.perms``), each an ``optimizer``
     step on :func:`rl2_ppo_loss`. Gradient clipping is part of the optimizer, composed by the
-    caller: ``optim.chain(optim.clip_by_global_norm(config.max_grad_norm), optim.adam(lr))`` (as
+    caller: ``optim.chain(optim.clip_by_global_norm(max_grad_norm), optim.adam(lr))`` (as
     ``runners.RL2Trainer`` does); the step itself never clips.
 
     Returns ``(params, opt_state, stats)``; ``stats`` are 0-d tensors (``trial_return``: mean total

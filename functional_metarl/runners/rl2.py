@@ -99,8 +99,9 @@ class RL2Config(RunConfig):
 
     def ppo(self, iteration: int = 0) -> PPOConfig:
         """The PPO part as a ``meta.PPOConfig``, with the entropy coefficient of ``iteration``."""
-        return PPOConfig(self.epochs, self.num_minibatches, float(self.clip_eps), float(self.value_coef),
-                         self.entropy_coef_at(iteration), float(self.gamma), float(self.gae_lambda), float(self.max_grad_norm),
+        return PPOConfig(epochs=self.epochs, num_minibatches=self.num_minibatches, clip_eps=float(self.clip_eps),
+                         value_coef=float(self.value_coef), entropy_coef=self.entropy_coef_at(iteration),
+                         gamma=float(self.gamma), gae_lambda=float(self.gae_lambda),
                          reward_scale=float(self.reward_scale))
 
 
