@@ -14,6 +14,8 @@ Used to check "same seed, same numbers" across the runner-base refactor (see
 - deep Option-Critic's per-episode ``"episodes"`` (a file with ``"rounds"``) are grouped into
   rounds of ``config["num_envs"]`` episodes and averaged (``numpy.mean`` in the order they
   ended, as the runner does), its last ``"evaluations"`` entry is its ``eval``;
+- the MAML examples' old ``"eval"`` / ``"eval_final"`` are compared as the new ``eval``'s
+  ``"best"`` / ``"final"``;
 - old Rainbow's end-of-run ``"summary"`` is compared with the last value of each of its metrics
   in the other file.
 
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 # Metrics that measure wall-clock time, not training: never equal between two runs.
-TIMING = {"seconds", "steps_per_second", "env_steps_per_s", "updates_per_s", "wall_seconds", "time"}
+TIMING = {"seconds", "sampling_seconds", "steps_per_second", "env_steps_per_s", "updates_per_s", "wall_seconds", "time"}
 # Keys renamed by the refactor: old name -> new name.
 RENAMES = {"mean_steps_to_goal": "steps_to_goal", "iteration": "iteration"}
 # Row keys that are indices, not metrics.
@@ -81,6 +83,8 @@ def series(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
 def flat_eval(payload: dict[str, Any]) -> dict[str, float]:
     """``eval`` (or an old ``extra`` / ``evaluations`` / ``doorway_termination``) flattened to ``"a/b" -> float``."""
     ev = payload.get("eval")
+    if "eval_final" in payload:  # the MAML examples before the runner base: best params' eval beside the latest's
+        ev = {"best": ev, "final": payload["eval_final"]}
     if ev is None and isinstance(payload.get("extra"), dict):
         ev = payload["extra"]
     if ev is None and payload.get("evaluations"):

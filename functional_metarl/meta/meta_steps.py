@@ -75,7 +75,7 @@ class TRPOConfig:
 
     curvature: ``"exact"`` (default) = Hessian of the mean KL in the meta-params *through* the
     adaptation, computed exactly as a Gauss-Newton/Fisher product (what pytorch-maml-rl's
-    double-backward HVP computes, about 3x cheaper); ``"adapted"`` = Fisher of the adapted
+    double-backward HVP computes, at a fraction of its cost); ``"adapted"`` = Fisher of the adapted
     policies in their own params, ignoring the inner step's Jacobian. ``"adapted"`` makes each
     product cheaper but misjudges the KL along the step, so the line search backtracks further
     and learning is slower per meta-iteration.
