@@ -37,8 +37,9 @@ class ToyConfig(RunConfig):
     batch: int = 8
     kill_at: int = 0  # send SIGTERM/SIGINT to this process at this iteration (0: never)
     kill_signal: int = int(signal.SIGTERM)
+    nan_at: int = 0  # return a NaN loss at this iteration (0: never)
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("kill_at",)
+    RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("kill_at", "nan_at")
 
 
 class ToyRunner(Runner):
@@ -65,6 +66,8 @@ class ToyRunner(Runner):
             return ((x @ p["w"] + p["b"] - y) ** 2).mean()
 
         grads, loss = torch.func.grad_and_value(loss_fn)(self.params)
+        if self.config.nan_at and self.iteration + 1 == self.config.nan_at:
+            loss, grads = loss * float("nan"), {k: g * float("nan") for k, g in grads.items()}
         updates, self.opt_state = self.opt.update(grads, self.opt_state, self.params)
         self.params = optim.apply_updates(self.params, updates)
         return {"loss": float(loss)}
@@ -239,3 +242,123 @@ def test_config_validation():
     assert ToyConfig.from_dict(ToyConfig(lr=0.5).to_dict()) == ToyConfig(lr=0.5)
     with pytest.raises(ValueError, match=r"no settings \['nope'\]"):
         ToyConfig.from_dict({"nope": 1})
+
+
+# ---------------------------------------------------------------------------- faults
+# The fault cases README.md's Reliability section counts: a signal mid-run (above, and resumed
+# bit for bit below), a non-finite metric, a run directory of other settings, a truncated
+# checkpoint. None of them leaves a corrupt checkpoint.
+
+_KILLED_CHILD = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_runner_base import ToyConfig, ToyRunner
+    ToyRunner(ToyConfig(iterations=8, checkpoint_every=2, kill_at=5), {out!r}).train(progress=False)
+    print("finished")  # never reached: SIGTERM ends the process after the checkpoint
+""")
+
+
+def test_sigterm_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    """A separate process is killed with SIGTERM at iteration 5 of 8 (checkpoints every 2): it
+    checkpoints after iteration 5 and exits by the signal; resuming ends at exactly the params,
+    optimizer state, generator state and history of a run that was never interrupted."""
+    out = tmp_path / "killed"
+    code = _KILLED_CHILD.format(tests=str(Path(__file__).parent), out=str(out))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == -signal.SIGTERM and "finished" not in proc.stdout, proc.stderr
+    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["iteration"] == 5
+    resumed = ToyRunner(ToyConfig(iterations=8, checkpoint_every=2), out)
+    resumed.load_checkpoint(out / CHECKPOINT_FILE)
+    resumed.train(progress=False)
+    whole = ToyRunner(ToyConfig(iterations=8, checkpoint_every=2), tmp_path / "whole")
+    whole.train(progress=False)
+    assert resumed.iteration == whole.iteration == 8
+    assert resumed.history == whole.history
+    for k in whole.params:
+        assert torch.equal(resumed.params[k], whole.params[k])
+    for a, b in zip(resumed.opt_state, whole.opt_state):
+        for k in whole.params:
+            assert torch.equal(a[k] if isinstance(a, dict) else a, b[k] if isinstance(b, dict) else b)
+    assert torch.equal(resumed.generator.get_state(), whole.generator.get_state())
+    on_disk = torch.load(out / CHECKPOINT_FILE, weights_only=True)
+    assert on_disk["iteration"] == 8 and on_disk["history"] == whole.history
+
+
+def test_non_finite_metric_stops_naming_the_iteration_and_keeps_the_last_checkpoint(tmp_path):
+    runner = ToyRunner(ToyConfig(iterations=6, checkpoint_every=2, nan_at=4), tmp_path)
+    with pytest.raises(FloatingPointError, match=r"ToyRunner stopped at iteration 4: non-finite metrics \{'loss': nan\}"
+                                                  r".*last good checkpoint .* is left as it was"):
+        runner.train(progress=False)
+    assert runner.iteration == 3 and len(runner.history) == 3
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert state["iteration"] == 2  # the checkpoint of iteration 2, untouched
+    assert len(json.loads((tmp_path / METRICS_FILE).read_text())["history"]) == 2
+    assert torch.isfinite(state["state"]["params"]["w"]).all()
+    # the runner's state is NaN now: it refuses to write it over the good checkpoint
+    with pytest.raises(FloatingPointError, match=r"refusing to write a checkpoint at iteration 3: "
+                                                  r"state\['opt_state'\]\[1\]\['b'\] holds non-finite values"):
+        runner.save_checkpoint()
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["iteration"] == 2
+    # and the good checkpoint resumes (nan_at is RESUMABLE)
+    fresh = ToyRunner(ToyConfig(iterations=6, checkpoint_every=2), tmp_path)
+    fresh.load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    fresh.train(progress=False)
+    assert fresh.iteration == 6
+
+
+def test_floating_point_error_inside_an_iteration_names_it(tmp_path):
+    class Failing(ToyRunner):
+        def run_iteration(self):
+            if self.iteration == 1:
+                raise FloatingPointError("meta-loss is not finite")
+            return super().run_iteration()
+
+    runner = Failing(ToyConfig(iterations=4, checkpoint_every=1), tmp_path)
+    with pytest.raises(FloatingPointError, match="Failing stopped at iteration 2: meta-loss is not finite"):
+        runner.train(progress=False)
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["iteration"] == 1
+
+
+def test_run_directory_of_other_settings_is_not_overwritten(tmp_path):
+    ToyRunner(ToyConfig(iterations=2, lr=0.1), tmp_path).train(progress=False)
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    other = ToyRunner(ToyConfig(iterations=2, lr=0.2), tmp_path)
+    with pytest.raises(FileExistsError, match=rf"output_dir {tmp_path} holds a run with different settings for "
+                                              r"\['lr'\] \(lr: there 0.1, now 0.2\); pass overwrite=True"):
+        other.train(progress=False)
+    with pytest.raises(FileExistsError, match="different settings"):
+        other.save_checkpoint()
+    with pytest.raises(FileExistsError, match="different settings"):
+        other.write_metrics({"x": 1.0})
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
+    assert json.loads((tmp_path / METRICS_FILE).read_text())["config"]["lr"] == 0.1
+    # same settings (RESUMABLE ones aside) may write: e.g. a longer run of the same config
+    ToyRunner(ToyConfig(iterations=3, lr=0.1), tmp_path).save_checkpoint()
+    # a run of another runner class is refused too
+    class OtherRunner(ToyRunner):
+        pass
+
+    with pytest.raises(FileExistsError, match="holds a run of 'ToyRunner', not of 'OtherRunner'"):
+        OtherRunner(ToyConfig(iterations=2, lr=0.1), tmp_path).save_checkpoint()
+    # asked for: overwritten
+    other.train(progress=False, overwrite=True)
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["config"]["lr"] == 0.2
+    with pytest.raises(TypeError, match="overwrite must be a bool"):
+        other.train(progress=False, overwrite="yes")
+
+
+def test_truncated_checkpoint_is_refused_and_not_overwritten_by_another_run(tmp_path):
+    ToyRunner(ToyConfig(iterations=2, lr=0.1), tmp_path).train(progress=False)
+    path = tmp_path / CHECKPOINT_FILE
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a crash mid-copy, outside atomic_save
+    with pytest.raises(ValueError, match="cannot be read .*truncated"):
+        ToyRunner(ToyConfig(iterations=4, lr=0.1), tmp_path).load_checkpoint(path)
+    # metrics.json still says which run it was: another config is refused, the same one may rewrite it
+    with pytest.raises(FileExistsError, match=r"different settings for \['lr'\]"):
+        ToyRunner(ToyConfig(iterations=2, lr=0.3), tmp_path).train(progress=False)
+    (tmp_path / METRICS_FILE).unlink()
+    with pytest.raises(FileExistsError, match="settings cannot be read"):
+        ToyRunner(ToyConfig(iterations=2, lr=0.3), tmp_path).train(progress=False)
+    ToyRunner(ToyConfig(iterations=2, lr=0.3), tmp_path).train(progress=False, overwrite=True)
+    assert torch.load(path, weights_only=True)["iteration"] == 2

@@ -12,6 +12,11 @@ A runner is the stateful shell around pure functions. What every runner shares l
   optional wall-time limit (``max_seconds``, an addition to the planned API that RL²'s examples
   use) and signal handling (SIGINT / SIGTERM finish the current iteration, write the checkpoint, then
   re-deliver the signal, so Ctrl-C still raises ``KeyboardInterrupt``);
+* **faults**: a non-finite metric (or a ``FloatingPointError`` raised inside an iteration) stops
+  the run with an error naming the iteration, before anything is written, so the last good
+  checkpoint stays as it was; :meth:`Runner.save_checkpoint` refuses a state holding a non-finite
+  float tensor; a run directory that holds a run with other settings is not written over unless
+  ``overwrite`` is set (``FileExistsError`` naming the settings that differ);
 * **resume**: :meth:`Runner.state_dict` / :meth:`Runner.load_state_dict`,
   :meth:`Runner.load_checkpoint` and :meth:`Runner.from_checkpoint`, refusing a checkpoint of
   another format, another runner, or other settings (outside ``RunConfig.RESUMABLE``).
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import signal
 import threading
 import time
@@ -193,6 +199,16 @@ def restore_like(saved: Any, like: Any, name: str) -> Any:
     return optree.tree_unflatten(spec, out)
 
 
+def _non_finite_leaf(tree: Any) -> str | None:
+    """The path (``['params']['w']``) of the first floating tensor of ``tree`` with a non-finite
+    entry, or ``None``."""
+    paths, leaves, _ = optree.tree_flatten_with_path(tree, none_is_leaf=True)
+    for path, leaf in zip(paths, leaves):
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and not bool(torch.isfinite(leaf).all()):
+            return "".join(f"[{p!r}]" for p in path)
+    return None
+
+
 # ============================================================================ runner
 class Runner:
     """Base of every trainer: owns the output directory, logs, the budgeted loop and resume.
@@ -208,6 +224,8 @@ class Runner:
         output_dir: where files go, or ``None``.
         iteration: iterations done.
         history: one ``{"iteration": n, **metrics}`` row per iteration that returned metrics.
+        overwrite: write over a run directory that holds a run with other settings (default
+            ``False``: the first write raises ``FileExistsError``); ``train(overwrite=True)`` sets it.
     """
 
     config_class: ClassVar[type[RunConfig]] = RunConfig
@@ -220,6 +238,8 @@ class Runner:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.iteration = 0
         self.history: list[dict[str, float]] = []
+        self.overwrite = False
+        self._output_checked = False
         self.logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
 
     # ----------------------------------------------------------------- what a subclass gives
@@ -242,9 +262,18 @@ class Runner:
     # ----------------------------------------------------------------- the loop
     def train_iteration(self) -> dict[str, float]:
         """Run one iteration, count it, record and log its metrics; returns ``{"iteration": n, **metrics}``."""
-        metrics = self.run_iteration()
+        number = self.iteration + 1
+        try:
+            metrics = self.run_iteration()
+        except FloatingPointError as error:
+            raise FloatingPointError(f"{type(self).__name__} stopped at iteration {number}: {error}; "
+                                     f"{self._last_good()}") from error
         if "iteration" in metrics:
             raise ValueError(f"{type(self).__name__}.run_iteration returned a metric named 'iteration', which is reserved")
+        bad = {k: float(v) for k, v in metrics.items() if not math.isfinite(float(v))}
+        if bad:
+            raise FloatingPointError(f"{type(self).__name__} stopped at iteration {number}: non-finite metrics {bad}; "
+                                     f"{self._last_good()}")
         self.iteration += 1
         record = {"iteration": self.iteration, **{k: float(v) for k, v in metrics.items()}}
         if metrics:
@@ -253,17 +282,23 @@ class Runner:
                 self.logger.scalar(f"{self.log_prefix}/{key}", float(value), self.iteration)
         return record
 
-    def train(self, progress: bool = True, max_seconds: float | None = None) -> list[dict[str, float]]:
+    def train(self, progress: bool = True, max_seconds: float | None = None,
+              overwrite: bool = False) -> list[dict[str, float]]:
         """Run iterations until ``config.iterations``, checkpointing every ``checkpoint_every`` and at the end.
 
         SIGINT / SIGTERM (handled only when called from the main thread) let the current
         iteration finish, write the checkpoint and are then re-delivered to the handler that
         was installed before, so Ctrl-C still raises ``KeyboardInterrupt`` after the save.
+        A non-finite metric stops the run (``FloatingPointError`` naming the iteration) with
+        nothing written, so the last good checkpoint stays as it was.
 
         Args:
             progress: show a tqdm bar (postfix: ``progress_metric``).
             max_seconds: also stop, after a checkpoint, at the first iteration boundary past
                 this much wall time (``None``: no limit); a resume continues exactly.
+            overwrite: write over a run directory that holds a run with other settings (sets
+                :attr:`overwrite`); without it such a directory raises ``FileExistsError``
+                before the first iteration.
 
         Returns:
             ``history``: one row per iteration that returned metrics (resumed rows included).
@@ -271,6 +306,9 @@ class Runner:
         cfg = self.config
         if max_seconds is not None:
             checks.positive_number(max_seconds, "max_seconds")
+        if checks.flag(overwrite, "overwrite"):
+            self.overwrite = True
+        self.check_output_dir()
         deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         received: list[int] = []
         previous: dict[int, Any] = {}
@@ -330,7 +368,13 @@ class Runner:
         """Write ``checkpoint.pt`` atomically and refresh ``metrics.json``; ``None`` without an output dir."""
         if self.output_dir is None:
             return None
-        path = atomic_save(self.state_dict(), self.output_dir / CHECKPOINT_FILE)
+        self.check_output_dir()
+        state = self.state_dict()
+        bad = _non_finite_leaf(state["state"])
+        if bad is not None:
+            raise FloatingPointError(f"{type(self).__name__}: refusing to write a checkpoint at iteration {self.iteration}: "
+                                     f"state{bad} holds non-finite values; {self._last_good()}")
+        path = atomic_save(state, self.output_dir / CHECKPOINT_FILE)
         self.write_metrics()
         return path
 
@@ -366,6 +410,7 @@ class Runner:
         """
         if self.output_dir is None:
             return
+        self.check_output_dir()
         path = self.output_dir / METRICS_FILE
         if evaluation is None and path.is_file():
             try:
@@ -384,6 +429,64 @@ class Runner:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def check_output_dir(self) -> None:
+        """Refuse to write over a run of other settings in ``output_dir`` (once per runner).
+
+        The settings of the run already there are read from its ``metrics.json`` (else its
+        ``checkpoint.pt``) and compared with this runner's, ``RESUMABLE`` ones aside. Nothing
+        happens without an output directory, with an empty one, with the same settings, or with
+        :attr:`overwrite` set.
+
+        Raises:
+            FileExistsError: the directory holds a run of another runner or other settings (or
+                one whose files cannot be read), naming the settings that differ.
+        """
+        if self.output_dir is None or self._output_checked or self.overwrite:
+            return
+        saved = self._saved_run()
+        if saved is not None:
+            runner, config = saved
+            where = f"output_dir {self.output_dir}"
+            fix = "pass overwrite=True (--overwrite) to replace it, or choose another output directory"
+            if config is None:
+                raise FileExistsError(f"{where} holds a run whose settings cannot be read; {fix}")
+            if runner is not None and runner != type(self).__name__:
+                raise FileExistsError(f"{where} holds a run of {runner!r}, not of {type(self).__name__!r}; {fix}")
+            live, free = self.config.to_dict(), set(self.config.RESUMABLE)
+            keys = sorted(k for k in set(config) | set(live) if k not in free and config.get(k) != live.get(k))
+            if keys:
+                detail = ", ".join(f"{k}: there {config.get(k)!r}, now {live.get(k)!r}" for k in keys)
+                raise FileExistsError(f"{where} holds a run with different settings for {keys} ({detail}); {fix}")
+        self._output_checked = True
+
+    def _saved_run(self) -> tuple[str | None, dict[str, Any] | None] | None:
+        """``(runner name or None, config or None)`` of the run in ``output_dir``; ``None`` if there is none."""
+        assert self.output_dir is not None
+        metrics, checkpoint = self.output_dir / METRICS_FILE, self.output_dir / CHECKPOINT_FILE
+        runner = None
+        if checkpoint.is_file():
+            try:
+                state = load_checkpoint_file(checkpoint)
+                runner = state.get("runner")
+                config = state["config"]
+                return runner, config if isinstance(config, dict) else None
+            except ValueError:
+                pass  # a truncated checkpoint: metrics.json may still say which run it was
+        if metrics.is_file():
+            try:
+                config = json.loads(metrics.read_text()).get("config")
+            except (json.JSONDecodeError, AttributeError, OSError):
+                config = None
+            return runner, config if isinstance(config, dict) else None
+        return (runner, None) if checkpoint.is_file() else None
+
+    def _last_good(self) -> str:
+        if self.output_dir is None:
+            return "no output directory, nothing was written"
+        path = self.output_dir / CHECKPOINT_FILE
+        return (f"the last good checkpoint {path} is left as it was" if path.is_file()
+                else f"no checkpoint was written to {self.output_dir}")
 
     # ----------------------------------------------------------------- checks
     @classmethod
