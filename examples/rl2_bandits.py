@@ -8,7 +8,9 @@ Trains a GRU actor-critic (input: previous arm one-hot, previous reward, previou
 PPO on trials of n pulls of a k-armed bandit with arm means uniform in [0, 1]; GAE runs over the
 whole trial and gradients flow through the whole trial. Then scores RL² and the classic agents
 (random, greedy with a uniform prior, UCB1, Thompson sampling, the Gittins index with its
-discount tuned on separate tasks) and, with --maml-iterations, MAML-TRPO with a categorical
+discount tuned on separate tasks; UCB1 also with the paper's starting counts, ``ucb1_beta``),
+the memory gauge (the greedy-with-prior agent remembering only the last W = 10 / 20 / 30 pulls or
+all of them: ``memory_*``) and, with --maml-iterations, MAML-TRPO with a categorical
 policy (half the trial before its inner step, half after) on the same --eval-tasks held-out
 bandits with the same reward noise: mean total reward per trial and its standard error. The
 paper's numbers are printed beside ours. Writes metrics.json (training
@@ -137,7 +139,7 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
                for k, v in evaluation.items() if k.endswith("/mean")}
     plot(trainer.history, methods, paper, output / "learning_curve.png", title)
     for method, r in methods.items():
-        print(f"{method:>10}: {r['mean']:.3f} +- {r['stderr']:.3f}  (paper: {paper.get(method, '-')})")
+        print(f"{method:>13}: {r['mean']:.3f} +- {r['stderr']:.3f}  (paper: {paper.get(method, '-')})")
     print(f"training {total_train_seconds:.0f} s, {trainer.env_steps} env steps, "
           f"{extra['env_steps_per_second']:.0f} env steps/s")
     return extra

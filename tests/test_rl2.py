@@ -375,9 +375,10 @@ def test_short_rl2_run_beats_random_on_k5_n10():
     trainer = RL2Trainer(cfg)
     trainer.train(progress=False)
     results = trainer.evaluate(num_tasks=2000, seed=123)
-    methods = {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "ucb1_tuned", "thompson", "gittins"}
+    methods = {"rl2", "rl2_greedy", "random", "greedy", "ucb1", "ucb1_tuned", "ucb1_beta", "thompson", "gittins",
+               "memory_w10", "memory_w20", "memory_w30", "memory_full"}
     assert set(results) == {f"{m}/{s}" for m in methods for s in ("mean", "stderr", "num_tasks")} | {
-        "gittins/gamma", "ucb1_tuned/c"}
+        "gittins/gamma", "ucb1_tuned/c", "ucb1_beta/c"}
     rl2 = {s: results[f"rl2/{s}"] for s in ("mean", "stderr")}
     rand = {s: results[f"random/{s}"] for s in ("mean", "stderr")}
     # random is 5.0 in expectation; require a gap of several standard errors
@@ -558,7 +559,8 @@ def test_mdp_example_smoke(tmp_path, monkeypatch):
                                       "--entropy-decay-iterations", "2", "--output", str(tmp_path), "--no-progress"])
     runpy.run_path(str(examples / "rl2_mdp.py"), run_name="__main__")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    methods = {"rl2", "rl2_greedy", "random", "greedy", "psrl", "maml"}
+    methods = {"rl2", "rl2_greedy", "random", "greedy", "psrl", "maml", "psrl_prior0", "greedy_prior0", "memory_w10",
+               "memory_w20", "memory_w30", "memory_full"}
     assert {k.split("/")[0] for k in metrics["eval"] if k.endswith("/mean")} == methods
     assert len(metrics["history"]) == 2 and (tmp_path / "learning_curve.png").is_file()
     assert [m["entropy_coef"] for m in metrics["history"]] == pytest.approx([0.02, 0.01])
@@ -583,3 +585,71 @@ def test_compiled_ppo_gradient_equals_eager():
     g_eager, (loss_eager, _) = rl2_ppo_grad(params, trial, adv, ret, net, clip_eps=0.2, value_coef=0.5, entropy_coef=0.01)
     torch.testing.assert_close(loss, loss_eager)
     torch.testing.assert_close(g, g_eager)
+
+
+# ----------------------------------------------------------------------------- issue 28: the memory gauge
+def test_windowed_greedy_follows_a_hand_computed_trial():
+    from functional_metarl.envs import windowed_greedy
+
+    # One state, two actions, noise-free rewards 0.5 and 0, 4 one-step episodes; 8 copies (ties differ).
+    env = TabularMDP(num_episodes=4, num_states=1, num_actions=2, horizon=1, reward_std=0.0)
+    B = 8
+    tasks = env.task(torch.tensor([[0.5, 0.0]]).expand(B, 1, 2).clone(), torch.ones(B, 1, 2, 1))
+    noise = env.sample_noise(4, (B,), gen(0))
+    # By hand, with the N(1, 1) prior: after a reward 0.5 the mean is 0.75, after 0 it is 0.5, an
+    # untried action is 1. Full memory: try both, then stay with action 0 (0.75 and then
+    # 2/3 > 0.5). A window of one step forgets the other action, which is untried again: alternate.
+    want = {None: {0: [0, 1, 0, 0], 1: [1, 0, 0, 0]}, 1: {0: [0, 1, 0, 1], 1: [1, 0, 1, 0]}}
+    firsts = set()
+    for window, by_first in want.items():
+        run = windowed_greedy(env, tasks, noise, window, gen(window or 7))
+        for b in range(B):
+            first = int(run.actions[0, b])
+            firsts.add(first)
+            assert run.actions[:, b].tolist() == by_first[first], (window, b)
+            assert run.rewards[:, b].tolist() == [0.5 if a == 0 else 0.0 for a in by_first[first]]
+    assert firsts == {0, 1}  # the first step's tie was broken both ways
+
+    # Bandits (uniform prior, untried = 1/2): three arms that never pay, a window of two steps.
+    # The window always holds two failures of two other arms, so the agent cycles with period 3.
+    bandits = BernoulliBandits(3, 9)
+    btasks = BanditTask(torch.zeros(4, 3))
+    bnoise = bandits.sample_noise(9, (4,), gen(1))
+    run = windowed_greedy(bandits, btasks, bnoise, 2, gen(2))
+    for b in range(4):
+        a = run.actions[:, b].tolist()
+        assert sorted(a[:3]) == [0, 1, 2] and a == a[:3] * 3
+    # full memory on bandits is the greedy-with-prior agent
+    btasks = bandits.sample_tasks(64, gen(3))
+    bnoise = bandits.sample_noise(9, (64,), gen(4))
+    full = windowed_greedy(bandits, btasks, bnoise, None, gen(5))
+    greedy = bandit_baseline(bandits, btasks, "greedy", bnoise, gen(5))
+    assert torch.equal(full.actions, greedy.actions)
+
+
+def test_windowed_greedy_equals_a_per_step_reference_on_random_mdps():
+    from functional_metarl.envs import windowed_greedy
+
+    env = TabularMDP(num_episodes=3, num_states=3, num_actions=3, horizon=4)
+    B, W = 5, 3
+    tasks = env.sample_tasks(B, gen(6))
+    noise = env.sample_noise(env.trial_length, (B,), gen(7))
+    run = windowed_greedy(env, tasks, noise, W, gen(8))
+    # replay: at each step, the posterior means from the last W (state, action, reward) by hand
+    for b in range(B):
+        hist, s = [], 0
+        for t in range(env.trial_length):
+            window = hist[max(0, t - W):]
+            means = []
+            for a in range(3):
+                rs = [r for (s2, a2, r) in window if (s2, a2) == (s, a)]
+                means.append((1.0 + sum(rs)) / (1.0 + len(rs)) if rs else 1.0)
+            a = int(run.actions[t, b])
+            assert means[a] == pytest.approx(max(means), abs=1e-6), (b, t)
+            r = float(run.rewards[t, b])
+            assert r == pytest.approx(float(tasks.reward_mean[b, s, a] + noise.reward[t, b]), abs=1e-5)
+            hist.append((s, a, r))
+            # next state: the env's inverse-CDF draw, reset to 0 at each episode end
+            cdf = torch.cumsum(tasks.transitions[b, s, a], 0)
+            nxt = int((noise.transition[t, b] >= cdf).sum().clamp_max(2))
+            s = 0 if (t + 1) % env.horizon == 0 else nxt

@@ -82,3 +82,7 @@ __all__ += ["tune_ucb_c"]
 from .baselines import bayes_optimal_bandit_value  # noqa: E402
 
 __all__ += ["bayes_optimal_bandit_value"]
+
+from .baselines import MEMORY_GAUGE_WINDOWS, UCB_PRIORS, windowed_greedy  # noqa: E402
+
+__all__ += ["MEMORY_GAUGE_WINDOWS", "UCB_PRIORS", "windowed_greedy"]

@@ -20,6 +20,22 @@ value iteration and act greedily on it for the episode; ``"greedy"`` (certainty 
 the same, but on the posterior *mean* MDP (reward ``(1 + sum) / (1 + count)``, rows
 ``(1 + counts) / (S + count)``), so it never explores on purpose.
 
+``"ucb1"`` takes ``ucb_prior``: ``"pull_once"`` (the default above) or ``"beta"`` (the RL² paper's
+baseline: every arm starts at one pseudo-success and one pseudo-failure, so no arm needs a first
+pull; ``t`` and ``c`` then count the pseudo-pulls too). The MDP planners take
+``reward_prior_mean``: 1 is the family's true prior (the default); 0 is the default of the RL²
+paper's baseline library, which reproduces its PSRL and greedy rows.
+
+**The memory gauge** (:func:`windowed_greedy`): a 1-step agent that remembers only the last
+``window`` steps of the trial. At each step, in the current state (bandits: the one state), it
+takes the action with the highest posterior-mean reward computed from the window's observations
+of that state-action pair alone: MDPs ``(prior + sum r) / (1 + count)`` with the N(1, 1) prior
+(untried pairs count as the prior mean 1), bandits ``(s + 1) / (c + 2)`` with the uniform
+Beta(1, 1) prior (untried arms count as 1/2). It never plans and never explores on purpose; its
+score as a function of ``window`` says how much memory a trial rewards, so an RL² agent that
+scores like ``window = W`` plays as if it remembered about ``W`` steps. ``window=None`` is full
+memory (on bandits that is ``"greedy"``).
+
 Each returns a :class:`BaselineRun` with ``actions`` and ``rewards`` ``[T, B]``; the env noise
 is the env's pre-drawn trial noise (leaves ``[T, B]``), so every method can be scored on the same
 tasks and the same reward / transition noise. The agents' own randomness comes from
@@ -40,7 +56,7 @@ from .bandits import BanditTask, BernoulliBandits
 from .tabular_mdp import MDPNoise, MDPTask, TabularMDP
 
 __all__ = ["bayes_optimal_bandit_value", "gittins_indices", "tune_gittins_gamma", "tune_ucb_c", "BaselineRun", "BANDIT_BASELINES", "MDP_BASELINES", "sample_gamma", "bandit_baseline", "mdp_baseline",
-           "RL2_PAPER_GITTINS"]
+           "RL2_PAPER_GITTINS", "windowed_greedy", "MEMORY_GAUGE_WINDOWS", "UCB_PRIORS"]
 
 BANDIT_BASELINES = ("random", "greedy", "ucb1", "thompson", "gittins")
 # Also the evaluation order (one agent generator for all): greedy, added last, leaves psrl's draws as they were.
@@ -48,6 +64,10 @@ MDP_BASELINES = ("random", "psrl", "greedy")
 # Duan et al. 2016, Table 1 (as quoted in issue #12): Gittins index, mean total reward per
 # trial, keyed by (k, n). Only the two settings this project runs are recorded.
 RL2_PAPER_GITTINS = {(5, 10): 6.6, (10, 100): 82.8}
+#: The windows of the memory gauge (:func:`windowed_greedy`) the RL² evaluation reports; None: all of the trial.
+MEMORY_GAUGE_WINDOWS = (10, 20, 30, None)
+#: UCB1's starting counts: every arm pulled once first, or one pseudo-success and one pseudo-failure per arm.
+UCB_PRIORS = ("pull_once", "beta")
 
 
 class BaselineRun(NamedTuple):
@@ -152,15 +172,17 @@ def bayes_optimal_bandit_value(num_arms: int, num_pulls: int) -> float:
 def tune_ucb_c(
     env: BernoulliBandits, tasks: BanditTask, env_noise: torch.Tensor,
     values: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, math.sqrt(2.0)),
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, ucb_prior: str = "pull_once",
 ) -> tuple[float, dict[float, float]]:
     """The UCB1 exploration constant in ``values`` with the most total reward per trial on
-    ``tasks`` (use tuning tasks, not the evaluation ones). Returns ``(best, {c: mean})``."""
+    ``tasks`` (use tuning tasks, not the evaluation ones), for the starting counts ``ucb_prior``
+    (:data:`UCB_PRIORS`). Returns ``(best, {c: mean})``."""
     if not values:
         raise ValueError("values must be a non-empty sequence of exploration constants >= 0")
     for i, c in enumerate(values):
         checks.non_negative_number(c, f"values[{i}]")
-    scores = {c: float(bandit_baseline(env, tasks, "ucb1", env_noise, generator, ucb_c=c).rewards.sum(0).mean())
+    scores = {c: float(bandit_baseline(env, tasks, "ucb1", env_noise, generator, ucb_c=c, ucb_prior=ucb_prior)
+                       .rewards.sum(0).mean())
               for c in values}
     return max(scores, key=scores.get), scores
 
@@ -188,13 +210,15 @@ def _argmax_random_ties(scores: torch.Tensor, generator: torch.Generator | None)
 
 def bandit_baseline(
     env: BernoulliBandits, tasks: BanditTask, method: str, env_noise: torch.Tensor, generator: torch.Generator | None = None,
-    gittins_gamma: float = 0.9, ucb_c: float = math.sqrt(2.0),
+    gittins_gamma: float = 0.9, ucb_c: float = math.sqrt(2.0), ucb_prior: str = "pull_once",
 ) -> BaselineRun:
     """Play one trial of ``method`` (see the module docstring) on every bandit of ``tasks``
     (``means [B, k]``) with the env's uniforms ``env_noise [n, B]``. ``gittins_gamma``: the
     discount of the Gittins indices (``"gittins"`` only); ``ucb_c``: UCB1's exploration
-    constant, bonus ``ucb_c * sqrt(ln t / c)`` (``"ucb1"`` only; ``sqrt(2)`` is Auer et al.'s)."""
+    constant, bonus ``ucb_c * sqrt(ln t / c)`` (``"ucb1"`` only; ``sqrt(2)`` is Auer et al.'s);
+    ``ucb_prior``: one of :data:`UCB_PRIORS` (see the module docstring; ``"ucb1"`` only)."""
     checks.instance(env, "env", BernoulliBandits)
+    checks.one_of(ucb_prior, "ucb_prior", UCB_PRIORS)
     checks.non_negative_number(ucb_c, "ucb_c")
     checks.number(gittins_gamma, "gittins_gamma", 0.0, 1.0, low_open=True, high_open=True)
     checks.one_of(method, "method", BANDIT_BASELINES)
@@ -219,6 +243,9 @@ def bandit_baseline(
             scores = torch.zeros_like(counts)
         elif method == "greedy":
             scores = (successes + 1) / (counts + 2)
+        elif method == "ucb1" and ucb_prior == "beta":  # one pseudo-success and one pseudo-failure per arm
+            c, total = counts + 2.0, 2.0 * k + t
+            scores = (successes + 1.0) / c + ucb_c * torch.sqrt(math.log(total) / c)
         elif method == "ucb1":
             bonus = ucb_c * torch.sqrt(math.log(max(t, 1)) / counts.clamp_min(1))
             scores = torch.where(counts == 0, torch.full_like(counts, math.inf), successes / counts.clamp_min(1) + bonus)
@@ -237,11 +264,11 @@ def bandit_baseline(
 
 
 def _posterior_mdp(counts: torch.Tensor, reward_sums: torch.Tensor, next_counts: torch.Tensor, sample: bool,
-                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                   generator: torch.Generator | None, prior_mean: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(reward [B, S, A], transitions [B, S, A, S])`` of one MDP drawn from the posterior
-    (``sample``) or of the posterior mean MDP: N(1, 1) reward prior with unit noise, flat
+    (``sample``) or of the posterior mean MDP: N(prior_mean, 1) reward prior with unit noise, flat
     Dirichlet rows."""
-    reward = (1.0 + reward_sums) / (1.0 + counts)
+    reward = (prior_mean + reward_sums) / (1.0 + counts)
     if not sample:
         return reward, (next_counts + 1.0) / (next_counts + 1.0).sum(-1, keepdim=True)
     z = torch.randn(counts.shape, generator=generator, device=counts.device, dtype=counts.dtype)
@@ -264,11 +291,14 @@ def _planned_policy(env: TabularMDP, reward: torch.Tensor, transitions: torch.Te
 
 
 def mdp_baseline(
-    env: TabularMDP, tasks: MDPTask, method: str, env_noise: MDPNoise, generator: torch.Generator | None = None
+    env: TabularMDP, tasks: MDPTask, method: str, env_noise: MDPNoise, generator: torch.Generator | None = None,
+    reward_prior_mean: float = 1.0,
 ) -> BaselineRun:
     """Play one trial of ``method`` (``"random"``, ``"greedy"`` or ``"psrl"``) on every MDP of ``tasks``
-    (leading axis ``B``) with the env's trial noise (leaves ``[n H, B]``)."""
+    (leading axis ``B``) with the env's trial noise (leaves ``[n H, B]``). ``reward_prior_mean``:
+    the mean of the planners' N(mean, 1) reward prior (1: the family's; 0: the RL² paper's library)."""
     checks.instance(env, "env", TabularMDP)
+    checks.number(reward_prior_mean, "reward_prior_mean")
     checks.one_of(method, "method", MDP_BASELINES)
     checks.instance(env_noise, "env_noise", MDPNoise)
     S, A, H = env.num_states, env.num_actions, env.horizon
@@ -292,7 +322,7 @@ def mdp_baseline(
             action = torch.randint(A, (B,), generator=generator, device=r.device)
         else:
             if h == 0:  # plan once per episode, on what the trial has shown so far
-                model = _posterior_mdp(counts, reward_sums, next_counts, method == "psrl", generator)
+                model = _posterior_mdp(counts, reward_sums, next_counts, method == "psrl", generator, reward_prior_mean)
                 plan = _planned_policy(env, *model, generator, random_ties=method == "greedy")
             action = plan[rows, h, state.s]
         s = state.s
@@ -305,6 +335,76 @@ def mdp_baseline(
             counts = counts.index_put((rows, s, action), torch.ones(B, dtype=r.dtype, device=r.device), accumulate=True)
             reward_sums = reward_sums.index_put((rows, s, action), reward, accumulate=True)
             next_counts = next_counts.index_put((rows, s, action, next_s), seen, accumulate=True)
+        actions.append(action)
+        rewards.append(reward)
+    return BaselineRun(torch.stack(actions), torch.stack(rewards))
+
+
+def windowed_greedy(
+    env: BernoulliBandits | TabularMDP, tasks: BanditTask | MDPTask, env_noise: torch.Tensor | MDPNoise,
+    window: int | None, generator: torch.Generator | None = None,
+) -> BaselineRun:
+    """The memory gauge: one trial of the windowed 1-step agent (module docstring) on every task.
+
+    At step ``t`` the agent, in state ``s_t``, takes ``argmax_a m(s_t, a)`` (exact ties uniformly at
+    random), where ``m`` is the posterior-mean reward from the observations of steps
+    ``max(0, t - window) .. t - 1`` only: MDPs ``(1 + sum r) / (1 + count)``, exactly 1 with no
+    observation in the window; bandits ``(1 + s) / (2 + c)``.
+
+    Args:
+        env: a :class:`BernoulliBandits` or :class:`TabularMDP` family.
+        tasks: ``B`` tasks of ``env`` (bandit means ``[B, k]``, MDP tables ``[B, S, A(, S)]``).
+        env_noise: the env's trial noise, leaves ``[T, B]``.
+        window: the steps remembered, a positive int; ``None`` remembers the whole trial.
+        generator: the source of the tie-breaking draws.
+
+    Returns:
+        a :class:`BaselineRun`, ``actions`` / ``rewards`` ``[T, B]``.
+    """
+    checks.instance(env, "env", (BernoulliBandits, TabularMDP))
+    if window is not None:
+        checks.positive_int(window, "window")
+    bandit = isinstance(env, BernoulliBandits)
+    if bandit:
+        checks.instance(tasks, "tasks", BanditTask)
+        checks.floating_tensor(env_noise, "env_noise")
+        ref = tasks.means
+        S, A, T, prior, pseudo = 1, env.num_arms, env.num_pulls, 1.0, 2.0
+        if ref.ndim != 2 or ref.shape[-1] != A:
+            raise ValueError(f"tasks.means expected shape [B, {A}], got {tuple(ref.shape)}")
+    else:
+        checks.instance(tasks, "tasks", MDPTask)
+        checks.instance(env_noise, "env_noise", MDPNoise)
+        ref = tasks.reward_mean
+        S, A, T, prior, pseudo = env.num_states, env.num_actions, env.trial_length, 1.0, 1.0
+        if ref.ndim != 3 or ref.shape[1:] != (S, A):
+            raise ValueError(f"tasks.reward_mean expected shape [B, {S}, {A}], got {tuple(ref.shape)}")
+    B = ref.shape[0]
+    for leaf in (env_noise,) if bandit else tuple(env_noise):
+        if tuple(leaf.shape) != (T, B):
+            raise ValueError(f"env_noise leaves expected shape {(T, B)} [T, B], got {tuple(leaf.shape)}")
+    noise_at = (lambda t: env_noise[t]) if bandit else (lambda t: tree_map(lambda n: n[t], env_noise))
+    state, _ = env.reset(tasks, noise_at(0))
+    rows = torch.arange(B, device=ref.device)
+    counts = torch.zeros(B, S, A, dtype=ref.dtype, device=ref.device)
+    sums = torch.zeros_like(counts)
+    one = torch.ones(B, dtype=ref.dtype, device=ref.device)
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (state, action, reward) of each step
+    actions, rewards = [], []
+    for t in range(T):
+        if window is not None and t > window:  # step t - window - 1 leaves the window
+            s_old, a_old, r_old = seen[t - window - 1]
+            counts = counts.index_put((rows, s_old, a_old), -one, accumulate=True)
+            sums = sums.index_put((rows, s_old, a_old), -r_old, accumulate=True)
+        s = torch.zeros(B, dtype=torch.int64, device=ref.device) if bandit else state.s
+        c, total = counts[rows, s], sums[rows, s]  # [B, A]
+        # exactly the prior mean where the window holds nothing (no rounding left by the removals)
+        scores = torch.where(c > 0, (prior + total) / (pseudo + c), torch.full_like(c, prior / pseudo))
+        action = _argmax_random_ties(scores, generator)
+        state, _, reward, _ = env.step(state, action, tasks, noise_at(t))
+        counts = counts.index_put((rows, s, action), one, accumulate=True)
+        sums = sums.index_put((rows, s, action), reward, accumulate=True)
+        seen.append((s, action, reward))
         actions.append(action)
         rewards.append(reward)
     return BaselineRun(torch.stack(actions), torch.stack(rewards))

@@ -20,7 +20,8 @@ from torch.func import grad_and_value
 
 from .. import checks
 from ..envs.bandits import BernoulliBandits
-from ..envs.baselines import BANDIT_BASELINES, MDP_BASELINES, bandit_baseline, mdp_baseline, tune_gittins_gamma, tune_ucb_c
+from ..envs.baselines import (BANDIT_BASELINES, MDP_BASELINES, MEMORY_GAUGE_WINDOWS, bandit_baseline, mdp_baseline,
+                              tune_gittins_gamma, tune_ucb_c, windowed_greedy)
 from ..envs.tabular_mdp import TabularMDP
 from ..meta.rl2 import PPOConfig, rl2_ppo_grad, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
 from ..nn.recurrent import gru_actor_critic
@@ -197,7 +198,11 @@ class RL2Trainer(Runner):
 
         The Gittins discount and the exploration constant of ``"ucb1_tuned"`` (``"ucb1"`` keeps
         Auer et al.'s ``sqrt(2)``) are tuned on 500 separate tasks (``envs.tune_gittins_gamma``,
-        ``envs.tune_ucb_c``).
+        ``envs.tune_ucb_c``), and so is that of ``"ucb1_beta"`` (UCB1 with the RL² paper's starting
+        counts, one pseudo-success and one pseudo-failure per arm). MDPs add ``"psrl_prior0"`` and
+        ``"greedy_prior0"`` (the planners with the paper's library's reward prior N(0, 1)). Both
+        families add the memory gauge ``"memory_w10"``, ``"memory_w20"``, ``"memory_w30"`` and
+        ``"memory_full"`` (``envs.windowed_greedy``: how much a trial rewards remembering W steps).
         Tasks and noise come from their own generator (``seed`` defaults to ``config.seed +
         10_000``), not from the training stream. ``others``: more agents, ``name -> fn(tasks,
         env_noise, gumbel_u) -> totals [B]``, scored on the same tasks and noise (e.g.
@@ -205,7 +210,7 @@ class RL2Trainer(Runner):
 
         Returns:
             ``{"<method>/mean", "<method>/stderr", "<method>/num_tasks"}`` for every method, plus
-            ``"gittins/gamma"`` and ``"ucb1_tuned/c"`` (the tuned constants) on bandits.
+            ``"gittins/gamma"``, ``"ucb1_tuned/c"`` and ``"ucb1_beta/c"`` (the tuned constants) on bandits.
         """
         checks.int_in_range(num_tasks, "num_tasks", low=2)
         checks.flag(baselines, "baselines")
@@ -230,9 +235,19 @@ class RL2Trainer(Runner):
                                                      gittins_gamma=gittins_gamma).rewards.sum(0)
                 totals["ucb1_tuned"] = bandit_baseline(self.env, tasks, "ucb1", noise.env, agent_gen,
                                                        ucb_c=ucb_c).rewards.sum(0)
+                # the paper's UCB1: one pseudo-success and one pseudo-failure per arm, its constant tuned too
+                ucb_beta_c, _ = tune_ucb_c(self.env, tune_tasks, tune_noise, generator=tune, ucb_prior="beta")
+                totals["ucb1_beta"] = bandit_baseline(self.env, tasks, "ucb1", noise.env, agent_gen, ucb_c=ucb_beta_c,
+                                                      ucb_prior="beta").rewards.sum(0)
             else:
                 for method in MDP_BASELINES:
                     totals[method] = mdp_baseline(self.env, tasks, method, noise.env, agent_gen).rewards.sum(0)
+                for method in ("psrl", "greedy"):  # the paper's library's reward prior N(0, 1)
+                    totals[f"{method}_prior0"] = mdp_baseline(self.env, tasks, method, noise.env, agent_gen,
+                                                              reward_prior_mean=0.0).rewards.sum(0)
+            for window in MEMORY_GAUGE_WINDOWS:  # the memory gauge, after the others (their draws unchanged)
+                name = "memory_full" if window is None else f"memory_w{window}"
+                totals[name] = windowed_greedy(self.env, tasks, noise.env, window, agent_gen).rewards.sum(0)
         for name, fn in (others or {}).items():
             totals[name] = fn(tasks, noise.env, noise.gumbel_u)
         out = {f"{method}/{stat}": float(value) for method, v in totals.items()
@@ -240,6 +255,7 @@ class RL2Trainer(Runner):
         if "gittins/mean" in out:
             out["gittins/gamma"] = float(gittins_gamma)
             out["ucb1_tuned/c"] = float(ucb_c)
+            out["ucb1_beta/c"] = float(ucb_beta_c)
         return out
 
     # ----------------------------------------------------------------- state
