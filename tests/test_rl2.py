@@ -100,13 +100,16 @@ def _reference_rollout(env, net, params, tasks, env_noise, gumbel_u, reset_every
     for b in range(B):
         task_b = type(tasks)(*(x[b:b + 1] for x in tasks))
         state, obs = env.reset(task_b)
-        h = torch.zeros(1, net.hidden_size)
+        h = torch.zeros(1, net.state_size)
         prev = [0.0] * A, 0.0, 0.0
+        prev_obs = torch.zeros_like(obs[0])
         rows = []
         for t in range(T):
             if reset_every is not None and t % reset_every == 0:
-                h = torch.zeros(1, net.hidden_size)
-            x = torch.cat([obs[0], torch.tensor(prev[0]), torch.tensor([prev[1], prev[2]])]).unsqueeze(0)
+                h = torch.zeros(1, net.state_size)
+            seen = [obs[0], prev_obs] if net.prev_obs_input else [obs[0]]
+            x = torch.cat([*seen, torch.tensor(prev[0]), torch.tensor([prev[1], prev[2]])]).unsqueeze(0)
+            prev_obs = obs[0]
             logits, value, h = net.apply_module(params, x, h)
             g = -torch.log(-torch.log(gumbel_u[t, b]))
             a = int(torch.argmax(logits[0] + g))
@@ -653,3 +656,203 @@ def test_windowed_greedy_equals_a_per_step_reference_on_random_mdps():
             cdf = torch.cumsum(tasks.transitions[b, s, a], 0)
             nxt = int((noise.transition[t, b] >= cdf).sum().clamp_max(2))
             s = 0 if (t + 1) % env.horizon == 0 else nxt
+
+
+
+# ----------------------------------------------------------------------------- issue 28: the agent's options
+def _mdp_trial(net, params, B=4, seed=20):
+    env = TabularMDP(num_episodes=2, num_states=3, num_actions=3, horizon=3)
+    tasks = env.sample_tasks(B, gen(seed))
+    noise = sample_rl2_noise(env, B, 0, gen(seed + 1))
+    return env, tasks, noise, rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
+
+
+@pytest.mark.parametrize("prev_obs_input", [False, True])
+def test_separate_value_network_rollout_and_ppo_loss_equal_a_per_trial_loop(prev_obs_input):
+    env = TabularMDP(num_episodes=2, num_states=3, num_actions=3, horizon=3)
+    net = gru_actor_critic(env.obs_dim, env.num_actions, hidden=10, value_network="separate",
+                           prev_obs_input=prev_obs_input)
+    assert net.state_size == 20 and net.in_dim == (2 if prev_obs_input else 1) * 3 + 3 + 2
+    params = net.init(2)
+    assert {k.split(".")[0] for k in params} == {"gru", "value_gru", "policy", "value"}
+    B = 5
+    tasks = env.sample_tasks(B, gen(9))
+    noise = sample_rl2_noise(env, B, 0, gen(10))
+    trial = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
+    ref = _reference_rollout(env, net, params, tasks, noise.env, noise.gumbel_u)  # through the nn.Module template
+    for b in range(B):
+        for t, (a, r, d, lp, v) in enumerate(ref[b]):
+            assert int(trial.actions[t, b]) == a
+            assert float(trial.log_probs[t, b]) == pytest.approx(lp, abs=1e-5)
+            assert float(trial.values[t, b]) == pytest.approx(v, abs=1e-5)
+    if prev_obs_input:  # [obs_t, obs_{t-1}, ...]: zeros first, then the previous step's obs
+        S = env.obs_dim
+        assert torch.equal(trial.inputs[0, :, S:2 * S], torch.zeros(B, S))
+        assert torch.equal(trial.inputs[1:, :, S:2 * S], trial.inputs[:-1, :, :S])
+    adv, ret = rl2_advantages(trial, 0.99, 0.9)
+    moved = {k: v + 0.3 * torch.randn(v.shape, generator=gen(11)) for k, v in params.items()}
+    clip, vc, ec = 0.1, 0.7, 0.05
+    g, (loss, _) = rl2_ppo_grad(moved, trial, adv, ret, net, clip_eps=clip, value_coef=vc, entropy_coef=ec)
+    # reference: two torch.nn.GRUCell's, one for the policy, one for the value, each trial on its own
+    cells = {p: torch.nn.GRUCell(net.in_dim, 10) for p in ("gru.", "value_gru.")}
+    pol, val = torch.nn.Linear(10, 3), torch.nn.Linear(10, 1)
+    mods = {**cells, "policy.": pol, "value.": val}
+    with torch.no_grad():
+        for prefix, mod in mods.items():
+            for name, p in mod.named_parameters():
+                p.copy_(moved[prefix + name])
+    T = trial.actions.shape[0]
+    total = torch.zeros(())
+    for b in range(B):
+        h_pi, h_v = torch.zeros(1, 10), torch.zeros(1, 10)
+        for t in range(T):
+            h_pi, h_v = cells["gru."](trial.inputs[t, b:b + 1], h_pi), cells["value_gru."](trial.inputs[t, b:b + 1], h_v)
+            dist = torch.distributions.Categorical(logits=pol(h_pi)[0])
+            ratio = torch.exp(dist.log_prob(trial.actions[t, b]) - trial.log_probs[t, b])
+            a = adv[t, b]
+            surrogate = -torch.min(ratio * a, torch.clamp(ratio, 1 - clip, 1 + clip) * a)
+            total = total + (surrogate + vc * 0.5 * (val(h_v)[0, 0] - ret[t, b]) ** 2 - ec * dist.entropy()) / (T * B)
+    total.backward()
+    torch.testing.assert_close(loss, total.detach(), rtol=1e-5, atol=1e-6)
+    for prefix, mod in mods.items():
+        for name, p in mod.named_parameters():
+            torch.testing.assert_close(g[prefix + name], p.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("value_network", ["separate", "detached"])
+def test_the_value_loss_gradient_does_not_reach_the_policy(value_network):
+    net = gru_actor_critic(3, 3, hidden=8, value_network=value_network)
+    params = net.init(0)
+    env, tasks, noise, trial = _mdp_trial(net, params)
+    _, ret = rl2_advantages(trial, 0.99, 0.9)
+    h0 = net.initial_state((4,))
+
+    def value_loss(p):
+        return ((net.apply_sequence(p, trial.inputs, h0)[1] - ret) ** 2).mean()
+
+    def policy_term(p):
+        return torch.log_softmax(net.apply_sequence(p, trial.inputs, h0)[0], -1)[..., 0].mean()
+
+    gv, gp = grad(value_loss)(params), grad(policy_term)(params)
+    for k in params:
+        if k.startswith(("gru.", "policy.")):  # the policy's params: no value gradient
+            assert torch.count_nonzero(gv[k]) == 0, k
+        if k.startswith(("value_gru.", "value.")):  # and the policy's loss leaves the value's params alone
+            assert torch.count_nonzero(gp[k]) == 0, k
+    assert float(gv["value.weight"].abs().sum()) > 0 and float(gp["gru.weight_hh"].abs().sum()) > 0
+    if value_network == "separate":
+        assert float(gv["value_gru.weight_hh"].abs().sum()) > 0
+    # the shared form, for contrast: the value loss reaches the GRU
+    shared = gru_actor_critic(3, 3, hidden=8)
+    h0 = shared.initial_state((4,))
+    gs = grad(lambda p: ((shared.apply_sequence(p, trial.inputs, h0)[1] - ret) ** 2).mean())(shared.init(0))
+    assert float(gs["gru.weight_hh"].abs().sum()) > 0
+
+
+def test_cell_options_follow_their_definitions():
+    from torch.nn.functional import linear
+
+    H, in_dim = 6, 3 + 3 + 2
+    x, h = torch.randn(4, in_dim, generator=gen(30)), torch.randn(4, H, generator=gen(31))
+
+    def by_hand(p, act, wn=False):  # the GRU equations, one gate at a time
+        w_ih, w_hh = p["gru.weight_ih"], p["gru.weight_hh"]
+        if wn:
+            w_ih = p["gru.weight_ih_g"][:, None] * w_ih / w_ih.norm(dim=1, keepdim=True)
+            w_hh = p["gru.weight_hh_g"][:, None] * w_hh / w_hh.norm(dim=1, keepdim=True)
+        (wir, wiz, win), (whr, whz, whn) = w_ih.split(H), w_hh.split(H)
+        (bir, biz, bin_), (bhr, bhz, bhn) = p["gru.bias_ih"].split(H), p["gru.bias_hh"].split(H)
+        r = torch.sigmoid(linear(x, wir, bir) + linear(h, whr, bhr))
+        z = torch.sigmoid(linear(x, wiz, biz) + linear(h, whz, bhz))
+        n = act(linear(x, win, bin_) + r * linear(h, whn, bhn))
+        return (1 - z) * n + z * h
+
+    # orthogonal hidden-to-hidden (each gate's block), zero biases
+    net = gru_actor_critic(3, 3, hidden=H, init="orthogonal")
+    p = net.init(0)
+    for block in p["gru.weight_hh"].split(H):
+        torch.testing.assert_close(block @ block.T, torch.eye(H), atol=1e-5, rtol=0)
+    assert not p["gru.bias_ih"].any() and not p["gru.bias_hh"].any()
+    torch.testing.assert_close(net.apply(p, x, h)[2], by_hand(p, torch.tanh))
+    # ReLU candidate
+    net = gru_actor_critic(3, 3, hidden=H, activation="relu")
+    p = net.init(1)
+    torch.testing.assert_close(net.apply(p, x, h)[2], by_hand(p, torch.relu))
+    torch.testing.assert_close(net.apply_module(p, x, h)[2], by_hand(p, torch.relu))
+    # weight normalisation: rows g * v / ||v||, the gains starting at the rows' norms (same function)
+    plain, wn = gru_actor_critic(3, 3, hidden=H), gru_actor_critic(3, 3, hidden=H, weight_norm=True)
+    p0, p = plain.init(2), wn.init(2)
+    assert set(p) == set(p0) | {"gru.weight_ih_g", "gru.weight_hh_g"}
+    torch.testing.assert_close(p["gru.weight_hh_g"], p["gru.weight_hh"].norm(dim=1))
+    torch.testing.assert_close(wn.apply(p, x, h), plain.apply(p0, x, h))
+    p = {**p, "gru.weight_ih_g": p["gru.weight_ih_g"] * 2.0, "gru.weight_hh_g": torch.rand(3 * H, generator=gen(32))}
+    torch.testing.assert_close(wn.apply(p, x, h)[2], by_hand(p, torch.tanh, wn=True))
+    torch.testing.assert_close(wn.apply_module(p, x, h)[2], by_hand(p, torch.tanh, wn=True))
+    seq = wn.apply_sequence(p, x.unsqueeze(0), h)
+    torch.testing.assert_close(seq[2][0], by_hand(p, torch.tanh, wn=True))
+    # a positive update-gate bias: z = sigmoid(b) at zero input and state
+    net = gru_actor_critic(3, 3, hidden=H, init="orthogonal", update_gate_bias=2.0)
+    p = net.init(3)
+    assert torch.equal(p["gru.bias_hh"][H:2 * H], torch.full((H,), 2.0)) and not p["gru.bias_ih"][H:2 * H].any()
+    torch.testing.assert_close(net.apply(p, x, h)[2], by_hand(p, torch.tanh))
+    # at a zero input and state the update gate is sigmoid(2): h' = (1 - z) n + z h keeps 88% of h
+    gate = torch.sigmoid(linear(torch.zeros(1, in_dim), p["gru.weight_ih"][H:2 * H], p["gru.bias_ih"][H:2 * H])
+                         + linear(torch.zeros(1, H), p["gru.weight_hh"][H:2 * H], p["gru.bias_hh"][H:2 * H]))
+    torch.testing.assert_close(gate, torch.full((1, H), float(torch.sigmoid(torch.tensor(2.0)))))
+    # hidden 256 (the paper's) is a size like any other; the separate value GRU gets the same options
+    net = gru_actor_critic(3, 3, hidden=256, value_network="separate", init="orthogonal", weight_norm=True)
+    p = net.init(0)
+    assert p["value_gru.weight_hh"].shape == (768, 256) and "value_gru.weight_hh_g" in p
+    assert not p["value_gru.bias_hh"].any()
+
+
+def test_kl_early_stopping_stops_the_epochs():
+    env = BernoulliBandits(3, 6)
+    net = gru_actor_critic(env.obs_dim, env.num_actions, hidden=8, value_network="separate")
+    params, opt = net.init(0), adam(0.1)
+    tasks = env.sample_tasks(8, gen(40))
+    noise = sample_rl2_noise(env, 8, 4, gen(41))
+    base = PPOConfig(epochs=4, num_minibatches=2)
+    run = lambda cfg: rl2_train_step(params, opt.init(params), tasks, noise, env, net, opt, config=cfg)  # noqa: E731
+    full = run(base)
+    loose = run(base._replace(target_kl=1e9))  # never stops: the same numbers
+    assert loose[2]["updates"] == 8 and all(torch.equal(full[0][k], loose[0][k]) for k in params)
+    tight = run(base._replace(target_kl=1e-3))
+    k = int(tight[2]["updates"])
+    assert 1 <= k < 8 and float(tight[2]["kl"]) > 1e-3
+    # the same as stepping the first k minibatches by hand
+    trial = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, net)
+    adv, ret = rl2_advantages(trial, base.gamma, base.gae_lambda)
+    from functional_metarl.rl import normalize_advantages
+    from functional_metarl.optim import apply_updates
+    adv = normalize_advantages(adv, torch.ones_like(adv))
+    p, state = params, opt.init(params)
+    for step in range(k):
+        idx = noise.perms[step // 2, (step % 2) * 4:(step % 2 + 1) * 4]
+        mb = Trial(*(x[:, idx] for x in trial))
+        g, _ = rl2_ppo_grad(p, mb, adv[:, idx], ret[:, idx], net, clip_eps=0.2, value_coef=0.5, entropy_coef=0.01)
+        upd, state = opt.update(g, state, p)
+        p = apply_updates(p, upd)
+    assert all(torch.equal(p[name], tight[0][name]) for name in params)
+    with pytest.raises(ValueError, match="config.target_kl"):
+        run(base._replace(target_kl=0.0))
+
+
+def test_resume_is_bit_identical_with_the_new_options(tmp_path):
+    opts = dict(env="mdp", num_episodes=2, value_network="separate", cell_init="orthogonal", activation="relu",
+                weight_norm=True, update_gate_bias=1.0, prev_state_input=True, target_kl=0.01, lr=1e-2)
+    straight = RL2Trainer(_tiny(**opts), tmp_path / "a")
+    straight.train(progress=False)
+    RL2Trainer(_tiny(iterations=2, **opts), tmp_path / "b").train(progress=False)
+    resumed = RL2Trainer(_tiny(**opts), tmp_path / "c")
+    resumed.load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
+    resumed.train(progress=False)
+    assert "value_gru.weight_hh_g" in straight.params and straight.policy.prev_obs_input
+    for k in straight.params:
+        assert torch.equal(straight.params[k], resumed.params[k]), k
+    drop = ("seconds", "steps_per_second")
+    assert [{k: v for k, v in m.items() if k not in drop} for m in straight.history] == \
+           [{k: v for k, v in m.items() if k not in drop} for m in resumed.history]
+    assert all("updates" in m for m in straight.history)
+    with pytest.raises(ValueError, match="different settings"):
+        RL2Trainer(_tiny(**{**opts, "value_network": "shared"})).load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)

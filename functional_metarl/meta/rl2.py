@@ -88,7 +88,9 @@ class PPOConfig(NamedTuple):
     """PPO settings. ``gamma`` / ``gae_lambda`` for GAE over the trial; ``num_minibatches``
     must divide the number of trials. ``reward_scale`` keeps the value targets of long trials
     O(1): with a value loss of a return of ~50 the clipped global gradient is almost all value
-    gradient and the policy barely moves."""
+    gradient and the policy barely moves. ``target_kl``: KL early stopping -- the PPO epochs stop
+    at the first minibatch whose ``kl`` (:func:`rl2_ppo_loss`; the policy before that minibatch's update against
+    the acting one) exceeds it, and that minibatch is not applied; ``None`` runs every epoch."""
 
     epochs: int = 4
     num_minibatches: int = 4
@@ -99,6 +101,7 @@ class PPOConfig(NamedTuple):
     gae_lambda: float = 0.3
     normalize_advantages: bool = True
     reward_scale: float = 1.0  # rewards are multiplied by this for the advantages and value targets
+    target_kl: float | None = None
 
 
 def _check_ppo_config(config: PPOConfig, num_trials: int) -> None:
@@ -114,6 +117,8 @@ def _check_ppo_config(config: PPOConfig, num_trials: int) -> None:
     for name in ("gamma", "gae_lambda"):
         checks.probability(getattr(config, name), f"config.{name}")
     checks.flag(config.normalize_advantages, "config.normalize_advantages")
+    if config.target_kl is not None:
+        checks.positive_number(config.target_kl, "config.target_kl")
 
 
 def _trial_steps(env: TaskFamily) -> int:
@@ -172,8 +177,9 @@ def rl2_rollout(
         env_noise: the env's trial noise, leaves ``[T, B, ...]`` (``env.sample_noise(T, (B,), gen)``).
         gumbel_u: ``[T, B, A]`` uniforms for the Gumbel-max action samples; ``T`` is the trial length.
         env: any :class:`envs.TaskFamily` with discrete actions (``action_size = A``).
-        policy: ``nn.gru_actor_critic(obs_dim, A)``.
-        hidden: the policy state at the start of the trial, ``[B, H]`` (default zeros).
+        policy: ``nn.gru_actor_critic(obs_dim, A)`` (with ``prev_obs_input`` the previous
+            observation, zeros at the trial's start, goes into its input too).
+        hidden: the policy state at the start of the trial, ``[B, policy.state_size]`` (default zeros).
 
     Returns:
         a :class:`Trial`, time-major ``[T, B, ...]``. The hidden state is carried through every
@@ -203,16 +209,19 @@ def rl2_rollout(
         prev_a = torch.full((num,), -1, dtype=torch.int64, device=device)
         prev_r = torch.zeros(num, dtype=dtype, device=device)
         prev_d = torch.zeros(num, dtype=torch.bool, device=device)
+        prev_obs = torch.zeros_like(obs) if policy.prev_obs_input else None
         h = hidden
         out: dict[str, list[torch.Tensor]] = {k: [] for k in Trial._fields}
         for t in range(T):
-            x = rl2_inputs(obs, prev_a, prev_r, prev_d, A)
+            x = rl2_inputs(obs, prev_a, prev_r, prev_d, A, prev_obs)
             logits, value, h = policy.apply(params, x, h)
             action = gumbel_sample(logits, gumbel_u[t])
+            obs_t = obs
             state, obs, reward, done = env.step(state, action, tasks, noise_at(env_noise, t))
             for k, v in zip(Trial._fields, (x, action, reward, done, categorical_log_prob(logits, action), value)):
                 out[k].append(v)
             prev_a, prev_r, prev_d = action, reward, done
+            prev_obs = obs_t if prev_obs is not None else None  # the state the action was taken in
     return Trial(*(torch.stack(out[k]) for k in Trial._fields))
 
 
@@ -239,7 +248,9 @@ def rl2_ppo_loss(
     ``loss = ppo_clip(ratio, A) + value_coef * 0.5 * mean((V - R)^2) - entropy_coef * mean(H(pi))``
     with the GRU re-run from the zero state over ``trial.inputs [T, B, in_dim]``. ``advantages``,
     ``returns``: ``[T, B]`` (constants). Returns ``(loss [], {"policy", "value", "entropy",
-    "approx_kl"})``.
+    "approx_kl", "kl"})``: ``approx_kl`` is ``mean(log pi_old - log pi)``, ``kl`` the estimator
+    ``mean(ρ - 1 - log ρ)`` with ``ρ = pi / pi_old`` (Schulman's k3: unbiased for KL(pi_old || pi)
+    and never negative, so the one the KL early stopping reads).
     """
     T, B = trial.actions.shape
     for name, x in (("advantages", advantages), ("returns", returns)):
@@ -254,8 +265,10 @@ def rl2_ppo_loss(
     entropy = masked_episode_mean(categorical_entropy(logits), mask)
     loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
     approx_kl = masked_episode_mean((trial.log_probs - log_prob).detach(), mask)
+    log_ratio = (log_prob - trial.log_probs).detach()
+    kl = masked_episode_mean(torch.exp(log_ratio) - 1.0 - log_ratio, mask)  # >= 0 term by term
     return loss, {"policy": policy_loss.detach(), "value": value_loss.detach(), "entropy": entropy.detach(),
-                  "approx_kl": approx_kl}
+                  "approx_kl": approx_kl, "kl": kl}
 
 
 def rl2_ppo_grad(
@@ -291,7 +304,9 @@ def rl2_train_step(
 
     Returns ``(params, opt_state, stats)``; ``stats`` are 0-d tensors (``trial_return``: mean total
     reward per trial of the rollout; the losses, ``approx_kl`` and the global ``grad_norm`` before
-    any clipping, of the last minibatch). ``grad_fn`` replaces the default :func:`rl2_ppo_grad` (e.g. with a compiled
+    any clipping, of the last minibatch computed; with ``config.target_kl`` also ``updates``, the
+    optimizer steps taken before the KL stop -- the stop reads that one scalar per minibatch, the
+    step's only read of a tensor value). ``grad_fn`` replaces the default :func:`rl2_ppo_grad` (e.g. with a compiled
     ``torch.func.grad_and_value(rl2_ppo_loss, has_aux=True)``); it takes the loss's arguments.
     """
     num = _tasks_batch(tasks)
@@ -306,6 +321,7 @@ def rl2_train_step(
         advantages = normalize_advantages(advantages, torch.ones_like(advantages))
     mb = num // config.num_minibatches
     stats: dict[str, torch.Tensor] = {}
+    steps, stop = 0, False
     for epoch in range(config.epochs):
         for i in range(config.num_minibatches):
             idx = noise.perms[epoch, i * mb:(i + 1) * mb]
@@ -313,8 +329,16 @@ def rl2_train_step(
                                          clip_eps=config.clip_eps, value_coef=config.value_coef,
                                          entropy_coef=config.entropy_coef)
             norm = tree_norm(grads)  # before any clipping the optimizer composes
+            stats = {"loss": loss.detach(), **aux, "grad_norm": norm.detach()}
+            if config.target_kl is not None and bool(aux["kl"] > config.target_kl):
+                stop = True  # the policy moved too far: neither this minibatch nor the rest
+                break
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = apply_updates(params, updates)
-            stats = {"loss": loss.detach(), **aux, "grad_norm": norm.detach()}
+            steps += 1
+        if stop:
+            break
+    if config.target_kl is not None:
+        stats["updates"] = torch.tensor(float(steps))
     stats["trial_return"] = trial.rewards.sum(0).mean()
     return params, opt_state, stats

@@ -24,12 +24,12 @@ from ..envs.baselines import (BANDIT_BASELINES, MDP_BASELINES, MEMORY_GAUGE_WIND
                               tune_gittins_gamma, tune_ucb_c, windowed_greedy)
 from ..envs.tabular_mdp import TabularMDP
 from ..meta.rl2 import PPOConfig, rl2_ppo_grad, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
-from ..nn.recurrent import gru_actor_critic
+from ..nn.recurrent import CELL_ACTIVATIONS, CELL_INITS, VALUE_NETWORKS, RecurrentFunctional, gru_actor_critic
 from ..optim import adam, chain, clip_by_global_norm
 from ..tree import Params
 from .base import RunConfig, Runner, restore_like
 
-__all__ = ["RL2Config", "RL2Trainer", "make_rl2_env", "mean_and_stderr"]
+__all__ = ["RL2Config", "RL2Trainer", "make_rl2_env", "make_rl2_policy", "mean_and_stderr"]
 
 
 @dataclass
@@ -41,7 +41,15 @@ class RL2Config(RunConfig):
     linearly from ``entropy_coef`` to ``entropy_coef_final`` over that many iterations and stays
     there (see :meth:`entropy_coef_at`); the schedule counts iterations, so a resume with a
     different ``iterations`` keeps it. ``iterations`` counts PPO iterations, ``checkpoint_every``
-    too."""
+    too.
+
+    The agent (issue 28; ``nn.gru_actor_critic``'s options): ``value_network`` (``"separate"``,
+    the paper's own value GRU, is the default; ``"shared"`` was the default before issue 28),
+    ``cell_init`` (``"pytorch"`` or ``"orthogonal"``), ``activation`` (``"tanh"`` or ``"relu"``),
+    ``weight_norm``, ``update_gate_bias`` (``None`` or the update gate's initial bias) and
+    ``prev_state_input`` (the previous observation beside the previous action / reward / done: a
+    departure from the paper's input). ``target_kl``: PPO's KL early stopping
+    (``meta.PPOConfig.target_kl``); ``None`` runs every epoch."""
 
     iterations: int = 500  # PPO iterations
     checkpoint_every: int = 25
@@ -64,6 +72,13 @@ class RL2Config(RunConfig):
     max_grad_norm: float = 0.5
     reward_scale: float = 1.0
     compile: bool = False
+    value_network: str = "separate"
+    cell_init: str = "pytorch"
+    activation: str = "tanh"
+    weight_norm: bool = False
+    update_gate_bias: float | None = None
+    prev_state_input: bool = False
+    target_kl: float | None = None
 
     RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("compile",)
 
@@ -80,6 +95,15 @@ class RL2Config(RunConfig):
         for name in ("gamma", "gae_lambda"):
             checks.probability(getattr(self, name), name)
         checks.flag(self.compile, "compile")
+        checks.one_of(self.value_network, "value_network", VALUE_NETWORKS)
+        checks.one_of(self.cell_init, "cell_init", CELL_INITS)
+        checks.one_of(self.activation, "activation", CELL_ACTIVATIONS)
+        checks.flag(self.weight_norm, "weight_norm")
+        checks.flag(self.prev_state_input, "prev_state_input")
+        if self.update_gate_bias is not None:
+            checks.number(self.update_gate_bias, "update_gate_bias")
+        if self.target_kl is not None:
+            checks.positive_number(self.target_kl, "target_kl")
         if (self.entropy_coef_final is None) != (self.entropy_decay_iterations is None):
             raise ValueError("entropy_coef_final and entropy_decay_iterations go together (both None: a constant "
                              f"entropy_coef), got {self.entropy_coef_final!r} and {self.entropy_decay_iterations!r}")
@@ -103,7 +127,8 @@ class RL2Config(RunConfig):
         return PPOConfig(epochs=self.epochs, num_minibatches=self.num_minibatches, clip_eps=float(self.clip_eps),
                          value_coef=float(self.value_coef), entropy_coef=self.entropy_coef_at(iteration),
                          gamma=float(self.gamma), gae_lambda=float(self.gae_lambda),
-                         reward_scale=float(self.reward_scale))
+                         reward_scale=float(self.reward_scale),
+                         target_kl=None if self.target_kl is None else float(self.target_kl))
 
 
 def make_rl2_env(config: RL2Config) -> BernoulliBandits | TabularMDP:
@@ -111,6 +136,14 @@ def make_rl2_env(config: RL2Config) -> BernoulliBandits | TabularMDP:
     if config.env == "bandit":
         return BernoulliBandits(config.num_arms, config.num_pulls)
     return TabularMDP(config.num_episodes)
+
+
+def make_rl2_policy(config: RL2Config, env: BernoulliBandits | TabularMDP) -> RecurrentFunctional:
+    """The GRU actor-critic a config names, for ``env``."""
+    return gru_actor_critic(env.obs_dim, env.num_actions, config.hidden, value_network=config.value_network,
+                            init=config.cell_init, activation=config.activation, weight_norm=config.weight_norm,
+                            update_gate_bias=None if config.update_gate_bias is None else float(config.update_gate_bias),
+                            prev_obs_input=config.prev_state_input)
 
 
 def mean_and_stderr(totals: torch.Tensor) -> dict[str, float]:
@@ -143,7 +176,7 @@ class RL2Trainer(Runner):
     def __init__(self, config: RL2Config, output_dir: str | Path | None = None):
         super().__init__(config, output_dir)
         self.env = make_rl2_env(config)
-        self.policy = gru_actor_critic(self.env.obs_dim, self.env.num_actions, config.hidden)
+        self.policy = make_rl2_policy(config, self.env)
         self.optimizer = chain(clip_by_global_norm(config.max_grad_norm), adam(config.lr))
         self.params: Params = self.policy.init(config.seed, device=self.device)
         self.opt_state: Any = self.optimizer.init(self.params)
