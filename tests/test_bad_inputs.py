@@ -325,7 +325,7 @@ def test_bad_input_raises_a_clear_error(case):
 def test_case_count_is_what_the_readme_states():
     # The README's reliability section quotes the number of cases; keep them together.
     count = (len(CASES) + len(CHECKPOINT_CASES) + len(CLI_CASES) + len(_RUNNER_CONFIG_CASES) + len(PURE_LAYER_CASES)
-             + len(MAML_LAYER_CASES))
+             + len(MAML_LAYER_CASES) + len(RL2_ISSUE28_CASES))
     stated = re.search(r"holds (\d+) such cases", (ROOT / "README.md").read_text())
     assert stated is not None and int(stated.group(1)) == count
     assert count >= 60
@@ -818,6 +818,68 @@ MAML_LAYER_CASES = _maml_layer_cases()
 
 @pytest.mark.parametrize("case", MAML_LAYER_CASES, ids=[c[0] for c in MAML_LAYER_CASES])
 def test_maml_layer_rejects_bad_input(case):
+    _, call, exc, pattern = case
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+# ============================================================================= RL² agent options (issue 28)
+# The new RL2Config fields, the GRU template's options, PPO's KL target, the memory gauge and the
+# baselines' priors: a value outside its choices, the wrong kind, non-finite or non-positive
+# numbers, and shapes that do not match. Each case is (id, call, exception type, regex naming it).
+def _rl2_issue28_cases():
+    from functional_metarl.envs import BernoulliBandits, TabularMDP
+
+    bandits, mdp = BernoulliBandits(3, 4), TabularMDP(1, num_states=3, num_actions=2, horizon=2)
+    gen = torch.Generator().manual_seed(0)
+    b_tasks, m_tasks = bandits.sample_tasks(2, gen), mdp.sample_tasks(2, gen)
+    b_noise, m_noise = bandits.sample_noise(4, (2,), gen), mdp.sample_noise(2, (2,), gen)
+    cfg = lambda **kw: runners.RL2Config(device="cpu", **kw)  # noqa: E731
+    gru = nn.gru_actor_critic
+    return [
+        ("rl2-value-network-unknown", lambda: cfg(value_network="twin"), ValueError, "value_network must be one of"),
+        ("rl2-cell-init-unknown", lambda: cfg(cell_init="xavier"), ValueError, "cell_init must be one of"),
+        ("rl2-activation-unknown", lambda: cfg(activation="gelu"), ValueError, "activation must be one of"),
+        ("rl2-weight-norm-string", lambda: cfg(weight_norm="yes"), TypeError, "weight_norm must be a bool"),
+        ("rl2-update-gate-bias-string", lambda: cfg(update_gate_bias="1"), TypeError, "update_gate_bias must be a number"),
+        ("rl2-update-gate-bias-nan", lambda: cfg(update_gate_bias=float("nan")), ValueError, "update_gate_bias"),
+        ("rl2-prev-state-input-int", lambda: cfg(prev_state_input=1), TypeError, "prev_state_input must be a bool"),
+        ("rl2-target-kl-zero", lambda: cfg(target_kl=0.0), ValueError, "target_kl"),
+        ("rl2-target-kl-bool", lambda: cfg(target_kl=True), TypeError, "target_kl must be a number"),
+        ("ppo-target-kl-negative", lambda: meta.rl2_train_step(
+            gru(1, 3, hidden=4).init(0), optim.adam(1e-3).init(gru(1, 3, hidden=4).init(0)), b_tasks,
+            meta.sample_rl2_noise(bandits, 2, 1, gen), bandits, gru(1, 3, hidden=4), optim.adam(1e-3),
+            config=meta.PPOConfig(epochs=1, num_minibatches=1, target_kl=-0.1)), ValueError, "config.target_kl"),
+        ("gru-value-network-unknown", lambda: gru(1, 3, value_network="both"), ValueError, "value_network must be one of"),
+        ("gru-init-kind", lambda: gru(1, 3, init=0), TypeError, "init must be one of"),
+        ("gru-weight-norm-int", lambda: gru(1, 3, weight_norm=0), TypeError, "weight_norm must be a bool"),
+        ("gru-update-gate-bias-inf", lambda: gru(1, 3, update_gate_bias=float("inf")), ValueError, "update_gate_bias"),
+        ("gru-prev-obs-input-string", lambda: gru(1, 3, prev_obs_input="no"), TypeError, "prev_obs_input must be a bool"),
+        ("gru-separate-hidden-shape", lambda: gru(1, 3, hidden=4, value_network="separate").apply(
+            gru(1, 3, hidden=4, value_network="separate").init(0), torch.zeros(2, 6), torch.zeros(2, 4)), ValueError,
+         r"hidden expected shape \(2, 8\)"),
+        ("rl2-inputs-prev-obs-shape", lambda: nn.rl2_inputs(torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64),
+                                                            torch.zeros(2), torch.zeros(2), 3, torch.zeros(2, 4)),
+         ValueError, "prev_obs expected shape"),
+        ("memory-gauge-window-zero", lambda: envs.windowed_greedy(mdp, m_tasks, m_noise, 0), ValueError, "window"),
+        ("memory-gauge-window-float", lambda: envs.windowed_greedy(bandits, b_tasks, b_noise, 2.0), TypeError,
+         "window must be an int"),
+        ("memory-gauge-env-kind", lambda: envs.windowed_greedy(NAV, b_tasks, b_noise, 2), TypeError, "env must be"),
+        ("memory-gauge-noise-shape", lambda: envs.windowed_greedy(bandits, b_tasks, b_noise[:3], 2), ValueError,
+         "env_noise leaves expected shape"),
+        ("memory-gauge-tasks-kind", lambda: envs.windowed_greedy(bandits, m_tasks, b_noise, 2), TypeError, "tasks must be"),
+        ("ucb-prior-unknown", lambda: envs.bandit_baseline(bandits, b_tasks, "ucb1", b_noise, ucb_prior="optimistic"),
+         ValueError, "ucb_prior must be one of"),
+        ("mdp-reward-prior-mean-string", lambda: envs.mdp_baseline(mdp, m_tasks, "psrl", m_noise, reward_prior_mean="0"),
+         TypeError, "reward_prior_mean must be a number"),
+    ]
+
+
+RL2_ISSUE28_CASES = _rl2_issue28_cases()
+
+
+@pytest.mark.parametrize("case", RL2_ISSUE28_CASES, ids=[c[0] for c in RL2_ISSUE28_CASES])
+def test_rl2_agent_options_reject_bad_input(case):
     _, call, exc, pattern = case
     with pytest.raises(exc, match=pattern):
         call()
