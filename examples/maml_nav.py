@@ -6,6 +6,7 @@
     python examples/maml_nav.py --estimator dice             # another meta-gradient estimator (meta.estimators)
     python examples/maml_nav.py --estimator lvc --meta-optimizer promp   # the ProMP-style meta-step
     python examples/maml_nav.py --proportional-inner-step 0.4 --eval-lrs 0.1 0.05   # steps as long as the distance left
+    torchrun --nproc-per-node 2 examples/maml_nav.py          # the meta-batch split over 2 processes
 
 Trains a 64x64 tanh Gaussian policy with MAML (meta-batch 20 tasks, 20 trajectories per task,
 horizon 100, one inner SGD step of 0.1, gamma 0.99, lambda 1.0, TRPO meta-step), then evaluates
@@ -142,8 +143,13 @@ def main() -> None:
         except ValueError as error:  # an unreadable checkpoint or one of other settings: say so, no traceback
             usage_error(str(error))
         print(f"resumed from {output / CHECKPOINT_FILE} at meta-iteration {trainer.iteration}")
-    print(f"training on {trainer.device} for {config.iterations} meta-iterations -> {output}")
+    main_process = trainer.parallel.is_main  # under torchrun, rank 0 alone evaluates, plots and prints
+    if main_process:
+        print(f"training on {trainer.device} for {config.iterations} meta-iterations -> {output}"
+              + (f" ({trainer.parallel.world_size} processes)" if trainer.parallel.world_size > 1 else ""))
     history = trainer.train(progress=not args.no_progress)
+    if not main_process:
+        return
 
     evaluate = partial(trainer.evaluate_with_episodes, num_tasks=args.eval_tasks, max_steps=3,
                        episodes_per_task=args.eval_episodes, inner_lrs=args.eval_lrs)

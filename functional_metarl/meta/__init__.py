@@ -26,7 +26,7 @@ from .estimators import (
     magic_box,
 )
 from .surrogates import MetaGradient, maml_surrogate, surrogate_gradient, surrogate_gradient_fn, surrogate_gradient_through, score_fn
-from .meta_steps import MetaStep, ProMPConfig, ProMPState, TRPOConfig, TRPOState, gradient, promp, trpo
+from .meta_steps import MetaStep, ProMPConfig, ProMPState, TaskShard, TRPOConfig, TRPOState, gradient, promp, trpo
 
 __all__ = [
     "adapt",
@@ -39,7 +39,7 @@ __all__ = [
     "DICE", "E_MAML", "ESTIMATORS", "LVC", "MAML", "Estimator", "dice_inner_loss", "dice_objective",
     "emaml_score_term", "estimator_named", "inner_loss", "lvc_inner_loss", "magic_box",
     "MetaGradient", "maml_surrogate", "surrogate_gradient", "surrogate_gradient_fn", "surrogate_gradient_through", "score_fn",
-    "MetaStep", "ProMPConfig", "ProMPState", "TRPOConfig", "TRPOState", "gradient", "promp", "trpo",
+    "MetaStep", "ProMPConfig", "ProMPState", "TaskShard", "TRPOConfig", "TRPOState", "gradient", "promp", "trpo",
 ]
 
 from .supervised import (  # noqa: E402

@@ -40,6 +40,7 @@ from .surrogates import MetaGradient, adapted_distributions, mean_kl, surrogate_
 
 __all__ = [
     "MetaStep",
+    "TaskShard",
     "MetaStepStats",
     "TRPOConfig",
     "TRPOState",
@@ -51,6 +52,28 @@ __all__ = [
 ]
 
 MetaStepStats = dict[str, float]
+
+
+class TaskShard(NamedTuple):
+    """This process's part of a meta-batch split over data-parallel processes: tasks
+    ``start:stop`` of ``total``, and ``mean(x, n)``, which turns ``x``, a mean over ``n`` of this
+    process's tasks, into the mean over every process's tasks (``n`` may be 0: ``x`` then counts
+    for nothing). Every process must call ``mean`` the same number of times in the same order
+    (it is a collective); ``runners.DataParallel`` provides one over ``torch.distributed``.
+
+    A meta-step given a shard reduces every task mean it decides on (the meta-gradient, the
+    losses and KLs of the line search, each curvature product of conjugate gradient), so every
+    process takes the identical step; one process with the whole batch is ``shard=None``.
+    """
+
+    start: int
+    stop: int
+    total: int
+    mean: Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def _local_mean(x: torch.Tensor, n: int) -> torch.Tensor:
+    return x
 
 
 class MetaStep(NamedTuple):
@@ -153,6 +176,20 @@ def _mean_kl_curvature(fisher: Callable[[DistParams, DistParams], DistParams],
     return curvature
 
 
+def _shard_mean(shard: TaskShard | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    if shard is None:
+        return _local_mean
+    return checks.instance(shard, "shard", TaskShard).mean
+
+
+def _local_fisher_tasks(fisher_tasks: int | None, shard: TaskShard | None, num_tasks: int) -> int | None:
+    """How many of this process's first tasks belong to the whole meta-batch's first
+    ``fisher_tasks`` (``None``: all of them)."""
+    if shard is None or fisher_tasks is None:
+        return fisher_tasks
+    return max(0, min(fisher_tasks - shard.start, num_tasks))
+
+
 def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
     """Every ``every``-th episode of the first ``tasks`` tasks (leaves ``[N, T, E, ...]``)."""
     if not isinstance(batch, RLBatch):
@@ -164,6 +201,7 @@ def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:
 def trpo(
     policy: Functional, inner_opt: GradientTransformation, *, estimator: Estimator = MAML,
     config: TRPOConfig = TRPOConfig(), steps: int = 1, first_order: bool = False, compile: bool = False,
+    shard: TaskShard | None = None,
 ) -> MetaStep:
     """The TRPO meta-step of MAML-RL (Finn et al. 2017): maximise the surrogate of the adapted
     policies subject to their mean KL ``<= config.max_kl``.
@@ -182,9 +220,13 @@ def trpo(
         steps: inner steps.
         first_order: treat the inner gradients as constants (first-order MAML).
         compile: ``torch.compile`` the meta-gradient and the line search's scoring.
+        shard: this process's part of a data-parallel meta-batch (``None``: one process). The
+            curvature sample is the first ``config.fisher_tasks`` tasks of the whole meta-batch,
+            wherever they sit.
     """
     _check_factory(policy, inner_opt, estimator, steps, first_order)
     checks.instance(config, "config", TRPOConfig)
+    mean = _shard_mean(shard)
     gradient_at = surrogate_gradient_fn(policy, inner_opt, steps=steps, first_order=first_order, estimator=estimator,
                                    compile=compile)
     score = score_fn(policy, inner_opt, steps=steps, compile=compile)
@@ -204,11 +246,13 @@ def trpo(
             gradient_at(meta_params, train, valid) if meta_grad is None else meta_grad)
         old_log_prob = dist.log_prob(old_dist, valid.actions)
         flat_params, unravel = ravel(meta_params)
-        flat_grad, _ = ravel(grads)
+        num_tasks = valid.mask.shape[0]
+        flat_grad, old_loss = mean(ravel(grads)[0], num_tasks), mean(old_loss.detach(), num_tasks)
+        fisher_tasks = _local_fisher_tasks(config.fisher_tasks, shard, num_tasks)
 
-        sub_valid = _subsample(valid, config.fisher_subsample, config.fisher_tasks)
+        sub_valid = _subsample(valid, config.fisher_subsample, fisher_tasks)
         if config.curvature == "exact":
-            sub_train = _subsample(train, config.fisher_subsample, config.fisher_tasks)
+            sub_train = _subsample(train, config.fisher_subsample, fisher_tasks)
 
             def outputs_fn(flat: torch.Tensor) -> DistParams:
                 policy_params, inner_state = split_meta_params(unravel(flat))
@@ -217,22 +261,31 @@ def trpo(
                                           inner_objective=estimator.inner_objective)[-1]
                 return dist.params(policy.apply_stacked(adapted, sub_valid.obs))
         else:
-            sub_adapted = tree_map(lambda a: a[: config.fisher_tasks], adapted0)
+            sub_adapted = tree_map(lambda a: a[:fisher_tasks], adapted0)
 
             def outputs_fn(flat: torch.Tensor) -> DistParams:
                 shift = unravel(flat - flat_params)  # adapted(theta) ~ adapted(theta0) + (theta - theta0)
                 moved = tree_map(lambda a, s: a + s, sub_adapted, shift)
                 return dist.params(policy.apply_stacked(moved, sub_valid.obs))
 
-        closed_form = None if dist.fisher is None else _mean_kl_curvature(dist.fisher, sub_valid.mask)
-        curvature = gauss_newton_operator(
-            outputs_fn, lambda old, new: mean_kl(policy, old, new, sub_valid.mask), flat_params,
-            output_curvature=closed_form,
-        )
+        num_fisher = sub_valid.mask.shape[0]
+        if num_fisher == 0:  # none of the curvature sample's tasks is this process's
+            local_curvature = torch.zeros_like
+        else:
+            closed_form = None if dist.fisher is None else _mean_kl_curvature(dist.fisher, sub_valid.mask)
+            local_curvature = gauss_newton_operator(
+                outputs_fn, lambda old, new: mean_kl(policy, old, new, sub_valid.mask), flat_params,
+                output_curvature=closed_form,
+            )
+
+        def curvature(v: torch.Tensor) -> torch.Tensor:
+            return mean(local_curvature(v), num_fisher)
+
         full_step = trpo_step_direction(curvature, flat_grad.detach(), config.max_kl, config.cg_iters, config.cg_damping)
 
         def loss_and_kl(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return score(unravel(flat), train, valid, old_log_prob, old_dist)
+            loss, kl = score(unravel(flat), train, valid, old_log_prob, old_dist)
+            return mean(loss, num_tasks), mean(kl, num_tasks)
 
         result = backtracking_line_search(
             loss_and_kl, flat_params.detach(), full_step, float(old_loss), config.max_kl,
@@ -251,13 +304,15 @@ def trpo(
 def gradient(
     policy: Functional, inner_opt: GradientTransformation, meta_opt: GradientTransformation, *,
     estimator: Estimator = MAML, steps: int = 1, first_order: bool = False, compile: bool = False,
+    shard: TaskShard | None = None,
 ) -> MetaStep:
     """A step of a first-order optimizer ``meta_opt`` (e.g. ``optim.adam``, or
     ``optim.chain(optim.clip_by_global_norm(c), optim.adam(lr))``) on the estimator's
     meta-gradient. The state is ``meta_opt``'s; ``stats["kl"]`` is the mean KL of the adapted
-    policies before and after the step, for monitoring."""
+    policies before and after the step, for monitoring. ``shard``: as :func:`trpo`'s."""
     _check_factory(policy, inner_opt, estimator, steps, first_order)
     checks.instance(meta_opt, "meta_opt", GradientTransformation)
+    mean = _shard_mean(shard)
     gradient_at = surrogate_gradient_fn(policy, inner_opt, steps=steps, first_order=first_order, estimator=estimator,
                                    compile=compile)
     score = score_fn(policy, inner_opt, steps=steps, compile=compile)
@@ -267,11 +322,14 @@ def gradient(
         _check_step_inputs(train, valid, policy, steps, estimator)
         grads, loss, _, old_dist = _finite_gradient(
             gradient_at(meta_params, train, valid) if meta_grad is None else meta_grad)
+        num_tasks = valid.mask.shape[0]
+        grads, loss = tree_map(lambda g: mean(g, num_tasks), grads), mean(loss.detach(), num_tasks)
         updates, state = meta_opt.update(grads, state, meta_params)
         new_params = tree_map(lambda p, u: (p + u).detach(), meta_params, updates)
         with torch.no_grad():
             old_log_prob = policy.distribution.log_prob(old_dist, valid.actions)
             loss_after, kl = score(new_params, train, valid, old_log_prob, old_dist)
+            loss_after, kl = mean(loss_after, num_tasks), mean(kl, num_tasks)
         flat_grad, _ = ravel(grads)
         stats = {"meta_loss": float(loss), "loss_after": float(loss_after), "kl": float(kl), "step_fraction": 1.0,
                  "grad_norm": float(flat_grad.norm())}
@@ -313,6 +371,7 @@ class ProMPState(NamedTuple):
 def promp(
     policy: Functional, inner_opt: GradientTransformation, meta_opt: GradientTransformation, *,
     estimator: Estimator = LVC, config: ProMPConfig = ProMPConfig(), steps: int = 1, first_order: bool = False,
+    shard: TaskShard | None = None,
 ) -> MetaStep:
     """ProMP's meta-step: ``config.epochs`` steps of ``meta_opt`` on the same meta-batch.
 
@@ -324,11 +383,12 @@ def promp(
     the inner step and the meta-gradient are those of ``estimator`` (ProMP uses :data:`LVC`;
     ``E_MAML`` adds its score term). Then ``eta`` adapts (see :class:`ProMPConfig`); it lives in
     the state as a 0-d tensor. The episodes are reused as they are in later epochs. The
-    meta-params must be plain policy params.
+    meta-params must be plain policy params. ``shard``: as :func:`trpo`'s.
     """
     _check_factory(policy, inner_opt, estimator, steps, first_order)
     checks.instance(meta_opt, "meta_opt", GradientTransformation)
     checks.instance(config, "config", ProMPConfig)
+    mean = _shard_mean(shard)
     dist = policy.distribution
     adapt = partial(adaptation_path, policy=policy, inner_opt=inner_opt, steps=steps, first_order=first_order,
                     inner_objective=estimator.inner_objective)
@@ -374,8 +434,10 @@ def promp(
         step_fn = grad_and_value(objective, has_aux=True)
         opt_state = state.opt_state
         first_loss, first_norm = None, None
+        num_tasks = valid.mask.shape[0]
         for _ in range(config.epochs):
             grads, (loss, _) = step_fn(params)
+            grads, loss = tree_map(lambda g: mean(g, num_tasks), grads), mean(loss.detach(), num_tasks)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"ProMP meta-loss is not finite ({float(loss)}); stopping before the update")
             if first_loss is None:
@@ -385,6 +447,7 @@ def promp(
         with torch.no_grad():
             clip_after, inner_kl, path = parts(params)
             outer_kl = mean_kl(policy, old_valid, adapted_distributions(path[-1], valid, policy), valid.mask)
+            clip_after, inner_kl, outer_kl = (mean(x, num_tasks) for x in (clip_after, inner_kl, outer_kl))
         inner_kl_value = float(inner_kl)
         if inner_kl_value < config.target_kl / 1.5:
             new_coef = coef / 2

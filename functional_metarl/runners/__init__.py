@@ -58,6 +58,7 @@ __all__ += ["RL2Config", "RL2Trainer", "make_rl2_env", "mean_and_stderr"]
 from .gym_sampler import TaskVectorSampler  # noqa: E402
 from .maml_samplers import MAMLSampler, PureFamilySampler, SimulatorSampler, SplitTrialSampler, SplitTrialTasks  # noqa: E402
 from .maml_trainer import Evaluation  # noqa: E402
+from .distributed import DataParallel  # noqa: E402
 
 __all__ += ["TaskVectorSampler", "MAMLSampler", "PureFamilySampler", "SimulatorSampler", "SplitTrialSampler",
-            "SplitTrialTasks", "Evaluation"]
+            "SplitTrialTasks", "Evaluation", "DataParallel"]

@@ -27,9 +27,10 @@ from ..envs import Episodes, rollout, sample_noise
 from ..envs.metaworld_tasks import episode_success
 from ..envs.protocol import TaskFamily
 from ..meta.maml_discrete import categorical_episodes, split_trial_noise
+from ..meta import TaskShard
 from ..meta.rl2 import RL2Noise, sample_rl2_noise
 from ..nn import Functional
-from ..tree import Params
+from ..tree import Params, tree_map
 from .gym_sampler import TaskVectorSampler
 
 __all__ = ["MAMLSampler", "PureFamilySampler", "SplitTrialSampler", "SplitTrialTasks", "SimulatorSampler"]
@@ -45,7 +46,7 @@ class MAMLSampler(Protocol):
     Attributes: ``obs_dim``; ``action_size`` (action dimension, or number of actions);
     ``discrete_actions`` (a categorical policy when True, else a Gaussian one); ``horizon`` (the
     steps of one episode); ``fixed_inner_steps`` (``None``, or the one number of inner steps
-    the scheme allows).
+    the scheme allows); ``dtype`` (of the observations, hence of the policy's params).
     """
 
     obs_dim: int
@@ -53,15 +54,19 @@ class MAMLSampler(Protocol):
     discrete_actions: bool
     horizon: int
     fixed_inner_steps: int | None
+    dtype: torch.dtype
 
     def sample_tasks(self, num_tasks: int, generator: torch.Generator, split: str = "train") -> Any:
         """``num_tasks`` tasks (``split``: ``"train"``, or ``"test"`` where the family has one)."""
         ...
 
     def sample(self, params: Params, tasks: Any, policy: Functional, *, per_task: bool, step: int,
-               episodes_per_task: int, generator: torch.Generator) -> tuple[Episodes, EpisodeInfo]:
+               episodes_per_task: int, generator: torch.Generator,
+               shard: TaskShard | None = None) -> tuple[Episodes, EpisodeInfo]:
         """Episodes ``[N, T, E, ...]`` of ``params`` (shared, or per task with ``per_task``),
-        adapted ``step`` times, on ``tasks``, and their info."""
+        adapted ``step`` times, on ``tasks``, and their info. ``shard``: ``tasks`` is the whole
+        meta-batch of a data-parallel run and only tasks ``shard.start:shard.stop`` are rolled out
+        (per-task params are theirs), with the draws one process would make for them."""
         ...
 
     def for_evaluation(self, seed: int, deterministic: bool = False) -> MAMLSampler:
@@ -92,12 +97,16 @@ def _describe(env: Any) -> str:
 
 class PureFamilySampler:
     """A pure continuous-action task family (``envs.TaskFamily``, e.g. ``envs.Navigation2D``),
-    rolled out by ``envs.rollout``; tasks and action noise come from the trainer's generator."""
+    rolled out by ``envs.rollout``; tasks and action noise come from the trainer's generator.
+    ``dtype``: the tasks' floating leaves are cast to it and the noise drawn in it (``float64``
+    for exactness checks; the draws then differ from ``float32``'s)."""
 
     fixed_inner_steps = None
 
-    def __init__(self, env: TaskFamily):
+    def __init__(self, env: TaskFamily, dtype: torch.dtype = torch.float32):
         checks.instance(env, "env", TaskFamily)
+        checks.one_of(dtype, "dtype", (torch.float32, torch.float64))
+        self.dtype = dtype
         if env.discrete_actions or len(env.obs_shape) != 1:
             raise ValueError(f"env: PureFamilySampler needs continuous actions and vector observations, got "
                              f"{type(env).__name__} (discrete_actions={env.discrete_actions}, obs_shape={env.obs_shape})")
@@ -111,13 +120,20 @@ class PureFamilySampler:
     def sample_tasks(self, num_tasks: int, generator: torch.Generator, split: str = "train") -> Any:
         """``num_tasks`` tasks of the family from ``generator`` (the family has one split)."""
         checks.one_of(split, "split", ("train",))
-        return self.env.sample_tasks(num_tasks, generator)
+        tasks = self.env.sample_tasks(num_tasks, generator)
+        if self.dtype == torch.float32:
+            return tasks
+        return tree_map(lambda x: x.to(self.dtype) if x.is_floating_point() else x, tasks)
 
     def sample(self, params: Params, tasks: Any, policy: Functional, *, per_task: bool, step: int,
-               episodes_per_task: int, generator: torch.Generator) -> tuple[Episodes, EpisodeInfo]:
+               episodes_per_task: int, generator: torch.Generator,
+               shard: TaskShard | None = None) -> tuple[Episodes, EpisodeInfo]:
         """Episodes of ``envs.rollout`` with action noise from ``generator``; no extra info."""
         num_tasks = next(x for x in tasks if isinstance(x, torch.Tensor)).shape[0]
-        noise = sample_noise(self.horizon, num_tasks, episodes_per_task, self.action_size, generator)
+        noise = sample_noise(self.horizon, num_tasks, episodes_per_task, self.action_size, generator, dtype=self.dtype)
+        if shard is not None:  # the whole batch's noise is drawn, as one process draws it
+            tasks = tree_map(lambda x: x[shard.start:shard.stop], tasks)
+            noise = noise[:, shard.start:shard.stop]
         episodes = rollout(params, tasks, noise, self.env, policy, params_per_task=per_task)
         if not torch.isfinite(episodes.rewards).all():
             raise FloatingPointError("the environment returned non-finite rewards")
@@ -163,6 +179,7 @@ class SplitTrialSampler:
 
     fixed_inner_steps = 1
     discrete_actions = True
+    dtype = torch.float32
 
     def __init__(self, env: Any, num_pre: int = 0):
         checks.instance(env, "env", TaskFamily)
@@ -188,10 +205,16 @@ class SplitTrialSampler:
         return SplitTrialTasks(tasks, sample_rl2_noise(self.env, num_tasks, 0, generator))
 
     def sample(self, params: Params, tasks: SplitTrialTasks, policy: Functional, *, per_task: bool, step: int,
-               episodes_per_task: int, generator: torch.Generator) -> tuple[Episodes, EpisodeInfo]:
+               episodes_per_task: int, generator: torch.Generator,
+               shard: TaskShard | None = None) -> tuple[Episodes, EpisodeInfo]:
         """The trial's first ``num_pre`` episodes (``step`` 0) or the rest (``step`` 1)."""
         # The meta-params play the trial's first episodes; the adapted params the rest.
         checks.int_in_range(step, "step", 0, 1)
+        if shard is not None:  # tasks lead their leaves; the trial noise's task axis is its second
+            lo, hi = shard.start, shard.stop
+            tasks = SplitTrialTasks(tree_map(lambda x: x[lo:hi], tasks.tasks),
+                                    tasks.noise._replace(env=tree_map(lambda x: x[:, lo:hi], tasks.noise.env),
+                                                         gumbel_u=tasks.noise.gumbel_u[:, lo:hi]))
         first, count = (self.num_pre, self.num_episodes - self.num_pre) if step == 1 else (0, self.num_pre)
         env_noise, gumbel_u = split_trial_noise(self.env, tasks.noise.env, tasks.noise.gumbel_u, first, count)
         return categorical_episodes(params, tasks.tasks, env_noise, gumbel_u, self.env, policy,
@@ -235,6 +258,7 @@ class SimulatorSampler:
 
     fixed_inner_steps = None
     discrete_actions = False
+    dtype = torch.float32
 
     def __init__(self, family: Any, *, seed: int = 0, vectorization: str = "sync", action_scale: float = 1.0,
                  success_key: str | None = None, deterministic: bool = False):
@@ -280,8 +304,11 @@ class SimulatorSampler:
         return vector
 
     def sample(self, params: Params, tasks: list, policy: Functional, *, per_task: bool, step: int,
-               episodes_per_task: int, generator: torch.Generator | None = None) -> tuple[Episodes, EpisodeInfo]:
+               episodes_per_task: int, generator: torch.Generator | None = None,
+               shard: TaskShard | None = None) -> tuple[Episodes, EpisodeInfo]:
         """One episode per sub-env of the vector sampler for this batch shape; ``"success"`` ``[N, E]`` in the info with a success key."""
+        if shard is not None:  # each process steps its own tasks' sub-envs with its own noise
+            tasks = tasks[shard.start:shard.stop]
         vector = self.vector_sampler(len(tasks), episodes_per_task)
         keys = (self.success_key,) if self.success_key else ()
         episodes, info = vector.sample_with_info(params, tasks, policy, params_per_task=per_task,

@@ -24,6 +24,7 @@ from .. import checks
 from ..envs import Episodes, Navigation2D
 from ..meta import (
     ESTIMATORS,
+    TaskShard,
     FINAL_REWARD_WINDOW,
     MetaGradient,
     MetaParams,
@@ -45,6 +46,7 @@ from ..nn import categorical_policy, gaussian_policy
 from ..optim import MetaSgdState, adam, meta_sgd, sgd
 from ..tree import Params, tree_map
 from .base import RunConfig, Runner, restore_like
+from .distributed import DataParallel
 from .maml_samplers import EpisodeInfo, MAMLSampler, PureFamilySampler
 
 __all__ = ["MAMLConfig", "MAMLTrainer", "Evaluation", "make_meta_step"]
@@ -82,6 +84,7 @@ class MAMLConfig(RunConfig):
     estimator: str = "maml"  # meta-gradient estimator: a key of meta.ESTIMATORS (maml, e-maml, dice, lvc)
     promp: ProMPConfig = field(default_factory=ProMPConfig)  # meta_optimizer="promp" only
     compile: bool = False  # torch.compile the meta-gradient and the line-search scoring (eager is the reference)
+    dtype: str = "float32"  # of the params and the default sampler's data; "float64" for exactness checks
 
     RESUMABLE: ClassVar[tuple[str, ...]] = ("iterations", "device", "checkpoint_every", "compile")
 
@@ -106,6 +109,7 @@ class MAMLConfig(RunConfig):
             checks.probability(getattr(self, name), name)
         for name in ("learn_inner_lr", "normalize_inner_advantages", "first_order", "compile"):
             checks.flag(getattr(self, name), name)
+        checks.one_of(self.dtype, "dtype", ("float32", "float64"))
         checks.instance(self.activation, "activation", str)
         if self.mean_bound is not None:
             checks.positive_number(self.mean_bound, "mean_bound")
@@ -121,11 +125,12 @@ class MAMLConfig(RunConfig):
             )
 
 
-def make_meta_step(config: MAMLConfig, policy: Any, inner_opt: Any) -> MetaStep:
+def make_meta_step(config: MAMLConfig, policy: Any, inner_opt: Any, shard: TaskShard | None = None) -> MetaStep:
     """The :class:`~functional_metarl.meta.MetaStep` that ``config`` names (meta-optimizer,
-    estimator, inner steps, first order, compile)."""
+    estimator, inner steps, first order, compile); ``shard``: this process's part of a
+    data-parallel meta-batch (``runners.DataParallel.task_shard``)."""
     estimator = estimator_named(config.estimator)
-    common = {"steps": config.inner_steps, "first_order": config.first_order}
+    common = {"steps": config.inner_steps, "first_order": config.first_order, "shard": shard}
     if config.meta_optimizer == "trpo":
         return trpo(policy, inner_opt, estimator=estimator, config=config.trpo, compile=config.compile, **common)
     if config.meta_optimizer == "adam":
@@ -147,14 +152,6 @@ def _episode_return(rewards: torch.Tensor) -> float:
     return float(rewards.sum(dim=1).mean())
 
 
-def _trial_totals(pre: Episodes, post: Episodes) -> dict[str, float]:
-    """Mean over tasks of the total reward before and after the inner steps, and of both (the
-    return of a split trial, where the two are one trial's halves); counted env steps."""
-    pre_total, post_total = float(pre.rewards.sum(dim=(1, 2)).mean()), float(post.rewards.sum(dim=(1, 2)).mean())
-    return {"pre_total": pre_total, "post_total": post_total, "trial_return": pre_total + post_total,
-            "env_steps": float(pre.mask.sum() + post.mask.sum())}
-
-
 class MAMLTrainer(Runner):
     """Meta-trains an MLP policy with MAML on the episodes of ``sampler``: a Gaussian policy for
     continuous actions, a categorical one for discrete actions.
@@ -170,6 +167,11 @@ class MAMLTrainer(Runner):
             config names (``make_meta_step``); its ``stats`` go into the metrics as they are.
             Resume needs the same step again.
 
+    Launched by ``torchrun`` with several processes, the trainer splits each meta-batch over
+    them (``runners.DataParallel``): each process samples and adapts its own tasks, the
+    meta-step all-reduces what it decides on, the params stay identical everywhere, and rank 0
+    alone writes files and shows progress. ``meta_batch_size`` must split evenly.
+
     Attributes beside the base's: ``params`` (the latest meta-params), ``best_params`` (the
     meta-params whose post-adaptation return was the highest during training: the MAML paper
     evaluates "the model with the best average return during training"), ``learned_lrs`` /
@@ -183,9 +185,17 @@ class MAMLTrainer(Runner):
     def __init__(self, config: MAMLConfig, output_dir: Any = None, sampler: MAMLSampler | None = None,
                  meta_step: MetaStep | None = None):
         super().__init__(config, output_dir)
+        self.parallel = DataParallel.from_environment(self.device)
+        self.shard = None if self.parallel.world_size == 1 else self.parallel.task_shard(config.meta_batch_size)
+        if not self.parallel.is_main:  # rank 0 alone logs and checkpoints
+            self.output_dir = None
+            self.logger.log_dir = None
+        dtype = getattr(torch, config.dtype)
         if sampler is None:
-            sampler = PureFamilySampler(Navigation2D(horizon=config.horizon, action_scale=config.action_scale))
+            sampler = PureFamilySampler(Navigation2D(horizon=config.horizon, action_scale=config.action_scale), dtype)
         self.sampler = checks.instance(sampler, "sampler", MAMLSampler)
+        if sampler.dtype != dtype:
+            raise ValueError(f"dtype: the sampler's data are {sampler.dtype} but config.dtype is {config.dtype!r}")
         if sampler.horizon != config.horizon:
             raise ValueError(f"sampler: its episodes last {sampler.horizon} steps but config.horizon is {config.horizon}")
         if sampler.fixed_inner_steps is not None and config.inner_steps != sampler.fixed_inner_steps:
@@ -202,8 +212,9 @@ class MAMLTrainer(Runner):
         if meta_step is not None:
             checks.instance(meta_step, "meta_step", MetaStep)
         self.custom_meta_step = meta_step is not None
-        self.meta_step = meta_step if meta_step is not None else make_meta_step(config, self.policy, self.inner_opt)
-        self.params: Params = self.policy.init(config.seed, device=self.device)
+        self.meta_step = meta_step if meta_step is not None else make_meta_step(config, self.policy, self.inner_opt,
+                                                                                self.shard)
+        self.params: Params = self.parallel.broadcast(self.policy.init(config.seed, device=self.device, dtype=dtype))
         self.learned_lrs: Params | None = self.inner_opt.init(self.params).lr if config.learn_inner_lr else None
         self.meta_state = self.meta_step.init(self.meta_params())
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -255,12 +266,12 @@ class MAMLTrainer(Runner):
 
     def sample(self, params: Params, tasks: Any, per_task: bool = False, step: int = 0,
                generator: torch.Generator | None = None, episodes_per_task: int | None = None,
-               sampler: MAMLSampler | None = None) -> tuple[Episodes, EpisodeInfo]:
+               sampler: MAMLSampler | None = None, shard: TaskShard | None = None) -> tuple[Episodes, EpisodeInfo]:
         """Episodes ``[N, T, E, ...]`` of ``params`` (shared, or per task), adapted ``step`` times,
         on ``tasks``, and their extra info, from ``sampler`` (default the trainer's) with
-        ``generator`` (default the trainer's)."""
+        ``generator`` (default the trainer's); ``shard``: only this process's part of ``tasks``."""
         sampler = self.sampler if sampler is None else sampler
-        return sampler.sample(params, tasks, self.policy, per_task=per_task, step=step,
+        return sampler.sample(params, tasks, self.policy, per_task=per_task, step=step, shard=shard,
                               episodes_per_task=self.config.episodes_per_task if episodes_per_task is None
                               else episodes_per_task, generator=self.generator if generator is None else generator)
 
@@ -272,7 +283,7 @@ class MAMLTrainer(Runner):
         tasks = self.sampler.sample_tasks(cfg.meta_batch_size, self.generator)
         # Inner step k learns from episodes of the policy adapted k times (fresh episodes per
         # step, as pytorch-maml-rl samples them); the meta-step then replays those steps.
-        train_episodes, train_info = self.sample(self.params, tasks)
+        train_episodes, train_info = self.sample(self.params, tasks, shard=self.shard)
         train_batches = [self.inner_batch(train_episodes)]
         meta_grad: MetaGradient | None = None
         if self._keeps_adaptation():
@@ -283,28 +294,40 @@ class MAMLTrainer(Runner):
         else:
             adapted = self.adapt_batch(self.params, train_batches[0])
         for step in range(1, cfg.inner_steps):
-            train_batches.append(self.inner_batch(self.sample(adapted, tasks, per_task=True, step=step)[0]))
+            train_batches.append(self.inner_batch(self.sample(adapted, tasks, per_task=True, step=step,
+                                                              shard=self.shard)[0]))
             adapted = self.adapt_batch(adapted, train_batches[-1], per_task=True)
         train = train_batches[0] if cfg.inner_steps == 1 else tuple(train_batches)
-        valid_episodes, valid_info = self.sample(adapted, tasks, per_task=True, step=cfg.inner_steps)
+        valid_episodes, valid_info = self.sample(adapted, tasks, per_task=True, step=cfg.inner_steps, shard=self.shard)
         sampled = time.perf_counter()
         valid = make_rl_batches(valid_episodes, cfg.gamma, cfg.gae_lambda)
         if self._keeps_adaptation():
             meta_grad = surrogate_gradient_through(adapted, pullback, valid, self.policy)
         new_meta, self.meta_state, stats = self.meta_step.update(self.meta_params(), self.meta_state, train, valid,
                                                                  meta_grad)
-        post_return = _episode_return(valid_episodes.rewards)
-        if post_return > self.best_post_return:  # measured with the params before this step
-            self.best_post_return, self.best_params, self.best_learned_lrs = post_return, self.params, self.learned_lrs
+        # The episodes' numbers of the whole meta-batch (this process's tasks' alone when split).
+        num_tasks = valid_episodes.rewards.shape[0]
+        means = {"pre_return": train_episodes.rewards.sum(dim=1).mean(),
+                 "post_return": valid_episodes.rewards.sum(dim=1).mean(),
+                 **{f"{when}_{key}": value.float().mean()
+                    for when, info in (("pre", train_info), ("post", valid_info)) for key, value in info.items()},
+                 "pre_total": train_episodes.rewards.sum(dim=(1, 2)).mean(),
+                 "post_total": valid_episodes.rewards.sum(dim=(1, 2)).mean()}
+        episodes = {k: float(self.parallel.task_mean(v, num_tasks)) for k, v in means.items()}
+        episodes["trial_return"] = episodes["pre_total"] + episodes["post_total"]
+        episodes["env_steps"] = float(self.parallel.sum(train_episodes.mask.sum() + valid_episodes.mask.sum()))
+        if episodes["post_return"] > self.best_post_return:  # measured with the params before this step
+            self.best_post_return, self.best_params = episodes["post_return"], self.params
+            self.best_learned_lrs = self.learned_lrs
         if cfg.learn_inner_lr:
             self.params, self.learned_lrs = new_meta.params, new_meta.inner_state.lr
         else:
             self.params = new_meta
-        infos = {f"{when}_{key}": float(value.float().mean())
-                 for when, info in (("pre", train_info), ("post", valid_info)) for key, value in info.items()}
-        return {"pre_return": _episode_return(train_episodes.rewards), "post_return": post_return, **infos,
-                **_trial_totals(train_episodes, valid_episodes), **stats, "sampling_seconds": sampled - start,
-                "seconds": time.perf_counter() - start}
+        return {**episodes, **stats, "sampling_seconds": sampled - start, "seconds": time.perf_counter() - start}
+
+    def train(self, progress: bool = True, **kwargs: Any) -> list[dict[str, float]]:
+        """The base's budgeted loop (``Runner.train``); only rank 0 shows progress."""
+        return super().train(progress and self.parallel.is_main, **kwargs)
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None, **kwargs: Any) -> dict[str, float]:
