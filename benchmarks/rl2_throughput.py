@@ -2,6 +2,7 @@
 
     python benchmarks/rl2_throughput.py                       # bandits k=5 n=10 and MDP n=10
     python benchmarks/rl2_throughput.py --trials 64 --repeats 2 --hidden 64
+    python benchmarks/rl2_throughput.py --only mdp --pure-only --trials 512 --value-network separate   # issue 28
 
 Both sides do the same work per iteration: one trial on each of ``--trials`` tasks with the GRU
 policy (``--hidden`` units), then the same PPO update (``--epochs`` x ``--minibatches``
@@ -139,7 +140,7 @@ def gym_iteration(envs: list[gym.Env], policy, params, opt, opt_state, cfg: PPOC
 
 
 def bench(name: str, env, gym_envs, args) -> dict[str, float]:
-    policy = gru_actor_critic(env.obs_dim, env.num_actions, args.hidden)
+    policy = gru_actor_critic(env.obs_dim, env.num_actions, args.hidden, value_network=args.value_network)
     cfg = PPOConfig(epochs=args.epochs, num_minibatches=args.minibatches)
     opt = chain(clip_by_global_norm(0.5), adam(1e-3))  # the RL2Config default max_grad_norm
     B, T = args.trials, env.trial_length
@@ -154,20 +155,28 @@ def bench(name: str, env, gym_envs, args) -> dict[str, float]:
         params, state, _ = rl2_train_step(params, state, tasks, noise, env, policy, opt, config=cfg)
         pure = time.perf_counter() - t0
         t0 = time.perf_counter()
+        rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, policy)
+        pure_rollout = time.perf_counter() - t0
+        if rep > 0:  # the first iteration is warm-up
+            rates["pure"].append(B * T / pure)
+            rates["pure_rollout"].append(B * T / pure_rollout)
+        if args.pure_only:
+            continue
+        t0 = time.perf_counter()
         params, state = gym_iteration(gym_envs, policy, params, opt, state, cfg, T, seed=rep * 10_000)
         loop = time.perf_counter() - t0
         t0 = time.perf_counter()
-        rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, policy)
-        pure_rollout = time.perf_counter() - t0
-        t0 = time.perf_counter()
         gym_collect(gym_envs, policy, params, T, gen, seed=rep * 10_000 + 1)
         gym_rollout = time.perf_counter() - t0
-        if rep > 0:  # the first iteration is warm-up
-            rates["pure"].append(B * T / pure)
+        if rep > 0:
             rates["gym"].append(B * T / loop)
-            rates["pure_rollout"].append(B * T / pure_rollout)
             rates["gym_rollout"].append(B * T / gym_rollout)
-    out = {k: statistics.median(v) for k, v in rates.items()}
+    out = {k: statistics.median(v) for k, v in rates.items() if v}
+    if args.pure_only:
+        print(f"{name:>16}: pure {out['pure']:9.0f} env steps/s, rollout only {out['pure_rollout']:9.0f}   ({B} trials x "
+              f"{T} steps, hidden {args.hidden}, value network {args.value_network}, {args.epochs} epochs x "
+              f"{args.minibatches} minibatches)")
+        return out
     print(f"{name:>16}: pure {out['pure']:9.0f} env steps/s | gym loop {out['gym']:9.0f} env steps/s | "
           f"ratio {out['pure'] / out['gym']:.2f}x   ({B} trials x {T} steps, hidden {args.hidden})")
     print(f"{'rollout only':>16}: pure {out['pure_rollout']:9.0f} env steps/s | gym loop {out['gym_rollout']:9.0f} env steps/s | "
@@ -184,13 +193,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--mdp-episodes", type=int, default=10)
+    parser.add_argument("--value-network", default="shared", choices=("shared", "separate", "detached"),
+                        help="the agent's value network (issue 28; 'shared' is what the earlier numbers used)")
+    parser.add_argument("--pure-only", action="store_true", help="time the pure batched step only (no gym loop)")
+    parser.add_argument("--only", choices=("bandit", "mdp"), default=None, help="one family only")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = {
-        "bandit_k5_n10": bench("bandits k=5 n=10", BernoulliBandits(5, 10), [GymBandit(5, 10) for _ in range(args.trials)], args),
-        f"mdp_n{args.mdp_episodes}": bench(f"MDP n={args.mdp_episodes}", TabularMDP(args.mdp_episodes),
-                                           [GymMDP(args.mdp_episodes) for _ in range(args.trials)], args),
-    }
+    results = {}
+    if args.only in (None, "bandit"):
+        results["bandit_k5_n10"] = bench("bandits k=5 n=10", BernoulliBandits(5, 10),
+                                         [GymBandit(5, 10) for _ in range(args.trials)], args)
+    if args.only in (None, "mdp"):
+        results[f"mdp_n{args.mdp_episodes}"] = bench(f"MDP n={args.mdp_episodes}", TabularMDP(args.mdp_episodes),
+                                                     [GymMDP(args.mdp_episodes) for _ in range(args.trials)], args)
     return results
 
 

@@ -65,6 +65,18 @@ def add_common_args(parser: argparse.ArgumentParser, iterations: int, trials: in
     parser.add_argument("--gae-lambda", type=float, default=0.3)
     parser.add_argument("--reward-scale", type=float, default=1.0,
                         help="rewards x this for advantages and value targets (keep value targets O(1) on long trials)")
+    parser.add_argument("--value-network", default="separate", choices=("separate", "shared", "detached"),
+                        help="the value head's GRU: its own (the paper's), the policy's, or the policy's with a stopped gradient")
+    parser.add_argument("--cell-init", default="pytorch", choices=("pytorch", "orthogonal"),
+                        help="orthogonal: orthogonal hidden-to-hidden blocks and zero biases (the paper's)")
+    parser.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="the GRU candidate's nonlinearity")
+    parser.add_argument("--weight-norm", action="store_true", help="weight-normalised GRU weights (the paper's)")
+    parser.add_argument("--update-gate-bias", type=float, default=None,
+                        help="initial update-gate bias (> 0: the cell starts remembering); default: the init's")
+    parser.add_argument("--prev-state-input", action="store_true",
+                        help="the previous observation in the input too (a departure from the paper)")
+    parser.add_argument("--target-kl", type=float, default=None,
+                        help="stop an iteration's PPO epochs once the minibatch KL exceeds this")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop training (with a checkpoint) after this many minutes of wall time, then evaluate")
     parser.add_argument("--eval-tasks", type=int, default=2000, help="held-out tasks for the final evaluation")
@@ -174,7 +186,9 @@ def common_config(args: argparse.Namespace) -> dict:
                 epochs=args.epochs, num_minibatches=args.minibatches, entropy_coef=args.entropy_coef,
                 entropy_coef_final=args.entropy_coef_final, entropy_decay_iterations=args.entropy_decay_iterations,
                 gamma=args.gamma, gae_lambda=args.gae_lambda, reward_scale=args.reward_scale, seed=args.seed,
-                device=args.device, compile=args.compile)
+                device=args.device, compile=args.compile, value_network=args.value_network, cell_init=args.cell_init,
+                activation=args.activation, weight_norm=args.weight_norm, update_gate_bias=args.update_gate_bias,
+                prev_state_input=args.prev_state_input, target_kl=args.target_kl)
 
 
 def main() -> None:
