@@ -128,3 +128,20 @@ def test_trpo_cg_convergence_tiny(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "trpo_cg_convergence.py"), "--every", "0"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "--every must be >= 1" in bad.stderr
+
+
+def test_distributed_scaling_and_code_metrics_run():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distributed_scaling.py"), "--iterations", "1",
+                           "--warmup", "0", "--meta-batch-size", "4", "--processes", "1", "2"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if "|" in line][1:]
+    assert [r.split("|")[0].strip() for r in rows] == ["1", "1 (2 threads)", "2"]
+    assert float(rows[-1].split("|")[4]) > 0  # two processes all-reduce something every iteration
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distributed_scaling.py"), "--processes", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--processes" in bad.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "code_metrics.py")], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "raise statements:" in proc.stdout and "lines of meta/:" in proc.stdout

@@ -19,11 +19,13 @@ from functional_metarl import meta
 from functional_metarl.runners import DataParallel, MAMLConfig, MAMLTrainer
 
 STEPS = 5
+# benchmarks/gpu_check.sh sets FM_TEST_BACKEND=nccl on a machine with two GPUs: one GPU per process.
+DEVICE = "cuda" if os.environ.get("FM_TEST_BACKEND") == "nccl" else "cpu"
 
 
 def _config(**overrides) -> MAMLConfig:
-    return MAMLConfig(**{**dict(iterations=STEPS, meta_batch_size=4, episodes_per_task=4, horizon=10, hidden=(8,), dtype="float64",
-                                device="cpu", checkpoint_every=100), **overrides})
+    return MAMLConfig(**{**dict(iterations=STEPS, meta_batch_size=4, episodes_per_task=4, horizon=10, hidden=(8,),
+                                dtype="float64", device=DEVICE, checkpoint_every=100), **overrides})
 
 
 def _free_port() -> int:
@@ -33,8 +35,8 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world_size: int, port: int, out: str, overrides: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      OMP_NUM_THREADS="1")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     trainer = MAMLTrainer(_config(**overrides), output_dir=Path(out) / "run")
     trainer.train(progress=False)

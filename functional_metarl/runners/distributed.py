@@ -61,6 +61,13 @@ class DataParallel:
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
         return cls(dist.get_rank(), dist.get_world_size())
 
+    def local_device(self, device: torch.device) -> torch.device:
+        """``device``, with a bare ``cuda`` made this process's GPU (``cuda:LOCAL_RANK``, as
+        torchrun numbers the processes of a host)."""
+        if self.world_size == 1 or device.type != "cuda" or device.index is not None:
+            return device
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
     @property
     def is_main(self) -> bool:
         """Whether this process logs, plots and checkpoints (rank 0)."""

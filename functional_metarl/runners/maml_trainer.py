@@ -186,6 +186,7 @@ class MAMLTrainer(Runner):
                  meta_step: MetaStep | None = None):
         super().__init__(config, output_dir)
         self.parallel = DataParallel.from_environment(self.device)
+        self.device = self.parallel.local_device(self.device)
         self.shard = None if self.parallel.world_size == 1 else self.parallel.task_shard(config.meta_batch_size)
         if not self.parallel.is_main:  # rank 0 alone logs and checkpoints
             self.output_dir = None
