@@ -240,3 +240,13 @@ def test_split_trial_sampler_splits_one_trial_and_evaluation_reports_every_step(
     returns, evaluation = trainer.evaluate_with_episodes(num_tasks=3, max_steps=1)
     assert isinstance(evaluation, runners.Evaluation) and len(evaluation.episodes) == 2
     assert set(returns) == {"0", "1"}
+
+
+def test_stateless_samplers_share_their_trivial_state():
+    from functional_metarl.runners.maml_samplers import StatelessSampler
+
+    for sampler in (runners.PureFamilySampler(NAV), runners.SplitTrialSampler(envs.BernoulliBandits(3, 4))):
+        assert isinstance(sampler, StatelessSampler) and isinstance(sampler, runners.MAMLSampler)
+        assert sampler.for_evaluation(7) is sampler and sampler.state_dict() == {}
+        with pytest.raises(ValueError, match="deterministic"):
+            sampler.for_evaluation(7, deterministic=True)

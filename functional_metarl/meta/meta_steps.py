@@ -157,6 +157,19 @@ def _check_factory(policy: Functional, inner_opt: GradientTransformation, estima
     checks.flag(first_order, "first_order")
 
 
+def _gradient_score_mean(
+    policy: Functional, inner_opt: GradientTransformation, estimator: Estimator, steps: int, first_order: bool,
+    compile: bool, shard: TaskShard | None,
+) -> tuple[Callable[..., MetaGradient], Callable[..., tuple[torch.Tensor, torch.Tensor]],
+           Callable[[torch.Tensor, int], torch.Tensor]]:
+    """What the TRPO and gradient meta-steps build the same way: the meta-gradient, the scoring
+    of candidate params, and the cross-process task mean (the identity in one process)."""
+    _check_factory(policy, inner_opt, estimator, steps, first_order)
+    gradient_at = surrogate_gradient_fn(policy, inner_opt, steps=steps, first_order=first_order, estimator=estimator,
+                                        compile=compile)
+    return gradient_at, score_fn(policy, inner_opt, steps=steps, compile=compile), _shard_mean(shard)
+
+
 def _finite_gradient(meta_grad: MetaGradient) -> MetaGradient:
     if not torch.isfinite(meta_grad.loss):
         raise FloatingPointError(f"meta-loss is not finite ({float(meta_grad.loss)}); stopping before the update")
@@ -224,12 +237,8 @@ def trpo(
             curvature sample is the first ``config.fisher_tasks`` tasks of the whole meta-batch,
             wherever they sit.
     """
-    _check_factory(policy, inner_opt, estimator, steps, first_order)
     checks.instance(config, "config", TRPOConfig)
-    mean = _shard_mean(shard)
-    gradient_at = surrogate_gradient_fn(policy, inner_opt, steps=steps, first_order=first_order, estimator=estimator,
-                                   compile=compile)
-    score = score_fn(policy, inner_opt, steps=steps, compile=compile)
+    gradient_at, score, mean = _gradient_score_mean(policy, inner_opt, estimator, steps, first_order, compile, shard)
     dist = policy.distribution
 
     def init(meta_params: Any) -> TRPOState:
@@ -310,12 +319,8 @@ def gradient(
     ``optim.chain(optim.clip_by_global_norm(c), optim.adam(lr))``) on the estimator's
     meta-gradient. The state is ``meta_opt``'s; ``stats["kl"]`` is the mean KL of the adapted
     policies before and after the step, for monitoring. ``shard``: as :func:`trpo`'s."""
-    _check_factory(policy, inner_opt, estimator, steps, first_order)
     checks.instance(meta_opt, "meta_opt", GradientTransformation)
-    mean = _shard_mean(shard)
-    gradient_at = surrogate_gradient_fn(policy, inner_opt, steps=steps, first_order=first_order, estimator=estimator,
-                                   compile=compile)
-    score = score_fn(policy, inner_opt, steps=steps, compile=compile)
+    gradient_at, score, mean = _gradient_score_mean(policy, inner_opt, estimator, steps, first_order, compile, shard)
 
     def update(meta_params: Any, state: Any, train: TrainData, valid: RLBatch,
                meta_grad: MetaGradient | None = None) -> tuple[Any, Any, MetaStepStats]:

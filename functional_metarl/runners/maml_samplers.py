@@ -33,7 +33,7 @@ from ..nn import Functional
 from ..tree import Params, tree_map
 from .gym_sampler import TaskVectorSampler
 
-__all__ = ["MAMLSampler", "PureFamilySampler", "SplitTrialSampler", "SplitTrialTasks", "SimulatorSampler"]
+__all__ = ["MAMLSampler", "StatelessSampler", "PureFamilySampler", "SplitTrialSampler", "SplitTrialTasks", "SimulatorSampler"]
 
 #: Per-episode extras a sampler may return beside the episodes, e.g. ``{"success": [N, E] bool}``.
 EpisodeInfo = dict[str, torch.Tensor]
@@ -95,7 +95,28 @@ def _describe(env: Any) -> str:
     return f"{type(env).__name__}({', '.join(f'{k}={v!r}' for k, v in settings.items())})"
 
 
-class PureFamilySampler:
+class StatelessSampler:
+    """What a sampler driven only by the trainer's generator shares: no state to save, nothing to
+    release, and itself as its evaluation sampler (evaluation passes its own generator)."""
+
+    def for_evaluation(self, seed: int, deterministic: bool = False) -> StatelessSampler:
+        """Itself; ``deterministic`` is refused (these samplers always sample their actions)."""
+        if deterministic:
+            raise ValueError(f"deterministic: {type(self).__name__} always samples actions")
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing: its draws come from the trainer's generator."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class PureFamilySampler(StatelessSampler):
     """A pure continuous-action task family (``envs.TaskFamily``, e.g. ``envs.Navigation2D``),
     rolled out by ``envs.rollout``; tasks and action noise come from the trainer's generator.
     ``dtype``: the tasks' floating leaves are cast to it and the noise drawn in it (``float64``
@@ -139,23 +160,6 @@ class PureFamilySampler:
             raise FloatingPointError("the environment returned non-finite rewards")
         return episodes, {}
 
-    def for_evaluation(self, seed: int, deterministic: bool = False) -> PureFamilySampler:
-        """Itself: it keeps no state (evaluation draws from its own generator)."""
-        if deterministic:
-            raise ValueError("deterministic: PureFamilySampler always samples actions")
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Nothing: its draws come from the trainer's generator."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to restore."""
-        pass
-
-    def close(self) -> None:
-        """Nothing to release."""
-        pass
 
 
 class SplitTrialTasks(NamedTuple):
@@ -166,7 +170,7 @@ class SplitTrialTasks(NamedTuple):
     noise: RL2Noise
 
 
-class SplitTrialSampler:
+class SplitTrialSampler(StatelessSampler):
     """Bandits and tabular MDPs under the split-trial protocol (``meta.maml_discrete``): a trial
     of ``n`` episodes per task; the first ``num_pre`` (default ``n // 2``) are played by the
     meta-params, the rest by the params adapted on them. One inner step; the episodes per task
@@ -220,23 +224,6 @@ class SplitTrialSampler:
         return categorical_episodes(params, tasks.tasks, env_noise, gumbel_u, self.env, policy,
                                     params_per_task=per_task), {}
 
-    def for_evaluation(self, seed: int, deterministic: bool = False) -> SplitTrialSampler:
-        """Itself: it keeps no state (evaluation draws from its own generator)."""
-        if deterministic:
-            raise ValueError("deterministic: SplitTrialSampler always samples actions")
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Nothing: its draws come from the trainer's generator."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to restore."""
-        pass
-
-    def close(self) -> None:
-        """Nothing to release."""
-        pass
 
 
 class SimulatorSampler:
