@@ -86,3 +86,18 @@ __all__ += ["bayes_optimal_bandit_value"]
 from .baselines import MEMORY_GAUGE_WINDOWS, UCB_PRIORS, windowed_greedy  # noqa: E402
 
 __all__ += ["MEMORY_GAUGE_WINDOWS", "UCB_PRIORS", "windowed_greedy"]
+
+# Atari flavours (mode x difficulty) and games as task distributions; ale-py is imported only when used.
+from .atari_tasks import (  # noqa: E402
+    ATARI_OBS_SHAPE,
+    FULL_ACTION_SPACE_SIZE,
+    AtariTask,
+    AtariTaskEnv,
+    AtariTaskFamily,
+    atari_game_ids,
+    game_flavours,
+    rom_flavours,
+)
+
+__all__ += ["ATARI_OBS_SHAPE", "FULL_ACTION_SPACE_SIZE", "AtariTask", "AtariTaskEnv", "AtariTaskFamily",
+            "atari_game_ids", "game_flavours", "rom_flavours"]
