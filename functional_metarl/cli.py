@@ -420,7 +420,8 @@ def _evaluate_maml(trainer: MAMLTrainer, spec: RunSpec, args: argparse.Namespace
     max_steps = args.max_steps if fixed is None else min(args.max_steps, fixed)
     common = dict(num_tasks=args.eval_tasks, max_steps=max_steps, episodes_per_task=args.eval_episodes,
                   inner_lrs=args.eval_lrs)
-    best, _ = trainer.evaluate_with_episodes(params=trainer.best_params, learned_lrs=trainer.best_learned_lrs, **common)
+    best, evaluation = trainer.evaluate_with_episodes(params=trainer.best_params, learned_lrs=trainer.best_learned_lrs,
+                                                      **common)
     latest, _ = trainer.evaluate_with_episodes(**common)
     paper = PAPER_MAML_NAV if spec.family == "navigation" else {}
     print(f"held-out evaluation on {args.eval_tasks} tasks x {args.eval_episodes} episodes (mean episode return), "
@@ -431,7 +432,9 @@ def _evaluate_maml(trainer: MAMLTrainer, spec: RunSpec, args: argparse.Namespace
         row = f"{k:>12} | {best[k]:11.2f} | {latest[k]:8.2f}"
         print(row + (f" | {paper[k]:10.1f}" if k in paper else ""))
     if trainer.history:
-        _plot_returns(trainer.history, run_dir / "returns.png")
+        _plot_returns(trainer.history, run_dir / "returns.png")  # training returns per meta-iteration
+    if spec.family == "navigation":
+        _plot_paths(evaluation, run_dir / "trajectories.png")
     return {"best": best, "final": latest}
 
 
@@ -448,6 +451,33 @@ def _plot_returns(history: list[dict[str, float]], path: Path) -> None:
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("mean episode return")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_paths(evaluation: Any, path: Path, num_goals: int = 4) -> None:
+    """2D navigation: the first episode's path for a few goals, before and after each inner step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    goals = evaluation.tasks.goal.cpu()
+    num_goals = min(num_goals, goals.shape[0])
+    fig, axes = plt.subplots(1, num_goals, figsize=(3.2 * num_goals, 3.4), squeeze=False)
+    colors = plt.get_cmap("viridis")
+    last = max(len(evaluation.episodes) - 1, 1)
+    for i, ax in enumerate(axes[0]):
+        for step, episodes in enumerate(evaluation.episodes):
+            obs, mask = episodes.obs[i, :, 0].cpu(), episodes.mask[i, :, 0].cpu().bool()
+            ax.plot(obs[mask][:, 0], obs[mask][:, 1], color=colors(step / last), lw=1.2,
+                    label="before" if step == 0 else f"{step} step{'s' if step > 1 else ''}")
+        ax.scatter([0], [0], c="k", marker="o", s=20)
+        ax.scatter([goals[i, 0]], [goals[i, 1]], c="tab:red", marker="*", s=120, label="goal")
+        ax.set_aspect("equal")
+        ax.set_title(f"goal {i}")
+    axes[0][0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -177,7 +177,7 @@ def test_train_then_evaluate_a_shipped_config(tmp_path, capsys):
     assert "inner steps | best params |   latest | MAML paper" in stdout
     assert "           2 |" in stdout and "-11.7" in stdout
     assert set(json.loads((out / "metrics.json").read_text())["eval"]) == {"best", "final"}
-    assert (out / "returns.png").is_file()
+    assert (out / "returns.png").is_file() and (out / "trajectories.png").is_file()
     # resume continues the run as it was started (run.yaml), with a longer budget
     code, stdout, _ = _run(["train", "maml_nav_paper", "--output", str(out), "--iterations", "3", "--resume",
                             "--no-progress"], capsys)
