@@ -534,6 +534,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="runners, task families and shipped configs")
     bench = sub.add_parser("benchmark", help="run benchmarks/NAME.py (further arguments go to it)")
     bench.add_argument("name")
+    parser.train_help = train.format_help()  # type: ignore[attr-defined]
     return parser
 
 
@@ -542,10 +543,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     if argv and argv[0] == "train":
+        wants_help = any(a in ("-h", "--help") for a in argv[1:])
+        positional = [a for a in argv[1:] if not a.startswith("-")]
+        if wants_help and positional and (Path(positional[0]).is_file() or positional[0] in shipped_configs()):
+            # `train CONFIG --help`: the command's own flags, then the config's fields (tyro).
+            print(parser.train_help, end="\n")  # type: ignore[attr-defined]
+            args, rest = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+            return cmd_train(args, [*rest, "--help"])
         args, rest = parser.parse_known_args(argv)
-        if "-h" in rest or "--help" in rest:
-            if not Path(args.config).is_file() and args.config not in shipped_configs():
-                parser.parse_args(["train", "--help"])
         return cmd_train(args, rest)
     if argv and argv[0] == "benchmark" and len(argv) >= 2:
         return cmd_benchmark(parser.parse_args(argv[:2]), argv[2:])

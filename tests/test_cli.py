@@ -259,3 +259,11 @@ def test_console_script_and_python_dash_m(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert callable(main_exit) and cli.main is main
+
+
+def test_train_help_lists_the_config_fields_with_the_files_values(capsys):
+    code, stdout, _ = _run(["train", "maml_nav_paper", "--help"], capsys)
+    assert code == 0
+    assert "--overwrite" in stdout and "--resume" in stdout  # the command's own flags
+    assert "--trpo.max-kl" in stdout and "--meta-batch-size" in stdout  # the config's, from tyro
+    assert "relu" in stdout  # defaults are the file's values (MAMLConfig's own is tanh)
