@@ -98,3 +98,19 @@ __all__ += ["rl2_ppo_grad"]
 from .maml_discrete import categorical_episodes, episode_env, maml_trial_returns, split_trial_noise, split_trial_rollouts  # noqa: E402
 
 __all__ += ["categorical_episodes", "episode_env", "maml_trial_returns", "split_trial_noise", "split_trial_rollouts"]
+
+# MAML-A2C on Atari: the n-step A2C inner loss, adaptation of every task, meta-gradient, meta-step
+from .a2c import (  # noqa: E402
+    A2CBatch,
+    A2CConfig,
+    a2c_loss,
+    a2c_task_losses,
+    adapt_a2c,
+    maml_a2c,
+    maml_a2c_gradient,
+    maml_a2c_loss,
+    nstep_advantages,
+)
+
+__all__ += ["A2CBatch", "A2CConfig", "a2c_loss", "a2c_task_losses", "adapt_a2c", "maml_a2c", "maml_a2c_gradient",
+            "maml_a2c_loss", "nstep_advantages"]

@@ -23,3 +23,8 @@ __all__ += ["OptionHeads", "option_critic_net"]
 from .recurrent import RecurrentFunctional, gru_actor_critic, gru_cell, rl2_inputs  # noqa: E402
 
 __all__ += ["RecurrentFunctional", "gru_actor_critic", "gru_cell", "rl2_inputs"]
+
+# MAML on Atari: the Nature-CNN actor-critic (shared conv torso, actor and critic heads)
+from .conv import NATURE_CONV, ActorCriticCNN, nature_cnn_actor_critic  # noqa: E402
+
+__all__ += ["NATURE_CONV", "ActorCriticCNN", "nature_cnn_actor_critic"]
