@@ -378,3 +378,41 @@ def test_maml_a2c_bad_inputs():
         a2c_loss(params, A2CBatch(*(x[0] for x in train)), optim.sgd(0.1))
     with pytest.raises(ValueError, match="gamma"):
         A2CConfig(gamma=1.5)
+
+
+# --------------------------------------------------------------------------- sampling n-step batches of flavours
+def test_nstep_sampler_feeds_one_maml_a2c_meta_step():
+    from functional_metarl.runners import NStepTaskSampler
+
+    family = AtariTaskFamily(game_flavours("breakout", modes=[0, 4], difficulties=[0]))
+    net = nature_cnn_actor_critic(family.num_actions, conv=((4, 8, 4), (4, 4, 2)), hidden=8)
+    params = net.init(0)
+    batches = []
+    for _ in range(2):
+        with NStepTaskSampler(family.make_env, 2, 2, 3, seed=7) as sampler:
+            sampler.set_tasks(list(family.tasks))
+            assert sampler.envs.get_attr("task") == (family.tasks[0],) * 2 + (family.tasks[1],) * 2
+            train = sampler.sample(params, net)
+            inner = optim.sgd(0.1)
+            adapted = adapt_a2c(params, train, net, inner, first_order=True)
+            valid = sampler.sample(adapted, net, params_per_task=True)
+            batches.append((train, valid))
+            assert sampler.steps_taken == 2 * 3 * 4
+    train, valid = batches[0]
+    assert train.obs.shape == (2, 3, 2, 4, 84, 84) and train.obs.dtype == torch.uint8
+    assert train.actions.shape == train.rewards.shape == train.dones.shape == (2, 3, 2)
+    assert train.bootstrap_obs.shape == (2, 2, 4, 84, 84)
+    assert int(train.actions.max()) < family.num_actions
+    for a, b in zip(batches[0], batches[1]):  # same seed, same calls: same batches
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y)
+    step = maml_a2c(net, optim.sgd(0.1), optim.chain(optim.clip_by_global_norm(0.5), optim.adam(1e-3)),
+                    first_order=True)
+    new, _, stats = step.update(params, step.init(params), train, valid)
+    assert all(math.isfinite(v) for v in stats.values()) and set(new) == set(params)
+    with NStepTaskSampler(family.make_env, 2, 1, 2) as sampler:
+        with pytest.raises(RuntimeError, match="before set_tasks"):
+            sampler.sample(params, net)
+        sampler.set_tasks(list(family.tasks))
+        with pytest.raises(ValueError, match="the net expects obs"):
+            sampler.sample(tiny_net().init(0), tiny_net())

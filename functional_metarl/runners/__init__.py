@@ -62,3 +62,8 @@ from .distributed import DataParallel  # noqa: E402
 
 __all__ += ["TaskVectorSampler", "MAMLSampler", "PureFamilySampler", "SimulatorSampler", "SplitTrialSampler",
             "SplitTrialTasks", "Evaluation", "DataParallel"]
+
+# MAML-A2C on Atari: n-step segments of image-observation, discrete-action task envs
+from .nstep_sampler import NStepTaskSampler  # noqa: E402
+
+__all__ += ["NStepTaskSampler"]
