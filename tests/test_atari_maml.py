@@ -410,6 +410,16 @@ def test_nstep_sampler_feeds_one_maml_a2c_meta_step():
                     first_order=True)
     new, _, stats = step.update(params, step.init(params), train, valid)
     assert all(math.isfinite(v) for v in stats.values()) and set(new) == set(params)
+    # a restored generator state gives the same episodes from the next set_tasks
+    with NStepTaskSampler(family.make_env, 2, 1, 2, seed=3) as sampler:
+        saved = sampler.state_dict()
+        sampler.set_tasks(list(family.tasks))
+        first = sampler.sample(params, net)
+        sampler.load_state_dict(saved)
+        sampler.set_tasks(list(family.tasks))
+        again = sampler.sample(params, net)
+        for x, y in zip(first, again):
+            torch.testing.assert_close(x, y)
     with NStepTaskSampler(family.make_env, 2, 1, 2) as sampler:
         with pytest.raises(RuntimeError, match="before set_tasks"):
             sampler.sample(params, net)

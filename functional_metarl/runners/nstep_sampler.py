@@ -123,6 +123,17 @@ class NStepTaskSampler:
         return A2CBatch(obs=task_major(obs_buf), actions=task_major(act_buf), rewards=task_major(rew_buf),
                         dones=task_major(done_buf), bootstrap_obs=boot)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The generators' states (for checkpoints). The emulators' mid-episode states are not in
+        it: a resumed run continues from the next :meth:`set_tasks`, which starts new episodes
+        with reset seeds from the restored generator."""
+        return {"generator": self.generator.get_state(), "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generators' states written by :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+
     def close(self) -> None:
         """Close the vector env."""
         envs = getattr(self, "envs", None)
