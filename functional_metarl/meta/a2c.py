@@ -123,7 +123,8 @@ def nstep_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.T
 
 
 def _loss_from_outputs(logits: torch.Tensor, values: torch.Tensor, bootstrap_value: torch.Tensor, batch: A2CBatch,
-                       config: A2CConfig, old_log_prob: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       config: A2CConfig, old_log_prob: torch.Tensor | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """One task's loss from the net's outputs (``logits [T, E, A]``, ``values [T, E]``,
     ``bootstrap_value [E]``): ``(loss, entropy)``; PPO's clipped surrogate when ``old_log_prob``."""
     rewards = batch.rewards.to(values.dtype)
@@ -362,7 +363,8 @@ def maml_a2c(net: ActorCriticCNN, inner_opt: GradientTransformation, meta_opt: G
                 lambda p: _outer_loss(p, batches, valid, net, inner_opt, config, first_order, old_log_prob),
                 has_aux=True)(params)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"MAML-A2C meta-loss is not finite ({float(loss)}); stopping before the update")
+                raise FloatingPointError(f"MAML-A2C meta-loss is not finite ({float(loss)}); stopping before the "
+                                         "update")
             if epoch == 0:
                 stats = {"meta_loss": float(loss), "grad_norm": float(ravel(grads)[0].norm()),
                          "inner_loss": float(aux["inner_loss"]), "entropy": float(aux["entropy"])}
