@@ -426,3 +426,38 @@ def test_nstep_sampler_feeds_one_maml_a2c_meta_step():
         sampler.set_tasks(list(family.tasks))
         with pytest.raises(ValueError, match="the net expects obs"):
             sampler.sample(tiny_net().init(0), tiny_net())
+
+
+# --------------------------------------------------------------------------- the runner: resume is bit-identical
+def test_maml_atari_trainer_resumes_bit_identically(tmp_path):
+    import json
+
+    from functional_metarl.runners import CHECKPOINT_FILE, METRICS_FILE, MAMLAtariConfig, MAMLAtariTrainer
+
+    settings = dict(checkpoint_every=1, net="tiny", meta_batch_size=2, envs_per_task=1, num_steps=3, device="cpu",
+                    eval_tasks=2, eval_steps=2, inner_steps=2)
+    with MAMLAtariTrainer(MAMLAtariConfig(iterations=2, **settings)) as straight:
+        straight.train(progress=False)
+        evaluation = straight.evaluate(steps=2)
+    assert set(evaluation) == {"reward_k0", "reward_k1", "reward_k2"}
+    assert [t.mode for t in straight.held_out_tasks] == [1, 3, 5, 7] and len(straight.train_tasks) == 12
+    with MAMLAtariTrainer(MAMLAtariConfig(iterations=1, **settings), tmp_path) as first:
+        first.train(progress=False)
+    assert json.loads((tmp_path / METRICS_FILE).read_text())["history"][0]["iteration"] == 1
+    with MAMLAtariTrainer(MAMLAtariConfig(iterations=2, **settings), tmp_path) as resumed:
+        resumed.load_checkpoint(tmp_path / CHECKPOINT_FILE)
+        resumed.train(progress=False)
+        for k in straight.params:
+            assert torch.equal(straight.params[k], resumed.params[k]), k
+        assert resumed.history == straight.history
+
+
+def test_maml_atari_config_errors_name_the_choices():
+    from functional_metarl.runners import MAMLAtariConfig, MAMLAtariTrainer
+
+    with pytest.raises(ValueError, match="tasks must be one of"):
+        MAMLAtariConfig(tasks="levels")
+    with pytest.raises(ValueError, match=r"modes\[0\] \(the modes of 'breakout'\) must be one of \(0, 4"):
+        MAMLAtariTrainer(MAMLAtariConfig(game="breakout", held_out_modes=(1,), net="tiny", device="cpu"))
+    with pytest.raises(ValueError, match="game must be one of"):
+        MAMLAtariTrainer(MAMLAtariConfig(tasks="games", games=("breakout", "pongg"), net="tiny", device="cpu"))

@@ -67,3 +67,8 @@ __all__ += ["TaskVectorSampler", "MAMLSampler", "PureFamilySampler", "SimulatorS
 from .nstep_sampler import NStepTaskSampler  # noqa: E402
 
 __all__ += ["NStepTaskSampler"]
+
+# MAML-A2C on Atari flavours or games
+from .maml_atari import MAMLAtariConfig, MAMLAtariTrainer  # noqa: E402
+
+__all__ += ["MAMLAtariConfig", "MAMLAtariTrainer"]
