@@ -426,11 +426,15 @@ def _evaluate_maml(trainer: MAMLTrainer, spec: RunSpec, args: argparse.Namespace
     paper = PAPER_MAML_NAV if spec.family == "navigation" else {}
     print(f"held-out evaluation on {args.eval_tasks} tasks x {args.eval_episodes} episodes (mean episode return), "
           f"{type(trainer).__name__} at iteration {trainer.iteration}")
-    print(f"{'inner steps':>12} | {'best params':>11} | {'latest':>8}" + (f" | {'MAML paper':>10}" if paper else ""))
+    success = "success_0" in best  # Meta-World: the success rate beside the return
+    print(f"{'inner steps':>12} | {'best params':>11} | {'latest':>8}" + (f" | {'MAML paper':>10}" if paper else "")
+          + (f" | {'success best':>12} | {'success latest':>14}" if success else ""))
     for step in range(max_steps + 1):
         k = str(step)
-        row = f"{k:>12} | {best[k]:11.2f} | {latest[k]:8.2f}"
-        print(row + (f" | {paper[k]:10.1f}" if k in paper else ""))
+        row = f"{k:>12} | {best[k]:11.2f} | {latest[k]:8.2f}" + (f" | {paper[k]:10.1f}" if k in paper else "")
+        if success:
+            row += f" | {best[f'success_{k}']:12.1%} | {latest[f'success_{k}']:14.1%}"
+        print(row)
     if trainer.history:
         _plot_returns(trainer.history, run_dir / "returns.png")  # training returns per meta-iteration
     if spec.family == "navigation":
