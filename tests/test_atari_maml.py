@@ -461,3 +461,33 @@ def test_maml_atari_config_errors_name_the_choices():
         MAMLAtariTrainer(MAMLAtariConfig(game="breakout", held_out_modes=(1,), net="tiny", device="cpu"))
     with pytest.raises(ValueError, match="game must be one of"):
         MAMLAtariTrainer(MAMLAtariConfig(tasks="games", games=("breakout", "pongg"), net="tiny", device="cpu"))
+
+
+def test_maml_atari_example_runs_resumes_and_names_bad_modes(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "maml_atari.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    tiny = ["--net", "tiny", "--meta-batch-size", "2", "--envs-per-task", "1", "--num-steps", "2", "--eval-tasks", "1",
+            "--eval-steps", "2", "--eval-inner-steps", "1", "--no-progress", "--device", "cpu", "--output", str(tmp_path)]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), *tiny, *extra], env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+
+    proc = run("--iterations", "1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for name in ("metrics.json", "checkpoint.pt", "training.png", "adaptation.png"):
+        assert (tmp_path / name).is_file(), name
+    proc = run("--iterations", "2", "--resume")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "resumed from" in proc.stdout and "at meta-iteration 1" in proc.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [row["iteration"] for row in metrics["history"]] == [1, 2]
+    assert set(metrics["eval"]) == {"MAML meta-params", "random init"}
+    proc = run("--game", "breakout", "--held-out-modes", "1")
+    assert proc.returncode == 2 and "must be one of (0, 4, 8" in proc.stderr

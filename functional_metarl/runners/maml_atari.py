@@ -188,18 +188,23 @@ class MAMLAtariTrainer(Runner):
         self.params, self.opt_state, stats = self.meta_step.update(self.params, self.opt_state, train, valid)
         return {**stats, "reward_pre": float(batches[0].rewards.mean()), "reward_post": float(valid.rewards.mean())}
 
-    def evaluate(self, steps: int = 3, seed: int = 12345) -> dict[str, float]:
+    def evaluate(self, steps: int = 3, seed: int = 12345, params: Params | None = None) -> dict[str, float]:
         """Mean raw reward per env step on ``eval_tasks`` held-out tasks after ``k = 0..steps``
-        inner steps (``reward_k{k}``), from fresh episodes seeded by ``seed``."""
+        inner steps (``reward_k{k}``), from fresh episodes seeded by ``seed`` (the same tasks and
+        reset seeds for every ``params``). ``params``: what to adapt (default: the meta-params;
+        e.g. ``net.init(s)`` for the randomly initialised baseline)."""
         checks.positive_int(steps, "steps")
         checks.int_in_range(seed, "seed", low=0)
+        if params is None:
+            params = self.params
+        self.net.check(params)
         cfg = self.config
         rng = np.random.default_rng(seed)
         tasks = [self.held_out_tasks[int(i)] for i in rng.integers(0, len(self.held_out_tasks), cfg.eval_tasks)]
         with NStepTaskSampler(self.held_out_family.make_env, cfg.eval_tasks, cfg.envs_per_task, cfg.eval_steps,
                               seed=seed) as sampler:
             sampler.set_tasks(tasks)
-            batches, _ = self._adapt_and_sample(sampler, self.params, steps)
+            batches, _ = self._adapt_and_sample(sampler, params, steps)
         return {f"reward_k{k}": float(b.rewards.mean()) for k, b in enumerate(batches)}
 
     def runner_state(self) -> dict[str, Any]:
