@@ -141,6 +141,11 @@ def main() -> None:
     print(f"{'k':>3} | " + " | ".join(f"{name:>16}" for name in rows))
     for k in range(steps + 1):
         print(f"{k:>3} | " + " | ".join(f"{row[f'reward_k{k}']:16.4f}" for row in rows.values()))
+    timed = [m for m in history if "seconds" in m]
+    if timed:
+        seconds = sum(m["seconds"] for m in timed)
+        print(f"meta-training loop: {seconds / len(timed):.2f} s per meta-iteration, "
+              f"{sum(m['frames_per_s'] for m in timed) / len(timed):.0f} emulator frames/s (sampling + meta-step)")
     print(f"training frames this session: {frames} (4 per env step); resume with: "
           f"python examples/maml_atari.py --output {output} --resume --iterations N")
     print(json.dumps({"eval": rows}))

@@ -449,7 +449,10 @@ def test_maml_atari_trainer_resumes_bit_identically(tmp_path):
         resumed.train(progress=False)
         for k in straight.params:
             assert torch.equal(straight.params[k], resumed.params[k]), k
-        assert resumed.history == straight.history
+        timing = ("seconds", "frames_per_s")
+        assert [{k: v for k, v in row.items() if k not in timing} for row in resumed.history] == \
+            [{k: v for k, v in row.items() if k not in timing} for row in straight.history]
+        assert all(row["frames_per_s"] > 0 for row in resumed.history)
 
 
 def test_maml_atari_config_errors_name_the_choices():

@@ -13,7 +13,9 @@ One iteration = one meta-step:
    A2C, or PPO with ``outer="ppo"``): first or second order.
 
 Metrics: the meta-step's stats plus ``reward_pre`` / ``reward_post``, the mean raw reward per env
-step of the first inner batch and of the post-update batch.
+step of the first inner batch and of the post-update batch, the iteration's wall time
+``seconds`` and its emulator ``frames_per_s`` (4 frames per env step, sampling and meta-step
+together).
 
 :meth:`MAMLAtariTrainer.evaluate` adapts to held-out tasks (the flavours not trained on, or the
 held-out games) from fresh episodes and reports the mean raw reward per env step after
@@ -30,6 +32,7 @@ run is bit-identical on the CPU.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,12 +184,16 @@ class MAMLAtariTrainer(Runner):
     def run_iteration(self) -> dict[str, float]:
         """One meta-step on freshly drawn training tasks (see the module docstring)."""
         cfg = self.config
+        start = time.perf_counter()
         tasks = [self.family.tasks[int(i)] for i in self.rng.integers(0, len(self.family.tasks), cfg.meta_batch_size)]
         self.sampler.set_tasks(tasks)
         batches, _ = self._adapt_and_sample(self.sampler, self.params, cfg.inner_steps)
         train, valid = tuple(batches[:-1]), batches[-1]
         self.params, self.opt_state, stats = self.meta_step.update(self.params, self.opt_state, train, valid)
-        return {**stats, "reward_pre": float(batches[0].rewards.mean()), "reward_post": float(valid.rewards.mean())}
+        seconds = time.perf_counter() - start
+        frames = 4 * cfg.num_steps * cfg.meta_batch_size * cfg.envs_per_task * (cfg.inner_steps + 1)
+        return {**stats, "reward_pre": float(batches[0].rewards.mean()), "reward_post": float(valid.rewards.mean()),
+                "seconds": seconds, "frames_per_s": frames / seconds}
 
     def evaluate(self, steps: int = 3, seed: int = 12345, params: Params | None = None) -> dict[str, float]:
         """Mean raw reward per env step on ``eval_tasks`` held-out tasks after ``k = 0..steps``
