@@ -247,7 +247,7 @@ def test_evaluate_a_non_maml_runner_without_run_yaml(tmp_path, capsys):
 
 def test_console_script_and_python_dash_m(tmp_path):
     """The installed ``functional-metarl`` script (pyproject's [project.scripts]) and ``python -m``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")  # tyro boxes its errors to the terminal's width
     script = Path(sys.executable).parent / "functional-metarl"
     commands = [[sys.executable, "-m", "functional_metarl", "list"]]
     if script.is_file():
@@ -258,6 +258,18 @@ def test_console_script_and_python_dash_m(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "functional_metarl", "benchmark", "code_metrics", "--", "--help"],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    # the issue's test: train a shipped config for a few iterations, then evaluate its run directory
+    run = commands[-1][:-1]
+    proc = subprocess.run([*run, "train", "maml_nav_paper", *TINY], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "runs" / "maml_nav_paper" / CHECKPOINT_FILE).is_file()  # default output: runs/<config>
+    proc = subprocess.run([*run, "evaluate", "runs/maml_nav_paper", "--eval-tasks", "2", "--eval-episodes", "2"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0 and "inner steps | best params" in proc.stdout, proc.stderr
+    proc = subprocess.run([*run, "train", "maml_nav_paper", "--iterations", "0"], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "iterations must be an int in [1, inf), got 0" in proc.stderr
     assert callable(main_exit) and cli.main is main
 
 
