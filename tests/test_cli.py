@@ -213,7 +213,8 @@ def test_train_rejects_bad_config_files(tmp_path, capsys, text, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_usage_errors(tmp_path, capsys):
+def test_usage_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # tyro boxes its errors to the terminal's width
     code, _, err = _run(["train", "no_such_config"], capsys)
     assert code == 2 and "no config file 'no_such_config'" in err and "maml_nav_paper" in err
     code, _, err = _run(["train", "maml_nav", "--output", str(tmp_path / "x"), "--resume"], capsys)
@@ -273,7 +274,8 @@ def test_console_script_and_python_dash_m(tmp_path):
     assert callable(main_exit) and cli.main is main
 
 
-def test_train_help_lists_the_config_fields_with_the_files_values(capsys):
+def test_train_help_lists_the_config_fields_with_the_files_values(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     code, stdout, _ = _run(["train", "maml_nav_paper", "--help"], capsys)
     assert code == 0
     assert "--overwrite" in stdout and "--resume" in stdout  # the command's own flags
