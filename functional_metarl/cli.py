@@ -46,6 +46,7 @@ from .runners import (
     CHECKPOINT_FILE,
     DDPGTrainer,
     DeepOptionCriticTrainer,
+    MAMLAtariTrainer,
     MAMLTrainer,
     OptionCriticTrainer,
     RainbowTrainer,
@@ -72,6 +73,7 @@ RUNNERS: dict[str, type[Runner]] = {
     "ddpg": DDPGTrainer,  # DDPG and TD3 (the config's ``algo``)
     "option_critic": OptionCriticTrainer,
     "deep_option_critic": DeepOptionCriticTrainer,
+    "maml_atari": MAMLAtariTrainer,  # MAML-A2C on Atari flavours or games
 }
 
 PAPER_MAML_NAV = {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
@@ -212,12 +214,14 @@ FAMILIES: dict[str, Family] = {
     "pendulum": Family("gymnasium Pendulum-v1", ("ddpg",), {"ddpg": {"env_id": "Pendulum-v1"}}),
     "half_cheetah": Family("MuJoCo HalfCheetah-v5", ("ddpg",), {"ddpg": {"env_id": "HalfCheetah-v5"}}),
     "four_rooms": Family("tabular Four Rooms (Sutton et al. 1999)", ("option_critic",)),
+    "atari_tasks": Family("Atari flavours (game modes) or games as tasks (config: tasks, game, games)",
+                          ("maml_atari",)),
     "metaworld_mt1": Family("a Meta-World MT1 env (config env_kwargs: env_name, seed)", ("deep_option_critic",),
                             {"deep_option_critic": {"env_id": "Meta-World/MT1"}}, _metaworld_gym),
 }
 
 DEFAULT_FAMILY = {"maml": "navigation", "rl2": "bandit", "rainbow": "cartpole", "ddpg": "pendulum",
-                  "option_critic": "four_rooms", "deep_option_critic": "cartpole"}
+                  "option_critic": "four_rooms", "deep_option_critic": "cartpole", "maml_atari": "atari_tasks"}
 
 
 # ============================================================================ config documents

@@ -109,7 +109,7 @@ def test_shipped_configs_cover_the_readme_table():
                      "maml_metaworld_ml1_reach", "maml_metaworld_ml10", "maml_bandit", "maml_mdp",
                      "rl2_bandit_k5_n10", "rl2_bandit_k10_n100", "rl2_mdp_n10", "rl2_mdp_n25", "rainbow_cartpole",
                      "rainbow_atari_pong", "ddpg_pendulum", "td3_pendulum", "td3_half_cheetah",
-                     "option_critic_four_rooms", "option_critic_cartpole", "option_critic_pick_place"):
+                     "option_critic_four_rooms", "option_critic_cartpole", "option_critic_pick_place", "maml_atari_freeway"):
         assert expected in names
     paper = load_run_spec(shipped_configs()["maml_nav_paper"]).config
     assert (paper.meta_batch_size, paper.episodes_per_task, paper.horizon, paper.inner_lr, paper.inner_steps,
