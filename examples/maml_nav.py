@@ -59,6 +59,7 @@ class Args(MAMLConfig):
     eval_lrs: tuple[float, ...] | None = None
     output: str = "runs/maml_nav"  # directory for metrics, checkpoint, plots
     resume: bool = False  # continue from OUTPUT/checkpoint.pt
+    overwrite: bool = False  # start again over OUTPUT when it holds a run of other settings
     no_progress: bool = False
 
     @property
@@ -147,7 +148,10 @@ def main() -> None:
     if main_process:
         print(f"training on {trainer.device} for {config.iterations} meta-iterations -> {output}"
               + (f" ({trainer.parallel.world_size} processes)" if trainer.parallel.world_size > 1 else ""))
-    history = trainer.train(progress=not args.no_progress)
+    try:
+        history = trainer.train(progress=not args.no_progress, overwrite=args.overwrite)
+    except FileExistsError as error:  # OUTPUT holds a run of other settings: say so, no traceback
+        usage_error(str(error))
     if not main_process:
         return
 
