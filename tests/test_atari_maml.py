@@ -434,17 +434,18 @@ def test_maml_atari_trainer_resumes_bit_identically(tmp_path):
 
     from functional_metarl.runners import CHECKPOINT_FILE, METRICS_FILE, MAMLAtariConfig, MAMLAtariTrainer
 
-    settings = dict(checkpoint_every=1, net="tiny", meta_batch_size=2, envs_per_task=1, num_steps=3, device="cpu",
-                    eval_tasks=2, eval_steps=2, inner_steps=2)
-    with MAMLAtariTrainer(MAMLAtariConfig(iterations=2, **settings)) as straight:
+    settings = dict(checkpoint_every=2, net="tiny", meta_batch_size=2, envs_per_task=1, num_steps=3, device="cpu",
+                    eval_tasks=2, eval_steps=2, inner_steps=2, tasks="games", games=("breakout", "freeway", "boxing"))
+    with MAMLAtariTrainer(MAMLAtariConfig(iterations=4, **settings)) as straight:
         straight.train(progress=False)
         evaluation = straight.evaluate(steps=2)
     assert set(evaluation) == {"reward_k0", "reward_k1", "reward_k2"}
-    assert [t.mode for t in straight.held_out_tasks] == [1, 3, 5, 7] and len(straight.train_tasks) == 12
-    with MAMLAtariTrainer(MAMLAtariConfig(iterations=1, **settings), tmp_path) as first:
+    assert [t.game for t in straight.train_tasks] == ["breakout", "freeway", "boxing"]
+    assert straight.held_out_tasks == [AtariTask("pong", 0, 0)] and straight.net.num_actions == 18
+    with MAMLAtariTrainer(MAMLAtariConfig(iterations=2, **settings), tmp_path) as first:
         first.train(progress=False)
-    assert json.loads((tmp_path / METRICS_FILE).read_text())["history"][0]["iteration"] == 1
-    with MAMLAtariTrainer(MAMLAtariConfig(iterations=2, **settings), tmp_path) as resumed:
+    assert [row["iteration"] for row in json.loads((tmp_path / METRICS_FILE).read_text())["history"]] == [1, 2]
+    with MAMLAtariTrainer(MAMLAtariConfig(iterations=4, **settings), tmp_path) as resumed:
         resumed.load_checkpoint(tmp_path / CHECKPOINT_FILE)
         resumed.train(progress=False)
         for k in straight.params:
@@ -453,6 +454,27 @@ def test_maml_atari_trainer_resumes_bit_identically(tmp_path):
         assert [{k: v for k, v in row.items() if k not in timing} for row in resumed.history] == \
             [{k: v for k, v in row.items() if k not in timing} for row in straight.history]
         assert all(row["frames_per_s"] > 0 for row in resumed.history)
+
+
+def test_task_pool_sampler_continues_each_tasks_episodes():
+    from functional_metarl.runners import TaskPoolSampler
+
+    family = AtariTaskFamily(game_flavours("breakout", modes=[0, 4], difficulties=[0]))
+    net = nature_cnn_actor_critic(family.num_actions, conv=((4, 8, 4), (4, 4, 2)), hidden=8)
+    params = net.init(0)
+    with TaskPoolSampler(family.make_env, list(family.tasks), 2, 3, seed=1) as pool:
+        first = pool.sample(params, net, [1, 0])
+        second = pool.sample(params, net, [0])
+        assert first.obs.shape == (2, 3, 2, 4, 84, 84) and second.obs.shape == (1, 3, 2, 4, 84, 84)
+        torch.testing.assert_close(second.obs[0, 0], first.bootstrap_obs[1])  # task 0 went on where it stopped
+        assert pool.groups[0].get_attr("task") == (family.tasks[0],) * 2
+        pool.restart()
+        third = pool.sample(params, net, [0])
+        assert not torch.equal(third.obs[0, 0], second.bootstrap_obs[0])  # a new episode's first frames
+        with pytest.raises(ValueError, match="distinct indices"):
+            pool.sample(params, net, [1, 1])
+        with pytest.raises(ValueError, match=r"task_ids\[0\] must be an int in \[0, 1\]"):
+            pool.sample(params, net, [2])
 
 
 def test_maml_atari_config_errors_name_the_choices():
@@ -464,6 +486,10 @@ def test_maml_atari_config_errors_name_the_choices():
         MAMLAtariTrainer(MAMLAtariConfig(game="breakout", held_out_modes=(1,), net="tiny", device="cpu"))
     with pytest.raises(ValueError, match="game must be one of"):
         MAMLAtariTrainer(MAMLAtariConfig(tasks="games", games=("breakout", "pongg"), net="tiny", device="cpu"))
+    with pytest.raises(ValueError, match=r"held out and trained on: \['pong'\]"):
+        MAMLAtariTrainer(MAMLAtariConfig(tasks="games", games=("breakout", "pong"), net="tiny", device="cpu"))
+    with pytest.raises(ValueError, match="meta_batch_size 5 is more than the 4 training tasks"):
+        MAMLAtariTrainer(MAMLAtariConfig(tasks="games", meta_batch_size=5, net="tiny", device="cpu"))
 
 
 def test_maml_atari_example_runs_resumes_and_names_bad_modes(tmp_path):

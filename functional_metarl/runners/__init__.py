@@ -64,9 +64,9 @@ __all__ += ["TaskVectorSampler", "MAMLSampler", "PureFamilySampler", "SimulatorS
             "SplitTrialTasks", "Evaluation", "DataParallel"]
 
 # MAML-A2C on Atari: n-step segments of image-observation, discrete-action task envs
-from .nstep_sampler import NStepTaskSampler  # noqa: E402
+from .nstep_sampler import NStepTaskSampler, TaskPoolSampler  # noqa: E402
 
-__all__ += ["NStepTaskSampler"]
+__all__ += ["NStepTaskSampler", "TaskPoolSampler"]
 
 # MAML-A2C on Atari flavours or games
 from .maml_atari import MAMLAtariConfig, MAMLAtariTrainer  # noqa: E402

@@ -2,11 +2,13 @@
 
 One iteration = one meta-step:
 
-1. draw ``meta_batch_size`` training tasks (flavours of ``game``, or games) and reset the
-   sampler's ``N x E`` envs into them (a flavour takes effect only at reset, so every iteration
-   starts new episodes, with reset seeds from the run's generator);
-2. for each inner step, sample an n-step batch (``num_steps`` steps of ``envs_per_task`` envs per
-   task) with the current per-task params, and take that A2C step (``meta.adapt_a2c``, SGD
+1. draw ``meta_batch_size`` distinct training tasks (flavours of ``game``, or games); every
+   training task has its own group of ``envs_per_task`` envs (``runners.TaskPoolSampler``)
+   whose episodes carry on across meta-iterations (a flavour takes effect only at reset, so
+   resetting shared envs into each meta-batch's tasks would show the inner loop only the first
+   steps of every episode);
+2. for each inner step, sample an n-step batch (``num_steps`` steps of each drawn task's envs)
+   with the current per-task params, and take that A2C step (``meta.adapt_a2c``, SGD
    ``inner_lr``); the episodes carry on from batch to batch;
 3. sample the post-update batch with the adapted params;
 4. ``meta.maml_a2c`` (Adam ``meta_lr`` after clipping the meta-gradient's norm at 0.5; outer loss
@@ -24,10 +26,12 @@ times). This is a reward *rate* over short segments, not an episode return: an A
 thousands of steps, which a CPU evaluation cannot afford per ``k``; the issue's episode-return
 targets need a long run and longer evaluation segments (``eval_steps``).
 
-Deviations from a full MAML-A2C study, stated: episodes restart every meta-iteration (the tasks
-change), so the inner batches see the first ``num_steps x (inner_steps + 1)`` steps of each
-episode; the sticky-action and no-op randomness is seeded through the reset seeds, so a resumed
-run is bit-identical on the CPU.
+Resume: a checkpoint holds the params, the meta-optimizer's state and the generators, not the
+emulators, so every task's episodes restart (with seeded resets) at each ``checkpoint_every``
+boundary, in every run: a run resumed from a periodic checkpoint is then bit-identical on the
+CPU to one that never stopped. (From a checkpoint written between boundaries, at the end of
+``train`` or on a signal, the episodes restart at the resume instead: the numbers then differ
+from an uninterrupted run.) Sticky actions and no-ops are seeded through the reset seeds.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from ..nn import NATURE_CONV, nature_cnn_actor_critic
 from ..optim import adam, chain, clip_by_global_norm, sgd
 from ..tree import Params
 from .base import RunConfig, Runner, restore_like
-from .nstep_sampler import NStepTaskSampler
+from .nstep_sampler import NStepTaskSampler, TaskPoolSampler
 
 __all__ = ["MAMLAtariConfig", "MAMLAtariTrainer"]
 
@@ -120,6 +124,9 @@ def split_tasks(config: MAMLAtariConfig) -> tuple[list[AtariTask], list[AtariTas
             return AtariTask(game, modes[0], difficulties[0])
         train = [default(g) for g in config.games]
         held = [default(g) for g in config.held_out_games]
+        both = sorted(set(config.games) & set(config.held_out_games))
+        if both:
+            raise ValueError(f"games held out and trained on: {both}; a held-out game must not be in games")
     else:
         flavours = game_flavours(config.game)
         if config.held_out_modes:
@@ -161,16 +168,19 @@ class MAMLAtariTrainer(Runner):
                                   outer=cfg.outer, epochs=cfg.ppo_epochs)
         self.opt_state = self.meta_step.init(self.params)
         self.rng = np.random.default_rng(cfg.seed)
-        self.sampler = NStepTaskSampler(self.family.make_env, cfg.meta_batch_size, cfg.envs_per_task, cfg.num_steps,
-                                        seed=cfg.seed)
+        if cfg.meta_batch_size > len(self.train_tasks):
+            raise ValueError(f"meta_batch_size {cfg.meta_batch_size} is more than the {len(self.train_tasks)} training "
+                             "tasks (a meta-batch draws distinct tasks)")
+        self.sampler = TaskPoolSampler(self.family.make_env, self.train_tasks, cfg.envs_per_task, cfg.num_steps,
+                                       seed=cfg.seed)
 
-    def _adapt_and_sample(self, sampler: NStepTaskSampler, params: Params, steps: int
-                          ) -> tuple[list[A2CBatch], list[Params]]:
-        """``steps + 1`` batches, batch ``k`` sampled with the params adapted ``k`` times (no grad)."""
+    def _adapt_and_sample(self, sample: Any, params: Params, steps: int) -> tuple[list[A2CBatch], list[Params]]:
+        """``steps + 1`` batches, batch ``k`` sampled by ``sample(params, params_per_task)`` with the
+        params adapted ``k`` times (no grad)."""
         batches, path = [], [params]
         stacked, per_task = params, False
         for _ in range(steps):
-            batch = sampler.sample(stacked, self.net, params_per_task=per_task)
+            batch = sample(stacked, per_task)
             batches.append(batch)
             with torch.no_grad():
                 stacked = adapt_a2c(stacked, batch, self.net, self.inner_opt, config=self.a2c, first_order=True,
@@ -178,16 +188,19 @@ class MAMLAtariTrainer(Runner):
             stacked = {k: v.detach() for k, v in stacked.items()}
             per_task = True
             path.append(stacked)
-        batches.append(sampler.sample(stacked, self.net, params_per_task=per_task))
+        batches.append(sample(stacked, per_task))
         return batches, path
 
     def run_iteration(self) -> dict[str, float]:
         """One meta-step on freshly drawn training tasks (see the module docstring)."""
         cfg = self.config
         start = time.perf_counter()
-        tasks = [self.family.tasks[int(i)] for i in self.rng.integers(0, len(self.family.tasks), cfg.meta_batch_size)]
-        self.sampler.set_tasks(tasks)
-        batches, _ = self._adapt_and_sample(self.sampler, self.params, cfg.inner_steps)
+        if self.iteration % cfg.checkpoint_every == 0:
+            self.sampler.restart()
+        ids = [int(i) for i in self.rng.choice(len(self.train_tasks), cfg.meta_batch_size, replace=False)]
+        batches, _ = self._adapt_and_sample(
+            lambda p, per_task: self.sampler.sample(p, self.net, ids, params_per_task=per_task), self.params,
+            cfg.inner_steps)
         train, valid = tuple(batches[:-1]), batches[-1]
         self.params, self.opt_state, stats = self.meta_step.update(self.params, self.opt_state, train, valid)
         seconds = time.perf_counter() - start
@@ -211,7 +224,8 @@ class MAMLAtariTrainer(Runner):
         with NStepTaskSampler(self.held_out_family.make_env, cfg.eval_tasks, cfg.envs_per_task, cfg.eval_steps,
                               seed=seed) as sampler:
             sampler.set_tasks(tasks)
-            batches, _ = self._adapt_and_sample(sampler, params, steps)
+            batches, _ = self._adapt_and_sample(
+                lambda p, per_task: sampler.sample(p, self.net, params_per_task=per_task), params, steps)
         return {f"reward_k{k}": float(b.rewards.mean()) for k, b in enumerate(batches)}
 
     def runner_state(self) -> dict[str, Any]:
