@@ -1,8 +1,8 @@
 """MAML-A2C on Atari flavours (modes x difficulties of one game) or on several games (issue 25).
 
-    python examples/maml_atari.py                                   # Freeway flavours, 20 meta-iterations
+    python examples/maml_atari.py                                   # Space Invaders flavours, 20 meta-iterations
     python examples/maml_atari.py --tasks games --held-out-games pong
-    python examples/maml_atari.py --game space_invaders --first-order --meta-batch-size 4
+    python examples/maml_atari.py --game freeway --held-out-modes 1 4 --first-order
     python examples/maml_atari.py --long --output runs/maml_atari   # 2000 meta-iterations
     python examples/maml_atari.py --output runs/maml_atari --resume # continue from the checkpoint
 

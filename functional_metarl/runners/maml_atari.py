@@ -80,7 +80,7 @@ class MAMLAtariConfig(RunConfig):
     iterations: int = 200
     checkpoint_every: int = 10
     tasks: str = "flavours"
-    game: str = "freeway"
+    game: str = "space_invaders"
     held_out_modes: tuple[int, ...] = ()
     games: tuple[str, ...] = ("breakout", "space_invaders", "freeway", "boxing")
     held_out_games: tuple[str, ...] = ("pong",)
