@@ -107,3 +107,36 @@ def test_a_rank_that_dies_ends_the_job_with_its_error(tmp_path):
                           capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode != 0
     assert "rank 1 failed on purpose" in proc.stdout + proc.stderr
+
+
+def _rl2_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    from functional_metarl.runners import RL2Config, RL2Trainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    trainer = RL2Trainer(RL2Config(**_RL2_SETTINGS), output_dir=Path(out) / "rl2")
+    trainer.train(progress=False)
+    torch.save({"params": trainer.params, "history": trainer.history}, Path(out) / f"rl2_rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+# 8 trials in 4 minibatches of 2: some minibatches have no member on one process (its stand-in
+# trial then counts for nothing); the advantages are normalised over the whole batch.
+_RL2_SETTINGS = dict(env="bandit", num_arms=3, num_pulls=6, iterations=STEPS, trials_per_iteration=8, hidden=8,
+                     epochs=2, num_minibatches=4, device="cpu", checkpoint_every=100)
+
+
+def test_rl2_two_processes_train_the_params_of_one(tmp_path):
+    from functional_metarl.runners import RL2Config, RL2Trainer
+
+    torch.set_num_threads(1)
+    one = RL2Trainer(RL2Config(**_RL2_SETTINGS))
+    one.train(progress=False)
+    mp.spawn(_rl2_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rl2_rank{r}.pt", weights_only=True) for r in (0, 1))
+    for name, want in one.params.items():
+        assert torch.equal(rank0["params"][name], rank1["params"][name]), name
+        assert float((rank0["params"][name] - want).abs().max()) <= 1e-6, name
+    for got, want in zip(rank0["history"], one.history):
+        assert got["trial_return"] == pytest.approx(want["trial_return"], abs=1e-6)

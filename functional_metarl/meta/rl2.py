@@ -41,6 +41,7 @@ from ..distributions import categorical_entropy, categorical_log_prob
 from ..rl.losses import masked_episode_mean, normalize_advantages, ppo_clip_loss
 from ..rl.returns import gae
 from ..tree import Params, tree_map, tree_norm
+from .meta_steps import TaskShard
 
 __all__ = [
     "Trial",
@@ -294,7 +295,7 @@ def _minibatch(trial: Trial, idx: torch.Tensor) -> Trial:
 def rl2_train_step(
     params: Params, opt_state: Any, tasks: Any, noise: RL2Noise, env: Any, policy: RecurrentFunctional,
     optimizer: GradientTransformation, *, config: PPOConfig = PPOConfig(),
-    grad_fn: Callable[..., Any] | None = None,
+    grad_fn: Callable[..., Any] | None = None, shard: TaskShard | None = None,
 ) -> tuple[Params, Any, dict[str, torch.Tensor]]:
     """One RL² iteration: a trial on each of the ``B`` tasks, then ``config.epochs`` PPO epochs of
     ``config.num_minibatches`` minibatches (trials split by ``noise.perms``), each an ``optimizer``
@@ -308,26 +309,48 @@ def rl2_train_step(
     optimizer steps taken before the KL stop -- the stop reads that one scalar per minibatch, the
     step's only read of a tensor value). ``grad_fn`` replaces the default :func:`rl2_ppo_grad` (e.g. with a compiled
     ``torch.func.grad_and_value(rl2_ppo_loss, has_aux=True)``); it takes the loss's arguments.
+
+    ``shard``: data-parallel training (``runners.DataParallel``): ``tasks``, ``noise.env`` and
+    ``noise.gumbel_u`` hold this process's trials ``shard.start:shard.stop`` of the batch and
+    ``noise.perms`` the whole batch's permutations; the advantages are normalised with the whole
+    batch's moments and every minibatch's gradient, losses and KL are the whole minibatch's (each
+    process's members weighted by their number), so every process takes the identical step.
     """
-    num = _tasks_batch(tasks)
+    local = _tasks_batch(tasks)
+    num = local if shard is None else checks.instance(shard, "shard", TaskShard).total
+    if shard is not None and shard.stop - shard.start != local:
+        raise ValueError(f"tasks: the shard holds trials {shard.start}:{shard.stop} but tasks has {local}")
     _check_ppo_config(config, num)
     if tuple(noise.perms.shape) != (config.epochs, num):
         raise ValueError(f"noise.perms expected shape {(config.epochs, num)} [epochs, B], got {tuple(noise.perms.shape)}")
+    mean = (lambda x, n: x) if shard is None else shard.mean
     grad_fn = rl2_ppo_grad if grad_fn is None else grad_fn
     trial = rl2_rollout(params, tasks, noise.env, noise.gumbel_u, env, policy)
     scaled = trial._replace(rewards=trial.rewards * config.reward_scale)
     advantages, returns = rl2_advantages(scaled, config.gamma, config.gae_lambda)
-    if config.normalize_advantages:
+    if config.normalize_advantages and shard is None:
         advantages = normalize_advantages(advantages, torch.ones_like(advantages))
+    elif config.normalize_advantages:  # the whole batch's moments (trials have equal lengths)
+        center = mean(advantages.mean(), local)
+        advantages = (advantages - center) / torch.sqrt(mean(((advantages - center) ** 2).mean(), local) + 1e-8)
     mb = num // config.num_minibatches
     stats: dict[str, torch.Tensor] = {}
     steps, stop = 0, False
     for epoch in range(config.epochs):
         for i in range(config.num_minibatches):
             idx = noise.perms[epoch, i * mb:(i + 1) * mb]
+            members = idx.numel()
+            if shard is not None:  # this process's members of the minibatch, as local indices
+                idx = idx[(idx >= shard.start) & (idx < shard.stop)] - shard.start
+                members = idx.numel()
+                if members == 0:  # none here: a stand-in trial with weight 0 keeps the collectives in step
+                    idx = torch.zeros(1, dtype=idx.dtype, device=idx.device)
             grads, (loss, aux) = grad_fn(params, _minibatch(trial, idx), advantages[:, idx], returns[:, idx], policy,
                                          clip_eps=config.clip_eps, value_coef=config.value_coef,
                                          entropy_coef=config.entropy_coef)
+            if shard is not None:
+                grads = tree_map(lambda g: mean(g, members), grads)
+                loss, aux = mean(loss, members), {k: mean(v, members) for k, v in aux.items()}
             norm = tree_norm(grads)  # before any clipping the optimizer composes
             stats = {"loss": loss.detach(), **aux, "grad_norm": norm.detach()}
             if config.target_kl is not None and bool(aux["kl"] > config.target_kl):
@@ -340,5 +363,5 @@ def rl2_train_step(
             break
     if config.target_kl is not None:
         stats["updates"] = torch.tensor(float(steps))
-    stats["trial_return"] = trial.rewards.sum(0).mean()
+    stats["trial_return"] = mean(trial.rewards.sum(0).mean(), local)
     return params, opt_state, stats

@@ -26,8 +26,9 @@ from ..envs.tabular_mdp import TabularMDP
 from ..meta.rl2 import PPOConfig, rl2_ppo_grad, rl2_ppo_loss, rl2_rollout, rl2_train_step, sample_rl2_noise
 from ..nn.recurrent import CELL_ACTIVATIONS, CELL_INITS, VALUE_NETWORKS, RecurrentFunctional, gru_actor_critic
 from ..optim import adam, chain, clip_by_global_norm
-from ..tree import Params
+from ..tree import Params, tree_map
 from .base import RunConfig, Runner, restore_like
+from .distributed import DataParallel
 
 __all__ = ["RL2Config", "RL2Trainer", "make_rl2_env", "make_rl2_policy", "mean_and_stderr"]
 
@@ -175,10 +176,18 @@ class RL2Trainer(Runner):
 
     def __init__(self, config: RL2Config, output_dir: str | Path | None = None):
         super().__init__(config, output_dir)
+        # Under torchrun the trials of every iteration are split over the processes (as in the
+        # MAML trainer); rank 0 alone writes.
+        self.parallel = DataParallel.from_environment(self.device)
+        self.device = self.parallel.local_device(self.device)
+        self.shard = None if self.parallel.world_size == 1 else self.parallel.task_shard(config.trials_per_iteration)
+        if not self.parallel.is_main:
+            self.output_dir = None
+            self.logger.log_dir = None
         self.env = make_rl2_env(config)
         self.policy = make_rl2_policy(config, self.env)
         self.optimizer = chain(clip_by_global_norm(config.max_grad_norm), adam(config.lr))
-        self.params: Params = self.policy.init(config.seed, device=self.device)
+        self.params: Params = self.parallel.broadcast(self.policy.init(config.seed, device=self.device))
         self.opt_state: Any = self.optimizer.init(self.params)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.env_steps = 0
@@ -193,13 +202,17 @@ class RL2Trainer(Runner):
         start = time.perf_counter()
         tasks = self.env.sample_tasks(cfg.trials_per_iteration, self.generator)
         noise = sample_rl2_noise(self.env, cfg.trials_per_iteration, cfg.epochs, self.generator)
+        if self.shard is not None:  # every process draws the whole batch and keeps its trials
+            lo, hi = self.shard.start, self.shard.stop
+            tasks = tree_map(lambda x: x[lo:hi], tasks)
+            noise = noise._replace(env=tree_map(lambda x: x[:, lo:hi], noise.env), gumbel_u=noise.gumbel_u[:, lo:hi])
         ppo = cfg.ppo(self.iteration)
         entropy_coef = ppo.entropy_coef  # the float this update uses, for the metrics
         if cfg.compile and cfg.entropy_coef_final is not None:  # a tensor input, not a new constant to recompile for
             ppo = ppo._replace(entropy_coef=torch.tensor(ppo.entropy_coef, device=self.device))
         self.params, self.opt_state, stats = rl2_train_step(
             self.params, self.opt_state, tasks, noise, self.env, self.policy, self.optimizer,
-            config=ppo, grad_fn=self._grad_fn,
+            config=ppo, grad_fn=self._grad_fn, shard=self.shard,
         )
         values = {k: float(v) for k, v in stats.items()}
         if not all(math.isfinite(v) for v in values.values()):
@@ -208,6 +221,10 @@ class RL2Trainer(Runner):
         seconds = time.perf_counter() - start
         return {"env_steps": float(self.env_steps), **values, "entropy_coef": entropy_coef, "seconds": seconds,
                 "steps_per_second": cfg.trials_per_iteration * self.env.trial_length / seconds}
+
+    def train(self, progress: bool = True, **kwargs: Any) -> list[dict[str, float]]:
+        """The base's budgeted loop (``Runner.train``); only rank 0 shows progress."""
+        return super().train(progress and self.parallel.is_main, **kwargs)
 
     # ----------------------------------------------------------------- evaluation
     def trial_returns(self, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, greedy: bool = False) -> torch.Tensor:
