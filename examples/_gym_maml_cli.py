@@ -1,75 +1,125 @@
 """The command line and run loop that ``maml_cheetah.py``, ``maml_ant.py`` and ``maml_metaworld.py``
 share: MAML-TRPO through ``runners.MAMLTrainer`` with a ``runners.SimulatorSampler`` on a simulator
-task family. Each script adds
-its own task flags and builds its family; everything else (run sizes with a ``--paper`` preset,
-the trainer settings, resume, checks of the flags before anything is built, training) is here.
+task family. Each script subclasses :class:`GymMAMLArgs` with its own task fields and builds its
+family; everything else (the flags, derived by tyro from ``runners.MAMLConfig`` as in
+``maml_nav.py`` and ``functional-metarl train``, run sizes with a ``--paper`` preset, checks of the
+flags before anything is built, resume, training) is here.
 The scripts run as ``python examples/<name>.py``, which puts this directory on ``sys.path``.
 """
 
-from __future__ import annotations
-
-import argparse
+import re
+import sys
 import time
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn, TypeVar
 
+import tyro
+
+from functional_metarl import checks
 from functional_metarl.envs import success_rates
-from functional_metarl.runners import CHECKPOINT_FILE, MAMLConfig, MAMLTrainer, SimulatorSampler
+from functional_metarl.runners import CHECKPOINT_FILE, MAMLConfig, MAMLTrainer, SimulatorSampler, resolve_device
 
-# The run sizes that --paper switches (argparse dest names).
+# The run sizes that --paper switches (MAMLConfig fields).
 SIZE_FLAGS = ("iterations", "meta_batch_size", "episodes_per_task", "horizon")
 
-
-def add_run_flags(parser: argparse.ArgumentParser, sizes: dict[str, tuple[int, int]], *, action_scale: float,
-                  action_scale_help: str, eval_episodes: int, checkpoint_every: int, output_help: str,
-                  first_order: bool = True) -> None:
-    """The shared flags. ``sizes``: ``{size flag: (short default, --paper value)}`` for every
-    name in ``SIZE_FLAGS``; a size left unset on the command line takes one of the two."""
-    for name in SIZE_FLAGS:
-        short, paper = sizes[name]
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
-                            help=f"default {short} ({paper} with --paper)"
-                            + (" (meta-iterations: MAMLConfig.iterations)" if name == "iterations" else ""))
-    parser.add_argument("--inner-lr", type=float, default=0.1)
-    if first_order:
-        parser.add_argument("--first-order", action="store_true")
-    parser.add_argument("--vectorization", choices=("sync", "async"), default="sync")
-    parser.add_argument("--action-scale", type=float, default=action_scale, help=action_scale_help)
-    parser.add_argument("--eval-tasks", type=int, default=10)
-    parser.add_argument("--eval-episodes", type=int, default=eval_episodes)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', ...")
-    parser.add_argument("--checkpoint-every", type=int, default=checkpoint_every)
-    parser.add_argument("--output", default=None, help=output_help)
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    parser.add_argument("--no-progress", action="store_true")
+ArgsT = TypeVar("ArgsT", bound="GymMAMLArgs")
 
 
-def finish_run_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, sizes: dict[str, tuple[int, int]],
-                     positive_ints: tuple[str, ...] = ()) -> argparse.Namespace:
-    """Fill the sizes from ``--paper`` and reject bad values with a usage error (exit 2) before
-    anything is built. ``positive_ints``: the script's own int flags that must be positive."""
-    for name in SIZE_FLAGS:
-        if getattr(args, name) is None:
-            setattr(args, name, sizes[name][1] if args.paper else sizes[name][0])
-    for name in (*SIZE_FLAGS, "eval_tasks", "eval_episodes", "checkpoint_every", *positive_ints):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
-    for name in ("inner_lr", "action_scale"):
-        if not getattr(args, name) > 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+@dataclass
+class GymMAMLArgs(MAMLConfig):
+    """The shared command line: every field of MAMLConfig is a flag (its nested configs as
+    --trpo.max-kl, ...); the fields below are the sampler's, evaluation and output settings.
+    Each script's ``Args`` subclasses it (``@dataclass``) with its task fields."""
+
+    paper: bool = False  # the paper's run sizes for the sizes not given (see the description)
+    vectorization: Literal["sync", "async"] = "sync"  # how the sampler steps its sub-envs
+    # the sampler's scale: the env gets clip(scale * action, -1, 1) (MAMLConfig.action_scale is Navigation2D's)
+    action_scale: float = 1.0
+    eval_tasks: int = 10  # held-out tasks
+    eval_episodes: int = 10  # episodes per held-out task and evaluation step
+    output: str | None = None  # directory for metrics, checkpoint, plots (default: the script's)
+    resume: bool = False  # continue from OUTPUT/checkpoint.pt
+    no_progress: bool = False
+
+    def __post_init__(self) -> None:
+        """MAMLConfig's checks, their messages led by the flag of the field they name."""
+        try:
+            super().__post_init__()
+        except (TypeError, ValueError) as error:
+            raise type(error)(_name_flag(str(error), type(self))) from None
+
+    @property
+    def config(self) -> MAMLConfig:
+        """The trainer's settings: the MAMLConfig fields of the command line, except ``action_scale``
+        (the sampler's here; the trainer's own is unused with a sampler, so it keeps its default)."""
+        values = {f.name: getattr(self, f.name) for f in fields(MAMLConfig)}
+        values["action_scale"] = MAMLConfig.action_scale
+        return MAMLConfig(**values)
+
+
+def parse_args(cls: type[ArgsT], sizes: dict[str, tuple[int, int]], defaults: dict[str, Any], *, prog: str,
+               description: str | None, positive_ints: tuple[str, ...] = (),
+               argv: list[str] | None = None) -> ArgsT:
+    """The command line as ``cls`` (MAMLConfig checks its fields as it is built), then the
+    evaluation and sampler fields, all before anything is built; a bad value is a usage error
+    (exit 2) naming the flag. ``sizes``: ``{field: (short default, --paper value)}`` for every name
+    in ``SIZE_FLAGS``; ``defaults``: the script's other defaults; ``positive_ints``: the script's
+    own int fields that must be positive."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    paper = _last_bool_flag(argv, "paper")
+    default = cls(**{name: pair[1 if paper else 0] for name, pair in sizes.items()}, **defaults, paper=paper)
+    try:
+        args = tyro.cli(cls, args=argv, default=default, prog=prog, description=description)
+        for name in ("eval_tasks", "eval_episodes", *positive_ints):
+            checks.positive_int(getattr(args, name), _flag(name))
+        checks.positive_number(args.action_scale, "--action-scale")
+        resolve_device(args.device)
+    except (TypeError, ValueError) as error:
+        usage_error(prog, _name_flag(str(error), cls))
     return args
 
 
-def train(family: Any, args: argparse.Namespace, success_key: str | None = None) -> tuple[MAMLTrainer, list[dict], float]:
+def usage_error(prog: str, message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _last_bool_flag(argv: list[str], name: str) -> bool:
+    """Whether ``--name`` (rather than ``--no-name``, or neither) comes last in ``argv``: the
+    preset that sets the other defaults is known before the command line is parsed with them."""
+    flag = _flag(name)
+    seen = [a for a in argv if a in (flag, f"--no-{name.replace('_', '-')}")]
+    return bool(seen) and seen[-1] == flag
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _name_flag(message: str, cls: type) -> str:
+    """``message`` led by the flag of the first field it names (a config check names the field:
+    ``meta_batch_size must be ...`` -> ``--meta-batch-size: meta_batch_size must be ...``)."""
+    if "--" in message:  # it names its flag already
+        return message
+    paths: dict[str, str] = {}
+    for f in fields(cls):
+        paths.setdefault(f.name, f.name)
+        nested = f.default if f.default_factory is MISSING else f.default_factory()
+        if is_dataclass(nested):
+            for g in fields(nested):
+                paths.setdefault(g.name, f"{f.name}.{g.name}")
+    for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message):
+        if word in paths:
+            return f"{'--' + paths[word].replace('_', '-')}: {message}"
+    return message
+
+
+def train(family: Any, args: GymMAMLArgs, success_key: str | None = None) -> tuple[MAMLTrainer, list[dict], float]:
     """Build the trainer from the flags (resuming with ``--resume``) and train it; returns
     ``(trainer, history, training seconds)``. The caller evaluates, writes metrics and closes it."""
-    config = MAMLConfig(
-        iterations=args.iterations, meta_batch_size=args.meta_batch_size,
-        episodes_per_task=args.episodes_per_task, horizon=family.horizon, inner_lr=args.inner_lr,
-        first_order=getattr(args, "first_order", False), seed=args.seed, device=args.device,
-        checkpoint_every=args.checkpoint_every,
-    )
+    config = args.config
     sampler = SimulatorSampler(family, seed=args.seed, vectorization=args.vectorization, action_scale=args.action_scale,
                                success_key=success_key)
     output = Path(args.output)
@@ -137,7 +187,7 @@ def before_after(trainer: MAMLTrainer, num_tasks: int, adapt_episodes: int, eval
     return out
 
 
-def evaluate_before_after(trainer: MAMLTrainer, args: argparse.Namespace) -> tuple[dict, dict, float]:
+def evaluate_before_after(trainer: MAMLTrainer, args: GymMAMLArgs) -> tuple[dict, dict, float]:
     """Held-out return before and after one inner step for the best and the latest meta-params:
     ``(best, latest, seconds)``; prints the table."""
     start = time.perf_counter()

@@ -18,29 +18,31 @@ tasks are evaluated before and after one inner step. Writes metrics.json, checkp
 (``--resume``), TensorBoard events and returns.png into --output.
 """
 
-from __future__ import annotations
-
-import argparse
 import json
+from dataclasses import dataclass
+from typing import Literal
 
-from _gym_maml_cli import add_run_flags, evaluate_before_after, finish_run_flags, plot_returns, train
+from _gym_maml_cli import GymMAMLArgs, evaluate_before_after, parse_args as parse_gym_args, plot_returns, train
 
 from functional_metarl.envs import AntDir
 
 SIZES = {"iterations": (10, 500), "meta_batch_size": (10, 40), "episodes_per_task": (10, 40), "horizon": (100, 200)}
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--directions", choices=("forward_backward", "plane"), default="forward_backward")
-    parser.add_argument("--paper", action="store_true",
-                        help="the paper's run: 500 meta-iterations, 40 tasks x 40 episodes, horizon 200")
-    add_run_flags(parser, SIZES, action_scale=0.1, eval_episodes=10, checkpoint_every=5,
-                  action_scale_help="the env gets clip(scale * action, -1, 1); 0.1 = pytorch-maml-rl's "
-                                    "normalization_scale 10, 1.0 = the policy acts in the env's box directly "
-                                    "(rllab's normalize)",
-                  output_help="directory for metrics, checkpoint, plots (default runs/maml_ant)")
-    args = finish_run_flags(parser, parser.parse_args(), SIZES)
+@dataclass
+class Args(GymMAMLArgs):
+    """MAML-TRPO on AntDir. Every field of MAMLConfig is a flag (--iterations, --meta-batch-size,
+    --trpo.max-kl, ...); --paper sets the paper's run sizes for those not given."""
+
+    directions: Literal["forward_backward", "plane"] = "forward_backward"  # u = (+-1, 0), or any angle
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line (``--action-scale``: the env gets clip(scale * action, -1, 1); 0.1 =
+    pytorch-maml-rl's normalization_scale 10, 1.0 = the policy acts in the env's box directly,
+    rllab's normalize)."""
+    args = parse_gym_args(Args, SIZES, dict(action_scale=0.1, eval_episodes=10, checkpoint_every=5),
+                          prog="maml_ant.py", description=__doc__, argv=argv)
     args.output = args.output or "runs/maml_ant"
     return args
 

@@ -21,12 +21,11 @@ choice) and the latest ones. The paper's MAML after one step: 293.2 on forward/b
 TensorBoard events and returns.png into --output.
 """
 
-from __future__ import annotations
-
-import argparse
 import json
+from dataclasses import dataclass
+from typing import Literal
 
-from _gym_maml_cli import add_run_flags, evaluate_before_after, finish_run_flags, plot_returns, train
+from _gym_maml_cli import GymMAMLArgs, evaluate_before_after, parse_args as parse_gym_args, plot_returns, train
 
 from functional_metarl.envs import HalfCheetahDir, HalfCheetahVel
 
@@ -35,16 +34,19 @@ FAMILIES = {"vel": HalfCheetahVel, "dir": HalfCheetahDir}
 SIZES = {"iterations": (20, 500), "meta_batch_size": (10, 40), "episodes_per_task": (10, 20), "horizon": (100, 200)}
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=sorted(FAMILIES), default="dir", help="goal velocity or forward/backward")
-    parser.add_argument("--paper", action="store_true",
-                        help="the paper's run: 500 meta-iterations, 40 tasks x 20 episodes, horizon 200")
-    add_run_flags(parser, SIZES, action_scale=0.1, eval_episodes=10, checkpoint_every=5,
-                  action_scale_help="the env gets clip(scale * action, -1, 1); 0.1 = pytorch-maml-rl's "
-                                    "normalization_scale 10, 1.0 = the policy acts in the env's box directly",
-                  output_help="directory for metrics, checkpoint, plots (default runs/maml_cheetah_TASK)")
-    args = finish_run_flags(parser, parser.parse_args(), SIZES)
+@dataclass
+class Args(GymMAMLArgs):
+    """MAML-TRPO on half-cheetah. Every field of MAMLConfig is a flag (--iterations,
+    --meta-batch-size, --trpo.max-kl, ...); --paper sets the paper's run sizes for those not given."""
+
+    task: Literal["dir", "vel"] = "dir"  # forward/backward or goal velocity
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line (``--action-scale``: the env gets clip(scale * action, -1, 1); 0.1 =
+    pytorch-maml-rl's normalization_scale 10, 1.0 = the policy acts in the env's box directly)."""
+    args = parse_gym_args(Args, SIZES, dict(action_scale=0.1, eval_episodes=10, checkpoint_every=5),
+                          prog="maml_cheetah.py", description=__doc__, argv=argv)
     args.output = args.output or f"runs/maml_cheetah_{args.task}"
     return args
 

@@ -20,18 +20,18 @@ per split. ``--paper`` sets meta-batch 20 x 10 episodes, horizon 500, 300 meta-i
 Writes metrics.json, checkpoint.pt (``--resume``), TensorBoard events and curves.png into --output.
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _gym_maml_cli import add_run_flags, before_after, finish_run_flags, train  # noqa: E402
+from _gym_maml_cli import GymMAMLArgs, before_after, train  # noqa: E402
+from _gym_maml_cli import parse_args as parse_gym_args  # noqa: E402
 
 from functional_metarl.envs import METAWORLD_BENCHMARKS, MetaWorldFamily  # noqa: E402
 
@@ -39,16 +39,19 @@ PAPER_MAML = {"ML10": {"meta_train": 0.444, "meta_test": 0.316}}
 SIZES = {"iterations": (10, 300), "meta_batch_size": (10, 20), "episodes_per_task": (5, 10), "horizon": (150, 500)}
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benchmark", choices=METAWORLD_BENCHMARKS, default="ML1")
-    parser.add_argument("--env-name", default="reach-v3", help="ML1's environment (ignored by ML10)")
-    parser.add_argument("--paper", action="store_true", help="meta-batch 20 x 10 episodes, horizon 500, 300 meta-iterations")
-    parser.add_argument("--adapt-episodes", type=int, default=10, help="adaptation rollouts per evaluated task")
-    add_run_flags(parser, SIZES, action_scale=1.0, eval_episodes=3, checkpoint_every=2, first_order=False,
-                  action_scale_help="the env gets clip(scale * action, -1, 1)",
-                  output_help="default runs/maml_metaworld_BENCHMARK")
-    args = finish_run_flags(parser, parser.parse_args(), SIZES, positive_ints=("adapt_episodes",))
+@dataclass
+class Args(GymMAMLArgs):
+    """MAML-TRPO on Meta-World. Every field of MAMLConfig is a flag (--iterations,
+    --meta-batch-size, --trpo.max-kl, ...); --paper sets the paper's run sizes for those not given."""
+
+    benchmark: Literal[METAWORLD_BENCHMARKS] = "ML1"
+    env_name: str | None = "reach-v3"  # ML1's environment (ignored by ML10)
+    adapt_episodes: int = 10  # adaptation rollouts per evaluated task
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    args = parse_gym_args(Args, SIZES, dict(action_scale=1.0, eval_episodes=3, checkpoint_every=2),
+                          prog="maml_metaworld.py", description=__doc__, positive_ints=("adapt_episodes",), argv=argv)
     if args.benchmark == "ML10":
         args.env_name = None
     args.output = args.output or f"runs/maml_metaworld_{args.benchmark if args.env_name is None else args.env_name}"

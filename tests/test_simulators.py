@@ -558,6 +558,7 @@ def test_example_clis_reject_bad_flags_before_building_anything(example, argv, n
     monkeypatch.syspath_prepend(str(path.parent))  # as `python examples/<name>.py` does: _gym_maml_cli
     spec = importlib.util.spec_from_file_location(f"example_{example}", path)
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its tyro-parsed dataclass looks its module up there
     spec.loader.exec_module(module)
     monkeypatch.setattr(sys, "argv", [path.name, *argv, "--output", str(tmp_path / "out")])
     with pytest.raises(SystemExit) as info:
