@@ -56,12 +56,19 @@ __all__ += ["RL2Config", "RL2Trainer", "make_rl2_env", "mean_and_stderr"]
 
 # Simulator meta-RL: the task-aware vector sampler and MAML-TRPO on top of it
 from .gym_sampler import TaskVectorSampler  # noqa: E402
-from .maml_samplers import MAMLSampler, PureFamilySampler, SimulatorSampler, SplitTrialSampler, SplitTrialTasks  # noqa: E402
+from .maml_samplers import (  # noqa: E402
+    MAMLSampler,
+    PureFamilySampler,
+    SimulatorSampler,
+    SplitTrialSampler,
+    SplitTrialTasks,
+    StatelessSampler,
+)
 from .maml_trainer import Evaluation  # noqa: E402
 from .distributed import DataParallel  # noqa: E402
 
 __all__ += ["TaskVectorSampler", "MAMLSampler", "PureFamilySampler", "SimulatorSampler", "SplitTrialSampler",
-            "SplitTrialTasks", "Evaluation", "DataParallel"]
+            "SplitTrialTasks", "StatelessSampler", "Evaluation", "DataParallel"]
 
 # MAML-A2C on Atari: n-step segments of image-observation, discrete-action task envs
 from .nstep_sampler import NStepTaskSampler, TaskPoolSampler  # noqa: E402
