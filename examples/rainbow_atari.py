@@ -2,6 +2,7 @@
 
     pip install ale-py            # ROMs ship with ale-py >= 0.9
     python examples/rainbow_atari.py --game Pong --iterations 100000 --out runs/rainbow_pong
+    python examples/rainbow_atari.py --help   # every RainbowConfig field is a flag (--n-step, --lr, --no-noisy, ...)
 
 Defaults follow van Hasselt et al. (2019), "When to use parametric models in reinforcement
 learning?" (Data-efficient Rainbow): 100k agent steps (400k frames), n = 20, one update per
@@ -17,23 +18,53 @@ to [-1, 1] for learning (the logged episode returns are therefore *clipped* retu
 sticky actions, episodes capped at 108k frames.
 
 Memory: the buffer stores ``obs`` and ``next_obs`` as full uint8 stacks (4x84x84 each, ~56 kB
-per transition, no frame sharing), so ``--buffer`` defaults to 30,000 (~1.7 GB) instead of
+per transition, no frame sharing), so ``--buffer-size`` defaults to 30,000 (~1.7 GB) instead of
 the paper's 1M.
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import os
+import sys
+from dataclasses import dataclass, fields, replace
+from typing import NoReturn
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import tyro  # noqa: E402
 
-from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer  # noqa: E402
+from functional_metarl import checks  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer, resolve_device  # noqa: E402
+
+#: The example's defaults where they are not RainbowConfig's, then Data-efficient Rainbow's values
+#: and the Rainbow paper's (``--paper``) for the settings that the command line leaves out.
+DEFAULTS = dict(env_id="ALE/Pong-v5", iterations=100_000, buffer_size=30_000, gamma=0.99, v_min=-10.0, v_max=10.0,
+                num_atoms=51, batch_size=32, adam_eps=1.5e-4, alpha=0.5, beta0=0.4, max_grad_norm=10.0,
+                checkpoint_every=10_000, log_every=1_000, eps_end=0.01)
+DATA_EFFICIENT = dict(network="data_efficient_cnn", n_step=20, lr=1e-4, sigma0=0.1, target_update=2_000,
+                      learning_starts=1_600, train_every=1, eps_decay_steps=2_500)
+PAPER = dict(network="nature_cnn", n_step=3, lr=6.25e-5, sigma0=0.5, target_update=8_000, learning_starts=20_000,
+             train_every=4, eps_decay_steps=62_500)
+
+
+@dataclass
+class Args(RainbowConfig):
+    """Rainbow on an Atari game. Every field of RainbowConfig is a flag (--iterations: agent steps,
+    4 frames each; --buffer-size, --n-step, --no-noisy, ...; --eval-episodes: episodes of the
+    final greedy evaluation too); the fields below are the example's."""
+
+    game: str = "Pong"  # the ALE game (env id ALE/GAME-v5)
+    paper: bool = False  # the Rainbow paper's values instead of Data-efficient Rainbow's, for the settings not given
+    out: str | None = None  # checkpoint / TensorBoard / metrics.json folder
+    resume: bool = False  # continue from OUT/checkpoint.pt when there is one
+    threads: int = 1  # torch threads
+
+    @property
+    def config(self) -> RainbowConfig:
+        """The trainer's settings: the RainbowConfig fields of the command line."""
+        return RainbowConfig(**{f.name: getattr(self, f.name) for f in fields(RainbowConfig)})
 
 
 def make_atari_env(game: str, max_frames: int = 108_000):
@@ -58,41 +89,44 @@ def make_atari_env(game: str, max_frames: int = 108_000):
     return env_fn
 
 
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line as :class:`Args` (RainbowConfig checks its fields as it is built), its
+    defaults Data-efficient Rainbow's or, with ``--paper``, the paper's; the example's own fields are
+    checked too, before anything is built."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    presets = [a for a in argv if a in ("--paper", "--no-paper")]
+    paper = bool(presets) and presets[-1] == "--paper"
+    default = Args(**DEFAULTS, **(PAPER if paper else DATA_EFFICIENT), paper=paper)
+    try:
+        args = tyro.cli(Args, args=argv, default=default, description=__doc__)
+        if args.env_id == default.env_id:  # --game names the env unless --env-id does
+            args = replace(args, env_id=f"ALE/{args.game}-v5")
+        elif args.env_id != f"ALE/{args.game}-v5":
+            raise ValueError(f"--env-id {args.env_id} is not --game {args.game}'s ALE/{args.game}-v5; give --game")
+        checks.positive_int(args.threads, "--threads")
+        resolve_device(args.device)
+    except (TypeError, ValueError) as error:
+        usage_error(str(error))
+    return args
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"rainbow_atari.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", type=str, default="Pong")
-    parser.add_argument("--iterations", type=int, default=100_000, help="agent steps (4 frames each)")
-    parser.add_argument("--buffer", type=int, default=30_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=str, default=None)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--paper", action="store_true", help="the Rainbow paper's values instead of Data-efficient Rainbow's")
-    parser.add_argument("--device", type=str, default="auto")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    for flag in ("double", "prioritized", "dueling", "distributional", "noisy"):
-        parser.add_argument(f"--no-{flag}", action="store_true", help=f"ablate {flag}")
-    args = parser.parse_args()
+    args = parse_args()
     torch.set_num_threads(args.threads)
 
-    common = dict(
-        env_id=f"ALE/{args.game}-v5", iterations=args.iterations, buffer_size=args.buffer, seed=args.seed, device=args.device,
-        gamma=0.99, v_min=-10.0, v_max=10.0, num_atoms=51, batch_size=32, adam_eps=1.5e-4, alpha=0.5, beta0=0.4,
-        max_grad_norm=10.0, checkpoint_every=10_000, log_every=1_000,
-        **{flag: not getattr(args, f"no_{flag}") for flag in ("double", "prioritized", "dueling", "distributional", "noisy")},
-    )
-    if args.paper:
-        config = RainbowConfig(network="nature_cnn", n_step=3, lr=6.25e-5, sigma0=0.5, target_update=8_000,
-                               learning_starts=20_000, train_every=4, eps_decay_steps=62_500, eps_end=0.01, **common)
-    else:
-        config = RainbowConfig(network="data_efficient_cnn", n_step=20, lr=1e-4, sigma0=0.1, target_update=2_000,
-                               learning_starts=1_600, train_every=1, eps_decay_steps=2_500, eps_end=0.01, **common)
+    config = args.config
     trainer = RainbowTrainer(config, output_dir=args.out, env_fn=make_atari_env(args.game))
     if args.resume and args.out and os.path.isfile(os.path.join(args.out, CHECKPOINT_FILE)):
         trainer.load_checkpoint(os.path.join(args.out, CHECKPOINT_FILE))
         print(f"resumed at step {trainer.step}")
     trainer.train()
-    evaluation = {"greedy_mean_net_clipped_return": trainer.evaluate(args.eval_episodes)["return"]}
+    evaluation = {"greedy_mean_net_clipped_return": trainer.evaluate(config.eval_episodes)["return"]}
     trainer.write_metrics(evaluation)
     trainer.close()
     print(json.dumps({**trainer.summary(), **evaluation}, indent=1))

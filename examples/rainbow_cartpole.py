@@ -2,6 +2,7 @@
 
     python examples/rainbow_cartpole.py --iterations 30000 --out runs/rainbow_cartpole
     python examples/rainbow_cartpole.py --no-noisy --no-distributional   # an ablation
+    python examples/rainbow_cartpole.py --help   # every RainbowConfig field is a flag (--n-step, --lr, --batch-size, ...)
 
 Reports the mean return of the last 100 training episodes (the acting policy, noise on) and
 100-episode evaluations of the final policy, greedy with the mean network (noise off) and with
@@ -10,45 +11,64 @@ episodes alone, so the 30k-step target is read off the 100-episode evaluation.) 
 ``--out``.
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import os
+import sys
+from dataclasses import dataclass, fields
+from typing import NoReturn
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+import tyro  # noqa: E402
 
-from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer  # noqa: E402
+from functional_metarl import checks  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer, resolve_device  # noqa: E402
+
+#: The example's defaults where they are not RainbowConfig's.
+DEFAULTS = dict(eval_every=5_000)
+
+
+@dataclass
+class Args(RainbowConfig):
+    """Rainbow on CartPole-v1. Every field of RainbowConfig is a flag (--n-step, --lr, --no-noisy,
+    ...; --eval-every: greedy evaluation every N steps, 0: off); the fields below are the example's."""
+
+    out: str | None = None  # checkpoint / TensorBoard / metrics.json folder
+    resume: bool = False  # continue from OUT/checkpoint.pt when there is one
+    final_eval_episodes: int = 100  # episodes of each evaluation of the final policy
+    threads: int = 1  # torch threads
+
+    @property
+    def config(self) -> RainbowConfig:
+        """The trainer's settings: the RainbowConfig fields of the command line."""
+        return RainbowConfig(**{f.name: getattr(self, f.name) for f in fields(RainbowConfig)})
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line as :class:`Args` (RainbowConfig checks its fields as it is built); the
+    example's own fields are checked too, before anything is built."""
+    try:
+        args = tyro.cli(Args, args=argv, default=Args(**DEFAULTS), description=__doc__)
+        checks.positive_int(args.final_eval_episodes, "--final-eval-episodes")
+        checks.positive_int(args.threads, "--threads")
+        resolve_device(args.device)
+    except (TypeError, ValueError) as error:
+        usage_error(str(error))
+    return args
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"rainbow_cartpole.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=30_000, help="env steps (one env)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=str, default=None, help="checkpoint / TensorBoard / metrics.json folder")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--n-step", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=int, default=5_000, help="greedy 10-episode evaluation every N steps (0: off)")
-    parser.add_argument("--final-eval-episodes", type=int, default=100)
-    parser.add_argument("--device", type=str, default="auto")
-    parser.add_argument("--threads", type=int, default=1)
-    for flag in ("double", "prioritized", "dueling", "distributional", "noisy"):
-        parser.add_argument(f"--no-{flag}", action="store_true", help=f"ablate {flag}")
-    args = parser.parse_args()
+    args = parse_args()
     torch.set_num_threads(args.threads)
 
-    config = RainbowConfig(
-        iterations=args.iterations,
-        seed=args.seed,
-        n_step=args.n_step,
-        lr=args.lr,
-        device=args.device,
-        eval_every=args.eval_every,
-        **{flag: not getattr(args, f"no_{flag}") for flag in ("double", "prioritized", "dueling", "distributional", "noisy")},
-    )
+    config = args.config
     trainer = RainbowTrainer(config, output_dir=args.out)
     if args.resume and args.out and os.path.isfile(os.path.join(args.out, CHECKPOINT_FILE)):
         trainer.load_checkpoint(os.path.join(args.out, CHECKPOINT_FILE))
