@@ -4,56 +4,91 @@
     python examples/ddpg_pendulum.py --algo td3 --output runs/td3_pendulum
     python examples/ddpg_pendulum.py --algo ddpg --lillicrap       # the original DDPG settings
     python examples/ddpg_pendulum.py --algo td3 --resume           # continue from --output/checkpoint.pt
+    python examples/ddpg_pendulum.py --help    # every DDPGConfig field is a flag (--tau, --actor-lr, --hidden, ...)
 
 Settings: the TD3 paper's (400-300 ReLU nets, Adam 1e-3, batch 100, tau 0.005, Gaussian
 exploration 0.1 x action half-range, TD3 smoothing 0.2 clipped at 0.5, policy delay 2) with the
 Pendulum-specific choices of the RL Baselines3 Zoo (gamma 0.98, 200k buffer); warm-up of
---start-steps uniform random actions (default 5,000; the zoo uses 10,000).
+--start-steps uniform random actions (default 5,000; the zoo uses 10,000). ``--lillicrap`` makes
+Lillicrap et al.'s values (``DDPGConfig.lillicrap``) the defaults of the flags not given.
 
 Reference: the SB3 zoo reports -152 +- 94 for TD3/DDPG on Pendulum at 20k steps; our bar is
 the mean return of the last 10 training episodes >= -170 (``metrics.json`` records "target_met").
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import os
+import sys
 import time
+from dataclasses import dataclass, fields
+from typing import Literal, NoReturn
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+import tyro  # noqa: E402
 
-from functional_metarl.runners import CHECKPOINT_FILE, DDPGConfig, DDPGTrainer  # noqa: E402
+from functional_metarl import checks  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_FILE, DDPGConfig, DDPGTrainer, resolve_device  # noqa: E402
 
 TARGET = -170.0
+#: The example's defaults where they are not DDPGConfig's (Pendulum: the RL Baselines3 Zoo's choices),
+#: and those that --lillicrap replaces by Lillicrap et al.'s.
+DEFAULTS = dict(env_id="Pendulum-v1", iterations=20_000, gamma=0.98, buffer_size=200_000, checkpoint_every=5_000)
+NOT_LILLICRAP = dict(start_steps=5_000, batch_size=100)
+
+
+@dataclass
+class Args(DDPGConfig):
+    """DDPG or TD3 on Pendulum-v1. Every field of DDPGConfig is a flag (--algo ddpg|td3,
+    --iterations: env steps, --start-steps, --batch-size, --gamma, ...); the fields below are the
+    example's."""
+
+    algo: Literal["ddpg", "td3"] = "td3"
+    lillicrap: bool = False  # original DDPG settings (Lillicrap et al. 2015) for the flags not given
+    output: str | None = None  # default runs/<algo>_pendulum
+    resume: bool = False  # continue from OUTPUT/checkpoint.pt when there is one
+    threads: int = 1  # torch threads
+    eval_episodes: int = 10  # deterministic evaluation episodes at the end
+
+    @property
+    def config(self) -> DDPGConfig:
+        """The trainer's settings: the DDPGConfig fields of the command line."""
+        return DDPGConfig(**{f.name: getattr(self, f.name) for f in fields(DDPGConfig)})
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line as :class:`Args` (DDPGConfig checks its fields as it is built), with the
+    example's defaults or, with ``--lillicrap``, Lillicrap et al.'s; the example's own fields are
+    checked too, before anything is built."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    presets = [a for a in argv if a in ("--lillicrap", "--no-lillicrap")]
+    lillicrap = bool(presets) and presets[-1] == "--lillicrap"
+    preset = DDPGConfig.lillicrap(**DEFAULTS) if lillicrap else DDPGConfig(**DEFAULTS, **NOT_LILLICRAP)
+    default = Args(**{f.name: getattr(preset, f.name) for f in fields(DDPGConfig)}, lillicrap=lillicrap)
+    if not lillicrap:  # DDPGConfig fills an unset learning_starts in with start_steps: unset, it follows --start-steps
+        default.learning_starts = None
+    try:
+        args = tyro.cli(Args, args=argv, default=default, description=__doc__)
+        checks.positive_int(args.threads, "--threads")
+        checks.positive_int(args.eval_episodes, "--eval-episodes")
+        resolve_device(args.device)
+    except (TypeError, ValueError) as error:
+        usage_error(str(error))
+    return args
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"ddpg_pendulum.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", choices=("ddpg", "td3"), default="td3")
-    p.add_argument("--lillicrap", action="store_true", help="original DDPG settings (Lillicrap et al. 2015)")
-    p.add_argument("--iterations", type=int, default=20_000, help="env steps")
-    p.add_argument("--start-steps", type=int, default=5_000)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--gamma", type=float, default=0.98)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--output", default=None, help="default runs/<algo>_pendulum")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--eval-episodes", type=int, default=10)
-    args = p.parse_args()
+    args = parse_args()
     torch.set_num_threads(args.threads)
     output = args.output or f"runs/{args.algo}_pendulum"
-
-    common = dict(env_id="Pendulum-v1", iterations=args.iterations, gamma=args.gamma, buffer_size=200_000,
-                  seed=args.seed, device=args.device, checkpoint_every=5_000)
-    if args.lillicrap:
-        config = DDPGConfig.lillicrap(**common)
-    else:
-        config = DDPGConfig(algo=args.algo, start_steps=args.start_steps, batch_size=args.batch_size, **common)
+    config = args.config
     trainer = DDPGTrainer(config, output_dir=output)
     ckpt = os.path.join(output, CHECKPOINT_FILE)
     if args.resume and os.path.isfile(ckpt):

@@ -4,6 +4,7 @@
     python examples/td3_halfcheetah.py                      # 1,000,000 env steps (hours on CPU)
     python examples/td3_halfcheetah.py --algo ddpg --iterations 200000 --output runs/ddpg_cheetah
     python examples/td3_halfcheetah.py --resume             # continue from --output/checkpoint.pt
+    python examples/td3_halfcheetah.py --help               # every DDPGConfig field is a flag
 
 Settings (Fujimoto et al. 2018, sec. 6.1): 400-300 ReLU actor and twin critics, Adam 1e-3,
 batch 100, gamma 0.99, tau 0.005, 10,000 warm-up steps of uniform random actions, Gaussian
@@ -15,57 +16,86 @@ see ``functional_metarl.rl.actor_critic``.
 The TD3 paper reports 9636.95 +- 859.07 (max evaluation return over 1M steps, HalfCheetah-v1).
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass, fields
+from typing import Literal, NoReturn
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+import tyro  # noqa: E402
 
-from functional_metarl.runners import CHECKPOINT_FILE, DDPGConfig, DDPGTrainer  # noqa: E402
+from functional_metarl import checks  # noqa: E402
+from functional_metarl.runners import CHECKPOINT_FILE, DDPGConfig, DDPGTrainer, resolve_device  # noqa: E402
 
 ENV_ID = "HalfCheetah-v5"
+#: The example's defaults where they are not DDPGConfig's (which are the TD3 paper's).
+DEFAULTS = dict(env_id=ENV_ID, checkpoint_every=50_000)
 
 
-def make_env():
-    """``gymnasium.make(HalfCheetah-v5)``, or a clear error if MuJoCo is not installed."""
+@dataclass
+class Args(DDPGConfig):
+    """TD3 (or DDPG) on HalfCheetah. Every field of DDPGConfig is a flag (--algo ddpg|td3,
+    --iterations: env steps, --start-steps, ...); the fields below are the example's."""
+
+    algo: Literal["ddpg", "td3"] = "td3"
+    output: str | None = None  # default runs/<algo>_halfcheetah
+    resume: bool = False  # continue from OUTPUT/checkpoint.pt when there is one
+    threads: int = 1  # torch threads
+    eval_episodes: int = 10  # deterministic evaluation episodes at the end (0: none)
+    no_progress: bool = False
+
+    @property
+    def config(self) -> DDPGConfig:
+        """The trainer's settings: the DDPGConfig fields of the command line."""
+        return DDPGConfig(**{f.name: getattr(self, f.name) for f in fields(DDPGConfig)})
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line as :class:`Args` (DDPGConfig checks its fields as it is built); the
+    example's own fields are checked too, before anything is built."""
+    default = Args(**DEFAULTS)
+    default.learning_starts = None  # DDPGConfig fills it in with start_steps: unset, it follows --start-steps
+    try:
+        args = tyro.cli(Args, args=argv, default=default, description=__doc__)
+        checks.positive_int(args.threads, "--threads")
+        checks.int_in_range(args.eval_episodes, "--eval-episodes", low=0)
+        resolve_device(args.device)
+    except (TypeError, ValueError) as error:
+        usage_error(str(error))
+    return args
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"td3_halfcheetah.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def make_env(env_id: str = ENV_ID):
+    """``gymnasium.make(env_id)`` (HalfCheetah-v5), or a clear error if MuJoCo is not installed."""
     import gymnasium as gym
 
     try:
         import mujoco  # noqa: F401
     except ImportError as exc:
         raise SystemExit(
-            f"{ENV_ID} needs MuJoCo, which is not installed ({exc}). Install it with:\n"
+            f"{env_id} needs MuJoCo, which is not installed ({exc}). Install it with:\n"
             '    pip install "gymnasium[mujoco]"'
         ) from exc
-    return gym.make(ENV_ID)
+    return gym.make(env_id)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", choices=("ddpg", "td3"), default="td3")
-    p.add_argument("--iterations", type=int, default=1_000_000, help="env steps")
-    p.add_argument("--start-steps", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--output", default=None, help="default runs/<algo>_halfcheetah")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--checkpoint-every", type=int, default=50_000)
-    p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     output = args.output or f"runs/{args.algo}_halfcheetah"
 
-    env = make_env()
-    config = DDPGConfig(algo=args.algo, env_id=ENV_ID, iterations=args.iterations, start_steps=args.start_steps,
-                        seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every)
+    config = args.config
+    env = make_env(config.env_id)
     trainer = DDPGTrainer(config, output_dir=output, env=env)
     ckpt = os.path.join(output, CHECKPOINT_FILE)
     if args.resume and os.path.isfile(ckpt):
@@ -76,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = time.perf_counter() - t0
     summary = {
         "algo": config.algo,
-        "env": ENV_ID,
+        "env": config.env_id,
         "steps": trainer.steps,
         "last10_train_return": trainer.mean_return(10),
         "eval_return_deterministic": trainer.evaluate(args.eval_episodes)["return"] if args.eval_episodes > 0 else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -305,9 +306,10 @@ LEARN_STEPS = 3000
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason='MuJoCo not installed (pip install "gymnasium[mujoco]")')
-def test_halfcheetah_example_runs(tmp_path):
+def test_halfcheetah_example_runs(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("td3_halfcheetah", ROOT / "examples" / "td3_halfcheetah.py")
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its tyro-parsed dataclass looks its module up there
     spec.loader.exec_module(module)
     summary = module.main(["--iterations", "150", "--start-steps", "100", "--output", str(tmp_path), "--device", "cpu",
                            "--eval-episodes", "0", "--no-progress"])
