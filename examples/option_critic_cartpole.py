@@ -1,7 +1,7 @@
 """Deep Option-Critic on CartPole-v1: softmax intra-option policies (Bacon, Harb & Precup 2017).
 
-Trains ``--options`` options for ``--iterations`` rounds (one episode of each of the ``--envs``
-CartPole envs per round), then
+Trains ``--num-options`` options for ``--iterations`` rounds (one episode of each of the
+``--num-envs`` CartPole envs per round), then
 evaluates greedily (greedy over options, argmax actions). Writes to ``--out``:
 
 - ``returns.png``: training episode returns (with the moving average) and option durations;
@@ -9,15 +9,16 @@ evaluates greedily (greedy over options, argmax actions). Writes to ``--out``:
   e.g. with a larger ``--iterations``).
 
     python examples/option_critic_cartpole.py  # 250 rounds of 8 episodes, a few minutes on one core
+    python examples/option_critic_cartpole.py --help   # every DeepOptionCriticConfig field is a flag
 
 See ``functional_metarl.runners.deep_option_critic`` for the algorithm and the settings that
 come from the paper vs. our choices.
 """
 
-from __future__ import annotations
-
-import argparse
+import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NoReturn
 
 import matplotlib
 
@@ -25,31 +26,53 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import tyro
 
-from functional_metarl.runners import CHECKPOINT_FILE, DeepOptionCriticConfig, DeepOptionCriticTrainer
+from functional_metarl import checks
+from functional_metarl.runners import CHECKPOINT_FILE, DeepOptionCriticConfig, DeepOptionCriticTrainer, resolve_device
+
+
+@dataclass
+class Args(DeepOptionCriticConfig):
+    """Deep Option-Critic on CartPole-v1. Every field of DeepOptionCriticConfig is a flag
+    (--iterations: rounds of --num-envs episodes, --num-options, --xi, --entropy-coef,
+    --termination-value, ...); the fields below are the example's."""
+
+    eval_episodes: int = 20  # greedy evaluation episodes at the end
+    threads: int = 1  # torch threads
+    out: str = "runs/option_critic_cartpole"  # returns.png, metrics.json, tensorboard/, checkpoint.pt
+    resume: bool = False  # continue from OUT/checkpoint.pt when there is one
+
+    @property
+    def config(self) -> DeepOptionCriticConfig:
+        """The trainer's settings: the DeepOptionCriticConfig fields of the command line."""
+        return DeepOptionCriticConfig(**{f.name: getattr(self, f.name) for f in fields(DeepOptionCriticConfig)})
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line as :class:`Args` (DeepOptionCriticConfig checks its fields as it is built);
+    the example's own fields are checked too, before anything is built."""
+    try:
+        args = tyro.cli(Args, args=argv, description=__doc__)
+        checks.positive_int(args.eval_episodes, "--eval-episodes")
+        checks.positive_int(args.threads, "--threads")
+        resolve_device(args.device)
+    except (TypeError, ValueError) as error:
+        usage_error(str(error))
+    return args
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"option_critic_cartpole.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main() -> None:
-    d = DeepOptionCriticConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=d.iterations, help="rounds of --envs episodes")
-    parser.add_argument("--envs", type=int, default=d.num_envs)
-    parser.add_argument("--options", type=int, default=d.num_options)
-    parser.add_argument("--xi", type=float, default=d.xi)
-    parser.add_argument("--entropy-coef", type=float, default=d.entropy_coef)
-    parser.add_argument("--termination-value", choices=("epsilon_greedy", "greedy"), default=d.termination_value)
-    parser.add_argument("--eval-episodes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="runs/option_critic_cartpole")
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args()
+    args = parse_args()
     torch.set_num_threads(args.threads)
 
-    config = DeepOptionCriticConfig(env_id="CartPole-v1", iterations=args.iterations, num_envs=args.envs,
-                                    num_options=args.options, xi=args.xi, entropy_coef=args.entropy_coef,
-                                    termination_value=args.termination_value, seed=args.seed, device=args.device)
+    config = args.config
     out = Path(args.out)
     trainer = DeepOptionCriticTrainer(config, output_dir=out)
     if args.resume and (out / CHECKPOINT_FILE).is_file():
@@ -74,7 +97,7 @@ def main() -> None:
     ax.plot(steps[k - 1:], np.convolve(returns, np.ones(k) / k, mode="valid"), lw=1.5, label=f"moving average ({k})")
     ax.axhline(result["return"], color="k", ls="--", lw=1, label=f"greedy eval: {result['return']:.0f}")
     ax.set_ylabel("return")
-    ax.set_title(f"Option-Critic, CartPole-v1, {args.options} options")
+    ax.set_title(f"Option-Critic, {config.env_id}, {config.num_options} options")
     ax.legend()
     ax2.plot(steps, durations, ".", ms=2, alpha=0.4)
     ax2.plot(steps[k - 1:], np.convolve(durations, np.ones(k) / k, mode="valid"), lw=1.5)

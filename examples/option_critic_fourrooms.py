@@ -1,8 +1,8 @@
 """Tabular Option-Critic on Four Rooms (Bacon, Harb & Precup 2017, Fig. 2 / Fig. 3).
 
-Trains ``--runs`` independent learners (4 options each) for ``--iterations`` episodes; the goal
-sits in the east doorway and moves to a random cell of the lower-right room after
-``--switch-at`` episodes. Writes to ``--out``:
+Trains ``--num-runs`` independent learners (``--num-options`` 4 each) for ``--iterations``
+episodes; the goal sits in the east doorway and moves to a random cell of the lower-right room
+after ``--switch-goal-at`` episodes. Every field of ``OptionCriticConfig`` is a flag (``--help``). Writes to ``--out``:
 
 - ``steps_to_goal.png``: steps to reach the goal per episode, mean over runs, before and after
   the goal moves;
@@ -12,7 +12,7 @@ sits in the east doorway and moves to a random cell of the lower-right room afte
   agent arrives in a cell, before and after the goal moves;
 - ``metrics.json``, ``tensorboard/`` and ``checkpoint.pt`` (rerun with ``--resume`` to continue).
 
-    python examples/option_critic_fourrooms.py --runs 10 --iterations 2000 --switch-at 1000
+    python examples/option_critic_fourrooms.py --num-runs 10 --iterations 2000 --switch-goal-at 1000
 
 It also prints that arrival termination probability averaged over cells next to a doorway vs
 room interiors (goal cells left out). The defaults (``OptionCriticConfig``: epsilon-greedy ``V``
@@ -30,45 +30,62 @@ Measured with the command above (seed 0, one core, about 13 minutes):
   options of about two steps everywhere.
 """
 
-from __future__ import annotations
-
-import argparse
+import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NoReturn
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+import tyro
 
+from functional_metarl import checks
 from functional_metarl.runners import CHECKPOINT_FILE, OptionCriticConfig, OptionCriticTrainer
 
 
+@dataclass
+class Args(OptionCriticConfig):
+    """Tabular Option-Critic on Four Rooms. Every field of OptionCriticConfig is a flag (--num-runs,
+    --iterations: episodes per learner, --switch-goal-at, --num-options, --xi, --epsilon, ...); the
+    fields below are the example's."""
+
+    threads: int = 1  # torch threads
+    out: str = "runs/option_critic_fourrooms"  # plots, metrics.json, tensorboard/, checkpoint.pt
+    resume: bool = False  # continue from OUT/checkpoint.pt when there is one
+
+    @property
+    def config(self) -> OptionCriticConfig:
+        """The trainer's settings: the OptionCriticConfig fields of the command line."""
+        return OptionCriticConfig(**{f.name: getattr(self, f.name) for f in fields(OptionCriticConfig)})
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line as :class:`Args` (OptionCriticConfig checks its fields as it is built); the
+    example's own fields are checked too, before anything is built."""
+    try:
+        args = tyro.cli(Args, args=argv, description=__doc__)
+        checks.positive_int(args.threads, "--threads")
+        if args.switch_goal_at is None:
+            raise ValueError("--switch-goal-at: this example compares before and after the goal moves, got None")
+    except (TypeError, ValueError) as error:
+        usage_error(str(error))
+    return args
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"option_critic_fourrooms.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--iterations", type=int, default=2000, help="episodes per learner")
-    parser.add_argument("--switch-at", type=int, default=1000)
-    parser.add_argument("--options", type=int, default=4)
-    defaults = OptionCriticConfig()
-    parser.add_argument("--xi", type=float, default=defaults.xi)
-    parser.add_argument("--epsilon", type=float, default=defaults.epsilon)
-    parser.add_argument("--temperature", type=float, default=defaults.temperature)
-    parser.add_argument("--termination-lr", type=float, default=defaults.termination_lr)
-    parser.add_argument("--termination-value", choices=("epsilon_greedy", "greedy"), default=defaults.termination_value)
-    parser.add_argument("--entropy-coef", type=float, default=defaults.entropy_coef)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="runs/option_critic_fourrooms")
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args()
+    args = parse_args()
     torch.set_num_threads(args.threads)
 
-    config = OptionCriticConfig(num_options=args.options, num_runs=args.runs, iterations=args.iterations,
-                                switch_goal_at=args.switch_at, xi=args.xi, epsilon=args.epsilon,
-                                temperature=args.temperature, termination_lr=args.termination_lr,
-                                termination_value=args.termination_value, entropy_coef=args.entropy_coef,
-                                seed=args.seed)
+    config = args.config
     out = Path(args.out)
     trainer = OptionCriticTrainer(config, output_dir=out)
     if args.resume and (out / CHECKPOINT_FILE).is_file():
@@ -81,8 +98,8 @@ def main() -> None:
     def window(a: int, b: int) -> float:
         return float(mean[a:b].mean())
 
-    k, n = args.switch_at, args.iterations
-    print(f"mean steps to goal over {args.runs} runs:")
+    k, n = config.switch_goal_at, config.iterations
+    print(f"mean steps to goal over {config.num_runs} runs:")
     print(f"  episodes 1-10: {window(0, 10):.1f}   episodes {max(k - 99, 1)}-{k} (before the move): {window(max(k - 100, 0), k):.1f}")
     print(f"  episodes {k + 1}-{k + 10} (just after): {window(k, k + 10):.1f}   "
           f"episodes {max(n - 99, k + 1)}-{n} (end): {window(max(n - 100, k), n):.1f}")
@@ -93,20 +110,20 @@ def main() -> None:
         print(f"  {name}: doorway {st['doorway']:.3f}   interior {st['interior']:.3f}   ratio {st['ratio']:.2f}")
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    ep = torch.arange(1, args.iterations + 1)
-    ax.plot(ep, mean, lw=0.6, alpha=0.5, label=f"mean over {args.runs} runs")
+    ep = torch.arange(1, config.iterations + 1)
+    ax.plot(ep, mean, lw=0.6, alpha=0.5, label=f"mean over {config.num_runs} runs")
     smooth = torch.nn.functional.avg_pool1d(mean[None, None], 20, stride=1).squeeze()
     ax.plot(ep[19:], smooth, lw=1.5, label="moving average (20)")
     ax.axvline(k + 0.5, color="k", ls="--", lw=1, label="goal moves")
     ax.set_yscale("log")
     ax.set_xlabel("episode")
     ax.set_ylabel("steps to goal")
-    ax.set_title(f"Option-Critic, Four Rooms, {args.options} options")
+    ax.set_title(f"Option-Critic, Four Rooms, {config.num_options} options")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "steps_to_goal.png", dpi=120)
 
-    O = args.options
+    O = config.num_options
     beta = trainer.termination_map(run=0)  # [O, 13, 13]
     fig, axes = plt.subplots(2, max(O, 2), figsize=(3 * max(O, 2), 7.0), squeeze=False, layout="constrained")
 
