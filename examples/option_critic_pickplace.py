@@ -12,6 +12,11 @@ continuous option machinery, not a solved task. Writes ``returns.png``, ``metric
 ``tensorboard/`` and ``checkpoint.pt`` (``--resume`` continues exactly) to ``--out``.
 
     python examples/option_critic_pickplace.py --iterations 50   # 50 rounds of 4 x 500 steps = 100k steps
+    python examples/option_critic_pickplace.py --help   # every DeepOptionCriticConfig field is a flag
+
+Every field of ``DeepOptionCriticConfig`` is a flag (``--num-envs``, ``--num-options``, ``--hidden``,
+``--xi``, ...); ``--lr`` sets the critic's, policies' and terminations' step sizes at once
+(``--critic-lr`` ... set one), and ``--epsilon-decay-steps`` defaults to a quarter of the run's steps.
 
 Measured (seed 0, one core, metaworld 3.1.1 / mujoco 3.3.0): pick-place, 100k steps in about
 4.5 minutes: return per 500-step episode 2.6 (first 10 episodes) -> 1.9 (last 10), greedy
@@ -19,10 +24,10 @@ evaluation 1.6, success 0 throughout, i.e. no learning yet. The same settings on
 ``--env-name reach-v3`` for 60k steps: return 291 -> 1336, greedy evaluation 1492, success 0.
 """
 
-from __future__ import annotations
-
-import argparse
+import sys
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import NoReturn
 
 import matplotlib
 
@@ -31,8 +36,16 @@ import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import tyro
 
-from functional_metarl.runners import CHECKPOINT_FILE, DeepOptionCriticConfig, DeepOptionCriticTrainer
+from functional_metarl import checks
+from functional_metarl.runners import CHECKPOINT_FILE, DeepOptionCriticConfig, DeepOptionCriticTrainer, resolve_device
+
+EPISODE_STEPS = 500  # Meta-World's episodes are truncated there
+#: The example's defaults where they are not DeepOptionCriticConfig's.
+DEFAULTS = dict(env_id="Meta-World/MT1", iterations=50, num_envs=4, num_options=4, hidden=(128, 128), activation="tanh",
+                init_log_std=-0.5, xi=0.01, entropy_coef=1e-3, reward_scale=0.1, critic_lr=3e-4, policy_lr=3e-4,
+                termination_lr=3e-4, learning_starts=2_000, target_update_every=2_000)
 
 
 class SeedTaskChoice(gym.Wrapper):
@@ -54,33 +67,62 @@ def make_env(config: DeepOptionCriticConfig) -> gym.Env:
     return SeedTaskChoice(gym.make(config.env_id, **config.env_kwargs))
 
 
+@dataclass
+class Args(DeepOptionCriticConfig):
+    """Deep Option-Critic with Gaussian options on Meta-World MT1. Every field of
+    DeepOptionCriticConfig is a flag (--iterations: rounds of one 500-step episode of each of
+    --num-envs envs, --num-options, --hidden, --xi, ...); the fields below are the example's."""
+
+    env_name: str = "pick-place-v3"  # the MT1 task (env_kwargs env_name; its seed is --seed)
+    lr: float | None = None  # Adam step size of the critic, policies and terminations (default 3e-4 each)
+    eval_episodes: int = 5  # greedy evaluation episodes at the end
+    threads: int = 1  # torch threads
+    out: str = "runs/option_critic_pickplace"  # returns.png, metrics.json, tensorboard/, checkpoint.pt
+    resume: bool = False  # continue from OUT/checkpoint.pt when there is one
+
+    @property
+    def config(self) -> DeepOptionCriticConfig:
+        """The trainer's settings: the DeepOptionCriticConfig fields of the command line, the task
+        and its seed in ``env_kwargs``."""
+        values = {f.name: getattr(self, f.name) for f in fields(DeepOptionCriticConfig)}
+        values["env_kwargs"] = {"env_name": self.env_name, "seed": self.seed, **self.env_kwargs}
+        return DeepOptionCriticConfig(**values)
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line as :class:`Args` (DeepOptionCriticConfig checks its fields as it is built);
+    the example's own fields are checked too, before anything is built. Parsed twice: the defaults
+    that follow other flags (``--epsilon-decay-steps`` a quarter of the run's steps, the three step
+    sizes ``--lr``) are set from the first parse, and flags given win over them."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        default = _derived_defaults(Args(**DEFAULTS))
+        args = _derived_defaults(tyro.cli(Args, args=argv, default=default, description=__doc__))
+        args = tyro.cli(Args, args=argv, default=args, description=__doc__)
+        checks.positive_int(args.eval_episodes, "--eval-episodes")
+        checks.positive_int(args.threads, "--threads")
+        resolve_device(args.device)
+    except (TypeError, ValueError) as error:
+        usage_error(str(error))
+    return args
+
+
+def _derived_defaults(args: Args) -> Args:
+    lrs = {} if args.lr is None else dict(critic_lr=args.lr, policy_lr=args.lr, termination_lr=args.lr)
+    return replace(args, epsilon_decay_steps=max(args.iterations * args.num_envs * EPISODE_STEPS // 4, 1), **lrs)
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"option_critic_pickplace.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env-name", default="pick-place-v3")
-    parser.add_argument("--iterations", type=int, default=50, help="rounds: one 500-step episode of each of --envs envs")
-    parser.add_argument("--envs", type=int, default=4)
-    parser.add_argument("--options", type=int, default=4)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
-    parser.add_argument("--xi", type=float, default=0.01)
-    parser.add_argument("--entropy-coef", type=float, default=1e-3)
-    parser.add_argument("--reward-scale", type=float, default=0.1)
-    parser.add_argument("--lr", type=float, default=3e-4, help="Adam step size of the critic, policies and terminations")
-    parser.add_argument("--init-log-std", type=float, default=-0.5)
-    parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="runs/option_critic_pickplace")
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args()
+    args = parse_args()
     torch.set_num_threads(args.threads)
 
-    config = DeepOptionCriticConfig(
-        env_id="Meta-World/MT1", env_kwargs={"env_name": args.env_name, "seed": args.seed}, iterations=args.iterations, num_envs=args.envs,
-        num_options=args.options, hidden=tuple(args.hidden), activation="tanh", init_log_std=args.init_log_std,
-        xi=args.xi, entropy_coef=args.entropy_coef, reward_scale=args.reward_scale, critic_lr=args.lr, policy_lr=args.lr,
-        termination_lr=args.lr, epsilon_decay_steps=max(args.iterations * args.envs * 500 // 4, 1), learning_starts=2_000,
-        target_update_every=2_000, seed=args.seed, device=args.device)
+    config = args.config
     out = Path(args.out)
     trainer = DeepOptionCriticTrainer(config, output_dir=out, env_fn=lambda i: make_env(config))
     if args.resume and (out / CHECKPOINT_FILE).is_file():
@@ -106,7 +148,7 @@ def main() -> None:
     if len(returns) >= k:
         ax.plot(steps[k - 1:], np.convolve(returns, np.ones(k) / k, mode="valid"), lw=1.5, label=f"moving average ({k})")
     ax.set_ylabel("return (500 steps)")
-    ax.set_title(f"Option-Critic, Meta-World {args.env_name}, {args.options} Gaussian options")
+    ax.set_title(f"Option-Critic, Meta-World {args.env_name}, {config.num_options} Gaussian options")
     ax.legend()
     ax2.plot(steps, success, ".", ms=3)
     ax2.set_ylabel("success (any step)")
