@@ -2,7 +2,7 @@
 
     python examples/rainbow_cartpole.py --iterations 30000 --out runs/rainbow_cartpole
     python examples/rainbow_cartpole.py --no-noisy --no-distributional   # an ablation
-    python examples/rainbow_cartpole.py --help   # every RainbowConfig field is a flag (--n-step, --lr, --batch-size, ...)
+    python examples/rainbow_cartpole.py --help   # every RainbowConfig field is a flag (--n-step, --lr, ...)
 
 Reports the mean return of the last 100 training episodes (the acting policy, noise on) and
 100-episode evaluations of the final policy, greedy with the mean network (noise off) and with
