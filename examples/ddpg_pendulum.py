@@ -66,8 +66,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
     lillicrap = bool(presets) and presets[-1] == "--lillicrap"
     preset = DDPGConfig.lillicrap(**DEFAULTS) if lillicrap else DDPGConfig(**DEFAULTS, **NOT_LILLICRAP)
     default = Args(**{f.name: getattr(preset, f.name) for f in fields(DDPGConfig)}, lillicrap=lillicrap)
-    if not lillicrap:  # DDPGConfig fills an unset learning_starts in with start_steps: unset, it follows --start-steps
-        default.learning_starts = None
     try:
         args = tyro.cli(Args, args=argv, default=default, description=__doc__)
         checks.positive_int(args.threads, "--threads")

@@ -58,7 +58,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
     """The command line as :class:`Args` (DDPGConfig checks its fields as it is built); the
     example's own fields are checked too, before anything is built."""
     default = Args(**DEFAULTS)
-    default.learning_starts = None  # DDPGConfig fills it in with start_steps: unset, it follows --start-steps
     try:
         args = tyro.cli(Args, args=argv, default=default, description=__doc__)
         checks.positive_int(args.threads, "--threads")

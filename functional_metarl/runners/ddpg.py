@@ -198,18 +198,23 @@ class DDPGConfig(RunConfig):
 
     RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("save_replay",)
 
+    @property
+    def first_update(self) -> int:
+        """The env steps before the first update: ``learning_starts``, or ``start_steps`` when it is
+        unset (kept unset, so that a changed ``start_steps`` moves it too)."""
+        return self.start_steps if self.learning_starts is None else self.learning_starts
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.hidden = tuple(self.hidden)
         checks.one_of(self.algo, "algo", ("ddpg", "td3"))
         checks.one_of(self.exploration, "exploration", ("gaussian", "ou"))
         checks.instance(self.env_id, "env_id", str)
-        if self.learning_starts is None:
-            self.learning_starts = self.start_steps
         for name in ("batch_size", "buffer_size", "policy_delay", "updates_per_step"):
             checks.positive_int(getattr(self, name), name)
-        for name in ("start_steps", "learning_starts"):
-            checks.non_negative_int(getattr(self, name), name)
+        checks.non_negative_int(self.start_steps, "start_steps")
+        if self.learning_starts is not None:
+            checks.non_negative_int(self.learning_starts, "learning_starts")
         for i, h in enumerate(self.hidden):
             checks.positive_int(h, f"hidden[{i}]")
         checks.int_in_range(self.critic_action_layer, "critic_action_layer", 0, len(self.hidden))
@@ -223,8 +228,8 @@ class DDPGConfig(RunConfig):
         if self.batch_size > self.iterations:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed iterations ({self.iterations} env steps): "
                              "the replay would never hold one batch")
-        if self.learning_starts >= self.iterations:
-            raise ValueError(f"learning_starts ({self.learning_starts}) must be below iterations ({self.iterations} "
+        if self.first_update >= self.iterations:
+            raise ValueError(f"learning_starts ({self.first_update}) must be below iterations ({self.iterations} "
                              "env steps): no update would ever run")
         for name in ("actor_lr", "critic_lr"):
             checks.positive_number(getattr(self, name), name)
@@ -403,7 +408,7 @@ class DDPGTrainer(Runner):
         self._ep_return += float(reward)
         self._ep_length += 1
         self._obs = next_obs_t
-        if self.steps > cfg.learning_starts and len(self.replay) >= cfg.batch_size:
+        if self.steps > cfg.first_update and len(self.replay) >= cfg.batch_size:
             for _ in range(cfg.updates_per_step):
                 self.last_losses = self.update()
         if terminated or truncated:
