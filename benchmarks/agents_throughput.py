@@ -198,7 +198,8 @@ class IterationsHarness(Harness):
 
     def __init__(self, trainer, step_counter: str, update_counter: str, steps_per_call: int, close) -> None:
         self.trainer = trainer
-        self.learning_starts = trainer.config.learning_starts
+        # DDPG's config reads an unset learning_starts as start_steps (its first_update).
+        self.learning_starts = getattr(trainer.config, "first_update", trainer.config.learning_starts)
         self.steps_per_call = steps_per_call
         self._step_counter, self._update_counter, self._close = step_counter, update_counter, close
 

@@ -856,3 +856,24 @@ def test_resume_is_bit_identical_with_the_new_options(tmp_path):
     assert all("updates" in m for m in straight.history)
     with pytest.raises(ValueError, match="different settings"):
         RL2Trainer(_tiny(**{**opts, "value_network": "shared"})).load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
+
+
+def test_option_choices_are_what_the_config_and_the_policy_factory_accept():
+    from functional_metarl.envs import MEMORY_GAUGE_WINDOWS, UCB_PRIORS
+    from functional_metarl.nn.recurrent import CELL_ACTIVATIONS, CELL_INITS, VALUE_NETWORKS
+    from functional_metarl.runners import RL2Config
+    from functional_metarl.runners.rl2 import make_rl2_env, make_rl2_policy
+
+    assert set(VALUE_NETWORKS) == {"shared", "separate", "detached"}
+    assert set(CELL_INITS) == {"pytorch", "orthogonal"} and set(CELL_ACTIVATIONS) == {"tanh", "relu"}
+    assert MEMORY_GAUGE_WINDOWS[-1] is None and all(w > 0 for w in MEMORY_GAUGE_WINDOWS[:-1])  # None: the whole trial
+    assert set(UCB_PRIORS) == {"pull_once", "beta"}
+    for value_network in VALUE_NETWORKS:
+        config = RL2Config(env="bandit", num_arms=3, num_pulls=4, hidden=6, value_network=value_network, device="cpu")
+        policy = make_rl2_policy(config, make_rl2_env(config))
+        keys = set(policy.init(0))
+        # a separate value network has a GRU of its own; the others share the policy's
+        assert any(k.startswith("value") and "gru" in k for k in keys) == (value_network == "separate"), keys
+    for field, bad in (("value_network", "split"), ("cell_init", "xavier"), ("activation", "gelu")):
+        with pytest.raises(ValueError, match=field):
+            RL2Config(env="bandit", **{field: bad})
