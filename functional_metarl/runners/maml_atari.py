@@ -66,15 +66,23 @@ class MAMLAtariConfig(RunConfig):
         game: the game whose flavours are the tasks (``tasks="flavours"``).
         held_out_modes: the modes kept for evaluation (every difficulty of them); ``()``: every
             fourth flavour in mode-major order.
-        games / held_out_games: training and held-out games (``tasks="games"``; each in its
-            ROM's first mode and difficulty, 18 actions).
-        meta_batch_size, envs_per_task, num_steps: ``N``, ``E`` and the n-step length ``T``.
-        inner_steps, inner_lr: the A2C adaptation (SGD).
-        meta_lr, outer, ppo_epochs, first_order: the meta-step.
+        games: training games (``tasks="games"``; each in its ROM's first mode and difficulty,
+            18 actions).
+        held_out_games: held-out games (``tasks="games"``).
+        meta_batch_size: ``N``, tasks per meta-iteration.
+        envs_per_task: ``E``, envs stepped per task.
+        num_steps: the n-step length ``T`` of a segment.
+        inner_steps: A2C adaptation steps (SGD).
+        inner_lr: their step size.
+        meta_lr: the meta-step's Adam learning rate.
+        outer: the outer loss, ``"a2c"`` or ``"ppo"``.
+        ppo_epochs: epochs of the PPO outer loss.
+        first_order: first-order meta-gradients.
         net: ``"nature"`` (the Nature CNN) or ``"tiny"`` (two 8-channel convolutions, 64 units:
             tests and quick CPU runs).
         repeat_action_probability: sticky actions (0.25).
-        eval_tasks, eval_steps: held-out tasks per evaluation and the n-step length there.
+        eval_tasks: held-out tasks per evaluation.
+        eval_steps: the n-step length of the evaluation's segments.
     """
 
     iterations: int = 200
