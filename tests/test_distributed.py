@@ -56,7 +56,7 @@ def _run_two(tmp_path: Path, **overrides) -> tuple[dict, dict]:
 # ranks still agree bit for bit); a damping of 0.1 keeps the comparison about the data parallelism.
 @pytest.mark.parametrize("overrides", [
     {"trpo": {"cg_damping": 0.1}},  # the curvature sample (first 10 tasks) spans both processes' tasks
-    {"trpo": {"cg_damping": 0.1, "fisher_tasks": 2}},  # the curvature sample is rank 0's alone: rank 1 adds zeros
+    {"trpo": {"cg_damping": 0.1, "fisher_tasks": 1}},  # the curvature sample (task 0) is rank 0's alone: rank 1 adds zeros
     {"meta_optimizer": "adam", "meta_lr": 0.01},
 ])
 def test_two_processes_train_the_params_of_one(tmp_path, overrides):
@@ -79,7 +79,8 @@ def test_two_processes_train_the_params_of_one(tmp_path, overrides):
 def test_task_shard_splits_evenly_and_names_the_setting():
     group = DataParallel(rank=1, world_size=4)
     shard = group.task_shard(8)
-    assert isinstance(shard, meta.TaskShard) and (shard.start, shard.stop, shard.total) == (2, 4, 8)
+    assert isinstance(shard, meta.TaskShard) and (shard.start, shard.step, shard.total) == (1, 4, 8)
+    assert shard.tasks == slice(1, 8, 4) and shard.size == 2
     with pytest.raises(ValueError, match="meta_batch_size: 6 tasks do not split evenly over 4 processes"):
         group.task_shard(6)
     single = DataParallel()

@@ -55,11 +55,13 @@ MetaStepStats = dict[str, float]
 
 
 class TaskShard(NamedTuple):
-    """This process's part of a meta-batch split over data-parallel processes: tasks
-    ``start:stop`` of ``total``, and ``mean(x, n)``, which turns ``x``, a mean over ``n`` of this
-    process's tasks, into the mean over every process's tasks (``n`` may be 0: ``x`` then counts
-    for nothing). Every process must call ``mean`` the same number of times in the same order
-    (it is a collective); ``runners.DataParallel`` provides one over ``torch.distributed``.
+    """This process's part of a meta-batch split over data-parallel processes: tasks ``start``,
+    ``start + step``, ... of ``total`` (interleaved, so that the first tasks of a batch, TRPO's
+    curvature sample, spread over the processes), and ``mean(x, n)``, which turns ``x``, a mean
+    over ``n`` of this process's tasks, into the mean over every process's tasks (``n`` may be 0:
+    ``x`` then counts for nothing). Every process must call ``mean`` the same number of times in
+    the same order (it is a collective); ``runners.DataParallel`` provides one over
+    ``torch.distributed``.
 
     A meta-step given a shard reduces every task mean it decides on (the meta-gradient, the
     losses and KLs of the line search, each curvature product of conjugate gradient), so every
@@ -67,9 +69,19 @@ class TaskShard(NamedTuple):
     """
 
     start: int
-    stop: int
+    step: int
     total: int
     mean: Callable[[torch.Tensor, int], torch.Tensor]
+
+    @property
+    def tasks(self) -> slice:
+        """This process's tasks as a slice of the whole batch's task axis."""
+        return slice(self.start, self.total, self.step)
+
+    @property
+    def size(self) -> int:
+        """How many tasks this process holds."""
+        return len(range(self.start, self.total, self.step))
 
 
 def _local_mean(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -200,7 +212,8 @@ def _local_fisher_tasks(fisher_tasks: int | None, shard: TaskShard | None, num_t
     ``fisher_tasks`` (``None``: all of them)."""
     if shard is None or fisher_tasks is None:
         return fisher_tasks
-    return max(0, min(fisher_tasks - shard.start, num_tasks))
+    # this process holds tasks start, start + step, ...: those below fisher_tasks come first
+    return max(0, min(-(-(fisher_tasks - shard.start) // shard.step), num_tasks))
 
 
 def _subsample(batch: TrainData, every: int, tasks: int | None) -> TrainData:

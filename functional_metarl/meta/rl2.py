@@ -311,15 +311,15 @@ def rl2_train_step(
     ``torch.func.grad_and_value(rl2_ppo_loss, has_aux=True)``); it takes the loss's arguments.
 
     ``shard``: data-parallel training (``runners.DataParallel``): ``tasks``, ``noise.env`` and
-    ``noise.gumbel_u`` hold this process's trials ``shard.start:shard.stop`` of the batch and
+    ``noise.gumbel_u`` hold this process's trials (``shard.tasks`` of the batch) and
     ``noise.perms`` the whole batch's permutations; the advantages are normalised with the whole
     batch's moments and every minibatch's gradient, losses and KL are the whole minibatch's (each
     process's members weighted by their number), so every process takes the identical step.
     """
     local = _tasks_batch(tasks)
     num = local if shard is None else checks.instance(shard, "shard", TaskShard).total
-    if shard is not None and shard.stop - shard.start != local:
-        raise ValueError(f"tasks: the shard holds trials {shard.start}:{shard.stop} but tasks has {local}")
+    if shard is not None and shard.size != local:
+        raise ValueError(f"tasks: the shard holds {shard.size} trials but tasks has {local}")
     _check_ppo_config(config, num)
     if tuple(noise.perms.shape) != (config.epochs, num):
         raise ValueError(f"noise.perms expected shape {(config.epochs, num)} [epochs, B], got {tuple(noise.perms.shape)}")
@@ -341,7 +341,8 @@ def rl2_train_step(
             idx = noise.perms[epoch, i * mb:(i + 1) * mb]
             members = idx.numel()
             if shard is not None:  # this process's members of the minibatch, as local indices
-                idx = idx[(idx >= shard.start) & (idx < shard.stop)] - shard.start
+                mine = (idx >= shard.start) & ((idx - shard.start) % shard.step == 0)
+                idx = (idx[mine] - shard.start) // shard.step
                 members = idx.numel()
                 if members == 0:  # none here: a stand-in trial with weight 0 keeps the collectives in step
                     idx = torch.zeros(1, dtype=idx.dtype, device=idx.device)

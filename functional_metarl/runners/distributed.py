@@ -13,7 +13,7 @@ meta-gradient needs. Here the meta-step all-reduces its own tensors instead
 (``meta.TaskShard``): the meta-gradient, each surrogate and KL of the line search, and each
 curvature product of conjugate gradient, weighted by how many of the averaged tasks each process
 holds. Every process draws the whole meta-batch's tasks and noise from the same generator and
-keeps its own slice, so N processes over the same tasks compute what one process does (up to
+keeps its own tasks (every N-th), so N processes over the same tasks compute what one process does (up to
 the order of floating-point sums).
 """
 
@@ -74,13 +74,14 @@ class DataParallel:
         return self.rank == 0
 
     def task_shard(self, num_tasks: int) -> TaskShard:
-        """This process's contiguous slice of a meta-batch of ``num_tasks`` tasks, which the
-        processes must split evenly, with the weighted all-reduce the meta-steps need."""
+        """This process's tasks of a meta-batch of ``num_tasks``, which the processes must split
+        evenly: every ``world_size``-th task from ``rank`` (interleaved, so that TRPO's curvature
+        sample, the batch's first tasks, spreads over the processes), with the weighted
+        all-reduce the meta-steps need."""
         checks.positive_int(num_tasks, "num_tasks")
         if num_tasks % self.world_size:
             raise ValueError(f"meta_batch_size: {num_tasks} tasks do not split evenly over {self.world_size} processes")
-        per_process = num_tasks // self.world_size
-        return TaskShard(self.rank * per_process, (self.rank + 1) * per_process, num_tasks, self.task_mean)
+        return TaskShard(self.rank, self.world_size, num_tasks, self.task_mean)
 
     def task_mean(self, x: torch.Tensor, num_tasks: int) -> torch.Tensor:
         """``x``, a mean over ``num_tasks`` of this process's tasks, as the mean over every

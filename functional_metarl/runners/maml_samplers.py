@@ -65,7 +65,7 @@ class MAMLSampler(Protocol):
                shard: TaskShard | None = None) -> tuple[Episodes, EpisodeInfo]:
         """Episodes ``[N, T, E, ...]`` of ``params`` (shared, or per task with ``per_task``),
         adapted ``step`` times, on ``tasks``, and their info. ``shard``: ``tasks`` is the whole
-        meta-batch of a data-parallel run and only tasks ``shard.start:shard.stop`` are rolled out
+        meta-batch of a data-parallel run and only this process's tasks (``shard.tasks``) are rolled out
         (per-task params are theirs), with the draws one process would make for them."""
         ...
 
@@ -153,8 +153,8 @@ class PureFamilySampler(StatelessSampler):
         num_tasks = next(x for x in tasks if isinstance(x, torch.Tensor)).shape[0]
         noise = sample_noise(self.horizon, num_tasks, episodes_per_task, self.action_size, generator, dtype=self.dtype)
         if shard is not None:  # the whole batch's noise is drawn, as one process draws it
-            tasks = tree_map(lambda x: x[shard.start:shard.stop], tasks)
-            noise = noise[:, shard.start:shard.stop]
+            tasks = tree_map(lambda x: x[shard.tasks], tasks)
+            noise = noise[:, shard.tasks]
         episodes = rollout(params, tasks, noise, self.env, policy, params_per_task=per_task)
         if not torch.isfinite(episodes.rewards).all():
             raise FloatingPointError("the environment returned non-finite rewards")
@@ -215,10 +215,10 @@ class SplitTrialSampler(StatelessSampler):
         # The meta-params play the trial's first episodes; the adapted params the rest.
         checks.int_in_range(step, "step", 0, 1)
         if shard is not None:  # tasks lead their leaves; the trial noise's task axis is its second
-            lo, hi = shard.start, shard.stop
-            tasks = SplitTrialTasks(tree_map(lambda x: x[lo:hi], tasks.tasks),
-                                    tasks.noise._replace(env=tree_map(lambda x: x[:, lo:hi], tasks.noise.env),
-                                                         gumbel_u=tasks.noise.gumbel_u[:, lo:hi]))
+            mine = shard.tasks
+            tasks = SplitTrialTasks(tree_map(lambda x: x[mine], tasks.tasks),
+                                    tasks.noise._replace(env=tree_map(lambda x: x[:, mine], tasks.noise.env),
+                                                         gumbel_u=tasks.noise.gumbel_u[:, mine]))
         first, count = (self.num_pre, self.num_episodes - self.num_pre) if step == 1 else (0, self.num_pre)
         env_noise, gumbel_u = split_trial_noise(self.env, tasks.noise.env, tasks.noise.gumbel_u, first, count)
         return categorical_episodes(params, tasks.tasks, env_noise, gumbel_u, self.env, policy,
@@ -295,7 +295,7 @@ class SimulatorSampler:
                shard: TaskShard | None = None) -> tuple[Episodes, EpisodeInfo]:
         """One episode per sub-env of the vector sampler for this batch shape; ``"success"`` ``[N, E]`` in the info with a success key."""
         if shard is not None:  # each process steps its own tasks' sub-envs with its own noise
-            tasks = tasks[shard.start:shard.stop]
+            tasks = tasks[shard.tasks]
         vector = self.vector_sampler(len(tasks), episodes_per_task)
         keys = (self.success_key,) if self.success_key else ()
         episodes, info = vector.sample_with_info(params, tasks, policy, params_per_task=per_task,

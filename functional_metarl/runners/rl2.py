@@ -203,9 +203,9 @@ class RL2Trainer(Runner):
         tasks = self.env.sample_tasks(cfg.trials_per_iteration, self.generator)
         noise = sample_rl2_noise(self.env, cfg.trials_per_iteration, cfg.epochs, self.generator)
         if self.shard is not None:  # every process draws the whole batch and keeps its trials
-            lo, hi = self.shard.start, self.shard.stop
-            tasks = tree_map(lambda x: x[lo:hi], tasks)
-            noise = noise._replace(env=tree_map(lambda x: x[:, lo:hi], noise.env), gumbel_u=noise.gumbel_u[:, lo:hi])
+            mine = self.shard.tasks
+            tasks = tree_map(lambda x: x[mine], tasks)
+            noise = noise._replace(env=tree_map(lambda x: x[:, mine], noise.env), gumbel_u=noise.gumbel_u[:, mine])
         ppo = cfg.ppo(self.iteration)
         entropy_coef = ppo.entropy_coef  # the float this update uses, for the metrics
         if cfg.compile and cfg.entropy_coef_final is not None:  # a tensor input, not a new constant to recompile for
