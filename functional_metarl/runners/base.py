@@ -59,7 +59,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import checks
+from ..meta import TaskShard
 from .checkpoint import atomic_save, atomic_write_json, load_checkpoint_file, resolve_device
+from .distributed import DataParallel
 from .scalars import ScalarLogger
 
 __all__ = [
@@ -241,6 +243,21 @@ class Runner:
         self.overwrite = False
         self._output_checked = False
         self.logger = ScalarLogger(self.output_dir / "tensorboard" if self.output_dir is not None else None)
+        self.parallel = DataParallel()  # one process, until a subclass joins torchrun's group
+
+    def join_data_parallel(self, batch_size: int) -> TaskShard | None:
+        """Join the process group torchrun launched this process in (``runners.DataParallel``) and
+        return this process's share of each batch of ``batch_size`` tasks (``None`` in a single
+        process). A bare ``cuda`` device becomes this process's GPU; ranks other than 0 write no
+        files and show no progress. For runners whose iteration splits a batch of tasks."""
+        self.parallel = DataParallel.from_environment(self.device)
+        self.device = self.parallel.local_device(self.device)
+        if self.parallel.world_size == 1:
+            return None
+        if not self.parallel.is_main:  # rank 0 alone logs and checkpoints
+            self.output_dir = None
+            self.logger.log_dir = None
+        return self.parallel.task_shard(batch_size)
 
     # ----------------------------------------------------------------- what a subclass gives
     def run_iteration(self) -> dict[str, float]:
@@ -322,7 +339,8 @@ class Runner:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, on_signal)
         saved_at = None
-        bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc=type(self).__name__)
+        bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not (progress and self.parallel.is_main),
+                   desc=type(self).__name__)
         try:
             while self.iteration < cfg.iterations and not received:
                 record = self.train_iteration()

@@ -46,7 +46,6 @@ from ..nn import categorical_policy, gaussian_policy
 from ..optim import MetaSgdState, adam, meta_sgd, sgd
 from ..tree import Params, tree_map
 from .base import RunConfig, Runner, restore_like
-from .distributed import DataParallel
 from .maml_samplers import EpisodeInfo, MAMLSampler, PureFamilySampler
 
 __all__ = ["MAMLConfig", "MAMLTrainer", "Evaluation", "make_meta_step"]
@@ -185,12 +184,7 @@ class MAMLTrainer(Runner):
     def __init__(self, config: MAMLConfig, output_dir: Any = None, sampler: MAMLSampler | None = None,
                  meta_step: MetaStep | None = None):
         super().__init__(config, output_dir)
-        self.parallel = DataParallel.from_environment(self.device)
-        self.device = self.parallel.local_device(self.device)
-        self.shard = None if self.parallel.world_size == 1 else self.parallel.task_shard(config.meta_batch_size)
-        if not self.parallel.is_main:  # rank 0 alone logs and checkpoints
-            self.output_dir = None
-            self.logger.log_dir = None
+        self.shard = self.join_data_parallel(config.meta_batch_size)
         dtype = getattr(torch, config.dtype)
         if sampler is None:
             sampler = PureFamilySampler(Navigation2D(horizon=config.horizon, action_scale=config.action_scale), dtype)
@@ -325,10 +319,6 @@ class MAMLTrainer(Runner):
         else:
             self.params = new_meta
         return {**episodes, **stats, "sampling_seconds": sampled - start, "seconds": time.perf_counter() - start}
-
-    def train(self, progress: bool = True, **kwargs: Any) -> list[dict[str, float]]:
-        """The base's budgeted loop (``Runner.train``); only rank 0 shows progress."""
-        return super().train(progress and self.parallel.is_main, **kwargs)
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, num_tasks: int = 40, max_steps: int = 3, seed: int | None = None, **kwargs: Any) -> dict[str, float]:

@@ -28,7 +28,6 @@ from ..nn.recurrent import CELL_ACTIVATIONS, CELL_INITS, VALUE_NETWORKS, Recurre
 from ..optim import adam, chain, clip_by_global_norm
 from ..tree import Params, tree_map
 from .base import RunConfig, Runner, restore_like
-from .distributed import DataParallel
 
 __all__ = ["RL2Config", "RL2Trainer", "make_rl2_env", "make_rl2_policy", "mean_and_stderr"]
 
@@ -178,12 +177,7 @@ class RL2Trainer(Runner):
         super().__init__(config, output_dir)
         # Under torchrun the trials of every iteration are split over the processes (as in the
         # MAML trainer); rank 0 alone writes.
-        self.parallel = DataParallel.from_environment(self.device)
-        self.device = self.parallel.local_device(self.device)
-        self.shard = None if self.parallel.world_size == 1 else self.parallel.task_shard(config.trials_per_iteration)
-        if not self.parallel.is_main:
-            self.output_dir = None
-            self.logger.log_dir = None
+        self.shard = self.join_data_parallel(config.trials_per_iteration)
         self.env = make_rl2_env(config)
         self.policy = make_rl2_policy(config, self.env)
         self.optimizer = chain(clip_by_global_norm(config.max_grad_norm), adam(config.lr))
@@ -221,10 +215,6 @@ class RL2Trainer(Runner):
         seconds = time.perf_counter() - start
         return {"env_steps": float(self.env_steps), **values, "entropy_coef": entropy_coef, "seconds": seconds,
                 "steps_per_second": cfg.trials_per_iteration * self.env.trial_length / seconds}
-
-    def train(self, progress: bool = True, **kwargs: Any) -> list[dict[str, float]]:
-        """The base's budgeted loop (``Runner.train``); only rank 0 shows progress."""
-        return super().train(progress and self.parallel.is_main, **kwargs)
 
     # ----------------------------------------------------------------- evaluation
     def trial_returns(self, tasks: Any, env_noise: Any, gumbel_u: torch.Tensor, greedy: bool = False) -> torch.Tensor:
