@@ -209,6 +209,9 @@ def test_estimators_are_values_and_the_emaml_outer_term_is_zero_in_value():
     assert float(term(path[:-1], (batch,), batch, POLICY)) == 0.0
     assert meta.MAML.outer_term is None and [e.name for e in meta.ESTIMATORS.values()] == list(meta.ESTIMATORS)
     assert meta.estimator_named("lvc") is meta.LVC
+    meta.check_post_rewards(batch, "e-maml")  # make_rl_batches fills the post-update rewards
+    with pytest.raises(ValueError, match="valid: estimator 'e-maml' needs the post-update rewards"):
+        meta.check_post_rewards(meta.RLBatch(*batch[:4]), "e-maml")
     assert meta.FINAL_REWARD_WINDOW == 10
 
 

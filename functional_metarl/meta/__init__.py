@@ -17,6 +17,7 @@ from .estimators import (
     LVC,
     MAML,
     Estimator,
+    check_post_rewards,
     dice_inner_loss,
     dice_objective,
     emaml_score_term,
@@ -36,7 +37,7 @@ __all__ = [
     # MAML-RL: data, inner loop, estimators, outer surrogate, meta-steps
     "FINAL_REWARD_WINDOW", "RLBatch", "TrainData", "make_rl_batch", "make_rl_batches", "scale_by_final_reward",
     "adapt_rl", "adapt_tasks", "adapt_tasks_vjp", "adapted_distribution", "policy_distribution", "reinforce_loss",
-    "DICE", "E_MAML", "ESTIMATORS", "LVC", "MAML", "Estimator", "dice_inner_loss", "dice_objective",
+    "DICE", "E_MAML", "ESTIMATORS", "LVC", "MAML", "Estimator", "check_post_rewards", "dice_inner_loss", "dice_objective",
     "emaml_score_term", "estimator_named", "inner_loss", "lvc_inner_loss", "magic_box",
     "MetaGradient", "maml_surrogate", "surrogate_gradient", "surrogate_gradient_fn", "surrogate_gradient_through", "score_fn",
     "MetaStep", "ProMPConfig", "ProMPState", "TaskShard", "TRPOConfig", "TRPOState", "gradient", "promp", "trpo",

@@ -73,6 +73,7 @@ __all__ = [
     "dice_inner_loss",
     "inner_loss",
     "emaml_score_term",
+    "check_post_rewards",
 ]
 
 def _check_time_major(where: str, **tensors: torch.Tensor | None) -> None:
@@ -143,10 +144,11 @@ def dice_inner_loss(log_prob: torch.Tensor, advantages: torch.Tensor, mask: torc
     return -masked_episode_mean(magic_box(c) * increments, mask)
 
 
-def _require_rewards(valid: RLBatch, where: str) -> None:
-    """E-MAML reads the post-update rewards; a batch built from the first four fields lacks them."""
+def check_post_rewards(valid: RLBatch, estimator: str) -> None:
+    """``valid`` holds the post-update rewards and their scale, which ``estimator``'s outer term
+    (E-MAML's) reads; a batch built from the first four fields of ``RLBatch`` lacks them."""
     if valid.rewards is None or valid.advantage_std is None:
-        raise ValueError(f"{where}: estimator 'e-maml' needs the post-update rewards, but valid.rewards / "
+        raise ValueError(f"valid: estimator {estimator!r} needs the post-update rewards, but valid.rewards / "
                          "valid.advantage_std are None (build the batch with meta.make_rl_batches, which fills them)")
 
 
@@ -165,7 +167,7 @@ def emaml_score_term(
     term; ProMP's formulation I). Needs ``valid.rewards`` and ``valid.advantage_std``.
     path leaves ``[N, ...]``; train / valid leaves ``[N, T, E, ...]``.
     """
-    _require_rewards(valid, "emaml_score_term")
+    check_post_rewards(valid, "e-maml")
     if not isinstance(path, (list, tuple)) or not isinstance(train, (list, tuple)) or len(path) != len(train) or not train:
         raise ValueError("emaml_score_term: path and train must be sequences of equal, non-zero length (the params "
                          f"before each inner step and that step's batch), got {type(path).__name__} / "

@@ -34,7 +34,7 @@ from ..rl import backtracking_line_search, gauss_newton_operator, ppo_clip_loss,
 from ..tree import Params, ravel, tree_map
 from .adaptation import adaptation_path, check_policy, split_meta_params
 from .batch import RLBatch, TrainData, check_rl_batch, check_train_data, per_step_batches
-from .estimators import LVC, MAML, Estimator
+from .estimators import LVC, MAML, Estimator, check_post_rewards
 from .supervised import MetaParams
 from .surrogates import MetaGradient, adapted_distributions, mean_kl, surrogate_gradient_fn, score_fn
 
@@ -155,9 +155,8 @@ def _check_step_inputs(train: TrainData, valid: RLBatch, policy: Functional, ste
                        estimator: Estimator) -> None:
     check_train_data(train, steps, policy.distribution)
     check_rl_batch(valid, "valid", policy.distribution, task_axis=True)
-    if estimator.needs_post_rewards and (valid.rewards is None or valid.advantage_std is None):
-        raise ValueError(f"valid: estimator {estimator.name!r} needs the post-update rewards, but valid.rewards / "
-                         "valid.advantage_std are None (build the batch with meta.make_rl_batches, which fills them)")
+    if estimator.needs_post_rewards:
+        check_post_rewards(valid, estimator.name)
 
 
 def _check_factory(policy: Functional, inner_opt: GradientTransformation, estimator: Estimator, steps: int,

@@ -19,7 +19,7 @@ from ..rl import masked_episode_mean, surrogate_loss
 from ..tree import Params, tree_detach
 from .adaptation import adaptation_path, check_policy, split_meta_params
 from .batch import RLBatch, TrainData, check_rl_batch, check_train_data, per_step_batches
-from .estimators import MAML, Estimator
+from .estimators import MAML, Estimator, check_post_rewards
 from .supervised import MetaParams
 
 __all__ = [
@@ -128,9 +128,8 @@ def maml_surrogate(
     check_train_data(train, steps, policy.distribution)
     checks.instance(estimator, "estimator", Estimator)
     checks.flag(first_order, "first_order")
-    if estimator.needs_post_rewards and (valid.rewards is None or valid.advantage_std is None):
-        raise ValueError(f"valid: estimator {estimator.name!r} needs the post-update rewards, but valid.rewards / "
-                         "valid.advantage_std are None (build the batch with meta.make_rl_batches, which fills them)")
+    if estimator.needs_post_rewards:
+        check_post_rewards(valid, estimator.name)
     return _surrogate(params, train, valid, old_log_prob, policy, inner_opt, steps, first_order, estimator)
 
 
