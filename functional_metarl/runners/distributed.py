@@ -19,6 +19,7 @@ the order of floating-point sums).
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -57,8 +58,15 @@ class DataParallel:
             return cls()
         checks.positive_number(timeout_s, "timeout_s")
         if not dist.is_initialized():
+            # torch._dynamo (which the first torch.func transform imports) keeps a reference to a
+            # process group that exists when it is imported: that group then outlives
+            # destroy_process_group, and its gloo threads abort the process at exit (about one
+            # run in three). Imported before the group, it holds none.
+            import torch._dynamo  # noqa: F401
+
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+            atexit.register(_leave_group)  # a process leaving with the group alive may abort
         return cls(dist.get_rank(), dist.get_world_size())
 
     def local_device(self, device: torch.device) -> torch.device:
@@ -113,3 +121,9 @@ class DataParallel:
                 dist.broadcast(leaf, src=0)
             out.append(leaf)
         return optree.tree_unflatten(spec, out)
+
+
+def _leave_group() -> None:
+    """Destroy the process group this module joined, if the user has not (run at exit)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
