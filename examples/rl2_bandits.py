@@ -17,20 +17,35 @@ paper's numbers are printed beside ours. Writes metrics.json (training
 curve, final evaluation, wall time, env steps/s), checkpoint.pt, TensorBoard events and
 learning_curve.png into --output (the MAML run's own checkpoint.pt and metrics.json into
 --output/maml).
+
+Every field of ``runners.RL2Config`` is a flag, derived by tyro (``--help`` lists them), with the
+earlier short names kept as aliases: ``--k`` / ``--num-arms``, ``--n`` / ``--num-pulls``,
+``--trials`` / ``--trials-per-iteration``, ``--minibatches`` / ``--num-minibatches``. Agent
+options: ``--value-network separate|shared|detached``, ``--cell-init pytorch|orthogonal``,
+``--activation tanh|relu``, ``--weight-norm``, ``--update-gate-bias``, ``--prev-state-input``;
+``--target-kl`` stops an iteration's PPO epochs early; ``--entropy-coef-final`` with
+``--entropy-decay-iterations`` decays the entropy bonus linearly; ``--compile`` compiles the PPO
+gradient. ``--resume`` continues from --output/checkpoint.pt when there is one (else it starts
+afresh); ``--overwrite`` writes over an --output that holds a run of other settings.
 """
 
 from __future__ import annotations
 
-import argparse
+import re
+import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar, get_type_hints
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+import tyro  # noqa: E402
 
+from functional_metarl import checks  # noqa: E402
 from functional_metarl.envs import RL2_PAPER_GITTINS  # noqa: E402
 from functional_metarl.meta import maml_trial_returns  # noqa: E402
 from functional_metarl.runners import (  # noqa: E402
@@ -42,79 +57,145 @@ from functional_metarl.runners import (  # noqa: E402
     SplitTrialSampler,
     keep_freed_cpu_memory,
     make_rl2_env,
+    resolve_device,
 )
 
 # Duan et al. 2016, Table 1, as quoted in issue #12: mean total reward per trial by (k, n). The
 # paper's UCB1 starts every arm at one success and one failure: our "ucb1_beta" (issue 28).
 PAPER = {(5, 10): {"rl2": 6.7, "ucb1_beta": 6.7, "thompson": 5.7},
          (10, 100): {"rl2": 83.5, "ucb1_beta": 82.4, "thompson": 76.7}}
+#: This script's defaults where they are not RL2Config's.
+DEFAULTS = dict(iterations=1500, trials_per_iteration=256, hidden=256, output="runs/rl2_bandits")
 
 
-def add_common_args(parser: argparse.ArgumentParser, iterations: int, trials: int, hidden: int, output: str) -> None:
-    """Flags shared by the RL² examples."""
-    parser.add_argument("--iterations", type=int, default=iterations)
-    parser.add_argument("--trials", type=int, default=trials, help="trials (tasks) per iteration")
-    parser.add_argument("--hidden", type=int, default=hidden, help="GRU hidden units")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--epochs", type=int, default=4, help="PPO epochs per iteration")
-    parser.add_argument("--minibatches", type=int, default=4, help="PPO minibatches per epoch (split over trials)")
-    parser.add_argument("--entropy-coef", type=float, default=0.01)
-    parser.add_argument("--entropy-coef-final", type=float, default=None,
-                        help="decay the entropy coefficient linearly to this (needs --entropy-decay-iterations)")
-    parser.add_argument("--entropy-decay-iterations", type=int, default=None,
-                        help="iterations over which --entropy-coef decays to --entropy-coef-final")
-    parser.add_argument("--gamma", type=float, default=0.99)
-    parser.add_argument("--gae-lambda", type=float, default=0.3)
-    parser.add_argument("--reward-scale", type=float, default=1.0,
-                        help="rewards x this for advantages and value targets (keep value targets O(1) on long trials)")
-    parser.add_argument("--value-network", default="separate", choices=("separate", "shared", "detached"),
-                        help="the value head's GRU: its own (the paper's), the policy's, or the policy's with a stopped gradient")
-    parser.add_argument("--cell-init", default="pytorch", choices=("pytorch", "orthogonal"),
-                        help="orthogonal: orthogonal hidden-to-hidden blocks and zero biases (the paper's)")
-    parser.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="the GRU candidate's nonlinearity")
-    parser.add_argument("--weight-norm", action="store_true", help="weight-normalised GRU weights (the paper's)")
-    parser.add_argument("--update-gate-bias", type=float, default=None,
-                        help="initial update-gate bias (> 0: the cell starts remembering); default: the init's")
-    parser.add_argument("--prev-state-input", action="store_true",
-                        help="the previous observation in the input too (a departure from the paper)")
-    parser.add_argument("--target-kl", type=float, default=None,
-                        help="stop an iteration's PPO epochs once the minibatch KL exceeds this")
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="stop training (with a checkpoint) after this many minutes of wall time, then evaluate")
-    parser.add_argument("--eval-tasks", type=int, default=2000, help="held-out tasks for the final evaluation")
-    parser.add_argument("--maml-iterations", type=int, default=0,
-                        help="also meta-train MAML-TRPO (categorical MLP policy) for this many iterations; 0: skip")
-    parser.add_argument("--maml-meta-batch", type=int, default=40, help="MAML tasks per meta-iteration")
-    parser.add_argument("--maml-inner-lr", type=float, default=0.5)
-    parser.add_argument("--maml-hidden", type=int, nargs="+", default=[32])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda'")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the PPO gradient")
-    parser.add_argument("--output", default=output)
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    parser.add_argument("--no-progress", action="store_true")
+@dataclass
+class RL2Args(RL2Config):
+    """The command line both RL² examples share: every field of RL2Config is a flag, derived by
+    tyro as in ``functional-metarl train`` (``--lr``, ``--gae-lambda``, ``--value-network``, ...);
+    the fields whose flags had shorter names before keep them as aliases. The fields after the
+    config's are the example's own (evaluation, MAML comparison, output)."""
+
+    env: tyro.conf.Suppress[str] = RL2Config.env  # set by each script
+    # trials (tasks) per iteration
+    trials_per_iteration: Annotated[int, tyro.conf.arg(aliases=("--trials",))] = RL2Config.trials_per_iteration
+    # PPO minibatches per epoch (split over trials)
+    num_minibatches: Annotated[int, tyro.conf.arg(aliases=("--minibatches",))] = RL2Config.num_minibatches
+
+    max_minutes: float | None = None  # stop training (with a checkpoint) after this many minutes, then evaluate
+    eval_tasks: int = 2000  # held-out tasks for the final evaluation
+    maml_iterations: int = 0  # also meta-train MAML-TRPO (categorical MLP policy) this many iterations; 0: skip
+    maml_meta_batch: int = 40  # MAML tasks per meta-iteration
+    maml_inner_lr: float = 0.5  # MAML's inner step size
+    maml_hidden: tuple[int, ...] = (32,)  # MAML policy's hidden layer sizes
+    threads: int = 1  # torch intra-op threads on CPU
+    output: str = "runs/rl2"  # directory for metrics, checkpoint, plot
+    resume: bool = False  # continue from OUTPUT/checkpoint.pt when there is one
+    overwrite: bool = False  # start again over OUTPUT when it holds a run of other settings
+    no_progress: bool = False
+
+    def __post_init__(self) -> None:
+        """RL2Config's checks, then the example's own fields; each message is led by the flag
+        (and its alias) of the field it names, as tyro reports it (exit status 2)."""
+        try:
+            super().__post_init__()
+            if self.max_minutes is not None:
+                checks.positive_number(self.max_minutes, "max_minutes")
+            checks.int_in_range(self.eval_tasks, "eval_tasks", low=2)  # a standard error needs two tasks
+            checks.non_negative_int(self.maml_iterations, "maml_iterations")
+            for name in ("maml_meta_batch", "threads"):
+                checks.positive_int(getattr(self, name), name)
+            checks.positive_number(self.maml_inner_lr, "maml_inner_lr")
+            if not self.maml_hidden:
+                raise ValueError("maml_hidden must list at least one layer size, got none")
+            for size in self.maml_hidden:
+                checks.positive_int(size, "maml_hidden")
+            resolve_device(self.device)
+        except (TypeError, ValueError) as error:
+            raise type(error)(_name_flag(str(error), type(self))) from None
+
+    @property
+    def config(self) -> RL2Config:
+        """The trainer's settings: the RL2Config fields of the command line."""
+        return RL2Config(**{f.name: getattr(self, f.name) for f in fields(RL2Config)})
 
 
-def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], title: str) -> dict:
+@dataclass
+class Args(RL2Args):
+    """RL² on Bernoulli bandits: ``--k`` arms (``--num-arms``), ``--n`` pulls per trial (``--num-pulls``)."""
+
+    env: tyro.conf.Suppress[str] = "bandit"
+    num_arms: Annotated[int, tyro.conf.arg(aliases=("--k",))] = RL2Config.num_arms  # arms (k)
+    num_pulls: Annotated[int, tyro.conf.arg(aliases=("--n",))] = RL2Config.num_pulls  # pulls per trial (n)
+    num_episodes: tyro.conf.Suppress[int] = RL2Config.num_episodes  # an MDP setting
+
+
+ArgsT = TypeVar("ArgsT", bound=RL2Args)
+
+
+def parse_args(cls: type[ArgsT], defaults: dict[str, Any], argv: list[str] | None = None, *,
+               prog: str, description: str | None) -> ArgsT:
+    """The command line as ``cls`` with the script's ``defaults``; every field is checked as it is
+    built (:meth:`RL2Args.__post_init__`), before anything else is, and a bad value is a usage
+    error (exit status 2) naming the flag."""
+    try:
+        return tyro.cli(cls, args=argv, default=cls(**defaults), prog=prog, description=description)
+    except (TypeError, ValueError) as error:  # tyro reports the fields' own checks; anything else here
+        usage_error(prog, _name_flag(str(error), cls))
+
+
+def usage_error(prog: str, message: str) -> NoReturn:
+    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _name_flag(message: str, cls: type) -> str:
+    """``message`` led by the flags of the first field it names (``num_arms must be ...`` ->
+    ``--k/--num-arms: num_arms must be ...``)."""
+    if message.startswith("--"):  # it names its flag already
+        return message
+    names = {f.name for f in fields(cls)}
+    for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message):
+        if word in names:
+            return f"{'/'.join([*_aliases(cls, word), '--' + word.replace('_', '-')])}: {message}"
+    return message
+
+
+def _aliases(cls: type, name: str) -> tuple[str, ...]:
+    """The aliases a field's ``tyro.conf.arg`` gives its flag."""
+    for marker in getattr(get_type_hints(cls, include_extras=True)[name], "__metadata__", ()):
+        if getattr(marker, "aliases", None):
+            return tuple(marker.aliases)
+    return ()
+
+
+def run(args: RL2Args, paper: dict[str, float], title: str, prog: str = "rl2_bandits.py") -> dict:
     """Train (or resume), evaluate every method on the same held-out tasks, write metrics and the plot.
 
     ``metrics.json``'s ``eval``: ``evaluate()``'s ``"<method>/mean"`` / ``"/stderr"`` /
     ``"/num_tasks"`` entries, the paper's numbers as ``"paper/<method>"`` and the run's totals
-    (wall time, env steps, throughput, the MAML run's settings and curve when it ran).
+    (wall time, env steps, throughput, the MAML run's settings and curve when it ran). ``prog``:
+    the script's name, for its usage errors.
     """
     # The whole-trial BPTT keeps hundreds of large activations per PPO step; with glibc's own
     # settings each is a fresh mmap plus page faults (3.9x slower at 256 MDP trials, 1.2x at 64).
     keep_freed_cpu_memory()
     torch.set_num_threads(args.threads)
+    config = args.config
     output = Path(args.output)
     trainer = RL2Trainer(config, output)
-    if args.resume and (output / CHECKPOINT_FILE).is_file():
-        trainer.load_checkpoint(output / CHECKPOINT_FILE)
+    if args.resume and (output / CHECKPOINT_FILE).is_file():  # else a fresh start, as before issue 26
+        try:
+            trainer.load_checkpoint(output / CHECKPOINT_FILE)
+        except ValueError as error:  # unreadable, or a run of other settings: say so, no traceback
+            usage_error(prog, f"--resume: {error}")
         print(f"resumed at iteration {trainer.iteration}")
     start = time.perf_counter()
-    trainer.train(progress=not args.no_progress,
-                  max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    try:
+        trainer.train(progress=not args.no_progress, overwrite=args.overwrite,
+                      max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    except FileExistsError as error:  # OUTPUT holds a run of other settings: say so, no traceback
+        usage_error(prog, f"--output: {error} (--overwrite writes over it)")
     train_seconds = time.perf_counter() - start
     total_train_seconds = sum(m["seconds"] for m in trainer.history)
     others, maml_extra = {}, {}
@@ -127,7 +208,7 @@ def run(config: RL2Config, args: argparse.Namespace, paper: dict[str, float], ti
         # Its own directory: every runner writes checkpoint.pt and metrics.json (runners.CHECKPOINT_FILE).
         if args.resume and (output / "maml" / CHECKPOINT_FILE).is_file():
             maml.load_checkpoint(output / "maml" / CHECKPOINT_FILE)
-        maml.train(progress=not args.no_progress)
+        maml.train(progress=not args.no_progress, overwrite=args.overwrite)
         others["maml"] = lambda tasks, env_noise, gumbel_u: maml_trial_returns(
             maml.params, tasks, env_noise, gumbel_u, sampler.env, maml.policy, maml.inner_opt, num_pre=sampler.num_pre,
             gamma=maml.config.gamma, gae_lambda=maml.config.gae_lambda)
@@ -182,28 +263,13 @@ def plot(history: list[dict], evaluation: dict, paper: dict, path: Path, title: 
     plt.close(fig)
 
 
-def common_config(args: argparse.Namespace) -> dict:
-    """The RL2Config settings that :func:`add_common_args` defines, from parsed flags."""
-    return dict(iterations=args.iterations, trials_per_iteration=args.trials, hidden=args.hidden, lr=args.lr,
-                epochs=args.epochs, num_minibatches=args.minibatches, entropy_coef=args.entropy_coef,
-                entropy_coef_final=args.entropy_coef_final, entropy_decay_iterations=args.entropy_decay_iterations,
-                gamma=args.gamma, gae_lambda=args.gae_lambda, reward_scale=args.reward_scale, seed=args.seed,
-                device=args.device, compile=args.compile, value_network=args.value_network, cell_init=args.cell_init,
-                activation=args.activation, weight_norm=args.weight_norm, update_gate_bias=args.update_gate_bias,
-                prev_state_input=args.prev_state_input, target_kl=args.target_kl)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--k", type=int, default=5, help="arms")
-    parser.add_argument("--n", type=int, default=10, help="pulls per trial")
-    add_common_args(parser, iterations=1500, trials=256, hidden=256, output="runs/rl2_bandits")
-    args = parser.parse_args()
-    config = RL2Config(env="bandit", num_arms=args.k, num_pulls=args.n, **common_config(args))
-    paper = dict(PAPER.get((args.k, args.n), {}))
-    if (args.k, args.n) in RL2_PAPER_GITTINS:
-        paper["gittins"] = RL2_PAPER_GITTINS[(args.k, args.n)]
-    run(config, args, paper, f"RL² on Bernoulli bandits, k={args.k}, n={args.n}")
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(Args, DEFAULTS, argv, prog="rl2_bandits.py", description=__doc__)
+    k, n = args.num_arms, args.num_pulls
+    paper = dict(PAPER.get((k, n), {}))
+    if (k, n) in RL2_PAPER_GITTINS:
+        paper["gittins"] = RL2_PAPER_GITTINS[(k, n)]
+    run(args, paper, f"RL² on Bernoulli bandits, k={k}, n={n}")
 
 
 if __name__ == "__main__":

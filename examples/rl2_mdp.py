@@ -16,13 +16,18 @@ reward prior N(0, 1) (``*_prior0``: the paper's PSRL and greedy rows), the memor
 inner step, half after) on the same
 --eval-tasks held-out MDPs with the same noise: mean total reward per trial and its standard
 error. Writes metrics.json, checkpoint.pt, TensorBoard events and learning_curve.png to --output.
+
+The flags are those of ``rl2_bandits.py`` (every field of ``runners.RL2Config``, derived by tyro;
+``--help`` lists them), with ``--n`` / ``--num-episodes`` for the episodes per trial.
 """
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
+from typing import Annotated
 
-from rl2_bandits import add_common_args, common_config, run  # the shared training / evaluation / plot code
+import tyro
+from rl2_bandits import RL2Args, parse_args, run  # the shared command line, training, evaluation and plot
 
 from functional_metarl.runners import RL2Config
 
@@ -34,13 +39,24 @@ PAPER = {10: {"rl2": 156.2, "psrl_prior0": 138.1, "opsrl": 144.1, "greedy_prior0
          25: {"rl2": 445.7, "psrl_prior0": 408.8, "greedy_prior0": 368.8}}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=10, help="episodes per trial")
-    add_common_args(parser, iterations=150, trials=128, hidden=128, output="runs/rl2_mdp")
-    args = parser.parse_args()
-    config = RL2Config(env="mdp", num_episodes=args.n, **common_config(args))
-    run(config, args, PAPER.get(args.n, {}), f"RL² on tabular MDPs, n={args.n} episodes")
+#: This script's defaults where they are not RL2Config's.
+DEFAULTS = dict(iterations=150, trials_per_iteration=128, hidden=128, output="runs/rl2_mdp")
+
+
+@dataclass
+class Args(RL2Args):
+    """RL² on tabular MDPs: ``--n`` episodes per trial (``--num-episodes``)."""
+
+    env: tyro.conf.Suppress[str] = "mdp"
+    num_arms: tyro.conf.Suppress[int] = RL2Config.num_arms  # a bandit setting
+    num_pulls: tyro.conf.Suppress[int] = RL2Config.num_pulls  # a bandit setting
+    num_episodes: Annotated[int, tyro.conf.arg(aliases=("--n",))] = RL2Config.num_episodes  # episodes per trial (n)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(Args, DEFAULTS, argv, prog="rl2_mdp.py", description=__doc__)
+    n = args.num_episodes
+    run(args, PAPER.get(n, {}), f"RL² on tabular MDPs, n={n} episodes", prog="rl2_mdp.py")
 
 
 if __name__ == "__main__":
