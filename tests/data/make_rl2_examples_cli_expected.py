@@ -3,8 +3,9 @@
 examples/rl2_*.py ...`` command in the docs, plus a few more (the defaults, the long issue-28 run,
 the smoke test's). ``tests/test_rl2_examples_cli.py`` checks the tyro parsers against it.
 
-Run once from the repository root against the old examples (their directory as argument):
-``python tests/data/make_rl2_examples_cli_expected.py OLD_EXAMPLES_DIR``.
+Run once from the repository root against the old examples (their directory as argument), e.g.
+``mkdir old && git show fe56f49:examples/rl2_bandits.py > old/rl2_bandits.py`` (the commit before
+issue 26 changed them), then ``python tests/data/make_rl2_examples_cli_expected.py old``.
 """
 
 import argparse
