@@ -10,7 +10,7 @@ step; the issue's meta-optimizer ``chain(clip_by_global_norm(0.5), adam(1e-4))``
 envs per task, inner and outer), first order and second order. Each order runs in its own
 process (so its peak is its own): the median wall time over ``--repeats`` updates after one
 warm-up, and the peak resident memory the update adds (``ru_maxrss`` after the updates minus the
-resident size before the first), in MiB.
+resident size before the first), in MiB; with ``--device cuda`` the peak GPU memory allocated.
 
 Part ``envs``: env steps per second (4 emulator frames each) of ``N x E`` Breakout envs of ``N``
 flavours with random actions, (a) as the library's ``AtariTaskEnv`` sub-envs stepped together
@@ -50,11 +50,14 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def time_meta_step(first_order: bool, num_tasks: int, envs_per_task: int, num_steps: int, repeats: int) -> dict:
-    """One process's measurement: median seconds per update and the peak memory it adds."""
+def time_meta_step(first_order: bool, num_tasks: int, envs_per_task: int, num_steps: int, repeats: int,
+                   device: str = "cpu") -> dict:
+    """One process's measurement: median seconds per update and the peak memory it adds (on a
+    CUDA ``device``: the peak GPU memory allocated, which is what limits the meta-batch there)."""
     family = envs.AtariTaskFamily(envs.game_flavours(GAME, modes=[0, 4], difficulties=[0, 1]), full_action_space=True)
     net = nn.nature_cnn_actor_critic(family.num_actions)
-    params = net.init(0)
+    params = net.init(0, device=device)
+    cuda = torch.device(device).type == "cuda"
     inner = optim.sgd(0.1)
     with NStepTaskSampler(family.make_env, num_tasks, envs_per_task, num_steps, seed=0) as sampler:
         sampler.set_tasks(family.sample_tasks(num_tasks, np.random.default_rng(0)))
@@ -69,10 +72,14 @@ def time_meta_step(first_order: bool, num_tasks: int, envs_per_task: int, num_st
     for i in range(repeats + 1):
         start = time.perf_counter()
         params, state, stats = step.update(params, state, train, valid)
+        if cuda:
+            torch.cuda.synchronize()
         if i > 0:
             times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"order": "first" if first_order else "second", "seconds": statistics.median(times), "runs": times,
+    if cuda:
+        before, peak = 0.0, torch.cuda.max_memory_allocated() / 2**20
+    return {"device": device, "order": "first" if first_order else "second", "seconds": statistics.median(times), "runs": times,
             "peak_added_mib": peak - before, "rss_before_mib": before, "meta_loss": stats["meta_loss"]}
 
 
@@ -122,12 +129,13 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1, help="torch / ALE threads")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--device", default="cpu", help="where the meta-step runs (cuda: the GPU check)")
     parser.add_argument("--one-order", choices=("first", "second"), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.one_order is not None:
         row = time_meta_step(args.one_order == "first", args.meta_batch_size, args.envs_per_task, args.num_steps,
-                             args.repeats)
+                             args.repeats, args.device)
         print("ROW " + json.dumps(row))
         return
     out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -140,10 +148,12 @@ def main() -> None:
             proc = subprocess.run([sys.executable, __file__, "--one-order", order, "--meta-batch-size",
                                    str(args.meta_batch_size), "--envs-per-task", str(args.envs_per_task),
                                    "--num-steps", str(args.num_steps), "--repeats", str(args.repeats),
-                                   "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+                                   "--threads", str(args.threads), "--device", args.device],
+                                  capture_output=True, text=True, check=True)
             row = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("ROW "))[4:])
             rows.append(row)
-            print(f"{order:>6}-order meta-step, N={args.meta_batch_size}, T={args.num_steps}, E={args.envs_per_task}: "
+            print(f"{order:>6}-order meta-step on {args.device}, N={args.meta_batch_size}, T={args.num_steps}, "
+                  f"E={args.envs_per_task}: "
                   f"{row['seconds']:.2f} s (median of {args.repeats}), peak +{row['peak_added_mib']:.0f} MiB "
                   f"over {row['rss_before_mib']:.0f} MiB")
         out["meta_step"] = rows

@@ -6,6 +6,8 @@
 #    tasks per second: benchmarks/maml_nav_iteration.py --meta-batch-sizes);
 # 3. with two GPUs, the data-parallel equality run over nccl (tests/test_distributed.py's, under
 #    torchrun with 2 processes);
+# 4. the Atari MAML-A2C meta-step at meta-batch 4, first and second order, on the GPU (seconds,
+#    peak GPU memory: benchmarks/atari_maml_step.py --part step --device cuda);
 # On a machine without CUDA it runs the CPU-safe parts (the gloo equality tests, meta-batch 20)
 # and says what it skipped. Each step's output goes to OUT_DIR (default: a new temporary folder).
 set -uo pipefail
@@ -20,8 +22,10 @@ if [ "$gpus" -ge 1 ]; then
   python -m pytest -q -m cuda tests/test_cuda.py 2>&1 | tee "$out/cuda_tests.txt" || status=1
   python benchmarks/maml_nav_iteration.py --default-only --meta-batch-sizes 20 200 2000 --iterations 3 --warmup 1 \
     --json "$out/maml_nav_iteration.json" 2>&1 | tee "$out/maml_nav_iteration.txt" || status=1
+  python benchmarks/atari_maml_step.py --part step --device cuda --repeats 3 \
+    --json "$out/atari_maml_step.json" 2>&1 | tee "$out/atari_maml_step.txt" || status=1
 else
-  echo "skipped: the cuda tests and the meta-batch 200 / 2000 timings (no CUDA device)"
+  echo "skipped: the cuda tests, the meta-batch 200 / 2000 timings and the Atari meta-step on the GPU (no CUDA device)"
   python benchmarks/maml_nav_iteration.py --default-only --meta-batch-sizes 20 --iterations 3 --warmup 1 \
     --json "$out/maml_nav_iteration.json" 2>&1 | tee "$out/maml_nav_iteration.txt" || status=1
 fi
