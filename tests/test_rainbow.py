@@ -7,11 +7,12 @@ References are independent: plain Python loops over atoms / steps, closed forms.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
-from torch.func import vmap
+from torch.func import grad_and_value, vmap
 
 from functional_metarl import nn as fnn
 from functional_metarl.rl import (
@@ -21,6 +22,7 @@ from functional_metarl.rl import (
     double_q_target,
     n_step_returns,
     q_learning_loss,
+    rainbow_loss,
 )
 
 DT = torch.float64
@@ -315,7 +317,11 @@ def test_gradient_clipping_is_a_chained_optimizer():
     params, generator_state = dict(trainer.params), trainer.generator.get_state()
     batch = trainer.buffer.sample(cfg.batch_size, trainer.generator)
     trainer.generator.set_state(generator_state)
-    grads, _ = trainer._grad_fn(params, trainer.target_params, batch, torch.ones(cfg.batch_size), None, None)
+    # the reference gradient: torch.func over the checked, vmapped loss (the runner's eager path
+    # uses autograd over the batched, unchecked one)
+    loss = partial(rainbow_loss, net=trainer.net, atoms=trainer.atoms, gamma=cfg.gamma, double=cfg.double)
+    grads, _ = grad_and_value(loss, has_aux=True)(params, trainer.target_params, batch, torch.ones(cfg.batch_size),
+                                                  None, None)
     by_hand = chain(clip_by_global_norm(0.01), adam(cfg.lr, eps=cfg.adam_eps))
     updates, _ = by_hand.update(grads, trainer.opt_state, params)
     trainer.update()

@@ -195,6 +195,50 @@ class QNetwork(Functional):
                 noise = None
         return functional_call(self.module, params, (obs, noise))
 
+    def apply_unchecked(self, params: Params, obs: torch.Tensor, noise: Noise | None = None) -> torch.Tensor:
+        """What :meth:`apply` computes, op for op (so bit for bit), straight from the ``params``
+        dict: no argument checks and no ``functional_call`` (whose module swapping costs more
+        than a small net's whole forward). For hot loops that checked their inputs once, and
+        for ``torch.compile``. ``obs [..., *obs_shape]`` -> ``[..., A, K]`` / ``[..., A]``."""
+        m = self.module
+        x = obs
+        if m.conv is not None:
+            if x.dtype == torch.uint8:
+                x = x.float() / 255.0
+            lead = x.shape[:-3]
+            x = x.reshape(-1, *x.shape[-3:])
+            for i, layer in enumerate(m.conv):
+                if isinstance(layer, nn.Conv2d):
+                    x = nn.functional.conv2d(x, params[f"conv.{i}.weight"], params[f"conv.{i}.bias"], layer.stride,
+                                             layer.padding, layer.dilation, layer.groups)
+                else:
+                    x = torch.relu(x)
+            x = x.reshape(*lead, -1)
+
+        def layer(name: str, h: torch.Tensor) -> torch.Tensor:
+            if f"{name}.weight" in params:
+                return nn.functional.linear(h, params[f"{name}.weight"], params[f"{name}.bias"])
+            if noise is None:
+                return nn.functional.linear(h, params[f"{name}.weight_mu"], params[f"{name}.bias_mu"])
+            b_noise = noise_transform(noise[f"{name}.eps_out"])  # factorised_noise without its checks
+            w_noise = torch.outer(b_noise, noise_transform(noise[f"{name}.eps_in"]))
+            weight = params[f"{name}.weight_mu"] + params[f"{name}.weight_sigma"] * w_noise
+            bias = params[f"{name}.bias_mu"] + params[f"{name}.bias_sigma"] * b_noise
+            return nn.functional.linear(h, weight, bias)
+
+        for i in range(len(m.mlp)):
+            x = torch.relu(layer(f"mlp.{i}", x))
+        A, K = m.num_actions, m.num_atoms
+        if m.dueling:
+            v = layer("value_out", torch.relu(layer("value_hidden", x)))
+            a = layer("adv_out", torch.relu(layer("adv_hidden", x)))
+            a = a.reshape(*a.shape[:-1], A, K)
+            out = v.unsqueeze(-2) + a - a.mean(dim=-2, keepdim=True)
+        else:
+            out = layer("q_out", torch.relu(layer("q_hidden", x)))
+            out = out.reshape(*out.shape[:-1], A, K)
+        return out.squeeze(-1) if K == 1 else out
+
 
 def _check_head_args(num_actions: int, num_atoms: int, head_hidden: int, sigma0: float, dueling: bool,
                      noisy: bool) -> None:

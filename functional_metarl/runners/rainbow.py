@@ -47,12 +47,13 @@ from torch.func import grad_and_value
 from .. import checks
 from ..nn import rainbow_cnn, rainbow_mlp
 from ..optim import GradientTransformation, adam, apply_updates, chain, clip_by_global_norm
-from ..rl import q_values, rainbow_loss
+from ..rl import categorical_q_values, rainbow_loss
 from ..tree import Params, tree_map
 from .base import RunConfig, Runner, restore_like
 from .replay import NStepAggregator, PrioritizedReplay, UniformReplay
 
-__all__ = ["RainbowConfig", "RainbowTrainer", "episode_seed", "make_vector_env"]
+__all__ = ["RainbowConfig", "RainbowTrainer", "autograd_grad_and_value", "episode_seed", "make_update_step",
+           "make_vector_env"]
 
 
 @dataclass
@@ -96,8 +97,9 @@ class RainbowConfig(RunConfig):
     batch_size: int = 64
     buffer_size: int = 50_000
     learning_starts: int = 1_000
-    train_every: int = 1  # env steps per gradient update
-    target_update: int = 500  # env steps between hard target copies
+    train_every: int = 1  # env steps per gradient update (CleanRL's train_frequency)
+    target_update: int = 500  # env steps between hard target copies (CleanRL's target_network_frequency, tau 1)
+    huber_delta: float | None = 1.0  # scalar Q-head's TD loss: Huber threshold; None: 0.5 td^2
     max_grad_norm: float | None = 10.0
     alpha: float = 0.5
     beta0: float = 0.4
@@ -110,8 +112,10 @@ class RainbowConfig(RunConfig):
     log_every: int = 1_000  # env steps between summary rows (return_mean100, loss, epsilon, beta, updates)
     eval_every: int = 0  # env steps between greedy evaluations (0: none during training)
     eval_episodes: int = 10
+    # speed
+    compile: bool = False  # run the update step (loss, grads, optimizer) under torch.compile
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("log_every", "eval_every", "eval_episodes")
+    RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("log_every", "eval_every", "eval_episodes", "compile")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,7 +128,7 @@ class RainbowConfig(RunConfig):
         checks.non_negative_int(self.eval_every, "eval_every")
         for i, h in enumerate(self.hidden):
             checks.positive_int(h, f"hidden[{i}]")
-        for name in ("double", "prioritized", "dueling", "distributional", "noisy"):
+        for name in ("double", "prioritized", "dueling", "distributional", "noisy", "compile"):
             checks.flag(getattr(self, name), name)
         if self.distributional and self.num_atoms < 2:
             raise ValueError(f"distributional needs num_atoms >= 2, got {self.num_atoms}")
@@ -138,6 +142,8 @@ class RainbowConfig(RunConfig):
             checks.positive_number(getattr(self, name), name)
         if self.max_grad_norm is not None:
             checks.positive_number(self.max_grad_norm, "max_grad_norm")
+        if self.huber_delta is not None:
+            checks.positive_number(self.huber_delta, "huber_delta")
         checks.one_of(self.network, "network", ("mlp", "nature_cnn", "data_efficient_cnn"))
         if self.n_step > self.buffer_size:
             raise ValueError(f"n_step ({self.n_step}) must not exceed buffer_size ({self.buffer_size})")
@@ -151,6 +157,44 @@ class RainbowConfig(RunConfig):
         if self.batch_size > env_steps:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed iterations * num_envs ({env_steps} env "
                              "steps): the replay would never hold one batch")
+
+
+# ---------------------------------------------------------------------- the update step
+def autograd_grad_and_value(loss: Callable) -> Callable:
+    """``grad_and_value(loss, has_aux=True)`` for a dict of params, through ``torch.autograd.grad``:
+    ``(params, *args) -> (grads, (value, aux))`` with ``loss(params, *args) -> (value [], aux)``.
+    The same gradients as :func:`torch.func.grad_and_value` (the same backward graph), without
+    its functorch wrapping, which costs more than a small net's backward."""
+
+    def grad_fn(params: Params, *args: Any) -> tuple[Params, tuple[torch.Tensor, Any]]:
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        with torch.enable_grad():
+            value, aux = loss(leaves, *args)
+            grads = torch.autograd.grad(value, tuple(leaves.values()))
+        return dict(zip(leaves, grads)), (value.detach(), aux)
+
+    return grad_fn
+
+
+def make_update_step(grad_fn: Callable, opt: GradientTransformation) -> Callable:
+    """The whole gradient step as one pure function (what ``compile=True`` hands to ``torch.compile``):
+
+    ``step(params, target_params, opt_state, batch, weights [B], noise_online, noise_target)
+    -> (params, opt_state, loss [], priorities [B])``
+
+    ``grad_fn`` is ``grad_and_value(loss, has_aux=True)`` of a loss with
+    :func:`~functional_metarl.rl.rainbow_loss`'s signature (returning ``(loss, priorities)``);
+    ``opt`` the optimizer. Nothing is written in place and nothing is read back to the host, so
+    the runner's hot loop never waits on it; the priorities go to the replay afterwards.
+    """
+
+    def step(params: Params, target_params: Params, opt_state: Any, batch: Any, weights: torch.Tensor,
+             noise_online: dict | None, noise_target: dict | None) -> tuple[Params, Any, torch.Tensor, torch.Tensor]:
+        grads, (loss, priorities) = grad_fn(params, target_params, batch, weights, noise_online, noise_target)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return apply_updates(params, updates), opt_state, loss, priorities
+
+    return step
 
 
 # ---------------------------------------------------------------------- runner
@@ -242,7 +286,9 @@ class RainbowTrainer(Runner):
         self.updates = 0
         self.episodes = 0  # finished episodes
         self.recent_returns: deque[float] = deque(maxlen=100)
-        self.losses: deque[float] = deque(maxlen=100)
+        # the last 100 losses as 0-d tensors: read (and checked finite) only when a summary is due,
+        # so the hot loop never waits on a loss value
+        self.losses: deque[torch.Tensor] = deque(maxlen=100)
         self._obs = None
         self._ep_return = np.zeros(cfg.num_envs)
         self._ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
@@ -253,8 +299,15 @@ class RainbowTrainer(Runner):
         self._episode_seeds: list[int] = [0] * cfg.num_envs
         self._episode_actions: list[list[int]] = [[] for _ in range(cfg.num_envs)]
         self._since_update = 0  # env steps since the last gradient update (train_every)
-        loss = partial(rainbow_loss, net=self.net, atoms=self.atoms, gamma=cfg.gamma, double=cfg.double)
-        self._grad_fn = grad_and_value(loss, has_aux=True)
+        self._ones = torch.ones(cfg.batch_size, device=self.device)  # uniform replay's importance weights
+        loss = partial(rainbow_loss, net=self.net, atoms=self.atoms, gamma=cfg.gamma, double=cfg.double,
+                       huber_delta=cfg.huber_delta, checked=False)
+        # Eager: torch.autograd.grad on fresh leaves (the same gradients as torch.func's
+        # grad_and_value, at about half its dispatch cost on these small nets); compiled:
+        # grad_and_value, which torch.compile traces into the graph.
+        grad_fn = grad_and_value(loss, has_aux=True) if cfg.compile else autograd_grad_and_value(loss)
+        step = make_update_step(grad_fn, self.opt)
+        self._update_step = torch.compile(step) if cfg.compile else step
 
     # ------------------------------------------------------------------ acting
     def epsilon(self) -> float:
@@ -273,13 +326,30 @@ class RainbowTrainer(Runner):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, params: Params | None = None, noise: dict | None = None, epsilon: float = 0.0) -> torch.Tensor:
         """Greedy actions ``[N]`` for ``obs [N, *obs_shape]``, ε-greedy when ``epsilon > 0``."""
-        q = q_values(self.params if params is None else params, obs, self.net, atoms=self.atoms, noise=noise)
+        out = self.net.apply_unchecked(self.params if params is None else params, obs, noise)  # = q_values, unchecked
+        q = out if self.atoms is None else categorical_q_values(out, self.atoms)
         greedy = torch.argmax(q, dim=-1)
         if epsilon <= 0.0:
             return greedy
         n = obs.shape[0]
         explore = torch.rand(n, generator=self.generator, device=self.generator.device).to(self.device) < epsilon
         random = torch.randint(self.num_actions, (n,), generator=self.generator, device=self.generator.device).to(self.device)
+        return torch.where(explore, random, greedy)
+
+    @torch.no_grad()
+    def _explore_act(self, obs: torch.Tensor, noise: dict | None, epsilon: float) -> torch.Tensor:
+        """:meth:`act` with ``params=None`` for acting in training: the same actions from the same
+        draws of the generator, but on a CPU the network is not evaluated when every env explores
+        (early in an ε-greedy run, most steps), and nothing is moved between devices."""
+        if epsilon <= 0.0 or self.device.type != "cpu" or self.generator.device.type != "cpu":
+            return self.act(obs, noise=noise, epsilon=epsilon)
+        n = obs.shape[0]
+        explore = torch.rand(n, generator=self.generator) < epsilon
+        random = torch.randint(self.num_actions, (n,), generator=self.generator)
+        if bool(explore.all()):
+            return random
+        out = self.net.apply_unchecked(self.params, obs, noise)
+        greedy = torch.argmax(out if self.atoms is None else categorical_q_values(out, self.atoms), dim=-1)
         return torch.where(explore, random, greedy)
 
     def _new_episode_seeds(self, mask: np.ndarray) -> list[int | None]:
@@ -293,6 +363,7 @@ class RainbowTrainer(Runner):
 
     def _reset_envs(self) -> None:
         obs, _ = self.envs.reset(seed=self._new_episode_seeds(np.ones(self.config.num_envs, dtype=bool)))
+        self._obs_np = obs
         self._obs = torch.as_tensor(obs, device=self.device)
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
@@ -304,60 +375,74 @@ class RainbowTrainer(Runner):
         if self._obs is None:
             self._reset_envs()
         noise = self.net.sample_noise(self.generator, self.device) if cfg.noisy else None
-        action = self.act(self._obs, noise=noise, epsilon=self.epsilon())
-        obs, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
+        action = self._explore_act(self._obs, noise, self.epsilon())
+        action_cpu = action.cpu()
+        actions = action_cpu.numpy()
+        obs, reward, terminated, truncated, info = self.envs.step(actions)
         if not np.isfinite(reward).all():
             raise FloatingPointError(f"the environment returned non-finite rewards {reward}")
         ended = np.logical_or(terminated, truncated)
-        next_obs = np.array(obs, copy=True)
-        if ended.any():
+        any_ended = bool(ended.any())
+        next_obs = obs
+        if any_ended:
+            next_obs = np.array(obs, copy=True)
             for e in np.flatnonzero(ended):
                 next_obs[e] = info["final_obs"][e]
-        out = self.nstep.push(
-            self._obs.cpu(), action.cpu(), torch.as_tensor(reward, dtype=torch.float32),
-            torch.as_tensor(next_obs), torch.as_tensor(terminated), torch.as_tensor(truncated),
-        )
-        if out is not None:
-            self.buffer.add(**out)
-        for e, a in enumerate(action.tolist()):
-            self._episode_actions[e].append(int(a))
-        if ended.any():
+        # The env step was checked above (rewards finite, actions ours, observations the env's), so
+        # the n-step push and the replay write skip their per-call validation (same values stored).
+        if cfg.n_step == 1 and len(self.buffer) > 0 and self.buffer.device.type == "cpu":
+            # one-step transitions straight from the env's arrays (what the n-step push returns for n = 1)
+            self.buffer.add(self._obs_np, actions, reward.astype(np.float32), next_obs, terminated.astype(np.float32),
+                            None, check=False)
+            out = None
+        else:
+            out = self.nstep.push(
+                self._obs.cpu(), action_cpu, torch.as_tensor(reward, dtype=torch.float32),
+                torch.as_tensor(next_obs), torch.as_tensor(terminated, dtype=torch.bool),
+                torch.as_tensor(truncated, dtype=torch.bool), check=False,
+            )
+            if out is not None:
+                self.buffer.add(**out, check=False)
+        for e, a in enumerate(actions.tolist()):
+            self._episode_actions[e].append(a)
+        if any_ended:
             # The vector env auto-reset these envs without a seed; reset them again, seeded, so
             # that every episode is a function of its seed and its actions (exact resume).
             obs, _ = self.envs.reset(seed=self._new_episode_seeds(ended), options={"reset_mask": ended})
+        self._obs_np = obs
         self._obs = torch.as_tensor(obs, device=self.device)
         self._ep_return += reward
         self._ep_length += 1
         self.step += cfg.num_envs
         finished = []
-        for e in np.flatnonzero(ended):
-            finished.append((float(self._ep_return[e]), int(self._ep_length[e])))
-            self.recent_returns.append(float(self._ep_return[e]))
-            self._ep_return[e] = 0.0
-            self._ep_length[e] = 0
-        self.episodes += len(finished)
+        if any_ended:
+            for e in np.flatnonzero(ended):
+                finished.append((float(self._ep_return[e]), int(self._ep_length[e])))
+                self.recent_returns.append(float(self._ep_return[e]))
+                self._ep_return[e] = 0.0
+                self._ep_length[e] = 0
+            self.episodes += len(finished)
         return finished
 
     # ------------------------------------------------------------------ learning
-    def update(self) -> float:
-        """One gradient step on a replayed batch; returns the loss."""
+    def update(self) -> torch.Tensor:
+        """One gradient step on a replayed batch; returns the loss (a 0-d tensor, not read here:
+        its finiteness is checked when a summary is due)."""
         cfg = self.config
         if cfg.prioritized:
             batch, slots, weights = self.buffer.sample(cfg.batch_size, self.generator, beta=self.beta())
-        else:
-            batch = self.buffer.sample(cfg.batch_size, self.generator)
-            weights = torch.ones(cfg.batch_size, device=self.device)
+        else:  # buffer.sample without its argument checks (the config checked them): the same draw
+            slots = torch.randint(len(self.buffer), (cfg.batch_size,), generator=self.generator, device=self.generator.device)
+            batch = self.buffer.gather(slots, check=False)
+            weights = self._ones
         noise_online = self.net.sample_noise(self.generator, self.device) if cfg.noisy else None
         noise_target = self.net.sample_noise(self.generator, self.device) if cfg.noisy else None
-        grads, (loss, priorities) = self._grad_fn(self.params, self.target_params, batch, weights, noise_online, noise_target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite Rainbow loss {float(loss)} at step {self.step}")
-        updates, self.opt_state = self.opt.update(grads, self.opt_state, self.params)
-        self.params = apply_updates(self.params, updates)
+        self.params, self.opt_state, loss, priorities = self._update_step(
+            self.params, self.target_params, self.opt_state, batch, weights, noise_online, noise_target)
         if cfg.prioritized:
             self.buffer.update_priorities(slots, priorities)
         self.updates += 1
-        return float(loss)
+        return loss
 
     def run_iteration(self) -> dict[str, float]:
         """One vector-env step, then the updates, target copy, summary and evaluation due on it."""
@@ -394,7 +479,11 @@ class RainbowTrainer(Runner):
         if self.recent_returns:
             out["return_mean100"] = float(np.mean(self.recent_returns))
         if self.losses:
-            out["loss"] = float(np.mean(self.losses))
+            losses = torch.stack([torch.as_tensor(x).detach().cpu().double() for x in self.losses])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError(f"non-finite Rainbow loss among the last {len(losses)} updates "
+                                         f"(at step {self.step}): {losses.tolist()}")
+            out["loss"] = float(losses.mean())
         out.update(epsilon=self.epsilon(), beta=self.beta(), updates=float(self.updates))
         return out
 
@@ -446,7 +535,7 @@ class RainbowTrainer(Runner):
             "opt_state": self.opt_state,
             "generator": self.generator.get_state(),
             "recent_returns": list(self.recent_returns),
-            "losses": list(self.losses),
+            "losses": [float(x) for x in self.losses],
             "since_update": self._since_update,
             "buffer": self.buffer.state_dict(),
             "nstep": self.nstep.state_dict(),
@@ -462,7 +551,7 @@ class RainbowTrainer(Runner):
         self.generator.set_state(state["generator"])
         self.step, self.updates, self.episodes = int(state["step"]), int(state["updates"]), int(state["episodes"])
         self.recent_returns = deque(state["recent_returns"], maxlen=self.recent_returns.maxlen)
-        self.losses = deque(state["losses"], maxlen=self.losses.maxlen)
+        self.losses = deque((torch.tensor(float(x)) for x in state["losses"]), maxlen=self.losses.maxlen)
         self._since_update = int(state["since_update"])
         self.buffer.load_state_dict(state["buffer"])
         self.nstep.load_state_dict(state["nstep"])
@@ -508,6 +597,7 @@ class RainbowTrainer(Runner):
                 "replaying the saved actions from the saved reset seeds did not reproduce the saved observations: "
                 "the env is not a function of its seed and actions, so this run cannot be resumed exactly"
             )
+        self._obs_np = np.asarray(obs)
         self._obs = torch.as_tensor(obs, device=self.device)
         self._episodes_started = int(saved["episodes_started"])
         self._episode_seeds, self._episode_actions = seeds, actions

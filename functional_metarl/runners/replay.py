@@ -80,6 +80,7 @@ class UniformReplay:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.num_actions = None if num_actions is None else checks.positive_int(num_actions, "num_actions")
         self._storage: dict[str, torch.Tensor] | None = None
+        self._numpy_views: dict[str, np.ndarray] | None = None  # of a CPU storage, for add(check=False)
         self.size = 0
         self.cursor = 0  # next slot to write
 
@@ -143,30 +144,72 @@ class UniformReplay:
         return fields
 
     def _allocate(self, fields: dict[str, torch.Tensor]) -> None:
+        self._numpy_views = None
         self._storage = {
             k: torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype, device=self.device) for k, v in fields.items()
         }
 
     # ------------------------------------------------------------------ public API
     def add(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
-            done: ArrayLike, n_steps: ArrayLike | None = None) -> torch.Tensor:
+            done: ArrayLike, n_steps: ArrayLike | None = None, check: bool = True) -> torch.Tensor:
         """Store a batch of ``B`` transitions; returns the slots written ``[B]`` (int64).
 
         Raises ``ValueError`` / ``TypeError`` before writing anything if any field is bad.
+        ``check=False`` skips that validation (every field must then already be a tensor of
+        the stored kind, e.g. what :meth:`NStepAggregator.push` returns): for a runner's hot
+        loop, whose inputs come from a checked env step; it stores the same values.
         """
-        fields = self._validate(obs, action, reward, next_obs, done, n_steps)
+        if not check and self._storage is not None and self.device.type == "cpu" and isinstance(obs, np.ndarray):
+            return self._add_numpy(obs, action, reward, next_obs, done, n_steps)
+        if check:
+            fields = self._validate(obs, action, reward, next_obs, done, n_steps)
+        else:
+            fields = {"obs": obs, "action": action.long() if self.num_actions is not None else action,
+                      "reward": reward, "next_obs": next_obs, "done": done.to(reward.dtype),
+                      "n_steps": torch.ones(obs.shape[0], dtype=torch.int64) if n_steps is None else n_steps.long()}
         batch = fields["obs"].shape[0]
         if batch > self.capacity:
             raise ValueError(f"cannot add {batch} transitions at once to a buffer of capacity {self.capacity}")
         if self._storage is None:
             self._allocate(fields)
         assert self._storage is not None
-        slots = (self.cursor + torch.arange(batch)) % self.capacity
-        slots_dev = slots.to(self.device)
-        for key, value in fields.items():
-            store = self._storage[key]
-            store[slots_dev] = value.to(device=self.device, dtype=store.dtype)
+        if self.cursor + batch <= self.capacity:  # one contiguous run of slots: a slice copy, no index tensor
+            slots = torch.arange(self.cursor, self.cursor + batch)
+            for key, value in fields.items():
+                self._storage[key][self.cursor : self.cursor + batch].copy_(value)
+        else:
+            slots = (self.cursor + torch.arange(batch)) % self.capacity
+            slots_dev = slots.to(self.device)
+            for key, value in fields.items():
+                store = self._storage[key]
+                store[slots_dev] = value.to(device=self.device, dtype=store.dtype)
         self.cursor = (self.cursor + batch) % self.capacity
+        self.size = min(self.size + batch, self.capacity)
+        return slots
+
+    def _add_numpy(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
+                   done: np.ndarray, n_steps: np.ndarray | None) -> torch.Tensor:
+        """``add(check=False)`` of numpy arrays into CPU storage: written through numpy views of
+        the storage tensors (numpy's assignment casts like ``Tensor.copy_``: the same values),
+        which costs a fraction of a tensor copy per field for a one-env step."""
+        assert self._storage is not None
+        if self._numpy_views is None:
+            self._numpy_views = {k: v.numpy() for k, v in self._storage.items()}
+        views = self._numpy_views
+        batch = obs.shape[0]
+        start = self.cursor
+        values = (("obs", obs), ("action", action), ("reward", reward), ("next_obs", next_obs), ("done", done),
+                  ("n_steps", 1 if n_steps is None else n_steps))
+        if start + batch <= self.capacity:
+            for key, value in values:
+                views[key][start : start + batch] = value
+            slots = torch.arange(start, start + batch)
+        else:
+            slots = (start + torch.arange(batch)) % self.capacity
+            index = slots.numpy()
+            for key, value in values:
+                views[key][index] = value
+        self.cursor = (start + batch) % self.capacity
         self.size = min(self.size + batch, self.capacity)
         return slots
 
@@ -176,9 +219,11 @@ class UniformReplay:
         if self.size < batch_size:
             raise ValueError(f"cannot sample a batch of {batch_size}: the buffer holds only {self.size} transitions")
 
-    def gather(self, slots: torch.Tensor) -> Transition:
-        """The transitions at ``slots [B]`` (int64, each in ``[0, len(self))``)."""
-        checks.index_tensor(checks.tensor(slots, "slots", ndim=1), "slots", self.size)
+    def gather(self, slots: torch.Tensor, check: bool = True) -> Transition:
+        """The transitions at ``slots [B]`` (int64, each in ``[0, len(self))``; ``check=False``
+        trusts that, for slots the buffer drew itself)."""
+        if check:
+            checks.index_tensor(checks.tensor(slots, "slots", ndim=1), "slots", self.size)
         assert self._storage is not None
         slots = slots.to(self.device)
         return Transition(**{k: v[slots] for k, v in self._storage.items()})
@@ -187,7 +232,7 @@ class UniformReplay:
         """``batch_size`` transitions drawn uniformly with replacement."""
         self._check_sample(batch_size, generator)
         slots = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
-        return self.gather(slots)
+        return self.gather(slots, check=False)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -205,7 +250,7 @@ class UniformReplay:
             raise ValueError(f"buffer capacity {self.capacity} differs from the saved {state['capacity']}")
         self.size, self.cursor = int(state["size"]), int(state["cursor"])
         if state["storage"] is None:
-            self._storage = None
+            self._storage = self._numpy_views = None
             return
         self._allocate({k: v for k, v in state["storage"].items()})
         assert self._storage is not None
@@ -331,9 +376,9 @@ class PrioritizedReplay(UniformReplay):
         self.max_priority = 1.0  # raw priority (before ** alpha)
 
     def add(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
-            done: ArrayLike, n_steps: ArrayLike | None = None) -> torch.Tensor:
+            done: ArrayLike, n_steps: ArrayLike | None = None, check: bool = True) -> torch.Tensor:
         """Store a batch like :meth:`UniformReplay.add`, each new slot at the highest priority seen so far."""
-        slots = super().add(obs, action, reward, next_obs, done, n_steps)
+        slots = super().add(obs, action, reward, next_obs, done, n_steps, check)
         self.tree.update(slots, torch.full(slots.shape, self.max_priority**self.alpha, dtype=torch.float64))
         return slots
 
@@ -346,7 +391,7 @@ class PrioritizedReplay(UniformReplay):
         slots = self.tree.sample(batch_size, generator, self.size)
         probs = self.tree.get(slots) / self.tree.total
         weights = importance_weights(probs, self.size, beta).to(torch.float32)
-        return self.gather(slots), slots, weights.to(self.device)
+        return self.gather(slots, check=False), slots, weights.to(self.device)
 
     def update_priorities(self, slots: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set raw priorities ``[B]`` (e.g. the KL loss) for ``slots [B]``; stores ``(p + eps)^alpha``."""
@@ -391,6 +436,7 @@ class NStepAggregator:
         checks.probability(gamma, "gamma")
         self.gamma = float(gamma)
         self._pending: list[list[tuple]] = [[] for _ in range(num_envs)]
+        self._ones = torch.ones(num_envs, dtype=torch.int64)  # n_steps of 1-step transitions
 
     def reset(self) -> None:
         """Drop every pending step (e.g. after the envs were reset from outside)."""
@@ -424,12 +470,21 @@ class NStepAggregator:
         return obs, action, ret, last[3], bool(last[4]), len(steps)
 
     def push(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
-             terminated: ArrayLike, truncated: ArrayLike) -> dict | None:
+             terminated: ArrayLike, truncated: ArrayLike, check: bool = True) -> dict | None:
         """One vector-env step: every argument has leading axis ``[num_envs]``.
 
         ``next_obs`` must be the true next observation (the final one at an episode end, not
-        the auto-reset one).
+        the auto-reset one). ``check=False`` skips the validation (every argument must then be
+        a tensor: float32 ``reward``, bool ``terminated`` / ``truncated``): for a runner's hot
+        loop; it returns the same transitions.
         """
+        if not check:
+            if self.n == 1:
+                # Every env's step is its own 1-step transition, emitted at once in env order:
+                # what the general path below returns, without the per-env Python.
+                return {"obs": obs, "action": action, "reward": reward.to(torch.float32), "next_obs": next_obs,
+                        "done": terminated.to(torch.float32), "n_steps": self._ones}
+            return self._push(obs, action, reward, next_obs, terminated, truncated)
         obs, next_obs, action, reward = (_as_tensor(x, n) for x, n in ((obs, "obs"), (next_obs, "next_obs"), (action, "action"), (reward, "reward")))
         terminated = checks.binary_mask(_as_tensor(terminated, "terminated"), "terminated").bool()
         truncated = checks.binary_mask(_as_tensor(truncated, "truncated"), "truncated").bool()
@@ -437,6 +492,10 @@ class NStepAggregator:
             if x.ndim == 0 or x.shape[0] != self.num_envs:
                 raise ValueError(f"{name} expected a leading axis of {self.num_envs} envs, got shape {tuple(x.shape)}")
         checks.finite_tensor(reward, "reward")
+        return self._push(obs, action, reward, next_obs, terminated, truncated)
+
+    def _push(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
+              terminated: torch.Tensor, truncated: torch.Tensor) -> dict | None:
         out: list[tuple] = []
         for e in range(self.num_envs):
             self._pending[e].append((obs[e], action[e], reward[e], next_obs[e], terminated[e]))
