@@ -291,7 +291,8 @@ def run_cleanrl(row: dict, args, python: str) -> dict:
     env = dict(os.environ, **THREAD_ENV)
     env.pop("PYTHONPATH", None)
     if row["script"] == "cleanrl.td3_continuous_action":  # the gym-0.23-era script: SB3 1.2.0 + shim
-        env["PYTHONPATH"] = str(Path(python).resolve().parents[1] / "gym-era")
+        # (the venv's python is a link to the base interpreter: its folder, not the link's target)
+        env["PYTHONPATH"] = str(Path(os.path.abspath(python)).parents[1] / "gym-era")
     with tempfile.TemporaryDirectory(prefix="cleanrl_") as work:
         cmd = cleanrl_command(row, args, python)
         try:
@@ -416,7 +417,8 @@ def _settings(row: dict, args) -> str:
         parts = [row["env"], f"Q-net {row['hidden'][0]}-{row['hidden'][1]}", f"batch {row['batch_size']}",
                  f"train every {row['train_every']}", f"target every {row['target_update']}", f"lr {row['lr']:g}",
                  f"buffer {row['buffer_size']}", f"eps {row['eps_start']:g}->{row['eps_end']:g} over "
-                 f"{row['exploration_fraction']:g} of the run" if row["kind"] == "dqn" else f"n-step {row['n_step']}, noisy"]
+                 f"{row['exploration_fraction']:g} of the run" if row["kind"] == "dqn"
+                 else f"n-step {row['n_step']}, noisy"]
     else:
         env = row["env"] + (f" (CleanRL {row['cleanrl_env']})" if "cleanrl_env" in row else "")
         delay = row["policy_delay"] if (row["kind"] == "td3" or ddpg_delays_actor()) else 1
@@ -434,10 +436,20 @@ def _line(run: dict) -> str:
     return f"{run['env_steps_per_s']:8.1f} env steps/s, {run['updates_per_s']:8.1f} updates/s{warm}"
 
 
+def _cell(runs: list[dict], row: str, notes: list[str]) -> str:
+    """A table cell for runs that gave no number: short, with the full reason in the notes."""
+    status = _status(runs)
+    if len(status) <= 40:
+        return status
+    notes.append(f"- {row}: {status}")
+    return status.split(":")[0] + " (see notes)"
+
+
 def _table(results: list[dict], cleanrl_why: str | None) -> str:
     head = ("| row | ours env steps/s | CleanRL env steps/s | ours / CleanRL | ours updates/s | CleanRL updates/s | "
             "compiled env steps/s | compiled / CleanRL | warm-up s eager / compiled |")
-    lines = [head, "|" + " --- |" * head.count("|")[:-1] if False else "|" + "---|" * (head.count("|") - 1)]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    notes = [f"- {e['row']}: {n}" for e in results for n in e["notes"]]
     for e in results:
         if e.get("status", "").startswith("skipped"):
             lines.append(f"| {e['row']} | {e['status']} |" + " |" * 7)
@@ -447,13 +459,12 @@ def _table(results: list[dict], cleanrl_why: str | None) -> str:
         comp = _median(e["compiled"], "env_steps_per_s")
         ratio = _fmt(ours / theirs, ".2f") + "x" if ours and theirs else "-"
         cratio = _fmt(comp / theirs, ".2f") + "x" if comp and theirs else "-"
-        theirs_txt = _fmt(theirs) if theirs else (cleanrl_why and "skipped") or _status(e["cleanrl"])
-        comp_txt = _fmt(comp) if comp else ("-" if not e["compiled"] else _status(e["compiled"]))
+        theirs_txt = _fmt(theirs) if theirs else (cleanrl_why and "skipped") or _cell(e["cleanrl"], e["row"], notes)
+        comp_txt = _fmt(comp) if comp else ("-" if not e["compiled"] else _cell(e["compiled"], e["row"], notes))
         warm = f"{_fmt(_median(e['eager'], 'warmup_s'), '.2f')} / {_fmt(_median(e['compiled'], 'warmup_s'), '.2f')}"
-        ours_txt = _fmt(ours) if ours else _status(e["eager"])
-        lines.append(f"| {e['row']} | {ours_txt} | {theirs_txt} | {ratio} | {_fmt(_median(e['eager'], 'updates_per_s'))}"
-                     f" | {_fmt(_median(e['cleanrl'], 'updates_per_s'))} | {comp_txt} | {cratio} | {warm} |")
-    notes = [f"- {e['row']}: {n}" for e in results for n in e["notes"]]
+        ours_txt = _fmt(ours) if ours else _cell(e["eager"], e["row"], notes)
+        updates = f"{_fmt(_median(e['eager'], 'updates_per_s'))} | {_fmt(_median(e['cleanrl'], 'updates_per_s'))}"
+        lines.append(f"| {e['row']} | {ours_txt} | {theirs_txt} | {ratio} | {updates} | {comp_txt} | {cratio} | {warm} |")
     spread = []
     for e in results:
         for side, key in (("ours", "eager"), ("CleanRL", "cleanrl"), ("compiled", "compiled")):

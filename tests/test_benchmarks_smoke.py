@@ -145,3 +145,31 @@ def test_distributed_scaling_and_code_metrics_run():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "code_metrics.py")], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and "raise statements:" in proc.stdout and "lines of meta/:" in proc.stdout
+
+
+def test_agents_vs_cleanrl_ours_only(tmp_path):
+    """benchmarks/agents_vs_cleanrl.py without the CleanRL env: our side of two rows at tiny
+    budgets gives rates and says why CleanRL is missing; a bad flag is refused by name."""
+    script = str(ROOT / "benchmarks" / "agents_vs_cleanrl.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = tmp_path / "vs.json"
+    proc = subprocess.run(
+        [sys.executable, script, "--rows", "dqn_cartpole", "ddpg_pendulum", "--repeats", "1", "--steps", "200",
+         "--learning-starts", "100", "--compile", "off", "--cleanrl-python", str(tmp_path / "missing" / "python"),
+         "--json", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "CleanRL side skipped: no CleanRL env" in proc.stdout
+    rows = {r["row"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"dqn_cartpole", "ddpg_pendulum"}
+    for name, row in rows.items():
+        assert row["status"] == "ok", (name, row["status"])
+        assert row["eager"][0]["env_steps_per_s"] > 0 and row["eager"][0]["timed_env_steps"] == 100, name
+        assert row["cleanrl"] == [] and row["compiled"] == []
+    assert rows["dqn_cartpole"]["eager"][0]["updates_per_s"] < rows["dqn_cartpole"]["eager"][0]["env_steps_per_s"]
+    bad_flags = ((["--rows", "nope"], "--rows"), (["--steps", "150"], "--steps"), (["--repeats", "0"], "--repeats"))
+    for bad, flag in bad_flags:
+        proc = subprocess.run([sys.executable, script, "--ours-only", *bad], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 2 and flag in proc.stderr, (bad, proc.stderr[-500:])
