@@ -464,7 +464,8 @@ def _table(results: list[dict], cleanrl_why: str | None) -> str:
         warm = f"{_fmt(_median(e['eager'], 'warmup_s'), '.2f')} / {_fmt(_median(e['compiled'], 'warmup_s'), '.2f')}"
         ours_txt = _fmt(ours) if ours else _cell(e["eager"], e["row"], notes)
         updates = f"{_fmt(_median(e['eager'], 'updates_per_s'))} | {_fmt(_median(e['cleanrl'], 'updates_per_s'))}"
-        lines.append(f"| {e['row']} | {ours_txt} | {theirs_txt} | {ratio} | {updates} | {comp_txt} | {cratio} | {warm} |")
+        cells = [e["row"], ours_txt, theirs_txt, ratio, updates, comp_txt, cratio, warm]
+        lines.append("| " + " | ".join(cells) + " |")
     spread = []
     for e in results:
         for side, key in (("ours", "eager"), ("CleanRL", "cleanrl"), ("compiled", "compiled")):
