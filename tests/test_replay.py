@@ -266,3 +266,138 @@ def test_nstep_aggregator_state_dict_resumes_pending_steps_exactly():
             assert set(w) == set(g) and all(torch.equal(w[k], g[k]) for k in w)
     with pytest.raises(ValueError, match="n-step n 4 differs from the saved 3"):
         NStepAggregator(4, 0.9, 2).load_state_dict(state)
+
+
+# ---------------------------------------------------------------------- frame-deduplicating replay
+class _ScriptedFrameEnvs:
+    """``num_envs`` envs stepping frame stacks as gymnasium's ``FrameStackObservation`` does:
+    every frame distinct (random uint8 ``[H, W]``), episode lengths and their ends
+    (terminated / truncated) drawn from ``rng``; the reset stack is its frame padded with
+    ``padding`` ("reset": repeated, "zero": zeros)."""
+
+    def __init__(self, num_envs: int, K: int, hw: tuple[int, int], padding: str, rng: np.random.Generator):
+        self.n, self.K, self.hw, self.padding, self.rng = num_envs, K, hw, padding, rng
+        self.stacks = np.zeros((num_envs, K, *hw), np.uint8)
+        self.left = np.zeros(num_envs, np.int64)
+
+    def _frame(self) -> np.ndarray:
+        return self.rng.integers(0, 256, self.hw, dtype=np.uint8)
+
+    def reset(self, e: int) -> None:
+        f = self._frame()
+        self.stacks[e] = f if self.padding == "reset" else 0
+        self.stacks[e, -1] = f
+        self.left[e] = self.rng.choice([1, 1, 2, 3, 5, 8, 13])  # short and long episodes
+
+    def step(self):
+        """-> (next stacks, terminated, truncated): final stacks where an episode ended."""
+        nxt = np.concatenate([self.stacks[:, 1:], np.stack([self._frame() for _ in range(self.n)])[:, None]], axis=1)
+        self.left -= 1
+        ended = self.left == 0
+        terminated = ended & (self.rng.random(self.n) < 0.5)
+        return nxt, terminated, ended & ~terminated
+
+
+@pytest.mark.parametrize("num_envs, padding, prioritized", [(1, "reset", False), (3, "reset", True), (2, "zero", False)])
+def test_frame_stack_replay_batches_equal_a_buffer_of_stacks(num_envs, padding, prioritized):
+    """The frame-deduplicating replay returns exactly the batches (stacks, actions, n-step
+    returns, dones, priorities' effect) of a buffer storing obs and next_obs stacks, from the
+    same generator: across episode starts (padding), episode ends of every length, truncations,
+    several envs and many wrap-arounds of both rings."""
+    from functional_metarl.runners.replay import FrameStackReplay
+
+    K, hw, capacity, n = 4, (6, 5), 23, 3
+    rng = np.random.default_rng(7)
+    envs = _ScriptedFrameEnvs(num_envs, K, hw, padding, rng)
+    naive = PrioritizedReplay(capacity, num_actions=4) if prioritized else UniformReplay(capacity, num_actions=4)
+    lean = FrameStackReplay(capacity, (K, *hw), num_envs, prioritized=prioritized, padding=padding, n_step=n,
+                            num_actions=4)
+    agg_naive, agg_lean = NStepAggregator(n, 0.9, num_envs), NStepAggregator(n, 0.9, num_envs)
+    for e in range(num_envs):
+        envs.reset(e)
+    ids = lean.begin(torch.as_tensor(envs.stacks))
+    compared = 0
+    for t in range(400):
+        obs = envs.stacks.copy()
+        action = torch.as_tensor(rng.integers(0, 4, num_envs))
+        reward = torch.as_tensor(rng.normal(size=num_envs), dtype=torch.float32)
+        nxt, terminated, truncated = envs.step()
+        next_ids = lean.extend(torch.as_tensor(nxt))
+        out = agg_naive.push(torch.as_tensor(obs), action, reward, torch.as_tensor(nxt), terminated, truncated)
+        out_lean = agg_lean.push(ids, action, reward, next_ids, terminated, truncated)
+        assert (out is None) == (out_lean is None)
+        if out is not None:
+            naive.add(**out)
+            lean.add(**out_lean)
+        envs.stacks = nxt
+        ended = terminated | truncated
+        for e in np.flatnonzero(ended):
+            envs.reset(e)
+        ids = next_ids.clone()
+        if ended.any():
+            fresh = lean.begin(torch.as_tensor(envs.stacks), torch.as_tensor(ended))
+            ids[torch.as_tensor(ended)] = fresh[torch.as_tensor(ended)]
+        if len(naive) >= 8 and t % 7 == 0:
+            seed = 1000 + t
+            if prioritized:
+                a, slots_a, w_a = naive.sample(8, _gen(seed), beta=0.6)
+                b, slots_b, w_b = lean.sample(8, _gen(seed), beta=0.6)
+                assert torch.equal(slots_a, slots_b) and torch.equal(w_a, w_b)
+                p = torch.as_tensor(rng.random(8))
+                naive.update_priorities(slots_a, p)
+                lean.update_priorities(slots_b, p)
+            else:
+                a, b = naive.sample(8, _gen(seed)), lean.sample(8, _gen(seed))
+            for field in a._fields:
+                assert torch.equal(getattr(a, field), getattr(b, field)), (t, field)
+            compared += 1
+    assert compared > 40 and lean.written > 3 * capacity  # both rings wrapped several times
+    # episodes of 1-13 steps: a final frame per episode, more than the initial ring holds, so it grew
+    assert lean.num_frames > capacity + 2 * num_envs * (K + n + 1) + 64
+    # a checkpoint restores the same batches
+    restored = FrameStackReplay(capacity, (K, *hw), num_envs, prioritized=prioritized, padding=padding, n_step=n,
+                                num_actions=4)
+    restored.load_state_dict(lean.state_dict())
+    x, y = lean.gather(torch.arange(len(lean))), restored.gather(torch.arange(len(lean)))
+    assert all(torch.equal(getattr(x, f), getattr(y, f)) for f in x._fields)
+
+
+def test_frame_stack_replay_stores_about_one_frame_per_transition():
+    """At 4 x 84 x 84 uint8 the lean replay holds <= 7.5 KB per transition (a buffer of obs
+    and next_obs stacks: 56 KB), counted from its tensors once full."""
+    from functional_metarl.runners.replay import FrameStackReplay
+
+    capacity, K = 2_000, 4
+    lean = FrameStackReplay(capacity, (K, 84, 84), 1, prioritized=True, n_step=3, num_actions=6)
+    frame = torch.zeros((1, K, 84, 84), dtype=torch.uint8)
+    ids = lean.begin(frame)
+    for t in range(capacity + 100):  # 200-step episodes, one final frame each
+        nxt = torch.roll(frame, -1, dims=1)
+        nxt[0, -1] = t % 251
+        next_ids = lean.extend(nxt)
+        lean.add(ids, torch.zeros(1, dtype=torch.int64), torch.zeros(1), next_ids, torch.zeros(1))
+        frame, ids = nxt, next_ids
+        if t % 200 == 199:
+            frame = torch.full((1, K, 84, 84), t % 7, dtype=torch.uint8)
+            ids = lean.begin(frame)
+    naive_bytes = 2 * K * 84 * 84
+    assert lean.bytes_per_transition() <= 7.5 * 1024 < naive_bytes, lean.bytes_per_transition()
+
+
+def test_frame_stack_replay_refuses_what_it_cannot_rebuild():
+    from functional_metarl.runners.replay import FrameStackReplay
+
+    lean = FrameStackReplay(8, (3, 2, 2), 2)
+    stacks = torch.zeros((2, 3, 2, 2), dtype=torch.uint8)
+    stacks[:, 0] = 5  # not its last frame repeated
+    with pytest.raises(ValueError, match="padding='reset'"):
+        lean.begin(stacks)
+    lean.begin(torch.zeros((2, 3, 2, 2), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="shifted by one frame"):
+        lean.extend(torch.full((2, 3, 2, 2), 9, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"obs expected shape \(2, 3, 2, 2\)"):
+        lean.extend(torch.zeros((1, 3, 2, 2), dtype=torch.uint8))
+    with pytest.raises(TypeError, match="obs expected dtype"):
+        lean.begin(torch.zeros((2, 3, 2, 2)))
+    with pytest.raises(ValueError, match="padding must be one of"):
+        FrameStackReplay(8, (3, 2, 2), padding="edge")

@@ -28,6 +28,7 @@ __all__ = [
     "SumTree",
     "NStepAggregator",
     "importance_weights",
+    "FrameStackReplay",
 ]
 
 
@@ -518,3 +519,290 @@ class NStepAggregator:
             "done": torch.tensor([o[4] for o in out], dtype=torch.float32),
             "n_steps": torch.tensor([o[5] for o in out], dtype=torch.int64),
         }
+
+
+class FrameStackReplay:
+    """Replay for frame-stacked observations ``[K, H, W]`` (Atari's 4 x 84 x 84 uint8) that
+    stores every frame once, instead of an ``obs`` and a ``next_obs`` stack per transition.
+
+    Consecutive stacks of one episode share ``K - 1`` frames, and a transition's ``next_obs``
+    is a later stack of the same episode, so a naive buffer holds each frame up to ``2K`` times
+    (56 KB per transition at 4 x 84 x 84). Here each env step writes only its newest frame,
+    with a link to the frame before it in the same episode; a transition holds the *ids* of
+    its ``obs`` and ``next_obs`` newest frames, and the stacks are rebuilt at sampling by
+    following the links ``K - 1`` times. About one frame per transition (plus one per episode,
+    the final observation) and 56 bytes of bookkeeping: see :meth:`bytes_per_transition`.
+
+    Episode starts: a stack never reaches into the previous episode. Where the links stop
+    (the episode's first frame), the stack is padded as gymnasium's ``FrameStackObservation``
+    pads its reset observation: ``padding="reset"`` (its default) repeats the first frame,
+    ``padding="zero"`` puts zero frames. Every observation handed in is checked against that
+    (a reset stack must be its padded last frame, a later stack the previous one shifted by one
+    frame), so a sampled stack always equals the one the env returned.
+
+    Use, per vector-env step (what ``RainbowTrainer`` does for uint8 ``[K, H, W]`` observations):
+    ``ids = begin(obs, mask)`` for the stacks of fresh episodes; ``ids = extend(obs, mask)``
+    for the next stacks of continuing episodes (at an episode end: its final observation);
+    transitions go in with ``add(obs_id, action, reward, next_obs_id, done, n_steps)`` (ids
+    ``[B]`` int64 where a :class:`UniformReplay` takes stacks, e.g. from an
+    :class:`NStepAggregator` fed with ids); ``sample`` returns :class:`Transition` s of stacks
+    exactly as a :class:`UniformReplay` (or, with ``prioritized``, a :class:`PrioritizedReplay`)
+    holding the stacks would, from the same generator.
+
+    Args:
+        capacity: transitions kept (the oldest are overwritten).
+        stack_shape: ``(K, H, W)``.
+        num_envs: parallel envs (each has its own chain of frames).
+        prioritized: proportional prioritised replay (``alpha``, ``eps`` as :class:`PrioritizedReplay`).
+        padding: ``"reset"`` or ``"zero"``, as above.
+        n_step: the longest n-step window of the transitions to come (sizes the frames kept for
+            steps not yet stored).
+        device: where frames and transitions live.
+        num_actions: as :class:`UniformReplay`.
+        dtype: the frames' dtype (default uint8).
+    """
+
+    def __init__(self, capacity: int, stack_shape: Sequence[int], num_envs: int = 1, prioritized: bool = False,
+                 alpha: float = 0.5, eps: float = 1e-6, padding: str = "reset", n_step: int = 1,
+                 device: torch.device | str | None = None, num_actions: int | None = None,
+                 dtype: torch.dtype = torch.uint8):
+        self.capacity = checks.positive_int(capacity, "capacity")
+        self.num_envs = checks.positive_int(num_envs, "num_envs")
+        self.n_step = checks.positive_int(n_step, "n_step")
+        checks.flag(prioritized, "prioritized")
+        self.padding = checks.one_of(padding, "padding", ("reset", "zero"))
+        stack_shape = tuple(stack_shape)
+        if len(stack_shape) != 3:
+            raise ValueError(f"stack_shape must be (K, H, W), got {stack_shape!r}")
+        for i, s in enumerate(stack_shape):
+            checks.positive_int(s, f"stack_shape[{i}]")
+        self.stack_shape = stack_shape
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = dtype
+        self.prioritized = prioritized
+        self.transitions: UniformReplay = (
+            PrioritizedReplay(capacity, alpha, eps, self.device, num_actions) if prioritized
+            else UniformReplay(capacity, self.device, num_actions)
+        )
+        # Frames: serial s (the s-th frame written, from 0) lives in slot s % num_frames while
+        # s >= written - num_frames. Room for the stored transitions' frames (the final frame of
+        # each episode in the window included: grown on demand) and a headroom for what the envs
+        # still read: their current stacks and their steps not yet stored (at most n_step per
+        # env), each env step writing at most two frames (a final one and a reset one).
+        self._headroom = 2 * num_envs * (stack_shape[0] + self.n_step + 1) + 64
+        self.num_frames = capacity + self._headroom
+        self.frames = torch.zeros((self.num_frames, *stack_shape[1:]), dtype=dtype, device=self.device)
+        self.prev = torch.full((self.num_frames,), -1, dtype=torch.int64, device=self.device)  # serial before, -1: first
+        self.written = 0
+        self.heads = torch.full((num_envs,), -1, dtype=torch.int64)  # each env's newest frame serial (-1: none)
+        # The oldest serial each stored transition needs (its obs stack's first frame), and a
+        # lower bound of their minimum over the buffer (recomputed only when a write reaches it).
+        self._needs = torch.zeros(capacity, dtype=torch.int64, device=self.device)
+        self._need_floor = 0
+
+    def __len__(self) -> int:
+        return len(self.transitions)
+
+    @property
+    def size(self) -> int:
+        return self.transitions.size
+
+    # ------------------------------------------------------------------ frames
+    def _slot(self, serial: torch.Tensor) -> torch.Tensor:
+        return serial % self.num_frames
+
+    def stacks(self, ids: torch.Tensor) -> torch.Tensor:
+        """The stacks ``[B, K, H, W]`` whose newest frames are ``ids [B]`` (serials)."""
+        K = self.stack_shape[0]
+        ids = ids.to(self.device)
+        out = torch.empty((ids.shape[0], *self.stack_shape), dtype=self.dtype, device=self.device)
+        cur = ids
+        out[:, K - 1] = self.frames[self._slot(cur)]
+        padded = torch.zeros(ids.shape, dtype=torch.bool, device=self.device)
+        for j in range(K - 2, -1, -1):
+            before = self.prev[self._slot(cur)]
+            padded = padded | (before < 0)
+            cur = torch.where(before < 0, cur, before)  # at the episode's first frame: stay on it
+            out[:, j] = self.frames[self._slot(cur)]
+            if self.padding == "zero":
+                out[:, j][padded] = 0
+        return out
+
+    def _first_needed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The oldest serial the stacks of ``ids`` read (their first frame), ``[B]``."""
+        cur = ids.to(self.device)
+        for _ in range(self.stack_shape[0] - 1):
+            before = self.prev[self._slot(cur)]
+            cur = torch.where(before < 0, cur, before)
+        return cur
+
+    def _make_room(self, count: int) -> None:
+        """Before writing ``count`` frames: grow the frame ring if they would overwrite a frame
+        that a stored transition or an env's recent steps still read."""
+        # what the envs still read is within the last `_headroom` frames; the stored
+        # transitions' oldest frame: the floor (a lower bound), recomputed when reached
+        floor = self._need_floor
+        if self.written + count - self.num_frames < floor:
+            return
+        if self.size:
+            floor = int(self._needs[: self.size].min())
+            self._need_floor = floor
+        else:
+            floor = self.written
+        if self.written + count - self.num_frames < floor:
+            return
+        self._grow(self.written + count - floor + self._headroom)
+
+    def _grow(self, minimum: int) -> None:
+        new = max(minimum, self.num_frames + self.num_frames // 8)
+        live = torch.arange(max(0, self.written - self.num_frames), self.written, device=self.device)
+        frames = torch.zeros((new, *self.stack_shape[1:]), dtype=self.dtype, device=self.device)
+        prev = torch.full((new,), -1, dtype=torch.int64, device=self.device)
+        frames[live % new] = self.frames[live % self.num_frames]
+        prev[live % new] = self.prev[live % self.num_frames]
+        self.frames, self.prev, self.num_frames = frames, prev, new
+
+    def _write(self, frames: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        count = frames.shape[0]
+        self._make_room(count)
+        serials = torch.arange(self.written, self.written + count, device=self.device)
+        slots = self._slot(serials)
+        self.frames[slots] = frames.to(self.device, self.dtype)
+        self.prev[slots] = before.to(self.device)
+        self.written += count
+        return serials.cpu()
+
+    def _envs(self, mask: ArrayLike | None) -> torch.Tensor:
+        if mask is None:
+            return torch.arange(self.num_envs)
+        mask = checks.binary_mask(_as_tensor(mask, "mask"), "mask").bool().cpu()
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"mask expected shape ({self.num_envs},), got {tuple(mask.shape)}")
+        return torch.nonzero(mask).flatten()
+
+    def _check_stacks(self, obs: ArrayLike, envs: torch.Tensor) -> torch.Tensor:
+        obs = _as_tensor(obs, "obs")
+        if tuple(obs.shape) != (self.num_envs, *self.stack_shape):
+            raise ValueError(f"obs expected shape ({self.num_envs}, {', '.join(map(str, self.stack_shape))}), "
+                             f"got {tuple(obs.shape)}")
+        if obs.dtype != self.dtype:
+            raise TypeError(f"obs expected dtype {self.dtype}, got {obs.dtype}")
+        return obs[envs.to(obs.device)]
+
+    def begin(self, obs: ArrayLike, mask: ArrayLike | None = None) -> torch.Tensor:
+        """Record the first stacks of new episodes: ``obs [num_envs, K, H, W]``, used where
+        ``mask [num_envs]`` (default: every env). Returns the ids ``[num_envs]`` (int64; -1
+        outside the mask). Raises ``ValueError`` if a stack is not its last frame padded as ``padding``."""
+        envs = self._envs(mask)
+        stacks = self._check_stacks(obs, envs)
+        last = stacks[:, -1:]
+        pad = last.expand_as(stacks[:, :-1]) if self.padding == "reset" else torch.zeros_like(stacks[:, :-1])
+        if not torch.equal(stacks[:, :-1], pad):
+            raise ValueError(f"a first observation of an episode is not its frame padded with padding={self.padding!r} "
+                             "(gymnasium's FrameStackObservation padding_type): cannot rebuild it from its frames")
+        ids = torch.full((self.num_envs,), -1, dtype=torch.int64)
+        if envs.numel():
+            ids[envs] = self._write(stacks[:, -1], torch.full((envs.numel(),), -1, dtype=torch.int64))
+            self.heads[envs] = ids[envs]
+        return ids
+
+    def extend(self, obs: ArrayLike, mask: ArrayLike | None = None) -> torch.Tensor:
+        """Record the next stacks of continuing episodes (``obs [num_envs, K, H, W]``, used where
+        ``mask``; at an episode's end its final observation). Each must be that env's previous
+        stack shifted by one frame (``ValueError`` otherwise). Returns ids as :meth:`begin`."""
+        envs = self._envs(mask)
+        stacks = self._check_stacks(obs, envs)
+        heads = self.heads[envs]
+        if (heads < 0).any():
+            raise ValueError(f"extend: envs {envs[heads < 0].tolist()} have no episode begun (call begin first)")
+        ids = torch.full((self.num_envs,), -1, dtype=torch.int64)
+        if envs.numel():
+            previous = self.stacks(heads)
+            if not torch.equal(stacks[:, :-1].to(self.device), previous[:, 1:]):
+                raise ValueError("an observation is not the env's previous stack shifted by one frame: not a frame "
+                                 "stack, cannot be stored frame by frame")
+            ids[envs] = self._write(stacks[:, -1], heads)
+            self.heads[envs] = ids[envs]
+        return ids
+
+    # ------------------------------------------------------------------ transitions
+    def add(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike, done: ArrayLike,
+            n_steps: ArrayLike | None = None, check: bool = True) -> torch.Tensor:
+        """Store transitions whose ``obs`` / ``next_obs`` are frame ids ``[B]`` (from
+        :meth:`begin` / :meth:`extend`); the rest as :meth:`UniformReplay.add`. Returns the slots."""
+        obs_ids, next_ids = _as_tensor(obs, "obs"), _as_tensor(next_obs, "next_obs")
+        if check:
+            for name, ids in (("obs", obs_ids), ("next_obs", next_ids)):
+                checks.integer_tensor(ids, name, ndim=1)
+                if ids.numel() and (int(ids.min()) < max(0, self.written - self.num_frames) or int(ids.max()) >= self.written):
+                    raise ValueError(f"{name} must hold ids of stored frames (from begin / extend)")
+        slots = self.transitions.add(obs_ids, action, reward, next_ids, done, n_steps, check)
+        need = self._first_needed(obs_ids)
+        self._needs[slots.to(self.device)] = need
+        self._need_floor = min(self._need_floor, int(need.min()))
+        return slots
+
+    def _stacked(self, batch: Transition) -> Transition:
+        return batch._replace(obs=self.stacks(batch.obs), next_obs=self.stacks(batch.next_obs))
+
+    def gather(self, slots: torch.Tensor, check: bool = True) -> Transition:
+        """The transitions at ``slots [B]``, with their stacks rebuilt."""
+        return self._stacked(self.transitions.gather(slots, check))
+
+    def sample(self, batch_size: int, generator: torch.Generator, beta: float = 1.0):
+        """As the transition buffer's ``sample`` (uniform: a :class:`Transition`; prioritized:
+        ``(batch, slots, weights)``), with the stacks rebuilt: the same draws, the same batch."""
+        if self.prioritized:
+            batch, slots, weights = self.transitions.sample(batch_size, generator, beta=beta)
+            return self._stacked(batch), slots, weights
+        return self._stacked(self.transitions.sample(batch_size, generator))
+
+    def update_priorities(self, slots: torch.Tensor, priorities: torch.Tensor) -> None:
+        """As :meth:`PrioritizedReplay.update_priorities` (prioritized only)."""
+        if not self.prioritized:
+            raise TypeError("update_priorities needs prioritized=True")
+        self.transitions.update_priorities(slots, priorities)
+
+    # ------------------------------------------------------------------ memory
+    def nbytes(self) -> int:
+        """Bytes held: the frame ring, its links, the transitions' fields (ids included), their
+        frame floors and, when prioritized, the sum tree."""
+        total = self.frames.nbytes + self.prev.nbytes + self._needs.nbytes
+        if self.transitions._storage is not None:
+            total += sum(v.nbytes for v in self.transitions._storage.values())
+        if self.prioritized:
+            total += self.transitions.tree.tree.nbytes
+        return total
+
+    def bytes_per_transition(self) -> float:
+        """:meth:`nbytes` over the capacity (once a transition is stored, so the fields are allocated)."""
+        return self.nbytes() / self.capacity
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """The transitions, the live frames with their links, the counters and each env's head."""
+        start = max(0, self.written - self.num_frames)
+        live = torch.arange(start, self.written, device=self.device)
+        return {
+            "transitions": self.transitions.state_dict(),
+            "num_frames": self.num_frames,
+            "written": self.written,
+            "frames": self.frames[self._slot(live)].cpu(),
+            "prev": self.prev[self._slot(live)].cpu(),
+            "heads": self.heads.clone(),
+            "needs": self._needs[: self.size].cpu(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` wrote."""
+        self.transitions.load_state_dict(state["transitions"])
+        self.num_frames, self.written = int(state["num_frames"]), int(state["written"])
+        self.frames = torch.zeros((self.num_frames, *self.stack_shape[1:]), dtype=self.dtype, device=self.device)
+        self.prev = torch.full((self.num_frames,), -1, dtype=torch.int64, device=self.device)
+        live = torch.arange(max(0, self.written - self.num_frames), self.written, device=self.device)
+        self.frames[self._slot(live)] = state["frames"].to(self.device, self.dtype)
+        self.prev[self._slot(live)] = state["prev"].to(self.device)
+        self.heads = state["heads"].clone()
+        self._needs.zero_()
+        self._needs[: self.size] = state["needs"].to(self.device)
+        self._need_floor = int(state["needs"].min()) if self.size else 0
