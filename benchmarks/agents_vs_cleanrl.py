@@ -221,6 +221,18 @@ def run_ours(name: str, row: dict, args, compile_: bool) -> dict:
         trainer, step_attr, update_attr = build_ours(name, row, args, compile_, notes)
     except KeyError as exc:
         return {"status": str(exc.args[0]), "notes": notes}
+    except Exception as exc:  # noqa: BLE001 (a row that cannot be built is reported, the others still run)
+        return {"status": f"ours failed to build: {type(exc).__name__}: {exc}", "notes": notes}
+    try:
+        out = _time_ours(trainer, step_attr, update_attr, row, args)
+    except Exception as exc:  # noqa: BLE001
+        return {"status": f"ours failed: {type(exc).__name__}: {exc}", "notes": notes}
+    out["notes"] = notes
+    return out
+
+
+def _time_ours(trainer, step_attr: str, update_attr: str, row: dict, args) -> dict:
+    """The random-action phase, then a stamp every STAMP_EVERY env steps up to the last."""
     torch.set_num_threads(1)
     stamps: list[tuple[int, float, int]] = []  # (env steps, wall time, updates)
     try:
@@ -239,7 +251,7 @@ def run_ours(name: str, row: dict, args, compile_: bool) -> dict:
     finally:
         trainer.close()
     out = _rates(stamps)
-    out.update(status="ok", notes=notes, warmup_s=stamps[0][1] - t_start)
+    out.update(status="ok", warmup_s=stamps[0][1] - t_start)
     return out
 
 
