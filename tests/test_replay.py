@@ -287,7 +287,7 @@ class _ScriptedFrameEnvs:
         f = self._frame()
         self.stacks[e] = f if self.padding == "reset" else 0
         self.stacks[e, -1] = f
-        self.left[e] = self.rng.choice([1, 1, 2, 3, 5, 8, 13])  # short and long episodes
+        self.left[e] = self.rng.choice([1, 1, 1, 1, 2, 3, 5, 8, 13])  # short and long episodes
 
     def step(self):
         """-> (next stacks, terminated, truncated): final stacks where an episode ended."""
@@ -306,7 +306,7 @@ def test_frame_stack_replay_batches_equal_a_buffer_of_stacks(num_envs, padding, 
     several envs and many wrap-arounds of both rings."""
     from functional_metarl.runners.replay import FrameStackReplay
 
-    K, hw, capacity, n = 4, (6, 5), 23, 3
+    K, hw, capacity, n = 4, (6, 5), 61, 3
     rng = np.random.default_rng(7)
     envs = _ScriptedFrameEnvs(num_envs, K, hw, padding, rng)
     naive = PrioritizedReplay(capacity, num_actions=4) if prioritized else UniformReplay(capacity, num_actions=4)
@@ -317,7 +317,7 @@ def test_frame_stack_replay_batches_equal_a_buffer_of_stacks(num_envs, padding, 
         envs.reset(e)
     ids = lean.begin(torch.as_tensor(envs.stacks))
     compared = 0
-    for t in range(400):
+    for t in range(600):
         obs = envs.stacks.copy()
         action = torch.as_tensor(rng.integers(0, 4, num_envs))
         reward = torch.as_tensor(rng.normal(size=num_envs), dtype=torch.float32)
@@ -353,7 +353,7 @@ def test_frame_stack_replay_batches_equal_a_buffer_of_stacks(num_envs, padding, 
             compared += 1
     assert compared > 40 and lean.written > 3 * capacity  # both rings wrapped several times
     # episodes of 1-13 steps: a final frame per episode, more than the initial ring holds, so it grew
-    assert lean.num_frames > capacity + 2 * num_envs * (K + n + 1) + 64
+    assert lean.num_frames > capacity + 2 * num_envs * (K + n + 1), lean.num_frames
     # a checkpoint restores the same batches
     restored = FrameStackReplay(capacity, (K, *hw), num_envs, prioritized=prioritized, padding=padding, n_step=n,
                                 num_actions=4)

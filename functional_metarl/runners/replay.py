@@ -589,7 +589,7 @@ class FrameStackReplay:
         # each episode in the window included: grown on demand) and a headroom for what the envs
         # still read: their current stacks and their steps not yet stored (at most n_step per
         # env), each env step writing at most two frames (a final one and a reset one).
-        self._headroom = 2 * num_envs * (stack_shape[0] + self.n_step + 1) + 64
+        self._headroom = 2 * num_envs * (stack_shape[0] + self.n_step + 1)
         self.num_frames = capacity + self._headroom
         self.frames = torch.zeros((self.num_frames, *stack_shape[1:]), dtype=dtype, device=self.device)
         self.prev = torch.full((self.num_frames,), -1, dtype=torch.int64, device=self.device)  # serial before, -1: first
