@@ -1,5 +1,8 @@
 """DDPG / TD3: pure targets and losses against hand computations, replay validation, a short
-learning run on Pendulum-v1, checkpoints, and the HalfCheetah example (skipped without MuJoCo)."""
+learning run on Pendulum-v1, checkpoints, and the HalfCheetah example (skipped without MuJoCo).
+The fast paths (issue 27): eager numbers equal to params recorded before that work, the pure
+nets' forward equal to functional_call, vector envs (num_envs) with exact resume, the compiled
+update against the eager one, and the new settings' bad values."""
 
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from functional_metarl import nn as fnn
+from functional_metarl.optim import adam as rl_adam
 from functional_metarl import rl
 from functional_metarl.rl import TransitionBatch
 from functional_metarl.runners import DDPGConfig, DDPGTrainer, TensorReplay
+from functional_metarl.runners.ddpg import DDPGState, make_update
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -316,3 +321,185 @@ def test_halfcheetah_example_runs(tmp_path, monkeypatch):
     assert summary["steps"] == 150 and summary["env"] == "HalfCheetah-v5"
     assert math.isfinite(summary["updates_per_s"]) and summary["updates_per_s"] > 0  # 50 TD3 updates ran
     assert (tmp_path / "checkpoint.pt").is_file()
+
+
+# ----------------------------------------------------------------------------- fast paths (issue 27)
+def _reference_cases():
+    spec = importlib.util.spec_from_file_location("make_ddpg_reference", ROOT / "tests" / "data" / "make_ddpg_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # its __main__ block (which writes the file) does not run
+    return module
+
+
+@pytest.mark.parametrize("case", ["td3", "ddpg_2updates", "lillicrap"])
+def test_eager_run_equals_the_params_recorded_before_the_fast_path(case):
+    """Same seed, same settings -> bit for bit the params, targets, Adam moments, returns and
+    counters that the per-leaf code wrote (tests/data/make_ddpg_reference.py, recorded at 1
+    thread on this CPU before the foreach / pure-update / num_envs work): the eager num_envs=1
+    path is the reference, unchanged."""
+    torch.set_num_threads(1)
+    module = _reference_cases()
+    ref = torch.load(ROOT / "tests" / "data" / "ddpg_reference_params.pt")[case]
+    trainer = DDPGTrainer(module.config(module.CASES[case]))
+    trainer.train(progress=False)
+    for name in ("actor_params", "critic_params", "target_actor_params", "target_critic_params"):
+        for k, v in ref[name].items():
+            assert torch.equal(getattr(trainer, name)[k], v), (name, k)
+    assert all(torch.equal(trainer.critic_opt_state.mu[k], v) for k, v in ref["critic_opt_mu"].items())
+    assert all(torch.equal(trainer.actor_opt_state.nu[k], v) for k, v in ref["actor_opt_nu"].items())
+    assert (trainer.critic_updates, trainer.steps) == (ref["critic_updates"], ref["steps"])
+    assert [row["return"] for row in trainer.history if "return" in row] == ref["returns"]
+
+
+@pytest.mark.parametrize("action_layer", [0, 1])
+def test_pure_forward_equals_functional_call_bit_for_bit(action_layer):
+    actor = fnn.deterministic_actor(3, 2, LOW.tolist(), HIGH.tolist(), hidden=(7, 5))
+    critic = fnn.q_critic(3, 2, hidden=(7, 5), action_layer=action_layer)
+    pa, pc = actor.init(0), critic.init(1)
+    obs = torch.randn(9, 3) * 3
+    x = torch.cat([obs, torch.rand(9, 2)], -1)
+    assert torch.equal(actor.apply(pa, obs), torch.func.functional_call(actor.module, pa, (obs,)))
+    assert torch.equal(actor.apply(pa, obs[0]), torch.func.functional_call(actor.module, pa, (obs[0],)))
+    assert torch.equal(critic.apply(pc, x), torch.func.functional_call(critic.module, pc, (x,)))
+    twin = {k: torch.stack([v, v * 0.5]) for k, v in pc.items()}
+    assert torch.equal(torch.vmap(critic.apply, in_dims=(0, None))(twin, x),
+                       torch.vmap(lambda p, y: torch.func.functional_call(critic.module, p, (y,)), in_dims=(0, None))(twin, x))
+
+
+def test_losses_stay_tensors_between_records():
+    """No host sync in the hot loop: the update's losses are 0-d tensors; only an episode's
+    record turns them into floats."""
+    cfg = DDPGConfig(algo="td3", iterations=230, start_steps=20, batch_size=8, hidden=(8,), device="cpu")
+    trainer = DDPGTrainer(cfg)
+    for _ in range(30):
+        assert trainer.run_iteration() == {}
+    assert set(trainer.last_losses) == {"critic_loss", "actor_loss"} or set(trainer.last_losses) == {"critic_loss"}
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in trainer.last_losses.values())
+    record = {}
+    while not record:
+        record = trainer.run_iteration()
+    assert isinstance(record["critic_loss"], float) and record["step"] == 200
+
+
+def test_policy_delay_applies_to_ddpg_when_set():
+    """Unset, DDPG updates its actor on every critic update (today's runs); ``policy_delay=2``
+    (CleanRL's DDPG) updates it on every second."""
+    assert DDPGConfig(algo="ddpg").actor_delay == 1 and DDPGConfig(algo="td3").actor_delay == 2
+    assert DDPGConfig(algo="ddpg", policy_delay=2).actor_delay == 2
+    cfg = DDPGConfig(algo="ddpg", policy_delay=2, iterations=100, start_steps=20, batch_size=8, hidden=(8,), device="cpu")
+    trainer = DDPGTrainer(cfg)
+    before = {k: v.clone() for k, v in trainer.actor_params.items()}
+    for _ in range(21):
+        trainer.train_iteration()
+    assert trainer.critic_updates == 1 and all(torch.equal(before[k], v) for k, v in trainer.actor_params.items())
+    trainer.train_iteration()
+    assert not all(torch.equal(before[k], v) for k, v in trainer.actor_params.items())
+
+
+def test_num_envs_steps_updates_and_records():
+    cfg = DDPGConfig(algo="td3", iterations=210, num_envs=3, start_steps=60, batch_size=8, hidden=(8,), device="cpu")
+    trainer = DDPGTrainer(cfg)
+    trainer.train(progress=False)
+    # 210 iterations x 3 envs; updates start after 60 env steps (iteration 21): one per env step
+    assert trainer.steps == 630 and trainer.critic_updates == 3 * (210 - 20)
+    assert trainer.episodes_done == 3
+    (row,) = [r for r in trainer.history if "return" in r]
+    assert row["episodes_ended"] == 3 and row["step"] == 600 and row["length"] == 200
+    assert trainer.replay.size == 630 and trainer.envs.num_envs == 3
+    # the three envs ran different episodes (seeds seed+0, seed+1, seed+2)
+    obs = trainer.replay.storage.obs
+    assert not torch.equal(obs[0], obs[1]) and not torch.equal(obs[1], obs[2])
+    once = DDPGTrainer(DDPGConfig(**{**cfg.to_dict(), "hidden": (8,), "updates_per_iteration": 1}))
+    once.train(progress=False)
+    assert once.critic_updates == 210 - 20  # CleanRL's habit: one update per vector step
+
+
+def _uneven_vector_env(seed_offsets=(50, 70)):
+    """Two Pendulum envs whose episodes end at different steps (time limits 50 and 70)."""
+    def make(limit):
+        return lambda: gym.wrappers.TimeLimit(gym.make("Pendulum-v1").unwrapped, max_episode_steps=limit)
+    return gym.vector.SyncVectorEnv([make(n) for n in seed_offsets], autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+
+
+def test_num_envs_resume_is_exact_with_uneven_episodes(tmp_path):
+    """Envs whose episodes end at different steps: a checkpoint taken while one env is mid-episode
+    and the other just ended resumes to the straight run's state (replays aligned to the end)."""
+    cfg = DDPGConfig(algo="td3", iterations=180, num_envs=2, start_steps=30, batch_size=8, hidden=(8,), device="cpu",
+                     exploration="ou", checkpoint_every=1000)
+    straight = DDPGTrainer(cfg, env=_uneven_vector_env())
+    straight.train(progress=False)
+    interrupted = DDPGTrainer(cfg, output_dir=tmp_path, env=_uneven_vector_env())
+    for _ in range(140):  # env 0 ended at 50, 100 and 150 steps: at 140 it is 40 steps in; env 1 70 steps in (ended at 140)
+        interrupted.train_iteration()
+    interrupted.save_checkpoint()
+    episodes = interrupted.runner_state()["episode"]
+    assert episodes[0]["actions"].shape == (40, 1) and episodes[1] is None
+    resumed = DDPGTrainer(cfg, output_dir=tmp_path, env=_uneven_vector_env())
+    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    resumed.train(progress=False)
+    assert resumed.history == straight.history
+    for name in ("actor_params", "critic_params", "target_critic_params"):
+        mine, theirs = getattr(resumed, name), getattr(straight, name)
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
+    assert torch.equal(resumed.generator.get_state(), straight.generator.get_state())
+
+
+@pytest.mark.parametrize(
+    "settings, error, match",
+    [
+        (dict(num_envs=0), ValueError, "num_envs"),
+        (dict(num_envs=2.0), TypeError, "num_envs must be an int"),
+        (dict(updates_per_iteration=0), ValueError, "updates_per_iteration"),
+        (dict(updates_per_iteration=1, updates_per_step=2), ValueError, "updates_per_step .* updates_per_iteration"),
+        (dict(policy_delay=0), ValueError, "policy_delay"),
+        (dict(compile="yes"), TypeError, "compile must be a bool"),
+        (dict(iterations=100, num_envs=4, start_steps=400), ValueError, r"learning_starts \(400\) must be below iterations \* num_envs"),
+        (dict(iterations=10, num_envs=4, start_steps=0, batch_size=50), ValueError, r"batch_size \(50\) must not exceed iterations \* num_envs"),
+    ],
+)
+def test_new_settings_reject_bad_values(settings, error, match):
+    with pytest.raises(error, match=match):
+        DDPGConfig(**settings)
+
+
+def test_env_must_match_num_envs():
+    cfg = DDPGConfig(iterations=100, num_envs=2, start_steps=10, batch_size=8, hidden=(8,), device="cpu")
+    with pytest.raises(ValueError, match="num_envs=2 needs a gymnasium vector env"):
+        DDPGTrainer(cfg, env=gym.make("Pendulum-v1"))
+    with pytest.raises(ValueError, match="vector env of 3 envs but num_envs=2"):
+        DDPGTrainer(cfg, env=gym.make_vec("Pendulum-v1", num_envs=3, vectorization_mode="sync",
+                                          vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED}))
+    with pytest.raises(ValueError, match="autoreset_mode"):
+        DDPGTrainer(cfg, env=gym.make_vec("Pendulum-v1", num_envs=2, vectorization_mode="sync"))
+
+
+def test_compiled_update_matches_eager():
+    """``compile=True`` (torch.compile of the whole update: replay gather, targets, grads, foreach
+    Adam, Polyak) against eager on the same state and draws: same params after 6 updates within
+    1e-4 relative / 1e-5 absolute (float rounding of fused kernels; not bit-equal). One tiny
+    graph: TD3 with policy_delay=1, so every update takes the actor step."""
+    torch.manual_seed(0)
+    actor = fnn.deterministic_actor(3, 2, LOW.tolist(), HIGH.tolist(), hidden=(8,))
+    critic = fnn.q_critic(3, 2, hidden=(8,))
+    twin = {k: torch.stack([a, b]) for (k, a), b in zip(critic.init(1).items(), critic.init(2).values())}
+    pa = actor.init(0)
+    opt_a, opt_c = rl_adam(1e-2), rl_adam(1e-2)
+    state = DDPGState(pa, twin, {k: v.clone() for k, v in pa.items()}, {k: v.clone() for k, v in twin.items()},
+                      opt_a.init(pa), opt_c.init(twin))
+    update = make_update(actor, critic, opt_a, opt_c, twin=True, gamma=0.99, tau=0.1, policy_noise=0.2 * (HIGH - LOW) / 2,
+                         noise_clip=0.5 * (HIGH - LOW) / 2, action_low=LOW, action_high=HIGH)
+    compiled = torch.compile(update)
+    g = torch.Generator().manual_seed(0)
+    storage = TransitionBatch(torch.randn(32, 3, generator=g), torch.rand(32, 2, generator=g) * (HIGH - LOW) + LOW,
+                              torch.randn(32, generator=g), torch.randn(32, 3, generator=g),
+                              (torch.rand(32, generator=g) < 0.1).float())
+    eager_state, compiled_state = state, state
+    for _ in range(6):
+        idx = torch.randint(0, 32, (16,), generator=g)
+        eps = torch.randn(16, 2, generator=g)
+        eager_state, closs_e, aloss_e = update(eager_state, storage, idx, eps, True)
+        compiled_state, closs_c, aloss_c = compiled(compiled_state, storage, idx, eps, True)
+        torch.testing.assert_close(closs_c, closs_e, rtol=1e-4, atol=1e-5)
+    for a, b in zip(torch.utils._pytree.tree_leaves(compiled_state), torch.utils._pytree.tree_leaves(eager_state)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(eager_state.actor["net.0.weight"], pa["net.0.weight"])  # the actor did move

@@ -10,6 +10,11 @@ sec. 7); with ``action_layer=0`` (Fujimoto et al. 2018) it is concatenated at th
 Both keep the one-input ``Functional.apply(params, x)`` interface, so params stay a plain
 ``dict[str, Tensor]`` and an ensemble of critics is a params dict stacked on a leading axis,
 evaluated with ``vmap(critic.apply, in_dims=(0, None))``.
+
+Both carry a pure ``(params, x)`` forward made of the template's own ops (``F.linear``, the
+activation's function, ``torch.tanh`` and the same bound arithmetic), which ``apply`` runs
+instead of ``functional_call``: the same numbers bit for bit (a test compares them), without
+swapping tensors into the module on every call (DDPG / TD3 act on one observation per env step).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import torch
 from torch import nn
 
 from .. import checks
-from .core import ACTIVATIONS, Functional, check_mlp_args, init_linear
+import torch.nn.functional as F
+
+from .core import _ACTIVATION_FNS, ACTIVATIONS, Functional, check_mlp_args, init_linear
 
 __all__ = ["deterministic_actor", "q_critic"]
 
@@ -124,7 +131,26 @@ def deterministic_actor(
     check_mlp_args(obs_dim, act_dim, hidden, activation)
     low, high = _check_bounds(action_low, action_high, act_dim)
     _check_final_init(final_init)
-    return Functional(lambda: _Actor(obs_dim, act_dim, hidden, activation, low, high, final_init), obs_dim)
+    act = _ACTIVATION_FNS[activation]
+    num_layers = len(hidden) + 1
+    bounds: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (device, dtype) -> (low, high): built once
+
+    def pure_apply(params, obs: torch.Tensor) -> torch.Tensor:
+        # _Actor.forward, op for op: Sequential(Linear, act, ..., Linear), then the tanh bounds.
+        h = obs
+        for i in range(num_layers):
+            h = F.linear(h, params[f"net.{2 * i}.weight"], params[f"net.{2 * i}.bias"])
+            if i < num_layers - 1:
+                h = act(h)
+        key = (obs.device, obs.dtype)
+        if key not in bounds:
+            bounds[key] = (torch.tensor(low, device=obs.device, dtype=obs.dtype),
+                           torch.tensor(high, device=obs.device, dtype=obs.dtype))
+        lo, hi = bounds[key]
+        return lo + (torch.tanh(h) + 1.0) * 0.5 * (hi - lo)
+
+    return Functional(lambda: _Actor(obs_dim, act_dim, hidden, activation, low, high, final_init), obs_dim,
+                      pure_apply=pure_apply)
 
 
 def q_critic(
@@ -146,6 +172,19 @@ def q_critic(
     _check_final_init(final_init)
     if action_layer == 1 and len(hidden) < 2:
         raise ValueError(f"action_layer=1 needs at least two hidden layers, got hidden={hidden}")
+    act = _ACTIVATION_FNS[activation]
+
+    def pure_apply(params, x: torch.Tensor) -> torch.Tensor:
+        # _Critic.forward, op for op.
+        obs, action = x[..., :obs_dim], x[..., obs_dim:]
+        h = x if action_layer == 0 else obs
+        for i in range(len(hidden)):
+            if i == 1 and action_layer == 1:
+                h = torch.cat([h, action], dim=-1)
+            h = act(F.linear(h, params[f"hidden.{i}.weight"], params[f"hidden.{i}.bias"]))
+        return F.linear(h, params["out.weight"], params["out.bias"]).squeeze(-1)
+
     return Functional(
-        lambda: _Critic(obs_dim, act_dim, hidden, activation, action_layer, final_init), obs_dim + act_dim
+        lambda: _Critic(obs_dim, act_dim, hidden, activation, action_layer, final_init), obs_dim + act_dim,
+        pure_apply=pure_apply,
     )

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import optree
 import torch
 from torch.func import vmap
 
@@ -226,15 +227,21 @@ def dpg_actor_loss(actor_params: Params, critic_params: Params, obs: torch.Tenso
 
 
 # ---------------------------------------------------------------------------- small helpers
-def polyak_update(target: Tree, online: Tree, tau: float | torch.Tensor) -> Tree:
+def polyak_update(target: Tree, online: Tree, tau: float | torch.Tensor, foreach: bool = False) -> Tree:
     """Soft target update ``target <- tau * online + (1 - tau) * target``, leaf-wise, out of place.
 
     ``tau`` in ``[0, 1]``: 0 keeps the target, 1 copies the online params. The result carries no
-    gradient.
+    gradient. ``foreach=True`` computes the same ops (``tau * o``, ``(1 - tau) * t``, their sum)
+    with one ``torch._foreach_*`` call each over all leaves: bit-equal, fewer dispatches.
     """
     if not isinstance(tau, torch.Tensor):
         checks.probability(tau, "tau")
     checks.same_structure(online, "online", target, "target")
+    if checks.flag(foreach, "foreach"):
+        t_leaves, spec = optree.tree_flatten(target, none_is_leaf=False)
+        mixed = torch._foreach_mul(optree.tree_leaves(online, none_is_leaf=False), tau)
+        torch._foreach_add_(mixed, torch._foreach_mul(t_leaves, 1.0 - tau))
+        return optree.tree_unflatten(spec, [x.detach() for x in mixed])
 
     def mix(t: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         return (tau * o + (1.0 - tau) * t).detach()
