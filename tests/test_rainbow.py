@@ -331,3 +331,140 @@ def test_gradient_clipping_is_a_chained_optimizer():
     assert isinstance(plain.opt_state, AdamState)
     for t in (trainer, plain):
         t.close()
+
+
+# ---------------------------------------------------------------------- issue 27: the fast path
+def _reference_cases():
+    """The configs of tests/data/make_rainbow_reference.py (its CASES), read from that script."""
+    from pathlib import Path
+
+    source = (Path(__file__).parent / "data" / "make_rainbow_reference.py").read_text()
+    namespace: dict = {}
+    exec(source.split("out = {}")[0], namespace)  # the imports and CASES, not the recording
+    return namespace["CASES"]
+
+
+@pytest.mark.parametrize("case", ["full", "full_2envs", "dqn"])
+def test_fast_path_gives_the_params_of_the_code_before_it(case):
+    """Same seed, same params, bit for bit: the eager fast path (unchecked forward, batched
+    losses, autograd, unchecked replay writes, skipped forwards when exploring) against params
+    recorded with the code before it (tests/data/rainbow_reference_params.pt, written by
+    tests/data/make_rainbow_reference.py at commit 3781ac6): full Rainbow, two envs, DQN-style."""
+    from pathlib import Path
+
+    from functional_metarl.runners import RainbowConfig, RainbowTrainer
+
+    reference = torch.load(Path(__file__).parent / "data" / "rainbow_reference_params.pt")[case]
+    trainer = RainbowTrainer(RainbowConfig(**_reference_cases()[case]))
+    try:
+        trainer.train(progress=False)
+    finally:
+        trainer.close()
+    assert trainer.updates == reference["updates"]
+    assert list(trainer.recent_returns) == reference["returns"]
+    for k, v in reference["params"].items():
+        assert torch.equal(trainer.params[k], v), k
+
+
+@pytest.mark.parametrize("distributional, double, huber", [(True, True, 1.0), (True, False, 1.0), (False, True, 1.0),
+                                                           (False, False, None)])
+def test_unchecked_rainbow_loss_equals_the_vmapped_one(distributional, double, huber):
+    """rainbow_loss(checked=False) (batched ops, apply_unchecked) gives the vmapped, checked
+    loss, priorities and gradients exactly, with noise on."""
+    from functional_metarl.runners.replay import Transition
+
+    g = _gen(11)
+    B, A, K = 16, 3, 11
+    net = fnn.rainbow_mlp(5, A, K if distributional else 1, (12,), 10, dueling=True, noisy=True)
+    params, target = net.init(0), net.init(1)
+    atoms = torch.linspace(-2.0, 6.0, K) if distributional else None
+    batch = Transition(torch.randn(B, 5, generator=g), torch.randint(A, (B,), generator=g),
+                       torch.randn(B, generator=g), torch.randn(B, 5, generator=g),
+                       (torch.rand(B, generator=g) < 0.3).float(), torch.randint(1, 4, (B,), generator=g))
+    weights = torch.rand(B, generator=g)
+    noise = (net.sample_noise(g), net.sample_noise(g))
+    out = {}
+    for checked in (True, False):
+        loss = partial(rainbow_loss, net=net, atoms=atoms, gamma=0.9, double=double, huber_delta=huber, checked=checked)
+        out[checked] = grad_and_value(loss, has_aux=True)(params, target, batch, weights, *noise)
+    (g1, (l1, p1)), (g2, (l2, p2)) = out[True], out[False]
+    assert torch.equal(l1, l2) and torch.equal(p1, p2)
+    assert all(torch.equal(g1[k], g2[k]) for k in g1)
+
+
+def test_apply_unchecked_equals_apply():
+    g = _gen(2)
+    for net in (fnn.rainbow_mlp(4, 2, 7, (8, 8), 6, dueling=True, noisy=True),
+                fnn.rainbow_cnn((4, 30, 30), 5, 1, None, dueling=False, noisy=False, arch="data_efficient")):
+        params = net.init(3)
+        obs = torch.randint(0, 256, (3, *net.obs_shape), dtype=torch.uint8) if len(net.obs_shape) == 3 \
+            else torch.randn(3, *net.obs_shape, generator=g)
+        for noise in (None, net.sample_noise(g) if net.noisy else None):
+            assert torch.equal(net.apply(params, obs, noise), net.apply_unchecked(params, obs, noise))
+
+
+class _FlickerEnv:
+    """A tiny frame env for the frame replay: random uint8 30x30 frames, 3 actions, episodes of
+    1-11 steps ending terminated or truncated, all a function of the reset seed and the actions."""
+
+    @staticmethod
+    def make():
+        import gymnasium as gym
+
+        class Flicker(gym.Env):
+            observation_space = gym.spaces.Box(0, 255, (30, 30), np.uint8)
+            action_space = gym.spaces.Discrete(3)
+
+            def reset(self, *, seed=None, options=None):
+                super().reset(seed=seed)
+                self.t, self.length = 0, int(self.np_random.integers(1, 12))
+                return self.np_random.integers(0, 256, (30, 30), dtype=np.uint8), {}
+
+            def step(self, action):
+                self.t += 1
+                end = self.t >= self.length
+                terminated = end and bool(self.np_random.random() < 0.5)
+                frame = self.np_random.integers(0, 256, (30, 30), dtype=np.uint8)
+                return frame, float(action == 1), terminated, end and not terminated, {}
+
+        return gym.wrappers.FrameStackObservation(Flicker(), 4)
+
+
+def _flicker_vector_env(config):
+    import gymnasium as gym
+
+    return gym.vector.SyncVectorEnv([_FlickerEnv.make for _ in range(config.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_frame_replay_trains_exactly_as_a_buffer_of_stacks(prioritized, tmp_path):
+    """The runner on stacked uint8 frames (two envs, 1-11-step episodes, n = 3, a replay that
+    wraps): dedup_frames=True (FrameStackReplay) reaches the same params as dedup_frames=False
+    (obs and next_obs stacks), and a resumed run continues exactly."""
+    from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer
+    from functional_metarl.runners.replay import FrameStackReplay
+
+    cfg = dict(iterations=60, num_envs=2, learning_starts=40, batch_size=8, buffer_size=48, n_step=3, num_atoms=5,
+               network="data_efficient_cnn", target_update=20, seed=5, prioritized=prioritized, checkpoint_every=30,
+               log_every=40)
+    params = {}
+    for dedup in (True, False):
+        trainer = RainbowTrainer(RainbowConfig(**cfg, dedup_frames=dedup), output_dir=tmp_path / str(dedup),
+                                 env_fn=_flicker_vector_env)
+        assert isinstance(trainer.buffer, FrameStackReplay) == dedup
+        trainer.train(progress=False)
+        params[dedup] = trainer.params
+        trainer.close()
+    assert all(torch.equal(params[True][k], params[False][k]) for k in params[True])
+    resumed = RainbowTrainer(RainbowConfig(**{**cfg, "iterations": 70}), output_dir=tmp_path / "True",
+                             env_fn=_flicker_vector_env)
+    resumed.load_checkpoint(tmp_path / "True" / CHECKPOINT_FILE)
+    resumed.train(progress=False)
+    unbroken = RainbowTrainer(RainbowConfig(**cfg), env_fn=_flicker_vector_env)  # the same budgets, never stopped
+    unbroken.train(progress=False)
+    unbroken.config.iterations = 70
+    unbroken.train(progress=False)
+    assert all(torch.equal(resumed.params[k], unbroken.params[k]) for k in unbroken.params)
+    for t in (resumed, unbroken):
+        t.close()

@@ -50,7 +50,7 @@ from ..optim import GradientTransformation, adam, apply_updates, chain, clip_by_
 from ..rl import categorical_q_values, rainbow_loss
 from ..tree import Params, tree_map
 from .base import RunConfig, Runner, restore_like
-from .replay import NStepAggregator, PrioritizedReplay, UniformReplay
+from .replay import FrameStackReplay, NStepAggregator, PrioritizedReplay, UniformReplay
 
 __all__ = ["RainbowConfig", "RainbowTrainer", "autograd_grad_and_value", "episode_seed", "make_update_step",
            "make_vector_env"]
@@ -114,6 +114,8 @@ class RainbowConfig(RunConfig):
     eval_episodes: int = 10
     # speed
     compile: bool = False  # run the update step (loss, grads, optimizer) under torch.compile
+    dedup_frames: bool = True  # uint8 [K, H, W] observations (stacked frames): store each frame once (FrameStackReplay)
+    frame_padding: str = "reset"  # how the env pads a reset stack (FrameStackObservation's padding_type): reset / zero
 
     RESUMABLE: ClassVar[tuple[str, ...]] = RunConfig.RESUMABLE + ("log_every", "eval_every", "eval_episodes", "compile")
 
@@ -128,7 +130,7 @@ class RainbowConfig(RunConfig):
         checks.non_negative_int(self.eval_every, "eval_every")
         for i, h in enumerate(self.hidden):
             checks.positive_int(h, f"hidden[{i}]")
-        for name in ("double", "prioritized", "dueling", "distributional", "noisy", "compile"):
+        for name in ("double", "prioritized", "dueling", "distributional", "noisy", "compile", "dedup_frames"):
             checks.flag(getattr(self, name), name)
         if self.distributional and self.num_atoms < 2:
             raise ValueError(f"distributional needs num_atoms >= 2, got {self.num_atoms}")
@@ -145,6 +147,7 @@ class RainbowConfig(RunConfig):
         if self.huber_delta is not None:
             checks.positive_number(self.huber_delta, "huber_delta")
         checks.one_of(self.network, "network", ("mlp", "nature_cnn", "data_efficient_cnn"))
+        checks.one_of(self.frame_padding, "frame_padding", ("reset", "zero"))
         if self.n_step > self.buffer_size:
             raise ValueError(f"n_step ({self.n_step}) must not exceed buffer_size ({self.buffer_size})")
         # Settings under which no gradient step would ever run: refused instead of finishing with 0 updates.
@@ -277,8 +280,14 @@ class RainbowTrainer(Runner):
             self.opt = chain(clip_by_global_norm(cfg.max_grad_norm), self.opt)
         self.opt_state: Any = self.opt.init(self.params)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        if cfg.prioritized:
-            self.buffer: UniformReplay = PrioritizedReplay(cfg.buffer_size, cfg.alpha, cfg.priority_eps, self.device, self.num_actions)
+        obs_dtype = getattr(self.envs.single_observation_space, "dtype", None)
+        self.frame_replay = cfg.dedup_frames and len(self.obs_shape) == 3 and obs_dtype == np.uint8
+        if self.frame_replay:  # stacked frames: each frame stored once (same batches as a buffer of stacks)
+            self.buffer: UniformReplay | FrameStackReplay = FrameStackReplay(
+                cfg.buffer_size, self.obs_shape, cfg.num_envs, cfg.prioritized, cfg.alpha, cfg.priority_eps,
+                cfg.frame_padding, cfg.n_step, self.device, self.num_actions)
+        elif cfg.prioritized:
+            self.buffer = PrioritizedReplay(cfg.buffer_size, cfg.alpha, cfg.priority_eps, self.device, self.num_actions)
         else:
             self.buffer = UniformReplay(cfg.buffer_size, self.device, self.num_actions)
         self.nstep = NStepAggregator(cfg.n_step, cfg.gamma, cfg.num_envs)
@@ -368,6 +377,8 @@ class RainbowTrainer(Runner):
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
         self.nstep.reset()
+        if self.frame_replay:
+            self.buffer.begin(obs)
 
     def env_step(self) -> list[tuple[float, int]]:
         """One vector-env step: act, store n-step transitions; returns ``(return, length)`` of each episode that ended."""
@@ -390,7 +401,17 @@ class RainbowTrainer(Runner):
                 next_obs[e] = info["final_obs"][e]
         # The env step was checked above (rewards finite, actions ours, observations the env's), so
         # the n-step push and the replay write skip their per-call validation (same values stored).
-        if cfg.n_step == 1 and len(self.buffer) > 0 and self.buffer.device.type == "cpu":
+        if self.frame_replay:
+            # the stacks go in as frame ids: the current stacks' (each env's newest frame), and the
+            # next stacks' (written now; the final observation where an episode ended)
+            obs_ids = self.buffer.heads.clone()
+            next_ids = self.buffer.extend(next_obs)
+            out = self.nstep.push(obs_ids, action_cpu, torch.as_tensor(reward, dtype=torch.float32), next_ids,
+                                  torch.as_tensor(terminated, dtype=torch.bool),
+                                  torch.as_tensor(truncated, dtype=torch.bool), check=False)
+            if out is not None:
+                self.buffer.add(**out, check=False)
+        elif cfg.n_step == 1 and len(self.buffer) > 0 and self.buffer.device.type == "cpu":
             # one-step transitions straight from the env's arrays (what the n-step push returns for n = 1)
             self.buffer.add(self._obs_np, actions, reward.astype(np.float32), next_obs, terminated.astype(np.float32),
                             None, check=False)
@@ -409,6 +430,8 @@ class RainbowTrainer(Runner):
             # The vector env auto-reset these envs without a seed; reset them again, seeded, so
             # that every episode is a function of its seed and its actions (exact resume).
             obs, _ = self.envs.reset(seed=self._new_episode_seeds(ended), options={"reset_mask": ended})
+            if self.frame_replay:
+                self.buffer.begin(obs, ended)
         self._obs_np = obs
         self._obs = torch.as_tensor(obs, device=self.device)
         self._ep_return += reward
