@@ -18,6 +18,7 @@ import torch
 import functional_metarl as fm
 from functional_metarl import envs, meta, nn, optim, rl, runners
 from functional_metarl.envs import Episodes, Navigation2D, RegressionBatch, SineRegression
+from functional_metarl.runners.replay import FrameStackReplay
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -448,6 +449,19 @@ _RUNNER_CONFIG_CASES = [
     ("rainbow-n-step-float", runners.RainbowConfig, dict(n_step=3.0), TypeError, "n_step must be an int"),
     ("rainbow-v-max-inf", runners.RainbowConfig, dict(v_max=float("inf")), ValueError, "v_max"),
     ("rainbow-network-unknown", runners.RainbowConfig, dict(network="resnet"), ValueError, "network must be one of"),
+    ("rainbow-num-envs-zero", runners.RainbowConfig, dict(num_envs=0), ValueError, "num_envs must be an int in"),
+    ("rainbow-num-envs-float", runners.RainbowConfig, dict(num_envs=2.0), TypeError, "num_envs must be an int"),
+    ("rainbow-iterations-float", runners.RainbowConfig, dict(iterations=1e5), TypeError, "iterations must be an int"),
+    ("rainbow-train-every-zero", runners.RainbowConfig, dict(train_every=0), ValueError, "train_every must be an int in"),
+    ("rainbow-target-update-negative", runners.RainbowConfig, dict(target_update=-500), ValueError,
+     "target_update must be an int in"),
+    ("rainbow-buffer-under-batch", runners.RainbowConfig, dict(buffer_size=100, batch_size=128), ValueError,
+     r"batch_size \(128\) must not exceed buffer_size \(100\)"),
+    ("rainbow-compile-string", runners.RainbowConfig, dict(compile="yes"), TypeError, "compile must be a bool"),
+    ("rainbow-dedup-frames-int", runners.RainbowConfig, dict(dedup_frames=1), TypeError, "dedup_frames must be a bool"),
+    ("rainbow-frame-padding-unknown", runners.RainbowConfig, dict(frame_padding="edge"), ValueError,
+     "frame_padding must be one of"),
+    ("rainbow-huber-delta-zero", runners.RainbowConfig, dict(huber_delta=0.0), ValueError, "huber_delta"),
     # DDPG / TD3
     ("ddpg-tau-inf", runners.DDPGConfig, dict(tau=float("inf")), ValueError, "tau"),
     ("ddpg-gamma-string", runners.DDPGConfig, dict(gamma="0.99"), TypeError, "gamma must be a number"),
@@ -634,6 +648,12 @@ def _pure_layer_cases():
         ("adam-b1-one", lambda: optim.adam(b1=1.0), ValueError, "b1"),
         ("sgd-lr-string", lambda: optim.sgd("0.1"), TypeError, "lr must be a number"),
         # replay buffers and the vector sampler
+        ("frame-replay-capacity-zero", lambda: FrameStackReplay(0, (4, 8, 8)), ValueError, "capacity must be an int in"),
+        ("frame-replay-num-envs-zero", lambda: FrameStackReplay(8, (4, 8, 8), num_envs=0), ValueError,
+         "num_envs must be an int in"),
+        ("frame-replay-stack-2d", lambda: FrameStackReplay(8, (8, 8)), ValueError, r"stack_shape must be \(K, H, W\)"),
+        ("frame-replay-sample-over-size", lambda: FrameStackReplay(8, (2, 3, 3)).sample(4, gen), ValueError,
+         "cannot sample a batch of 4"),
         ("replay-done-not-0-1", lambda: buf.add(**batch, done=torch.tensor([0.0, 0.5])), ValueError, "done must hold only 0 and 1"),
         ("replay-action-float", lambda: buf.add(**{**batch, "action": torch.tensor([0.0, 1.0])}, done=torch.zeros(2)),
          TypeError, "action must be an integer Tensor"),
