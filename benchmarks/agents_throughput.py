@@ -4,6 +4,14 @@
     python benchmarks/agents_throughput.py --quick          # 3 short blocks, shorter warm-up (~40 s)
     python benchmarks/agents_throughput.py --threads 2 --agents rainbow_cartpole td3_pendulum
     python benchmarks/agents_throughput.py --json /tmp/agents_throughput.json
+    python benchmarks/agents_throughput.py --agents ddpg_pendulum ddpg_pendulum_compile td3_pendulum td3_pendulum_compile td3_pendulum_4envs
+
+DDPG / TD3 rows (issue 27): ``ddpg_pendulum`` / ``td3_pendulum`` run the update eagerly (the
+reference), ``*_compile`` the same settings with ``compile=True`` (the whole update under
+``torch.compile``; its compilation happens in the warm-up steps with updates and is reported
+apart, as ``compile warm-up`` / ``warm_updates_s``), ``td3_pendulum_4envs`` with ``num_envs=4``
+(one vector-env step per iteration, still one update per env step). They run one after the
+other in one invocation: compare them within a run.
 
 Each agent is the runner its example builds, with the example's default settings (the config
 values are restated below, next to each agent; the Atari env factory is the example's own
@@ -76,10 +84,12 @@ class Budget:
 # learners' env steps), chosen so that one block takes roughly 2-8 s on one busy core.
 FULL = Budget(repeats=5, warm_updates=20, steps={
     "rainbow_cartpole": 400, "rainbow_atari": 50, "ddpg_pendulum": 300, "td3_pendulum": 300,
+    "ddpg_pendulum_compile": 300, "td3_pendulum_compile": 300, "td3_pendulum_4envs": 75,
     "td3_halfcheetah": 300, "option_critic_fourrooms": 600, "option_critic_cartpole": 300,
 })
 QUICK = Budget(repeats=3, warm_updates=5, steps={
     "rainbow_cartpole": 100, "rainbow_atari": 15, "ddpg_pendulum": 100, "td3_pendulum": 100,
+    "ddpg_pendulum_compile": 100, "td3_pendulum_compile": 100, "td3_pendulum_4envs": 25,
     "td3_halfcheetah": 100, "option_critic_fourrooms": 150, "option_critic_cartpole": 100,
 })
 # --quick shortens the learning-starts phase (Rainbow's learning_starts, DDPG/TD3's start_steps)
@@ -121,7 +131,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-AGENT_NAMES = ("rainbow_cartpole", "rainbow_atari", "ddpg_pendulum", "td3_pendulum", "td3_halfcheetah",
+AGENT_NAMES = ("rainbow_cartpole", "rainbow_atari", "ddpg_pendulum", "td3_pendulum", "ddpg_pendulum_compile",
+               "td3_pendulum_compile", "td3_pendulum_4envs", "td3_halfcheetah",
                "option_critic_fourrooms", "option_critic_cartpole")
 
 if __name__ == "__main__":
@@ -229,7 +240,7 @@ def RainbowHarness(trainer: RainbowTrainer) -> IterationsHarness:  # noqa: N802 
 
 
 def DDPGHarness(trainer: DDPGTrainer) -> IterationsHarness:  # noqa: N802
-    return IterationsHarness(trainer, "steps", "critic_updates", 1, trainer.close)
+    return IterationsHarness(trainer, "steps", "critic_updates", trainer.config.num_envs, trainer.close)
 
 
 class OptionCriticHarness(Harness):
@@ -290,12 +301,14 @@ def build_rainbow_atari(args) -> tuple[Harness, dict]:
     return RainbowHarness(trainer), {"env": config.env_id}
 
 
-def _pendulum(algo: str, args) -> tuple[Harness, dict]:
+def _pendulum(algo: str, args, **fast) -> tuple[Harness, dict]:
     # examples/ddpg_pendulum.py: --iterations 20000 --start-steps 5000 --batch-size 100 --gamma 0.98,
-    # buffer 200k, checkpoint every 5,000 (nothing is written here: no output_dir).
+    # buffer 200k, checkpoint every 5,000 (nothing is written here: no output_dir). ``fast``: the
+    # issue-27 settings of the extra rows (compile=True, num_envs=4).
     config = DDPGConfig(algo=algo, start_steps=_starts(5_000, args), batch_size=100, env_id="Pendulum-v1", iterations=20_000,
-                        gamma=0.98, buffer_size=200_000, seed=args.seed, device=args.device, checkpoint_every=5_000)
-    return DDPGHarness(DDPGTrainer(config)), {"env": config.env_id}
+                        gamma=0.98, buffer_size=200_000, seed=args.seed, device=args.device, checkpoint_every=5_000, **fast)
+    info = {"env": config.env_id + "".join(f" {k}={v}" for k, v in fast.items())}
+    return DDPGHarness(DDPGTrainer(config)), info
 
 
 def build_ddpg_pendulum(args) -> tuple[Harness, dict]:
@@ -304,6 +317,18 @@ def build_ddpg_pendulum(args) -> tuple[Harness, dict]:
 
 def build_td3_pendulum(args) -> tuple[Harness, dict]:
     return _pendulum("td3", args)
+
+
+def build_ddpg_pendulum_compile(args) -> tuple[Harness, dict]:
+    return _pendulum("ddpg", args, compile=True)
+
+
+def build_td3_pendulum_compile(args) -> tuple[Harness, dict]:
+    return _pendulum("td3", args, compile=True)
+
+
+def build_td3_pendulum_4envs(args) -> tuple[Harness, dict]:
+    return _pendulum("td3", args, num_envs=4)
 
 
 def build_td3_halfcheetah(args) -> tuple[Harness, dict]:
@@ -363,6 +388,9 @@ BUILDERS: dict[str, tuple[str, Callable]] = {
     "rainbow_atari": ("examples/rainbow_atari.py", build_rainbow_atari),
     "ddpg_pendulum": ("examples/ddpg_pendulum.py --algo ddpg", build_ddpg_pendulum),
     "td3_pendulum": ("examples/ddpg_pendulum.py --algo td3", build_td3_pendulum),
+    "ddpg_pendulum_compile": ("examples/ddpg_pendulum.py --algo ddpg --compile", build_ddpg_pendulum_compile),
+    "td3_pendulum_compile": ("examples/ddpg_pendulum.py --algo td3 --compile", build_td3_pendulum_compile),
+    "td3_pendulum_4envs": ("examples/ddpg_pendulum.py --algo td3 --num-envs 4", build_td3_pendulum_4envs),
     "td3_halfcheetah": ("examples/td3_halfcheetah.py", build_td3_halfcheetah),
     "option_critic_fourrooms": ("examples/option_critic_fourrooms.py", build_option_critic_fourrooms),
     "option_critic_cartpole": ("examples/option_critic_cartpole.py", build_option_critic_cartpole),
@@ -418,7 +446,8 @@ def measure(name: str, budget: Budget, args, log) -> dict:
         while harness.env_steps < harness.learning_starts:
             harness.advance(1)
         # Warm-up, part 2: a few steps with updates.
-        _block(harness, budget.warm_updates, device)
+        seconds, _, updates = _block(harness, budget.warm_updates, device)
+        row.update(warm_updates_s=seconds, warm_updates=updates)  # holds the compilation of compile=True rows
         n = args.steps or budget.steps[name]
         blocks = [_block(harness, n, device) for _ in range(budget.repeats)]
     except Exception as exc:  # noqa: BLE001  (report it and go on with the other agents)
@@ -442,6 +471,10 @@ def measure(name: str, budget: Budget, args, log) -> dict:
             f"learning starts: first {row['first_steps']} steps {row['first_steps_s']:.2f} s, then "
             f"{row['warmup_steps_per_s']:.0f} steps/s; " if "warmup_steps_per_s" in row else "no learning-starts phase; ")
         + f"{row['total_s']:.1f} s in all)")
+    if getattr(getattr(harness, "trainer", None), "config", None) is not None and getattr(harness.trainer.config, "compile", False):
+        row["compile_warmup_s"] = row["warm_updates_s"]
+        log(f"  {name}: compile warm-up (the first {row['warm_updates']} updates, compilation included) "
+            f"{row['compile_warmup_s']:.1f} s, not in the rates above")
     return row
 
 
@@ -488,6 +521,7 @@ def main(args: argparse.Namespace, omp_policy: str) -> int:
     log("  env steps: summed over parallel envs / learners; updates: optimizer steps (DDPG/TD3: critic updates;\n"
         "  tabular Option-Critic: one vmapped SGD step over its 10 learners); warm-up: the learning-starts phase\n"
         "  (acting and storing only, first 50 steps left out); timed: blocks x env steps per block;\n"
+        "  compile=True rows: torch.compile's warm-up is printed apart and left out of the rates;\n"
         "  evaluation, checkpoints and logs are off")
     log(f"\ntotal run time {total_s:.1f} s; load average at the end {end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f}")
 
