@@ -5,6 +5,18 @@
     python examples/ddpg_pendulum.py --algo ddpg --lillicrap       # the original DDPG settings
     python examples/ddpg_pendulum.py --algo td3 --resume           # continue from --output/checkpoint.pt
     python examples/ddpg_pendulum.py --help    # every DDPGConfig field is a flag (--tau, --actor-lr, --hidden, ...)
+    python examples/ddpg_pendulum.py --algo td3 --compile          # the update under torch.compile
+    python examples/ddpg_pendulum.py --algo td3 --num-envs 4 --iterations 5000   # 4 envs, 20,000 env steps
+    # CleanRL's settings (ddpg/td3_continuous_action.py), learning starts cut to 5,000:
+    python examples/ddpg_pendulum.py --algo ddpg --hidden 256 256 --batch-size 256 --start-steps 5000 \
+        --learning-starts 5000 --policy-delay 2 --tau 0.005 --exploration-sigma 0.1 --actor-lr 3e-4 \
+        --critic-lr 3e-4 --gamma 0.99 --buffer-size 1000000 --final-init None
+
+Speed settings (issue 27): ``--compile`` runs the whole update under ``torch.compile`` (eager,
+the default, is the reference; the first updates compile, tens of seconds on a CPU, and are
+counted in the printed env_steps_per_s); ``--num-envs N`` steps N envs per iteration (so
+``--iterations`` counts N env steps each) with one update per env step unless
+``--updates-per-iteration`` says otherwise; ``--policy-delay`` applies to DDPG too when given.
 
 Settings: the TD3 paper's (400-300 ReLU nets, Adam 1e-3, batch 100, tau 0.005, Gaussian
 exploration 0.1 x action half-range, TD3 smoothing 0.2 clipped at 0.5, policy delay 2) with the
@@ -41,8 +53,8 @@ NOT_LILLICRAP = dict(start_steps=5_000, batch_size=100)
 @dataclass
 class Args(DDPGConfig):
     """DDPG or TD3 on Pendulum-v1. Every field of DDPGConfig is a flag (--algo ddpg|td3,
-    --iterations: env steps, --start-steps, --batch-size, --gamma, ...); the fields below are the
-    example's."""
+    --iterations: iterations of num_envs env steps each, --start-steps, --batch-size, --gamma,
+    --compile, --num-envs, ...); the fields below are the example's."""
 
     algo: Literal["ddpg", "td3"] = "td3"
     lillicrap: bool = False  # original DDPG settings (Lillicrap et al. 2015) for the flags not given
@@ -99,6 +111,9 @@ def main() -> None:
     evaluation = trainer.evaluate(args.eval_episodes)["return"]
     summary = {
         "algo": config.algo,
+        "compile": config.compile,
+        "num_envs": config.num_envs,
+        "env_steps": trainer.steps,
         "last10_train_return": last10,
         "eval_return_deterministic": evaluation,
         "target": TARGET,
