@@ -195,7 +195,7 @@ def make_update_step(grad_fn: Callable, opt: GradientTransformation) -> Callable
              noise_online: dict | None, noise_target: dict | None) -> tuple[Params, Any, torch.Tensor, torch.Tensor]:
         grads, (loss, priorities) = grad_fn(params, target_params, batch, weights, noise_online, noise_target)
         updates, opt_state = opt.update(grads, opt_state, params)
-        return apply_updates(params, updates), opt_state, loss, priorities
+        return apply_updates(params, updates, foreach=True), opt_state, loss, priorities
 
     return step
 
@@ -275,7 +275,9 @@ class RainbowTrainer(Runner):
         )
         self.params: Params = self.net.init(cfg.seed, device=self.device)
         self.target_params: Params = tree_map(torch.clone, self.params)
-        self.opt: GradientTransformation = adam(cfg.lr, eps=cfg.adam_eps)
+        # Adam on torch._foreach_* ops (bit-equal to the per-leaf reference); the clipping stays
+        # per leaf (its foreach form rounds differently, and it is one norm per update)
+        self.opt: GradientTransformation = adam(cfg.lr, eps=cfg.adam_eps, foreach=True)
         if cfg.max_grad_norm is not None:
             self.opt = chain(clip_by_global_norm(cfg.max_grad_norm), self.opt)
         self.opt_state: Any = self.opt.init(self.params)

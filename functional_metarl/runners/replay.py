@@ -82,6 +82,7 @@ class UniformReplay:
         self.num_actions = None if num_actions is None else checks.positive_int(num_actions, "num_actions")
         self._storage: dict[str, torch.Tensor] | None = None
         self._numpy_views: dict[str, np.ndarray] | None = None  # of a CPU storage, for add(check=False)
+        self._slot_range: torch.Tensor | None = None  # arange(capacity), sliced for the slots written
         self.size = 0
         self.cursor = 0  # next slot to write
 
@@ -204,7 +205,9 @@ class UniformReplay:
         if start + batch <= self.capacity:
             for key, value in values:
                 views[key][start : start + batch] = value
-            slots = torch.arange(start, start + batch)
+            if self._slot_range is None:
+                self._slot_range = torch.arange(self.capacity)
+            slots = self._slot_range[start : start + batch]  # a view: no new tensor per step
         else:
             slots = (start + torch.arange(batch)) % self.capacity
             index = slots.numpy()
