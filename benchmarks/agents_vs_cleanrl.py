@@ -1,7 +1,7 @@
 """Our off-policy agents against CleanRL's single-file scripts, side by side, at identical settings.
 
     bash benchmarks/cleanrl_env.sh                  # once: CleanRL in its own env, .venv-cleanrl
-    python benchmarks/agents_vs_cleanrl.py          # every row, 3 repeats (~5-10 min on 2 busy cores)
+    python benchmarks/agents_vs_cleanrl.py          # every row, 3 repeats, 1 compiled (~10 min on 2 busy cores)
     python benchmarks/agents_vs_cleanrl.py --rows dqn_cartpole ddpg_pendulum --repeats 5 --steps 3000
     python benchmarks/agents_vs_cleanrl.py --ours-only --compile off     # no CleanRL env needed
 
@@ -43,9 +43,10 @@ eager's is the compile warm-up. Updates/s: ours counts them (Rainbow's ``updates
 critic updates); CleanRL's are those its loop makes between the stamps (one per
 ``train_frequency`` steps for DQN, one critic update per step for DDPG/TD3).
 
-Alternation: per row and repeat, ours (eager), then CleanRL, then ours compiled (A B C A B C ...),
-so a change of machine load falls on both sides; the table shows medians over ``--repeats`` and
-the ratio ours / CleanRL of the medians. ``compile`` rows appear where the runner's config has a
+Alternation: per row and repeat, ours (eager), then CleanRL, then ours compiled (A B C A B C ...;
+the compiled run only in the first ``--compile-repeats`` repeats, default 1, as each compiles for
+tens of seconds), so a change of machine load falls on both sides; the table shows medians over
+``--repeats`` and the ratio ours / CleanRL of the medians. ``compile`` rows appear where the runner's config has a
 ``compile`` field (``--compile auto``, the default); a config field that this version of the
 library does not have is reported as "not available in this version" instead of failing.
 """
@@ -111,6 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                         help="also run ours with compile=True: auto (default) where the config has the field, "
                              "on (say so where it has not), off")
+    parser.add_argument("--compile-repeats", type=int, default=1,
+                        help="compiled runs per row, in the first repeats (default 1: each costs tens of seconds of "
+                             "compilation on a CPU; pass --repeats to run one in every repeat)")
     parser.add_argument("--seed", type=int, default=1, help="seed of both sides (CleanRL's default: 1)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one CleanRL run may take (default 900)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -124,6 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--steps must be a multiple of {STAMP_EVERY} and >= {2 * STAMP_EVERY}, got {args.steps}")
     if args.learning_starts < STAMP_EVERY or args.learning_starts % STAMP_EVERY:
         parser.error(f"--learning-starts must be a positive multiple of {STAMP_EVERY}, got {args.learning_starts}")
+    if args.compile_repeats < 1:
+        parser.error(f"--compile-repeats must be >= 1, got {args.compile_repeats}")
     if args.timeout <= 0:
         parser.error(f"--timeout must be > 0, got {args.timeout}")
     args.rows = list(dict.fromkeys(args.rows))
@@ -391,7 +397,7 @@ def main(args: argparse.Namespace) -> dict:
                 run = run_cleanrl(row, args, python)
                 entry["cleanrl"].append(run)
                 print(f"   [{r + 1}/{args.repeats}] CleanRL       {_line(run)}", flush=True)
-            if do_compile:
+            if do_compile and r < args.compile_repeats:
                 if not compile_have[family]:
                     entry["compiled"].append({"status": f"compile {NOT_AVAILABLE}"})
                     print(f"   [{r + 1}/{args.repeats}] ours compiled compile {NOT_AVAILABLE}", flush=True)
