@@ -46,9 +46,17 @@ critic updates); CleanRL's are those its loop makes between the stamps (one per
 Alternation: per row and repeat, ours (eager), then CleanRL, then ours compiled (A B C A B C ...;
 the compiled run only in the first ``--compile-repeats`` repeats, default 1, as each compiles for
 tens of seconds), so a change of machine load falls on both sides; the table shows medians over
-``--repeats`` and the ratio ours / CleanRL of the medians. ``compile`` rows appear where the runner's config has a
-``compile`` field (``--compile auto``, the default); a config field that this version of the
-library does not have is reported as "not available in this version" instead of failing.
+``--repeats`` and the ratio ours / CleanRL of the medians. ``compile`` rows appear where the
+runner's config has a ``compile`` field (``--compile auto``, the default); a config field that
+this version of the library does not have is reported as "not available in this version"
+instead of failing.
+
+What is the same and what is not: the settings above, the env (HalfCheetah's version aside) and
+the algorithm's work per step. The code differs, which is the point: e.g. CleanRL's DQN skips
+the Q-network's forward pass on ε-random steps (ours, when this was written, computed the greedy
+action on every step),
+its replay is stable-baselines3's numpy buffer, and ours keeps per-episode seeds and actions for
+exact resume. The ε schedule is the same on both sides, so that difference weighs the same.
 """
 
 from __future__ import annotations
