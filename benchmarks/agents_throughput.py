@@ -86,11 +86,13 @@ FULL = Budget(repeats=5, warm_updates=20, steps={
     "rainbow_cartpole": 400, "rainbow_atari": 50, "ddpg_pendulum": 300, "td3_pendulum": 300,
     "ddpg_pendulum_compile": 300, "td3_pendulum_compile": 300, "td3_pendulum_4envs": 75,
     "td3_halfcheetah": 300, "option_critic_fourrooms": 600, "option_critic_cartpole": 300,
+    "rainbow_cartpole_compile": 400, "rainbow_dqn_cartpole": 2000, "rainbow_dqn_cartpole_compile": 2000,
 })
 QUICK = Budget(repeats=3, warm_updates=5, steps={
     "rainbow_cartpole": 100, "rainbow_atari": 15, "ddpg_pendulum": 100, "td3_pendulum": 100,
     "ddpg_pendulum_compile": 100, "td3_pendulum_compile": 100, "td3_pendulum_4envs": 25,
     "td3_halfcheetah": 100, "option_critic_fourrooms": 150, "option_critic_cartpole": 100,
+    "rainbow_cartpole_compile": 100, "rainbow_dqn_cartpole": 500, "rainbow_dqn_cartpole_compile": 500,
 })
 # --quick shortens the learning-starts phase (Rainbow's learning_starts, DDPG/TD3's start_steps)
 # to at most this many env steps: it only changes how full the replay is when timing starts.
@@ -133,7 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 AGENT_NAMES = ("rainbow_cartpole", "rainbow_atari", "ddpg_pendulum", "td3_pendulum", "ddpg_pendulum_compile",
                "td3_pendulum_compile", "td3_pendulum_4envs", "td3_halfcheetah",
-               "option_critic_fourrooms", "option_critic_cartpole")
+               "option_critic_fourrooms", "option_critic_cartpole",
+               "rainbow_cartpole_compile", "rainbow_dqn_cartpole", "rainbow_dqn_cartpole_compile")
 
 if __name__ == "__main__":
     _ARGS = parse_args()
@@ -235,8 +238,21 @@ class IterationsHarness(Harness):
         self._close()
 
 
+class _RainbowHarness(IterationsHarness):
+    """Rainbow's: once learning has started, a call runs until at least ``WARM_RAINBOW_UPDATES``
+    updates were made in all, so that the warm-up with updates holds some even when updates are
+    sparse (``train_every=10``), and compile=True compiles there, not in a timed block."""
+
+    WARM_RAINBOW_UPDATES = 3
+
+    def advance(self, n: int) -> None:
+        super().advance(n)
+        while self.env_steps > self.learning_starts and self.updates < self.WARM_RAINBOW_UPDATES:
+            super().advance(1)
+
+
 def RainbowHarness(trainer: RainbowTrainer) -> IterationsHarness:  # noqa: N802 (reads as a class)
-    return IterationsHarness(trainer, "step", "updates", trainer.config.num_envs, trainer.close)
+    return _RainbowHarness(trainer, "step", "updates", trainer.config.num_envs, trainer.close)
 
 
 def DDPGHarness(trainer: DDPGTrainer) -> IterationsHarness:  # noqa: N802
@@ -273,13 +289,63 @@ def _starts(default: int, args) -> int:
     return min(default, QUICK_LEARNING_STARTS) if args.quick else default
 
 
-def build_rainbow_cartpole(args) -> tuple[Harness, dict]:
+def build_rainbow_cartpole(args, compile: bool = False) -> tuple[Harness, dict]:
     # examples/rainbow_cartpole.py: --iterations 30000 --n-step 3 --lr 1e-3, all six components on.
     config = RainbowConfig(iterations=30_000, seed=args.seed, n_step=3, lr=1e-3, device=args.device,
                            learning_starts=_starts(RainbowConfig.learning_starts, args),
                            eval_every=0,  # the example evaluates every 5,000 steps; not training work
-                           double=True, prioritized=True, dueling=True, distributional=True, noisy=True)
-    return RainbowHarness(RainbowTrainer(config)), {"env": config.env_id}
+                           double=True, prioritized=True, dueling=True, distributional=True, noisy=True,
+                           compile=compile)
+    return RainbowHarness(RainbowTrainer(config)), {"env": config.env_id + (" compile=True" if compile else "")}
+
+
+def build_rainbow_cartpole_compile(args) -> tuple[Harness, dict]:
+    return build_rainbow_cartpole(args, compile=True)
+
+
+# CleanRL's dqn.py defaults (CartPole-v1, 500k steps), as RainbowConfig fields: Rainbow's parts off
+# (no C51, noisy nets, dueling, prioritized replay or double Q; n = 1; eps-greedy from 1 to 0.05
+# over half the run), Q-net 4-120-84-2 ReLU, batch 128, an update every 10 env steps, hard target
+# copy every 500 (tau 1), Adam lr 2.5e-4 eps 1e-8, no gradient clipping, gamma 0.99, buffer 10k,
+# learning starts 10k, one env. The loss: 0.5 td^2 (huber_delta=None; CleanRL's MSE is td^2, the
+# same work). Also benchmarks/agents_vs_cleanrl.py's "ours" for its DQN row.
+RAINBOW_DQN_CARTPOLE = dict(
+    env_id="CartPole-v1", iterations=500_000, num_envs=1, double=False, prioritized=False, dueling=False,
+    distributional=False, noisy=False, n_step=1, hidden=(120,), head_hidden=84, batch_size=128, train_every=10,
+    target_update=500, lr=2.5e-4, adam_eps=1e-8, max_grad_norm=None, gamma=0.99, buffer_size=10_000,
+    learning_starts=10_000, eps_start=1.0, eps_end=0.05, eps_decay_steps=250_000, huber_delta=None, eval_every=0,
+)
+
+
+def build_rainbow_dqn_cartpole(args, compile: bool = False) -> tuple[Harness, dict]:
+    config = RainbowConfig(**{**RAINBOW_DQN_CARTPOLE, "learning_starts": _starts(10_000, args)}, seed=args.seed,
+                           device=args.device, compile=compile)
+    return RainbowHarness(RainbowTrainer(config)), {"env": "CartPole-v1 CleanRL DQN" + (" compile=True" if compile else "")}
+
+
+def build_rainbow_dqn_cartpole_compile(args) -> tuple[Harness, dict]:
+    return build_rainbow_dqn_cartpole(args, compile=True)
+
+
+def atari_replay_bytes(capacity: int = 20_000, episode: int = 500) -> dict:
+    """Bytes per transition of the Rainbow runner's Atari replay (FrameStackReplay, 4 x 84 x 84
+    uint8, prioritized, n = 20 as the example), filled past its capacity with ``episode``-step
+    episodes; against a buffer of obs and next_obs stacks (2 x 4 x 84 x 84 bytes of frames)."""
+    from functional_metarl.runners.replay import FrameStackReplay
+
+    replay = FrameStackReplay(capacity, (4, 84, 84), 1, prioritized=True, n_step=20, num_actions=6)
+    stack = torch.zeros((1, 4, 84, 84), dtype=torch.uint8)
+    ids = replay.begin(stack)
+    for t in range(capacity + episode):
+        stack = torch.cat([stack[:, 1:], torch.full((1, 1, 84, 84), t % 251, dtype=torch.uint8)], dim=1)
+        next_ids = replay.extend(stack)
+        replay.add(ids, torch.zeros(1, dtype=torch.int64), torch.zeros(1), next_ids, torch.zeros(1), check=False)
+        ids = next_ids
+        if t % episode == episode - 1:
+            stack = torch.zeros((1, 4, 84, 84), dtype=torch.uint8)
+            ids = replay.begin(stack)
+    return {"capacity": capacity, "episode_steps": episode, "bytes_per_transition": replay.bytes_per_transition(),
+            "naive_frame_bytes_per_transition": 2 * 4 * 84 * 84}
 
 
 def build_rainbow_atari(args) -> tuple[Harness, dict]:
@@ -394,6 +460,9 @@ BUILDERS: dict[str, tuple[str, Callable]] = {
     "td3_halfcheetah": ("examples/td3_halfcheetah.py", build_td3_halfcheetah),
     "option_critic_fourrooms": ("examples/option_critic_fourrooms.py", build_option_critic_fourrooms),
     "option_critic_cartpole": ("examples/option_critic_cartpole.py", build_option_critic_cartpole),
+    "rainbow_cartpole_compile": ("examples/rainbow_cartpole.py --compile", build_rainbow_cartpole_compile),
+    "rainbow_dqn_cartpole": ("RAINBOW_DQN_CARTPOLE (CleanRL dqn.py's settings)", build_rainbow_dqn_cartpole),
+    "rainbow_dqn_cartpole_compile": ("RAINBOW_DQN_CARTPOLE --compile", build_rainbow_dqn_cartpole_compile),
 }
 assert tuple(BUILDERS) == AGENT_NAMES
 
@@ -523,6 +592,17 @@ def main(args: argparse.Namespace, omp_policy: str) -> int:
         "  (acting and storing only, first 50 steps left out); timed: blocks x env steps per block;\n"
         "  compile=True rows: torch.compile's warm-up is printed apart and left out of the rates;\n"
         "  evaluation, checkpoints and logs are off")
+    ok = {r["agent"]: r for r in rows if r["status"] == "ok"}
+    for eager in ("rainbow_cartpole", "rainbow_dqn_cartpole"):
+        if eager in ok and f"{eager}_compile" in ok:
+            log(f"{eager}: compile=True / eager env steps/s, side by side in this run: "
+                f"{ok[eager + '_compile']['env_steps_per_s'] / ok[eager]['env_steps_per_s']:.2f}x")
+    replay_bytes = None
+    if any(n.startswith("rainbow") for n in names):
+        replay_bytes = atari_replay_bytes()
+        log(f"Rainbow's Atari replay (FrameStackReplay, 4x84x84 uint8, prioritized): "
+            f"{replay_bytes['bytes_per_transition']:,.0f} bytes per transition "
+            f"(a buffer of obs and next_obs stacks: {replay_bytes['naive_frame_bytes_per_transition']:,} of frames alone)")
     log(f"\ntotal run time {total_s:.1f} s; load average at the end {end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f}")
 
     payload = {
@@ -543,6 +623,7 @@ def main(args: argparse.Namespace, omp_policy: str) -> int:
                    "repeats": budget.repeats, "warm_update_steps": budget.warm_updates,
                    "runner_steps_per_block": {n: args.steps or budget.steps[n] for n in names}},
         "rows": rows,
+        "atari_replay": replay_bytes,
         "total_seconds": total_s,
     }
     path = Path(args.json)
