@@ -327,7 +327,7 @@ def build_rainbow_dqn_cartpole_compile(args) -> tuple[Harness, dict]:
     return build_rainbow_dqn_cartpole(args, compile=True)
 
 
-def atari_replay_bytes(capacity: int = 20_000, episode: int = 500) -> dict:
+def atari_replay_bytes(capacity: int = 10_000, episode: int = 500) -> dict:
     """Bytes per transition of the Rainbow runner's Atari replay (FrameStackReplay, 4 x 84 x 84
     uint8, prioritized, n = 20 as the example), filled past its capacity with ``episode``-step
     episodes; against a buffer of obs and next_obs stacks (2 x 4 x 84 x 84 bytes of frames)."""
@@ -598,7 +598,7 @@ def main(args: argparse.Namespace, omp_policy: str) -> int:
             log(f"{eager}: compile=True / eager env steps/s, side by side in this run: "
                 f"{ok[eager + '_compile']['env_steps_per_s'] / ok[eager]['env_steps_per_s']:.2f}x")
     replay_bytes = None
-    if any(n.startswith("rainbow") for n in names):
+    if "rainbow_atari" in names:  # with the Atari row (also when ale-py is missing: it needs no emulator)
         replay_bytes = atari_replay_bytes()
         log(f"Rainbow's Atari replay (FrameStackReplay, 4x84x84 uint8, prioritized): "
             f"{replay_bytes['bytes_per_transition']:,.0f} bytes per transition "
