@@ -72,6 +72,7 @@ Speed (issue 27), stated:
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, NamedTuple
@@ -403,6 +404,11 @@ def make_update(
     return update
 
 
+def _own_code(fn: Callable) -> Callable:
+    """``fn`` with a copy of its code object (same closure, globals and defaults)."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
 # ============================================================================ envs
 class _OneEnv:
     """One gymnasium env behind the batched interface of a vector env with auto-reset off
@@ -523,7 +529,11 @@ class DDPGTrainer(Runner):
             self.actor, self.critic, self.actor_opt, self.critic_opt, twin=self.twin, gamma=cfg.gamma, tau=cfg.tau,
             critic_l2=cfg.critic_l2, policy_noise=cfg.policy_noise * self.half_range,
             noise_clip=cfg.noise_clip * self.half_range, action_low=self.action_low, action_high=self.action_high)
-        self._update = torch.compile(self.update_fn) if cfg.compile else self.update_fn
+        # A copy of the function's code object per trainer: dynamo caches compiled graphs per code
+        # object and guards on the closure (nets, settings), so trainers built one after another
+        # in a process (benchmarks, repeats) would otherwise recompile into one cache and, past its
+        # recompile limit, fall back to eager without a word.
+        self._update = torch.compile(_own_code(self.update_fn)) if cfg.compile else self.update_fn
 
         self.steps = 0  # env steps, summed over the envs
         self.critic_updates = 0
@@ -531,6 +541,7 @@ class DDPGTrainer(Runner):
         self.last_losses: dict[str, torch.Tensor] = {}
         n = cfg.num_envs
         self._obs: torch.Tensor | None = None  # [N, obs_dim] current observations; None -> reset all first
+        self._obs_host: torch.Tensor | None = None  # the same on the host
         self._needs_reset = np.ones(n, dtype=bool)  # envs whose episode ended (reset, seeded, at the next step)
         self._episodes_started = 0  # seeded resets so far: numbers the next episode (seed + number)
         self._episode_seeds = [0] * n
@@ -583,6 +594,11 @@ class DDPGTrainer(Runner):
     def _to_obs(self, obs) -> torch.Tensor:
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
 
+    def _set_obs(self, obs: Any) -> None:
+        """The current observations ``[N, obs_dim]``, kept on the host (for the replay) and on the device (to act)."""
+        self._obs_host = torch.tensor(np.asarray(obs), dtype=torch.float32)  # a copy: an env may reuse its array
+        self._obs = self._obs_host.to(self.device)
+
     def _reset_ended(self) -> None:
         """Reset, seeded, every env whose episode ended (all of them at the start)."""
         mask = self._needs_reset
@@ -594,7 +610,7 @@ class DDPGTrainer(Runner):
             self._ep_return[e], self._ep_length[e] = 0.0, 0
         obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": mask.copy()})
         self._ou[torch.as_tensor(mask, device=self.device)] = 0.0
-        self._obs = self._to_obs(obs)
+        self._set_obs(obs)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
 
     def _explore(self, obs: torch.Tensor) -> torch.Tensor:
@@ -629,13 +645,13 @@ class DDPGTrainer(Runner):
             raise FloatingPointError(f"the environment returned a non-finite reward {reward.tolist()} at step {self.steps}")
         for e in range(self.num_envs):
             self._episode_actions[e].append(action_host[e].clone())
-        next_obs_host = torch.as_tensor(np.asarray(next_obs), dtype=torch.float32)
-        self.replay.add(self._obs.cpu(), action_host, torch.as_tensor(reward, dtype=torch.float32), next_obs_host,
+        obs_host = self._obs_host
+        self._set_obs(next_obs)
+        self.replay.add(obs_host, action_host, torch.as_tensor(reward, dtype=torch.float32), self._obs_host,
                         torch.as_tensor(np.asarray(terminated), dtype=torch.float32))
         self.steps += self.num_envs
         self._ep_return += reward
         self._ep_length += 1
-        self._obs = next_obs_host.to(self.device)
         if self.steps > cfg.first_update and len(self.replay) >= cfg.batch_size:
             for _ in range(cfg.updates_each_iteration):
                 self.last_losses = self.update()
@@ -804,14 +820,13 @@ class DDPGTrainer(Runner):
                 obs, _ = self.envs.reset(seed=[int(saved[e]["seed"]) if begins[e] else None for e in range(n)],
                                          options={"reset_mask": begins})
                 obs = np.array(obs, copy=True)
-        obs_t = self._to_obs(obs)
+        self._set_obs(obs)
         for e in live:
-            if not torch.equal(obs_t[e].cpu(), saved[e]["obs"].cpu()):
+            if not torch.equal(self._obs_host[e], saved[e]["obs"].cpu()):
                 raise RuntimeError(
                     "replaying the saved actions from the episode's reset seed did not reproduce the saved observation: "
                     "the env is not a function of its seed and actions, so this run cannot be resumed exactly"
                 )
-        self._obs = obs_t
         for e in live:
             self._needs_reset[e] = False
             self._episode_seeds[e] = int(saved[e]["seed"])
