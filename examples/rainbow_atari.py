@@ -17,9 +17,10 @@ frame skip 4 with max-pooling, 84x84 grayscale), ``FrameStackObservation(4)``, r
 to [-1, 1] for learning (the logged episode returns are therefore *clipped* returns), no
 sticky actions, episodes capped at 108k frames.
 
-Memory: the buffer stores ``obs`` and ``next_obs`` as full uint8 stacks (4x84x84 each, ~56 kB
-per transition, no frame sharing), so ``--buffer-size`` defaults to 30,000 (~1.7 GB) instead of
-the paper's 1M.
+Memory: the runner stores each 84x84 frame once (``runners.replay.FrameStackReplay``; stacks
+rebuilt at sampling, the same batches as a buffer of stacks), about 7.2 KB per transition instead
+of 56 KB, so the default ``--buffer-size`` of 30,000 holds ~0.2 GB and Data-efficient Rainbow's
+100,000 ~0.7 GB (the paper's 1M: ~7 GB). ``--no-dedup-frames`` stores the stacks as they are.
 """
 
 import json

@@ -3,6 +3,12 @@
     python examples/rainbow_cartpole.py --iterations 30000 --out runs/rainbow_cartpole
     python examples/rainbow_cartpole.py --no-noisy --no-distributional   # an ablation
     python examples/rainbow_cartpole.py --help   # every RainbowConfig field is a flag (--n-step, --lr, ...)
+    python examples/rainbow_cartpole.py --compile   # the update step under torch.compile
+    # DQN as CleanRL's dqn.py runs it (Rainbow's parts off, 120-84 net, an update every 10 steps):
+    python examples/rainbow_cartpole.py --no-double --no-prioritized --no-dueling --no-distributional \
+        --no-noisy --n-step 1 --hidden 120 --head-hidden 84 --batch-size 128 --train-every 10 \
+        --target-update 500 --lr 2.5e-4 --adam-eps 1e-8 --max-grad-norm None --huber-delta None \
+        --buffer-size 10000 --learning-starts 10000 --eps-end 0.05 --eps-decay-steps 250000 --iterations 500000
 
 Reports the mean return of the last 100 training episodes (the acting policy, noise on) and
 100-episode evaluations of the final policy, greedy with the mean network (noise off) and with
