@@ -409,9 +409,23 @@ def test_num_envs_steps_updates_and_records():
     # the three envs ran different episodes (seeds seed+0, seed+1, seed+2)
     obs = trainer.replay.storage.obs
     assert not torch.equal(obs[0], obs[1]) and not torch.equal(obs[1], obs[2])
+    assert math.isfinite(trainer.evaluate(episodes=1)["return"])  # on a one-env copy of the vector env's env
     once = DDPGTrainer(DDPGConfig(**{**cfg.to_dict(), "hidden": (8,), "updates_per_iteration": 1}))
     once.train(progress=False)
     assert once.critic_updates == 210 - 20  # CleanRL's habit: one update per vector step
+
+
+def test_checkpoint_from_before_policy_delay_applied_to_ddpg_is_refused():
+    """Before this work DDPG ignored policy_delay (its default 2 was written into every config): a
+    checkpoint of that age (no "episodes_started") under algo="ddpg" and policy_delay=2 would now
+    resume with another actor schedule, so it is refused with the fix named."""
+    cfg = DDPGConfig(algo="ddpg", policy_delay=2, iterations=40, start_steps=10, batch_size=8, hidden=(8,), device="cpu")
+    trainer = DDPGTrainer(cfg)
+    trainer.train(progress=False)
+    state = trainer.state_dict()["state"]
+    del state["episodes_started"]
+    with pytest.raises(ValueError, match="resume it with policy_delay=1"):
+        DDPGTrainer(cfg).load_runner_state(state)
 
 
 def _uneven_vector_env(seed_offsets=(50, 70)):
