@@ -28,8 +28,8 @@ __all__ = [
     "SumTree",
     "NStepAggregator",
     "importance_weights",
-    "FrameStackReplay",
 ]
+# FrameStackReplay joins __all__ once runners/__init__.py exports it and the reference renders it
 
 
 class Transition(NamedTuple):
