@@ -301,7 +301,9 @@ class RainbowTrainer(Runner):
         # the last 100 losses as 0-d tensors: read (and checked finite) only when a summary is due,
         # so the hot loop never waits on a loss value
         self.losses: deque[torch.Tensor] = deque(maxlen=100)
-        self._obs = None
+        self._obs_np: np.ndarray | None = None  # the envs' current observations, as the env gave them
+        self._obs_tensor: torch.Tensor | None = None  # ... as a tensor on the device, made when first needed
+        self._cpu_acting = self.device.type == "cpu" and self.generator.device.type == "cpu"
         self._ep_return = np.zeros(cfg.num_envs)
         self._ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
         # The env stream: env i's current episode began with a reset seeded _episode_seeds[i]
@@ -348,21 +350,33 @@ class RainbowTrainer(Runner):
         random = torch.randint(self.num_actions, (n,), generator=self.generator, device=self.generator.device).to(self.device)
         return torch.where(explore, random, greedy)
 
-    @torch.no_grad()
-    def _explore_act(self, obs: torch.Tensor, noise: dict | None, epsilon: float) -> torch.Tensor:
-        """:meth:`act` with ``params=None`` for acting in training: the same actions from the same
-        draws of the generator, but on a CPU the network is not evaluated when every env explores
-        (early in an ε-greedy run, most steps), and nothing is moved between devices."""
-        if epsilon <= 0.0 or self.device.type != "cpu" or self.generator.device.type != "cpu":
-            return self.act(obs, noise=noise, epsilon=epsilon)
-        n = obs.shape[0]
+    @property
+    def _obs(self) -> torch.Tensor | None:
+        """The envs' current observations ``[num_envs, *obs_shape]`` on the device (None before
+        the first reset); converted from the env's array when first asked for after a step."""
+        if self._obs_tensor is None and self._obs_np is not None:
+            self._obs_tensor = torch.as_tensor(self._obs_np, device=self.device)
+        return self._obs_tensor
+
+    def _set_obs(self, obs: np.ndarray | None) -> None:
+        self._obs_np, self._obs_tensor = obs, None
+
+    def _explore_actions(self, noise: dict | None, epsilon: float) -> np.ndarray:
+        """The actions ``[num_envs]`` (numpy int64) of :meth:`act` at the current observations
+        with ``params=None``: the same draws from the generator, the same actions; but on a CPU
+        the network is not evaluated when every env explores (early in an ε-greedy run, most
+        steps) and the observations are not made a tensor then."""
+        if epsilon <= 0.0 or not self._cpu_acting:
+            return self.act(self._obs, noise=noise, epsilon=epsilon).cpu().numpy()
+        n = self.config.num_envs
         explore = torch.rand(n, generator=self.generator) < epsilon
         random = torch.randint(self.num_actions, (n,), generator=self.generator)
         if bool(explore.all()):
-            return random
-        out = self.net.apply_unchecked(self.params, obs, noise)
-        greedy = torch.argmax(out if self.atoms is None else categorical_q_values(out, self.atoms), dim=-1)
-        return torch.where(explore, random, greedy)
+            return random.numpy()
+        with torch.no_grad():
+            out = self.net.apply_unchecked(self.params, self._obs, noise)
+            greedy = torch.argmax(out if self.atoms is None else categorical_q_values(out, self.atoms), dim=-1)
+        return torch.where(explore, random, greedy).numpy()
 
     def _new_episode_seeds(self, mask: np.ndarray) -> list[int | None]:
         """Seeds for the envs in ``mask`` (None elsewhere), recorded as their episodes' seeds."""
@@ -375,8 +389,7 @@ class RainbowTrainer(Runner):
 
     def _reset_envs(self) -> None:
         obs, _ = self.envs.reset(seed=self._new_episode_seeds(np.ones(self.config.num_envs, dtype=bool)))
-        self._obs_np = obs
-        self._obs = torch.as_tensor(obs, device=self.device)
+        self._set_obs(obs)
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
         self.nstep.reset()
@@ -386,12 +399,10 @@ class RainbowTrainer(Runner):
     def env_step(self) -> list[tuple[float, int]]:
         """One vector-env step: act, store n-step transitions; returns ``(return, length)`` of each episode that ended."""
         cfg = self.config
-        if self._obs is None:
+        if self._obs_np is None:
             self._reset_envs()
         noise = self.net.sample_noise(self.generator, self.device) if cfg.noisy else None
-        action = self._explore_act(self._obs, noise, self.epsilon())
-        action_cpu = action.cpu()
-        actions = action_cpu.numpy()
+        actions = self._explore_actions(noise, self.epsilon())
         obs, reward, terminated, truncated, info = self.envs.step(actions)
         if not np.isfinite(reward).all():
             raise FloatingPointError(f"the environment returned non-finite rewards {reward}")
@@ -409,7 +420,7 @@ class RainbowTrainer(Runner):
             # next stacks' (written now; the final observation where an episode ended)
             obs_ids = self.buffer.heads.clone()
             next_ids = self.buffer.extend(next_obs)
-            out = self.nstep.push(obs_ids, action_cpu, torch.as_tensor(reward, dtype=torch.float32), next_ids,
+            out = self.nstep.push(obs_ids, torch.from_numpy(actions), torch.as_tensor(reward, dtype=torch.float32), next_ids,
                                   torch.as_tensor(terminated, dtype=torch.bool),
                                   torch.as_tensor(truncated, dtype=torch.bool), check=False)
             if out is not None:
@@ -421,7 +432,7 @@ class RainbowTrainer(Runner):
             out = None
         else:
             out = self.nstep.push(
-                self._obs.cpu(), action_cpu, torch.as_tensor(reward, dtype=torch.float32),
+                self._obs.cpu(), torch.from_numpy(actions), torch.as_tensor(reward, dtype=torch.float32),
                 torch.as_tensor(next_obs), torch.as_tensor(terminated, dtype=torch.bool),
                 torch.as_tensor(truncated, dtype=torch.bool), check=False,
             )
@@ -435,8 +446,7 @@ class RainbowTrainer(Runner):
             obs, _ = self.envs.reset(seed=self._new_episode_seeds(ended), options={"reset_mask": ended})
             if self.frame_replay:
                 self.buffer.begin(obs, ended)
-        self._obs_np = obs
-        self._obs = torch.as_tensor(obs, device=self.device)
+        self._set_obs(obs)
         self._ep_return += reward
         self._ep_length += 1
         self.step += cfg.num_envs
@@ -586,7 +596,7 @@ class RainbowTrainer(Runner):
     def _env_stream_state(self) -> dict[str, Any] | None:
         """What rebuilds the envs' current episodes: seeds, actions since, the current
         observations (to check the rebuild) and the running episode returns and lengths."""
-        if self._obs is None:
+        if self._obs_np is None:
             return None
         return {
             "episodes_started": self._episodes_started,
@@ -602,7 +612,7 @@ class RainbowTrainer(Runner):
         replay the actions since. Envs are stepped together, so each env's replay is aligned to
         end at the last step; before its own reset an env takes action 0 (that part is wiped)."""
         n = self.config.num_envs
-        self._obs = None
+        self._set_obs(None)
         if saved is None:
             return
         seeds, actions = [int(s) for s in saved["seeds"]], [a.tolist() for a in saved["actions"]]
@@ -623,8 +633,7 @@ class RainbowTrainer(Runner):
                 "replaying the saved actions from the saved reset seeds did not reproduce the saved observations: "
                 "the env is not a function of its seed and actions, so this run cannot be resumed exactly"
             )
-        self._obs_np = np.asarray(obs)
-        self._obs = torch.as_tensor(obs, device=self.device)
+        self._set_obs(np.asarray(obs))
         self._episodes_started = int(saved["episodes_started"])
         self._episode_seeds, self._episode_actions = seeds, actions
         self._ep_return = saved["episode_return"].numpy().copy()
