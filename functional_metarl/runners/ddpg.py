@@ -596,7 +596,9 @@ class DDPGTrainer(Runner):
 
     def _set_obs(self, obs: Any) -> None:
         """The current observations ``[N, obs_dim]``, kept on the host (for the replay) and on the device (to act)."""
-        self._obs_host = torch.tensor(np.asarray(obs), dtype=torch.float32)  # a copy: an env may reuse its array
+        if not isinstance(obs, torch.Tensor):
+            obs = torch.tensor(np.asarray(obs), dtype=torch.float32)  # a copy: an env may reuse its array
+        self._obs_host = obs
         self._obs = self._obs_host.to(self.device)
 
     def _reset_ended(self) -> None:
@@ -645,10 +647,10 @@ class DDPGTrainer(Runner):
             raise FloatingPointError(f"the environment returned a non-finite reward {reward.tolist()} at step {self.steps}")
         for e in range(self.num_envs):
             self._episode_actions[e].append(action_host[e].clone())
-        obs_host = self._obs_host
-        self._set_obs(next_obs)
-        self.replay.add(obs_host, action_host, torch.as_tensor(reward, dtype=torch.float32), self._obs_host,
+        next_obs_host = torch.tensor(np.asarray(next_obs), dtype=torch.float32)  # a copy: an env may reuse its array
+        self.replay.add(self._obs_host, action_host, torch.as_tensor(reward, dtype=torch.float32), next_obs_host,
                         torch.as_tensor(np.asarray(terminated), dtype=torch.float32))
+        self._set_obs(next_obs_host)
         self.steps += self.num_envs
         self._ep_return += reward
         self._ep_length += 1
