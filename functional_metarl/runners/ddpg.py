@@ -3,8 +3,10 @@
 It owns the gymnasium env, a replay buffer, the device, the ``torch.Generator`` that draws
 every random number (warm-up actions, exploration noise, replay indices, TD3 smoothing noise),
 the TensorBoard / ``metrics.json`` logs and atomic checkpoints with resume. Each update is:
-targets (pure) -> critic gradient (``torch.func.grad``) -> Adam (out of place) -> every
-``policy_delay``-th time: actor gradient, Adam, Polyak-averaged targets (pure).
+targets (pure) -> critic gradient -> Adam (out of place) -> every ``policy_delay``-th time:
+actor gradient, Adam, Polyak-averaged targets (pure). The gradients are ``torch.func``'s under
+``torch.compile`` and ``torch.autograd.grad``'s eagerly (the same backward, bit-equal, without
+functorch's per-call wrapping).
 
 ``algo="ddpg"``: one critic, ``policy_delay = 1``, no target smoothing (Lillicrap et al. 2015).
 ``algo="td3"``: twin critics stacked on a leading axis, clipped double-Q target, smoothing
