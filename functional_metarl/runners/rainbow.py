@@ -494,19 +494,19 @@ class RainbowTrainer(Runner):
             self._since_update = 0
         # A schedule fires when the step count crosses a multiple of its period, so a resumed
         # run keeps the same schedule.
-        due = lambda period: self.step // period > before // period  # noqa: E731
-        if due(cfg.target_update):
+        step = self.step
+        if step // cfg.target_update > before // cfg.target_update:
             self.target_params = tree_map(torch.clone, self.params)
         out: dict[str, float] = {}
         if finished:
-            out.update(step=self.step, episodes_ended=len(finished),
+            out.update(step=step, episodes_ended=len(finished),
                        **{"return": float(np.mean([f[0] for f in finished])),
                           "length": float(np.mean([f[1] for f in finished]))})
-        if due(cfg.log_every) or self.iteration + 1 == cfg.iterations:  # and at the end of the run
-            out.update(step=self.step, **self.summary())
-        if cfg.eval_every and due(cfg.eval_every):
-            out.update(step=self.step, eval_return=self.evaluate(cfg.eval_episodes, seed=cfg.seed + 20_000 + self.step)["return"])
-        return {k: float(v) for k, v in out.items()}
+        if step // cfg.log_every > before // cfg.log_every or self.iteration + 1 == cfg.iterations:  # and at the end
+            out.update(step=step, **self.summary())
+        if cfg.eval_every and step // cfg.eval_every > before // cfg.eval_every:
+            out.update(step=step, eval_return=self.evaluate(cfg.eval_episodes, seed=cfg.seed + 20_000 + step)["return"])
+        return {k: float(v) for k, v in out.items()} if out else out
 
     def summary(self) -> dict[str, float]:
         """Finished episodes, mean return of the last 100 (once one ended), mean of the last 100
