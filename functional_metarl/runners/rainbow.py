@@ -29,6 +29,15 @@ See ``docs/resume.md``.
 
 Gradients are clipped to global norm ``max_grad_norm`` by composing the optimizer,
 ``optim.chain(optim.clip_by_global_norm(max_grad_norm), optim.adam(lr, eps=adam_eps))``.
+
+Speed (issue 27): the gradient step is one pure function (:func:`make_update_step`), run eagerly
+(the reference) or, with ``compile=True``, under ``torch.compile``; the hot loop evaluates the
+net without ``functional_call``, skips the per-call checks of data it made itself, and reads no
+loss back until a summary is due. Stacked uint8 frames (Atari) go into a
+:class:`~functional_metarl.runners.replay.FrameStackReplay` (each frame stored once) unless
+``dedup_frames=False``. With every Rainbow part off, the config expresses DQN as CleanRL's
+``dqn.py`` runs it (``train_every``, ``target_update``, ``huber_delta=None``; see
+``docs/results/agents.md``).
 """
 
 from __future__ import annotations
