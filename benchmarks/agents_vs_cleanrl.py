@@ -52,10 +52,10 @@ this version of the library does not have is reported as "not available in this 
 instead of failing.
 
 What is the same and what is not: the settings above, the env (HalfCheetah's version aside) and
-the algorithm's work per step. The code differs, which is the point: e.g. CleanRL's DQN skips
-the Q-network's forward pass on ε-random steps (ours, when this was written, computed the greedy
-action on every step), its replay is stable-baselines3's numpy buffer, and ours keeps
-per-episode seeds and actions for exact resume. The ε schedule is the same on both sides, so that difference weighs the same.
+the algorithm's work per step. The code differs, which is the point: e.g. CleanRL's replay is
+stable-baselines3's numpy buffer, and ours keeps per-episode seeds and actions for exact resume.
+Both DQNs skip the Q-network's forward pass on ε-random steps (ours on a CPU, since issue 27), so
+the ε schedule, the same on both sides, sets how many steps pay for it.
 """
 
 from __future__ import annotations
