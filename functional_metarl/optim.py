@@ -55,6 +55,7 @@ def _same_leaves(a: Any, a_name: str, b_spec: Any, b_name: str) -> list[torch.Te
     return leaves
 
 __all__ = [
+    "grad_and_value",
     "GradientTransformation",
     "SgdState",
     "MetaSgdState",
@@ -252,3 +253,30 @@ def apply_updates(params: Params, updates: Tree, foreach: bool = False) -> Param
         leaves, spec = _leaves(params)
         return _unflatten(spec, torch._foreach_add(leaves, _same_leaves(updates, "updates", spec, "params")))
     return tree_map(torch.add, params, updates)
+
+
+def grad_and_value(objective: Callable, *, has_aux: bool = False) -> Callable:
+    """``torch.func.grad_and_value(objective, has_aux=has_aux)`` for an ``objective`` whose first
+    argument is a dict of params: ``(params, *args) -> (grads, value)``, or ``(grads, (value,
+    aux))`` with ``has_aux``; ``value`` is a detached 0-d tensor.
+
+    Why not ``torch.func`` itself: eagerly this runs ``torch.autograd.grad`` on detached leaf
+    copies of the params, the same backward graph and kernels (the same bits) without
+    functorch's per-call wrapping, which costs more than a small network's backward (the agents'
+    updates). Under ``torch.compile`` it is ``torch.func.grad_and_value``, which dynamo traces
+    (it does not trace ``torch.autograd.grad``). For updates, not inside ``torch.func``
+    transforms: the MAML inner loops use ``torch.func`` directly.
+    """
+    functional = torch.func.grad_and_value(objective, has_aux=has_aux)
+
+    def grad_fn(params: dict[str, torch.Tensor], *args: Any) -> tuple[dict[str, torch.Tensor], Any]:
+        if torch.compiler.is_compiling():
+            return functional(params, *args)
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        with torch.enable_grad():
+            out = objective(leaves, *args)
+            value = out[0] if has_aux else out
+            grads = torch.autograd.grad(value, tuple(leaves.values()))
+        return dict(zip(leaves, grads)), ((value.detach(), out[1]) if has_aux else value.detach())
+
+    return grad_fn

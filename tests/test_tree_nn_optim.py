@@ -808,3 +808,28 @@ def test_foreach_states_interchange_and_structure_is_checked():
         optim.apply_updates(params, {"w": params["w"]}, foreach=True)
     with pytest.raises(TypeError, match="foreach must be a bool"):
         optim.adam(1e-3, foreach="yes")
+
+
+def test_grad_and_value_equals_torch_func():
+    """optim.grad_and_value (torch.autograd.grad eagerly) gives torch.func.grad_and_value's
+    gradients and value bit for bit, with and without aux, and leaves the params untouched."""
+    net = fnn.mlp(3, 2, hidden=(5,))
+    params = net.init(0)
+    x = torch.randn(7, 3, generator=torch.Generator().manual_seed(1))
+
+    def loss(p, inputs):
+        out = net.apply(p, inputs)
+        return (out ** 2).mean(), out.sum(dim=-1)
+
+    for has_aux in (False, True):
+        objective = loss if has_aux else (lambda p, inputs: loss(p, inputs)[0])
+        grads, out = optim.grad_and_value(objective, has_aux=has_aux)(params, x)
+        want_grads, want_out = torch.func.grad_and_value(objective, has_aux=has_aux)(params, x)
+        assert grads.keys() == params.keys()
+        for name in params:
+            assert torch.equal(grads[name], want_grads[name]), name
+            assert not params[name].requires_grad
+        value, want_value = (out[0], want_out[0]) if has_aux else (out, want_out)
+        assert torch.equal(value, want_value) and not value.requires_grad
+        if has_aux:
+            assert torch.equal(out[1], want_out[1])

@@ -28,7 +28,7 @@ from torch import nn
 from .. import checks
 import torch.nn.functional as F
 
-from .core import _ACTIVATION_FNS, ACTIVATIONS, Functional, check_mlp_args, init_linear
+from .core import ACTIVATION_FNS, ACTIVATIONS, Functional, check_mlp_args, init_linear
 
 __all__ = ["deterministic_actor", "q_critic"]
 
@@ -131,7 +131,7 @@ def deterministic_actor(
     check_mlp_args(obs_dim, act_dim, hidden, activation)
     low, high = _check_bounds(action_low, action_high, act_dim)
     _check_final_init(final_init)
-    act = _ACTIVATION_FNS[activation]
+    act = ACTIVATION_FNS[activation]
     num_layers = len(hidden) + 1
     bounds: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (device, dtype) -> (low, high): built once
 
@@ -172,7 +172,7 @@ def q_critic(
     _check_final_init(final_init)
     if action_layer == 1 and len(hidden) < 2:
         raise ValueError(f"action_layer=1 needs at least two hidden layers, got hidden={hidden}")
-    act = _ACTIVATION_FNS[activation]
+    act = ACTIVATION_FNS[activation]
 
     def pure_apply(params, x: torch.Tensor) -> torch.Tensor:
         # _Critic.forward, op for op.

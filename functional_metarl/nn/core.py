@@ -94,7 +94,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
 }
 # The functions those modules call in forward (default arguments), for the pure fast path.
-_ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "tanh": _tanh,
     "elu": F.elu,
@@ -236,7 +236,7 @@ def mlp_module(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str
 
 def _mlp_forward(params: Params, x: torch.Tensor, prefix: str, num_layers: int, activation: str) -> torch.Tensor:
     """What ``mlp_module(...)(x)`` computes, on ``params`` named ``{prefix}{2 i}.weight/bias``."""
-    act = _ACTIVATION_FNS[activation]
+    act = ACTIVATION_FNS[activation]
     for i in range(num_layers):
         x = F.linear(x, params[f"{prefix}{2 * i}.weight"], params[f"{prefix}{2 * i}.bias"])
         if i < num_layers - 1:
@@ -247,7 +247,7 @@ def _mlp_forward(params: Params, x: torch.Tensor, prefix: str, num_layers: int, 
 def _mlp_forward_stacked(params: Params, x: torch.Tensor, prefix: str, num_layers: int, activation: str) -> torch.Tensor:
     """``vmap(_mlp_forward)`` over stacked params (weights ``[N, out, in]``), as batched matmuls.
     ``x: [N, ..., in] -> [N, ..., out]``."""
-    act = _ACTIVATION_FNS[activation]
+    act = ACTIVATION_FNS[activation]
     h = x.reshape(x.shape[0], -1, x.shape[-1])  # [N, M, in]
     for i in range(num_layers):
         weight, bias = params[f"{prefix}{2 * i}.weight"], params[f"{prefix}{2 * i}.bias"]

@@ -25,9 +25,12 @@ __all__ = [
 ]
 
 # Replay buffers (uniform, prioritised, n-step)
-from .replay import NStepAggregator, PrioritizedReplay, SumTree, Transition, UniformReplay, importance_weights  # noqa: E402
+from .replay import (  # noqa: E402
+    FrameStackReplay, NStepAggregator, PrioritizedReplay, SumTree, Transition, UniformReplay, importance_weights,
+)
 
-__all__ += ["NStepAggregator", "PrioritizedReplay", "SumTree", "Transition", "UniformReplay", "importance_weights"]
+__all__ += ["FrameStackReplay", "NStepAggregator", "PrioritizedReplay", "SumTree", "Transition", "UniformReplay",
+            "importance_weights"]
 
 # Rainbow
 from .rainbow import RainbowConfig, RainbowTrainer  # noqa: E402

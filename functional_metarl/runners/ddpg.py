@@ -81,12 +81,11 @@ from typing import Any, Callable, ClassVar, NamedTuple
 
 import numpy as np
 import torch
-from torch.func import grad_and_value
 
 from .. import checks
 from ..nn import Functional
 from ..nn.actor_critic_nets import deterministic_actor, q_critic
-from ..optim import AdamState, GradientTransformation, adam, apply_updates
+from ..optim import AdamState, GradientTransformation, adam, apply_updates, grad_and_value
 from ..rl.actor_critic import (
     TransitionBatch,
     critic_loss,
@@ -376,29 +375,10 @@ def make_update(
         q1 = {k: v[0] for k, v in critic_params.items()} if twin else critic_params
         return dpg_actor_loss(params, q1, obs, actor, critic)
 
-    # Gradients: torch.func under torch.compile (dynamo traces it; it does not trace
-    # torch.autograd.grad), torch.autograd.grad eagerly: the same backward graph and kernels (the
-    # recorded-params test holds them bit-equal) without functorch's per-call wrapping, which costs
-    # more than the dispatch of a small net's backward.
-    func_critic_grad = grad_and_value(critic_objective)
-    func_actor_grad = grad_and_value(actor_objective)
-
-    def autograd_grad_and_value(objective: Callable, params: Params, *args: Any) -> tuple[Params, torch.Tensor]:
-        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-        with torch.enable_grad():
-            value = objective(leaves, *args)
-            grads = torch.autograd.grad(value, tuple(leaves.values()))
-        return dict(zip(leaves, grads)), value.detach()
-
-    def critic_grad(params: Params, batch: TransitionBatch, targets: torch.Tensor) -> tuple[Params, torch.Tensor]:
-        if torch.compiler.is_compiling():
-            return func_critic_grad(params, batch, targets)
-        return autograd_grad_and_value(critic_objective, params, batch, targets)
-
-    def actor_grad(params: Params, critic_params: Params, obs: torch.Tensor) -> tuple[Params, torch.Tensor]:
-        if torch.compiler.is_compiling():
-            return func_actor_grad(params, critic_params, obs)
-        return autograd_grad_and_value(actor_objective, params, critic_params, obs)
+    # optim.grad_and_value: torch.autograd.grad eagerly (the recorded-params test holds it
+    # bit-equal to torch.func, at less dispatch cost), torch.func under torch.compile.
+    critic_grad = grad_and_value(critic_objective)
+    actor_grad = grad_and_value(actor_objective)
 
     def update(state: DDPGState, storage: TransitionBatch, indices: torch.Tensor, eps: torch.Tensor | None,
                actor_step: bool) -> tuple[DDPGState, torch.Tensor, torch.Tensor | None]:

@@ -30,7 +30,7 @@ See ``docs/resume.md``.
 Gradients are clipped to global norm ``max_grad_norm`` by composing the optimizer,
 ``optim.chain(optim.clip_by_global_norm(max_grad_norm), optim.adam(lr, eps=adam_eps))``.
 
-Speed (issue 27): the gradient step is one pure function (:func:`make_update_step`), run eagerly
+Speed (issue 27): the gradient step is one pure function (:func:`make_update`), run eagerly
 (the reference) or, with ``compile=True``, under ``torch.compile``; the hot loop evaluates the
 net without ``functional_call``, skips the per-call checks of data it made itself, and reads no
 loss back until a summary is due. Stacked uint8 frames (Atari) go into a
@@ -51,19 +51,16 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
-from torch.func import grad_and_value
 
 from .. import checks
 from ..nn import rainbow_cnn, rainbow_mlp
-from ..optim import GradientTransformation, adam, apply_updates, chain, clip_by_global_norm
+from ..optim import GradientTransformation, adam, apply_updates, chain, clip_by_global_norm, grad_and_value
 from ..rl import categorical_q_values, rainbow_loss
 from ..tree import Params, tree_map
 from .base import RunConfig, Runner, restore_like
 from .replay import FrameStackReplay, NStepAggregator, PrioritizedReplay, UniformReplay
 
-# make_update_step and autograd_grad_and_value are left out of __all__ until the reference
-# renders them (docs/reference, runners/__init__.py: not this change's files)
-__all__ = ["RainbowConfig", "RainbowTrainer", "episode_seed", "make_vector_env"]
+__all__ = ["RainbowConfig", "RainbowTrainer", "episode_seed", "make_vector_env", "make_update"]
 
 
 @dataclass
@@ -173,23 +170,7 @@ class RainbowConfig(RunConfig):
 
 
 # ---------------------------------------------------------------------- the update step
-def autograd_grad_and_value(loss: Callable) -> Callable:
-    """``grad_and_value(loss, has_aux=True)`` for a dict of params, through ``torch.autograd.grad``:
-    ``(params, *args) -> (grads, (value, aux))`` with ``loss(params, *args) -> (value [], aux)``.
-    The same gradients as :func:`torch.func.grad_and_value` (the same backward graph), without
-    its functorch wrapping, which costs more than a small net's backward."""
-
-    def grad_fn(params: Params, *args: Any) -> tuple[Params, tuple[torch.Tensor, Any]]:
-        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-        with torch.enable_grad():
-            value, aux = loss(leaves, *args)
-            grads = torch.autograd.grad(value, tuple(leaves.values()))
-        return dict(zip(leaves, grads)), (value.detach(), aux)
-
-    return grad_fn
-
-
-def make_update_step(grad_fn: Callable, opt: GradientTransformation) -> Callable:
+def make_update(grad_fn: Callable, opt: GradientTransformation) -> Callable:
     """The whole gradient step as one pure function (what ``compile=True`` hands to ``torch.compile``):
 
     ``step(params, target_params, opt_state, batch, weights [B], noise_online, noise_target)
@@ -325,11 +306,9 @@ class RainbowTrainer(Runner):
         self._ones = torch.ones(cfg.batch_size, device=self.device)  # uniform replay's importance weights
         loss = partial(rainbow_loss, net=self.net, atoms=self.atoms, gamma=cfg.gamma, double=cfg.double,
                        huber_delta=cfg.huber_delta, checked=False)
-        # Eager: torch.autograd.grad on fresh leaves (the same gradients as torch.func's
-        # grad_and_value, at about half its dispatch cost on these small nets); compiled:
-        # grad_and_value, which torch.compile traces into the graph.
-        grad_fn = grad_and_value(loss, has_aux=True) if cfg.compile else autograd_grad_and_value(loss)
-        step = make_update_step(grad_fn, self.opt)
+        # optim.grad_and_value: torch.autograd.grad eagerly (about half torch.func's dispatch cost
+        # on these small nets), torch.func under torch.compile.
+        step = make_update(grad_and_value(loss, has_aux=True), self.opt)
         self._update_step = torch.compile(step) if cfg.compile else step
 
     # ------------------------------------------------------------------ acting

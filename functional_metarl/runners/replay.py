@@ -22,6 +22,7 @@ import torch
 from .. import checks
 
 __all__ = [
+    "FrameStackReplay",
     "Transition",
     "UniformReplay",
     "PrioritizedReplay",
@@ -29,7 +30,6 @@ __all__ = [
     "NStepAggregator",
     "importance_weights",
 ]
-# FrameStackReplay joins __all__ once runners/__init__.py exports it and the reference renders it
 
 
 class Transition(NamedTuple):
@@ -779,7 +779,8 @@ class FrameStackReplay:
         """The transitions at ``slots [B]``, with their stacks rebuilt."""
         return self._stacked(self.transitions.gather(slots, check))
 
-    def sample(self, batch_size: int, generator: torch.Generator, beta: float = 1.0):
+    def sample(self, batch_size: int, generator: torch.Generator, beta: float = 1.0
+               ) -> Transition | tuple[Transition, torch.Tensor, torch.Tensor]:
         """As the transition buffer's ``sample`` (uniform: a :class:`Transition`; prioritized:
         ``(batch, slots, weights)``), with the stacks rebuilt: the same draws, the same batch."""
         if self.prioritized:
