@@ -12,13 +12,15 @@ import sys
 import time
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, TypeVar
 
 import tyro
 
 from functional_metarl import checks
 from functional_metarl.envs import success_rates
 from functional_metarl.runners import CHECKPOINT_FILE, MAMLConfig, MAMLTrainer, SimulatorSampler, resolve_device
+
+from _cli import usage_error
 
 # The run sizes that --paper switches (MAMLConfig fields).
 SIZE_FLAGS = ("iterations", "meta_batch_size", "episodes_per_task", "horizon")
@@ -78,12 +80,6 @@ def parse_args(cls: type[ArgsT], sizes: dict[str, tuple[int, int]], defaults: di
     except (TypeError, ValueError) as error:
         usage_error(prog, _name_flag(str(error), cls))
     return args
-
-
-def usage_error(prog: str, message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def _last_bool_flag(argv: list[str], name: str) -> bool:

@@ -23,10 +23,9 @@ adaptation.png into --output.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 import matplotlib
 
@@ -41,6 +40,8 @@ from functional_metarl.runners import (  # noqa: E402
     keep_freed_cpu_memory,
     resolve_device,
 )
+
+import _cli  # noqa: E402
 
 SHORT, LONG = 20, 2000
 
@@ -66,10 +67,7 @@ class Args(MAMLAtariConfig):
         return MAMLAtariConfig(**values)
 
 
-def usage_error(message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2."""
-    print(f"maml_atari.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+usage_error = partial(_cli.usage_error, "maml_atari.py")  # a bad command line: stderr, exit status 2
 
 
 def plot_training(history: list[dict], path: Path) -> None:

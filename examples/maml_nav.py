@@ -23,11 +23,9 @@ checkpoint.pt, TensorBoard events, returns.png and trajectories.png into --outpu
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 import matplotlib
 
@@ -44,6 +42,8 @@ from functional_metarl.runners import (  # noqa: E402
     keep_freed_cpu_memory,
     resolve_device,
 )
+
+import _cli  # noqa: E402
 
 PAPER_MAML = {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
 
@@ -87,10 +87,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def usage_error(message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"maml_nav.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+usage_error = partial(_cli.usage_error, "maml_nav.py")  # a bad command line: stderr, exit status 2
 
 
 def plot_returns(history: list[dict], path: Path) -> None:

@@ -15,10 +15,9 @@ See ``functional_metarl.runners.deep_option_critic`` for the algorithm and the s
 come from the paper vs. our choices.
 """
 
-import sys
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 import matplotlib
 
@@ -30,6 +29,8 @@ import tyro
 
 from functional_metarl import checks
 from functional_metarl.runners import CHECKPOINT_FILE, DeepOptionCriticConfig, DeepOptionCriticTrainer, resolve_device
+
+import _cli
 
 
 @dataclass
@@ -62,10 +63,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def usage_error(message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"option_critic_cartpole.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+usage_error = partial(_cli.usage_error, "option_critic_cartpole.py")  # a bad command line: stderr, exit status 2
 
 
 def main() -> None:

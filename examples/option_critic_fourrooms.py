@@ -30,10 +30,9 @@ Measured with the command above (seed 0, one core, about 13 minutes):
   options of about two steps everywhere.
 """
 
-import sys
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 import matplotlib
 
@@ -44,6 +43,8 @@ import tyro
 
 from functional_metarl import checks
 from functional_metarl.runners import CHECKPOINT_FILE, OptionCriticConfig, OptionCriticTrainer
+
+import _cli
 
 
 @dataclass
@@ -75,10 +76,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def usage_error(message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"option_critic_fourrooms.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+usage_error = partial(_cli.usage_error, "option_critic_fourrooms.py")  # a bad command line: stderr, exit status 2
 
 
 def main() -> None:

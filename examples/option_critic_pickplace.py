@@ -26,8 +26,8 @@ evaluation 1.6, success 0 throughout, i.e. no learning yet. The same settings on
 
 import sys
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 import matplotlib
 
@@ -40,6 +40,8 @@ import tyro
 
 from functional_metarl import checks
 from functional_metarl.runners import CHECKPOINT_FILE, DeepOptionCriticConfig, DeepOptionCriticTrainer, resolve_device
+
+import _cli
 
 EPISODE_STEPS = 500  # Meta-World's episodes are truncated there
 #: The example's defaults where they are not DeepOptionCriticConfig's.
@@ -112,10 +114,7 @@ def _derived_defaults(args: Args) -> Args:
     return replace(args, epsilon_decay_steps=max(args.iterations * args.num_envs * EPISODE_STEPS // 4, 1), **lrs)
 
 
-def usage_error(message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"option_critic_pickplace.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+usage_error = partial(_cli.usage_error, "option_critic_pickplace.py")  # a bad command line: stderr, exit status 2
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, fields, replace
-from typing import NoReturn
+from functools import partial
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -38,6 +38,8 @@ import tyro  # noqa: E402
 
 from functional_metarl import checks  # noqa: E402
 from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer, resolve_device  # noqa: E402
+
+import _cli  # noqa: E402
 
 #: The example's defaults where they are not RainbowConfig's, then Data-efficient Rainbow's values
 #: and the Rainbow paper's (``--paper``) for the settings that the command line leaves out.
@@ -111,10 +113,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def usage_error(message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"rainbow_atari.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+usage_error = partial(_cli.usage_error, "rainbow_atari.py")  # a bad command line: stderr, exit status 2
 
 
 def main() -> None:

@@ -19,9 +19,8 @@ episodes alone, so the 30k-step target is read off the 100-episode evaluation.) 
 
 import json
 import os
-import sys
 from dataclasses import dataclass, fields
-from typing import NoReturn
+from functools import partial
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -30,6 +29,8 @@ import tyro  # noqa: E402
 
 from functional_metarl import checks  # noqa: E402
 from functional_metarl.runners import CHECKPOINT_FILE, RainbowConfig, RainbowTrainer, resolve_device  # noqa: E402
+
+import _cli  # noqa: E402
 
 #: The example's defaults where they are not RainbowConfig's.
 DEFAULTS = dict(eval_every=5_000)
@@ -64,10 +65,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def usage_error(message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"rainbow_cartpole.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+usage_error = partial(_cli.usage_error, "rainbow_cartpole.py")  # a bad command line: stderr, exit status 2
 
 
 def main() -> None:

@@ -32,11 +32,10 @@ afresh); ``--overwrite`` writes over an --output that holds a run of other setti
 from __future__ import annotations
 
 import re
-import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import matplotlib
 
@@ -59,6 +58,8 @@ from functional_metarl.runners import (  # noqa: E402
     make_rl2_env,
     resolve_device,
 )
+
+from _cli import usage_error  # noqa: E402
 
 # Duan et al. 2016, Table 1, as quoted in issue #12: mean total reward per trial by (k, n). The
 # paper's UCB1 starts every arm at one success and one failure: our "ucb1_beta" (issue 28).
@@ -141,12 +142,6 @@ def parse_args(cls: type[ArgsT], defaults: dict[str, Any], argv: list[str] | Non
         return tyro.cli(cls, args=argv, default=cls(**defaults), prog=prog, description=description)
     except (TypeError, ValueError) as error:  # tyro reports the fields' own checks; anything else here
         usage_error(prog, _name_flag(str(error), cls))
-
-
-def usage_error(prog: str, message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def _name_flag(message: str, cls: type) -> str:

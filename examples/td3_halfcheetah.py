@@ -21,7 +21,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass, fields
-from typing import Literal, NoReturn
+from functools import partial
+from typing import Literal
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -30,6 +31,8 @@ import tyro  # noqa: E402
 
 from functional_metarl import checks  # noqa: E402
 from functional_metarl.runners import CHECKPOINT_FILE, DDPGConfig, DDPGTrainer, resolve_device  # noqa: E402
+
+import _cli  # noqa: E402
 
 ENV_ID = "HalfCheetah-v5"
 #: The example's defaults where they are not DDPGConfig's (which are the TD3 paper's).
@@ -68,10 +71,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def usage_error(message: str) -> NoReturn:
-    """A bad command line: the message on stderr and exit status 2, as argparse and tyro do."""
-    print(f"td3_halfcheetah.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+usage_error = partial(_cli.usage_error, "td3_halfcheetah.py")  # a bad command line: stderr, exit status 2
 
 
 def make_env(env_id: str = ENV_ID):

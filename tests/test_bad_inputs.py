@@ -390,6 +390,8 @@ def _load_example(name: str):
     spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
+    if str(ROOT / "examples") not in sys.path:  # as `python examples/<name>.py` has it: _cli
+        sys.path.insert(0, str(ROOT / "examples"))
     spec.loader.exec_module(module)
     return module
 

@@ -315,6 +315,7 @@ def test_halfcheetah_example_runs(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("td3_halfcheetah", ROOT / "examples" / "td3_halfcheetah.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # its tyro-parsed dataclass looks its module up there
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))  # as `python examples/<name>.py` does: _cli
     spec.loader.exec_module(module)
     summary = module.main(["--iterations", "150", "--start-steps", "100", "--output", str(tmp_path), "--device", "cpu",
                            "--eval-episodes", "0", "--no-progress"])

@@ -647,6 +647,7 @@ def test_example_cli_passes_the_estimator_and_promp_flags(tmp_path, monkeypatch)
     spec = importlib.util.spec_from_file_location("example_maml_nav_estimators", path)
     example = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, example)  # its dataclasses look their module up
+    monkeypatch.syspath_prepend(str(path.parent))  # as `python examples/<name>.py` does: _cli
     spec.loader.exec_module(example)
     # the nested configs' fields keep their prefix: --promp.epochs, --promp.target-kl
     monkeypatch.setattr(sys, "argv", ["maml_nav.py", "--estimator", "lvc", "--meta-optimizer", "promp", "--meta-lr",

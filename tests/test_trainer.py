@@ -488,6 +488,8 @@ def _load_example_module():
     spec = importlib.util.spec_from_file_location("maml_nav_example", ROOT / "examples" / "maml_nav.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
+    if str(ROOT / "examples") not in sys.path:  # as `python examples/<name>.py` has it: _cli
+        sys.path.insert(0, str(ROOT / "examples"))
     spec.loader.exec_module(module)
     return module
 
