@@ -267,6 +267,8 @@ def grad_and_value(objective: Callable, *, has_aux: bool = False) -> Callable:
     (it does not trace ``torch.autograd.grad``). For updates, not inside ``torch.func``
     transforms: the MAML inner loops use ``torch.func`` directly.
     """
+    checks.function(objective, "objective", "(params, *args) -> loss")
+    has_aux = checks.flag(has_aux, "has_aux")
     functional = torch.func.grad_and_value(objective, has_aux=has_aux)
 
     def grad_fn(params: dict[str, torch.Tensor], *args: Any) -> tuple[dict[str, torch.Tensor], Any]:

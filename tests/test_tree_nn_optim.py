@@ -833,3 +833,10 @@ def test_grad_and_value_equals_torch_func():
         assert torch.equal(value, want_value) and not value.requires_grad
         if has_aux:
             assert torch.equal(out[1], want_out[1])
+
+
+def test_grad_and_value_refuses_what_is_not_an_objective():
+    with pytest.raises(TypeError, match="objective must be a callable"):
+        optim.grad_and_value(3.0)
+    with pytest.raises(TypeError, match="has_aux"):
+        optim.grad_and_value(lambda p: p["w"].sum(), has_aux=1)

@@ -277,6 +277,22 @@ def _outer_loss(params: Params, batches: Sequence[A2CBatch], valid: A2CBatch, ne
     return losses.mean(), aux
 
 
+
+def _check_meta_inputs(net: ActorCriticCNN, inner_opt: GradientTransformation, config: A2CConfig, first_order: bool,
+                       train: A2CBatch | Sequence[A2CBatch], steps: int, valid: A2CBatch,
+                       old_log_prob: torch.Tensor | None) -> tuple[A2CBatch, ...]:
+    """The public meta-loss / meta-gradient's boundary checks; returns the per-step train batches."""
+    _check_net(net)
+    checks.instance(inner_opt, "inner_opt", GradientTransformation)
+    checks.instance(config, "config", A2CConfig)
+    checks.flag(first_order, "first_order")
+    batches = _per_step(train, steps, net)
+    _check_batch(valid, "valid", net, task_axis=True)
+    if old_log_prob is not None:
+        checks.floating_tensor(old_log_prob, "old_log_prob", shape=tuple(valid.rewards.shape))
+    return batches
+
+
 def maml_a2c_loss(params: Params, train: A2CBatch | Sequence[A2CBatch], valid: A2CBatch, net: ActorCriticCNN,
                   inner_opt: GradientTransformation, *, config: A2CConfig = A2CConfig(), steps: int = 1,
                   first_order: bool = False, old_log_prob: torch.Tensor | None = None) -> torch.Tensor:
@@ -288,14 +304,7 @@ def maml_a2c_loss(params: Params, train: A2CBatch | Sequence[A2CBatch], valid: A
     that collected ``valid``; given, the outer policy term is PPO's clipped surrogate
     (``config.clip_eps``) instead of A2C's.
     """
-    _check_net(net)
-    checks.instance(inner_opt, "inner_opt", GradientTransformation)
-    checks.instance(config, "config", A2CConfig)
-    checks.flag(first_order, "first_order")
-    batches = _per_step(train, steps, net)
-    _check_batch(valid, "valid", net, task_axis=True)
-    if old_log_prob is not None:
-        checks.floating_tensor(old_log_prob, "old_log_prob", shape=tuple(valid.rewards.shape))
+    batches = _check_meta_inputs(net, inner_opt, config, first_order, train, steps, valid, old_log_prob)
     return _outer_loss(params, batches, valid, net, inner_opt, config, first_order, old_log_prob)[0]
 
 
@@ -306,14 +315,7 @@ def maml_a2c_gradient(params: Params, train: A2CBatch | Sequence[A2CBatch], vali
     """``(meta-gradient, meta-loss, aux)`` of :func:`maml_a2c_loss` at ``params``: exact second
     order through the conv net by nested ``torch.func.grad`` (first order with ``first_order``).
     ``aux``: the mean inner loss before adaptation and the outer entropy (detached)."""
-    _check_net(net)
-    checks.instance(inner_opt, "inner_opt", GradientTransformation)
-    checks.instance(config, "config", A2CConfig)
-    checks.flag(first_order, "first_order")
-    batches = _per_step(train, steps, net)
-    _check_batch(valid, "valid", net, task_axis=True)
-    if old_log_prob is not None:
-        checks.floating_tensor(old_log_prob, "old_log_prob", shape=tuple(valid.rewards.shape))
+    batches = _check_meta_inputs(net, inner_opt, config, first_order, train, steps, valid, old_log_prob)
     grads, (loss, aux) = grad_and_value(
         lambda p: _outer_loss(p, batches, valid, net, inner_opt, config, first_order, old_log_prob),
         has_aux=True)(params)
